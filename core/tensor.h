@@ -1,0 +1,109 @@
+// Tensors as the engine sees them: metadata (dtype, shape) plus a lazy source of bytes.
+//
+// Contract: a TensorSource yields the tensor's bytes in C (row-major) order, little-endian,
+// exactly dtype_size * numel bytes; nothing is read until read() is called. Sources are
+// immutable and safe to read from several threads at once. Formats provide their own
+// sources (an mmap'd range, a strided view of a torch storage, a zarr chunk set, ...).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+
+namespace ckb {
+
+using Shape = std::vector<std::int64_t>;
+
+std::string shape_str(const Shape& s);  // "[3, 4]"
+
+// numel of a shape; throws FormatError(path) on negative dims or uint64 overflow.
+std::uint64_t checked_numel(const Shape& s, const std::string& path);
+
+struct TensorInfo {
+  DType dtype = DType::F32;
+  Shape shape;
+  std::uint64_t numel() const;   // shape must already be validated
+  std::uint64_t nbytes() const;  // numel * dtype_size
+  bool operator==(const TensorInfo&) const = default;
+};
+
+// An owned, uninitialised byte buffer (no zero-fill cost for large tensors).
+class Bytes {
+ public:
+  Bytes() = default;
+  explicit Bytes(std::size_t n);
+  std::byte* data() { return data_.get(); }
+  const std::byte* data() const { return data_.get(); }
+  std::size_t size() const { return size_; }
+  std::span<std::byte> span() { return {data_.get(), size_}; }
+  std::span<const std::byte> span() const { return {data_.get(), size_}; }
+
+ private:
+  std::unique_ptr<std::byte[]> data_;
+  std::size_t size_ = 0;
+};
+
+class TensorSource {
+ public:
+  virtual ~TensorSource() = default;
+  // Copies bytes [offset, offset + out.size()) of the C-order little-endian serialisation.
+  // Throws FormatError/IoError naming the file on bad or missing data.
+  virtual void read(std::uint64_t offset, std::span<std::byte> out) const = 0;
+  // Zero-copy pointer to all bytes when they lie contiguously in memory (mmap), else null.
+  virtual const std::byte* contiguous() const { return nullptr; }
+  // Where the bytes live, for messages ("model.pt:data/3 +128").
+  virtual std::string describe() const = 0;
+};
+
+using SourcePtr = std::shared_ptr<const TensorSource>;
+
+struct Tensor {
+  TensorInfo info;
+  SourcePtr source;
+  // Reads all bytes into a new buffer.
+  Bytes read_all() const;
+};
+
+// Bytes held in memory (already decoded, or produced by a transform).
+class MemorySource final : public TensorSource {
+ public:
+  MemorySource(std::shared_ptr<const Bytes> bytes, std::string what)
+      : bytes_(std::move(bytes)), what_(std::move(what)) {}
+  void read(std::uint64_t offset, std::span<std::byte> out) const override;
+  const std::byte* contiguous() const override { return bytes_->data(); }
+  std::string describe() const override { return what_; }
+
+ private:
+  std::shared_ptr<const Bytes> bytes_;
+  std::string what_;
+};
+
+Tensor make_memory_tensor(TensorInfo info, Bytes bytes, std::string what = "memory");
+
+// A strided view over the bytes of another source (a storage): element (i0..ik) is at
+// element offset `offset + sum(i_d * stride_d)` of the base. Strides and offset are in
+// elements, as torch stores them. The view must lie inside the base (checked at creation).
+class StridedSource final : public TensorSource {
+ public:
+  StridedSource(SourcePtr base, std::uint64_t base_nbytes, DType dtype, Shape shape,
+                std::vector<std::int64_t> strides, std::uint64_t offset, std::string what);
+  void read(std::uint64_t offset, std::span<std::byte> out) const override;
+  const std::byte* contiguous() const override;
+  std::string describe() const override { return what_; }
+
+ private:
+  bool is_contiguous() const;
+  SourcePtr base_;
+  std::size_t elem_;
+  Shape shape_;
+  std::vector<std::int64_t> strides_;
+  std::uint64_t offset_;
+  std::string what_;
+};
+
+}  // namespace ckb

@@ -1,0 +1,125 @@
+// Tree construction and traversal for core/tree.h.
+#include "core/tree.h"
+
+#include "core/errors.h"
+
+namespace ckb {
+
+Child::Child(std::string k, std::unique_ptr<Node> n) : key(std::move(k)), node(std::move(n)) {}
+Child::Child(const Child& other) : key(other.key), node(std::make_unique<Node>(*other.node)) {}
+Child& Child::operator=(const Child& other) {
+  if (this != &other) {
+    key = other.key;
+    node = std::make_unique<Node>(*other.node);
+  }
+  return *this;
+}
+Child::~Child() = default;
+
+Node::Node(const Node& other) = default;
+
+Node& Node::operator=(const Node& other) {
+  if (this != &other) {
+    Node tmp(other);
+    *this = std::move(tmp);
+  }
+  return *this;
+}
+
+Node::Container& Node::container() { return std::get<Container>(value_); }
+const Node::Container& Node::container() const { return std::get<Container>(value_); }
+Tensor& Node::tensor() { return std::get<Tensor>(value_); }
+const Tensor& Node::tensor() const { return std::get<Tensor>(value_); }
+
+Node& Node::add(std::string key, Node child) {
+  auto& c = container();
+  if (c.kind != ContainerKind::Dict) {
+    if (key.empty()) key = std::to_string(c.children.size());
+  } else {
+    if (find(key)) throw FormatError("", "duplicate key '" + key + "'");
+  }
+  c.children.push_back(Child{std::move(key), std::make_unique<Node>(std::move(child))});
+  return *c.children.back().node;
+}
+
+Node* Node::find(std::string_view key) {
+  if (!is_container()) return nullptr;
+  for (auto& ch : container().children)
+    if (ch.key == key) return ch.node.get();
+  return nullptr;
+}
+const Node* Node::find(std::string_view key) const { return const_cast<Node*>(this)->find(key); }
+
+std::string_view Node::type_name() const {
+  struct V {
+    std::string_view operator()(const Container& c) const {
+      return c.kind == ContainerKind::Dict ? "dict" : c.kind == ContainerKind::List ? "list" : "tuple";
+    }
+    std::string_view operator()(const Tensor&) const { return "tensor"; }
+    std::string_view operator()(const NoneValue&) const { return "none"; }
+    std::string_view operator()(bool) const { return "bool"; }
+    std::string_view operator()(std::int64_t) const { return "int"; }
+    std::string_view operator()(double) const { return "float"; }
+    std::string_view operator()(const std::string&) const { return "string"; }
+    std::string_view operator()(const RawBytes&) const { return "bytes"; }
+  };
+  return std::visit(V{}, value_);
+}
+
+std::string join_path(const Path& p, char sep) {
+  std::string r;
+  for (std::size_t i = 0; i < p.size(); ++i) {
+    if (i) r += sep;
+    r += p[i];
+  }
+  return r;
+}
+
+namespace {
+template <class N, class F>
+void visit_impl(N& node, Path& path, const F& fn) {
+  if (node.is_container() && !node.container().children.empty()) {
+    for (auto& ch : node.container().children) {
+      path.push_back(ch.key);
+      visit_impl(*ch.node, path, fn);
+      path.pop_back();
+    }
+  } else {
+    fn(static_cast<const Path&>(path), node);
+  }
+}
+}  // namespace
+
+void visit_leaves(const Node& root, const std::function<void(const Path&, const Node&)>& fn) {
+  Path p;
+  if (root.is_container() && root.container().children.empty()) return;  // empty root: nothing
+  visit_impl(root, p, fn);
+}
+
+void visit_leaves_mut(Node& root, const std::function<void(const Path&, Node&)>& fn) {
+  Path p;
+  if (root.is_container() && root.container().children.empty()) return;
+  visit_impl(root, p, fn);
+}
+
+std::vector<std::pair<std::string, const Tensor*>> tensor_list(const Node& root) {
+  std::vector<std::pair<std::string, const Tensor*>> out;
+  visit_leaves(root, [&](const Path& p, const Node& n) {
+    if (n.is_tensor()) out.emplace_back(join_path(p), &n.tensor());
+  });
+  return out;
+}
+
+const Node* find_path(const Node& root, std::string_view path) {
+  const Node* cur = &root;
+  while (!path.empty()) {
+    auto pos = path.find('/');
+    auto key = path.substr(0, pos);
+    cur = cur->find(key);
+    if (!cur) return nullptr;
+    path = pos == std::string_view::npos ? std::string_view{} : path.substr(pos + 1);
+  }
+  return cur;
+}
+
+}  // namespace ckb

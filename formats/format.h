@@ -1,0 +1,84 @@
+// The format layer's contract: how a checkpoint format is detected, read and written.
+//
+// Reading: `read` builds a Checkpoint whose tensor leaves are lazy (no tensor bytes are
+// touched until a TensorSource is read). Detection sniffs content, never file names.
+//
+// Writing is split so that a conversion can stream and, later, be sharded across
+// processes: the writer first sees the whole target layout (metadata only), computes where
+// every tensor goes, then accepts tensor bytes in any order and from any thread at
+// (slot, byte offset) and finally publishes the output atomically. Slots are the tensor
+// leaves of the layout in visit_leaves() order.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/tree.h"
+
+namespace ckb {
+
+struct ReadOptions {
+  std::optional<std::int64_t> step;  // Orbax CheckpointManager root: which step (default latest)
+};
+
+struct WriteOptions {
+  // safetensors: split into model-0000N-of-0000M.safetensors + index when > 0.
+  std::uint64_t max_shard_bytes = 0;
+  // Format-level string metadata (safetensors __metadata__).
+  std::map<std::string, std::string> metadata;
+  // Format-specific switches ("zarr3" = "1", "step" = "100", "item" = "params", ...).
+  std::map<std::string, std::string> extra;
+};
+
+class Writer {
+ public:
+  virtual ~Writer() = default;  // without commit(): removes everything written
+  // The full target tree. Tensor leaves give dtype/shape; their sources are not read.
+  // Throws MappingError when the format cannot hold the tree (names the offending leaves).
+  virtual void begin(const Node& layout) = 0;
+  // Thread-safe: bytes [offset, offset + data.size()) of tensor slot `slot`.
+  virtual void write(std::size_t slot, std::uint64_t offset, std::span<const std::byte> data) = 0;
+  // Every slot must have been fully written. Publishes the output (temp name -> final).
+  virtual void commit() = 0;
+};
+
+struct Format {
+  std::string name;         // "safetensors", "torch", "npy", "npz", "msgpack", "orbax"
+  std::string description;  // one line for --help
+  // Cheap content sniffing; must not throw for inputs of other formats.
+  std::function<bool(const std::string& path)> detect;
+  std::function<Checkpoint(const std::string& path, const ReadOptions&)> read;
+  // Null when the format is read-only.
+  std::function<std::unique_ptr<Writer>(const std::string& path, const WriteOptions&)> make_writer;
+};
+
+// All known formats, in detection order.
+const std::vector<Format>& formats();
+// UsageError listing the known names if unknown.
+const Format& format_by_name(const std::string& name);
+// FormatError naming the path if nothing matches.
+const Format& detect_format(const std::string& path);
+// detect + read.
+Checkpoint read_checkpoint(const std::string& path, const ReadOptions& opts = {});
+
+// Streams every tensor of `ck` into `fmt`'s writer at `dst` using `threads` workers
+// (0 = hardware concurrency). Contiguous sources are written zero-copy; others through a
+// bounded chunk buffer per worker.
+void write_checkpoint(const Checkpoint& ck, const std::string& dst, const Format& fmt,
+                      const WriteOptions& opts = {}, unsigned threads = 0);
+
+// Each format's factory (defined in formats/<name>/).
+Format make_safetensors_format();
+Format make_torch_format();
+Format make_npy_format();
+Format make_npz_format();
+Format make_msgpack_format();
+Format make_orbax_format();
+
+}  // namespace ckb

@@ -1,0 +1,73 @@
+// Implementation of tests/test_util.h.
+#include "test_util.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "core/hash.h"
+
+namespace ckb::test {
+
+std::string data_path(const std::string& rel) { return std::string(CKB_TEST_DATA) + "/" + rel; }
+std::string fixture(const std::string& rel) { return data_path("fixtures/" + rel); }
+
+nlohmann::json load_json(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("cannot open " + path);
+  return nlohmann::json::parse(in);
+}
+
+void expect_matches_manifest(const Checkpoint& ck, const nlohmann::json& manifest) {
+  const auto& want = manifest.at("tensors");
+  std::set<std::string> seen;
+  for (const auto& [name, t] : tensor_list(ck.root)) {
+    seen.insert(name);
+    if (!want.contains(name)) {
+      ADD_FAILURE() << "unexpected tensor '" << name << "'";
+      continue;
+    }
+    const auto& w = want.at(name);
+    EXPECT_EQ(std::string(dtype_name(t->info.dtype)), w.at("dtype").get<std::string>()) << name;
+    EXPECT_EQ(t->info.shape, w.at("shape").get<Shape>()) << name;
+    EXPECT_EQ(tensor_sha256(*t), w.at("sha256").get<std::string>()) << name;
+  }
+  for (const auto& [name, w] : want.items())
+    if (!seen.count(name)) ADD_FAILURE() << "missing tensor '" << name << "'";
+}
+
+TempDir::TempDir() {
+  std::string tmpl = (std::filesystem::temp_directory_path() / "ckb-test-XXXXXX").string();
+  if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
+  path_ = tmpl;
+}
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+CliResult run_cli(const std::string& args) {
+  TempDir d;
+  std::string cmd = std::string(CKB_CLI_PATH) + " " + args + " >" + d / "out" + " 2>" + d / "err" + " </dev/null";
+  int rc = std::system(cmd.c_str());
+  int code = WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + (WIFSIGNALED(rc) ? WTERMSIG(rc) : 0);
+  return {code, read_file(d / "out"), read_file(d / "err")};
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+void write_file(const std::string& path, const std::string& data) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << data;
+}
+
+}  // namespace ckb::test

@@ -1,0 +1,47 @@
+// Shared helpers for the test suite: fixture paths, manifest comparison, temp dirs,
+// running the CLI.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "core/tree.h"
+
+namespace ckb::test {
+
+// tests/data/fixtures/<rel>
+std::string fixture(const std::string& rel);
+std::string data_path(const std::string& rel);
+nlohmann::json load_json(const std::string& path);
+
+// Checks that `ck`'s tensors equal the manifest's "tensors" exactly: same name set, dtype,
+// shape and sha256. Non-fatal failures name the tensor.
+void expect_matches_manifest(const Checkpoint& ck, const nlohmann::json& manifest);
+
+// A fresh empty directory under the system temp dir, removed by the destructor.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& rel) const { return path_ + "/" + rel; }
+
+ private:
+  std::string path_;
+};
+
+struct CliResult {
+  int exit_code;
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+// Runs the built ckptbridge binary with `args` (shell-quoted by the caller).
+CliResult run_cli(const std::string& args);
+
+// Byte-level helpers for corrupting copies of fixtures.
+std::string read_file(const std::string& path);
+void write_file(const std::string& path, const std::string& data);
+
+}  // namespace ckb::test
