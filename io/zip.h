@@ -1,0 +1,94 @@
+// Zip archives as used by torch.save (stored records, 64-byte aligned, zip64 records) and
+// numpy .npz (stored or deflated members, zip64 extra fields with 0xFFFFFFFF local sizes).
+//
+// Hand-written on purpose: a converter needs the absolute file offset of each stored
+// member to mmap tensors without copying, and torch's writer layout (FB padding extra
+// field, data at 64-byte boundaries, sizes known before data) which general zip libraries
+// (libzip, minizip) do not expose. Deflate itself is zlib's.
+//
+// Reader safety: sizes and offsets come from the central directory (and zip64 extra
+// fields), are checked against the file size, names with "..", absolute paths or NUL are
+// rejected, and inflation stops at the declared uncompressed size (zip bombs cannot grow
+// past it) and verifies CRC-32.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/tensor.h"
+#include "io/file.h"
+#include "io/output.h"
+
+namespace ckb {
+
+struct ZipEntry {
+  std::string name;
+  std::uint16_t method = 0;  // 0 stored, 8 deflated (others rejected on read)
+  std::uint32_t crc32 = 0;
+  std::uint64_t compressed_size = 0;
+  std::uint64_t uncompressed_size = 0;
+  std::uint64_t local_header_offset = 0;
+  std::uint64_t data_offset = 0;  // absolute offset of the member's (compressed) bytes
+};
+
+class ZipReader {
+ public:
+  // Parses the end-of-central-directory (zip64 aware) and the central directory.
+  explicit ZipReader(MappedFilePtr file);
+  const std::vector<ZipEntry>& entries() const { return entries_; }
+  const ZipEntry* find(std::string_view name) const;
+  const MappedFilePtr& file() const { return file_; }
+  // Zero-copy bytes of a stored (method 0) member; FormatError for compressed members.
+  std::span<const std::byte> stored_bytes(const ZipEntry& e) const;
+  // The member's uncompressed bytes (inflated if needed), CRC-32 checked.
+  Bytes read(const ZipEntry& e) const;
+  // A lazy tensor source over the member: zero-copy for stored members, inflated on first
+  // read (and cached) for deflated ones. `skip` bytes at the start are not part of the tensor
+  // (e.g. an .npy header); `len` is the tensor's byte size.
+  SourcePtr member_source(const ZipEntry& e, std::uint64_t skip, std::uint64_t len) const;
+
+ private:
+  MappedFilePtr file_;
+  std::vector<ZipEntry> entries_;
+};
+
+// Writes stored members at offsets fixed before any data arrives, so tensors can be
+// written in parallel and in any order. Each member's data starts at a multiple of
+// `alignment` (padding in a local-header extra field, id 0x4246 as torch writes it).
+// zip64 records are written when needed (or always, with force_zip64).
+class ZipWriter {
+ public:
+  struct Member {
+    std::string name;
+    std::uint64_t size;
+  };
+  ZipWriter(AtomicFile& out, std::vector<Member> members, std::uint64_t alignment = 64, bool force_zip64 = false);
+  // Absolute file offset of member i's data.
+  std::uint64_t data_offset(std::size_t i) const;
+  // Thread-safe: bytes [offset, offset+data.size()) of member i.
+  void write(std::size_t i, std::uint64_t offset, std::span<const std::byte> data);
+  // Writes local headers (with CRC-32 combined from the pieces), the central directory
+  // and end records. Every member must be complete. Does not commit `out`.
+  void finish();
+
+ private:
+  struct Piece {
+    std::uint64_t offset, len;
+    std::uint32_t crc;
+  };
+  AtomicFile& out_;
+  std::vector<Member> members_;
+  std::vector<std::uint64_t> header_offset_, data_offset_;
+  std::vector<std::vector<Piece>> pieces_;
+  std::uint64_t alignment_;
+  bool zip64_;
+  std::uint64_t end_ = 0;
+  std::mutex mu_;
+};
+
+}  // namespace ckb
