@@ -1,2 +1,44 @@
-// ckptbridge command-line entry point (placeholder until the CLI lands).
-int main() { return 0; }
+// ckptbridge command-line entry point: parses the subcommand and maps errors to exit
+// codes (0 success, 1 usage, 2 bad data / I/O / mapping) with a one-line message on stderr.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+#include <map>
+
+#include "cli/commands.h"
+#include "core/errors.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"ckptbridge: move deep-learning checkpoints between frameworks and layouts, losslessly"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "ckptbridge 0.1.0");
+  std::map<CLI::App*, ckb::cli::Runner> runners;
+  {
+    auto* sub = app.add_subcommand("inspect", "List a checkpoint's tensors and leaves");
+    runners[sub] = ckb::cli::add_inspect(*sub);
+  }
+  {
+    auto* sub = app.add_subcommand("convert", "Convert a checkpoint to another format");
+    runners[sub] = ckb::cli::add_convert(*sub);
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : 1;
+  }
+  try {
+    for (auto& [sub, run] : runners)
+      if (sub->parsed()) return run();
+    return 1;
+  } catch (const ckb::Error& e) {
+    std::cerr << "ckptbridge: error: " << e.what() << "\n";
+    return e.exit_code();
+  } catch (const std::bad_alloc&) {
+    std::cerr << "ckptbridge: error: out of memory\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "ckptbridge: internal error: " << e.what() << "\n";
+    return 3;
+  }
+}

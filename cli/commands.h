@@ -1,0 +1,15 @@
+// The ckptbridge subcommands. Each registers its options on a CLI11 app and returns the
+// function that runs it (returning the process exit status).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+
+namespace ckb::cli {
+
+using Runner = std::function<int()>;
+
+Runner add_inspect(CLI::App& app);
+Runner add_convert(CLI::App& app);
+
+}  // namespace ckb::cli

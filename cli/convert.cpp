@@ -1,0 +1,184 @@
+// `ckptbridge convert SRC DST [--to FORMAT] [--dtype DTYPE] ...`: reads any supported format,
+// optionally casts floating-point tensors (round-to-nearest-even, overflow/NaN counted), and
+// writes any writable format. Output goes to a temporary name and is renamed on success; an
+// input is never overwritten. `--report FILE.json` records what happened to every tensor.
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "cli/util.h"
+#include "core/errors.h"
+#include "formats/format.h"
+#include "io/file.h"
+#include "transform/cast.h"
+
+namespace ckb::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using ojson = nlohmann::ordered_json;
+
+struct ConvertOptions {
+  std::string src, dst, to, dtype, shard_size, report;
+  bool drop_non_tensors = false;
+  bool overwrite = false;
+  bool quiet = false;
+  std::int64_t step = -1;
+  unsigned threads = 0;
+  std::vector<std::string> metadata;
+};
+
+std::string format_from_extension(const std::string& dst) {
+  auto ext = fs::path(dst).extension().string();
+  if (ext == ".safetensors") return "safetensors";
+  if (ext == ".pt" || ext == ".pth" || ext == ".bin") return "torch";
+  if (ext == ".npz") return "npz";
+  if (ext == ".npy") return "npy";
+  if (ext == ".msgpack") return "msgpack";
+  return "";
+}
+
+// Removes non-tensor leaves and empty containers; returns their paths.
+std::vector<std::string> drop_non_tensors(Node& node, Path& path) {
+  std::vector<std::string> dropped;
+  if (!node.is_container()) return dropped;
+  auto& kids = node.container().children;
+  std::vector<Child> kept;
+  for (auto& ch : kids) {
+    path.push_back(ch.key);
+    if (ch.node->is_tensor()) {
+      kept.push_back(std::move(ch));
+    } else if (ch.node->is_container() && !ch.node->container().children.empty()) {
+      auto sub = drop_non_tensors(*ch.node, path);
+      dropped.insert(dropped.end(), sub.begin(), sub.end());
+      if (!ch.node->container().children.empty()) kept.push_back(std::move(ch));
+    } else {
+      dropped.push_back(join_path(path) + " (" + std::string(ch.node->type_name()) + ")");
+    }
+    path.pop_back();
+  }
+  kids = std::move(kept);
+  return dropped;
+}
+
+int run(const ConvertOptions& o) {
+  std::string to = o.to.empty() ? format_from_extension(o.dst) : o.to;
+  if (to.empty())
+    throw UsageError("cannot tell the output format from '" + o.dst + "'; pass --to FORMAT");
+  const Format& fmt = format_by_name(to);
+  if (!fmt.make_writer) throw UsageError("writing " + fmt.name + " is not supported yet");
+  std::optional<DType> cast_to;
+  if (!o.dtype.empty()) {
+    cast_to = dtype_from_name(o.dtype);
+    if (!cast_to) cast_to = dtype_from_numpy_name(o.dtype);
+    if (!cast_to || !dtype_is_float(*cast_to))
+      throw UsageError("--dtype must be a floating-point dtype (F32, BF16, F16, F64, F8_E4M3, F8_E5M2 or "
+                       "float32, bfloat16, ...), got '" + o.dtype + "'");
+  }
+  if (fs::weakly_canonical(o.src) == fs::weakly_canonical(o.dst) || same_file(o.src, o.dst))
+    throw UsageError("refusing to overwrite the input " + o.src);
+  if (path_exists(o.dst) && !o.overwrite)
+    throw UsageError("output " + o.dst + " exists; pass --overwrite to replace it");
+
+  auto t0 = std::chrono::steady_clock::now();
+  ReadOptions ro;
+  if (o.step >= 0) ro.step = o.step;
+  Checkpoint ck = read_checkpoint(o.src, ro);
+
+  ojson report;
+  report["source"] = {{"path", o.src}, {"format", ck.format}};
+  report["destination"] = {{"path", o.dst}, {"format", fmt.name}};
+  report["dropped"] = ojson::array();
+  if (o.drop_non_tensors) {
+    Path p;
+    for (auto& d : drop_non_tensors(ck.root, p)) {
+      report["dropped"].push_back({{"name", d}, {"rule", "--drop-non-tensors"}});
+      if (!o.quiet) std::cerr << "dropped (--drop-non-tensors): " << d << "\n";
+    }
+  }
+
+  std::vector<std::pair<std::string, std::shared_ptr<CastStats>>> casts;
+  std::map<std::string, std::string> from_dtype;
+  if (cast_to) {
+    visit_leaves_mut(ck.root, [&](const Path& p, Node& n) {
+      if (!n.is_tensor() || !dtype_is_float(n.tensor().info.dtype) || n.tensor().info.dtype == *cast_to) return;
+      auto stats = std::make_shared<CastStats>();
+      auto name = join_path(p);
+      from_dtype[name] = std::string(dtype_name(n.tensor().info.dtype));
+      n.tensor() = cast_tensor(n.tensor(), *cast_to, stats);
+      casts.emplace_back(name, stats);
+    });
+  }
+
+  WriteOptions wo;
+  if (!o.shard_size.empty()) wo.max_shard_bytes = parse_size(o.shard_size);
+  if (ck.format == "safetensors" && fmt.name == "safetensors")
+    for (const auto& [k, v] : ck.metadata)
+      if (!k.starts_with("index.")) wo.metadata[k] = v;
+  for (const auto& kv : o.metadata) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos) throw UsageError("--metadata expects KEY=VALUE, got '" + kv + "'");
+    wo.metadata[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  if (o.overwrite && path_exists(o.dst) && !is_directory(o.dst) && wo.max_shard_bytes > 0)
+    throw UsageError("--shard-size writes a directory but " + o.dst + " is a file");
+  write_checkpoint(ck, o.dst, fmt, wo, o.threads);
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  auto tensors = tensor_list(ck.root);
+  std::uint64_t bytes = 0;
+  report["tensors"] = ojson::object();
+  for (const auto& [name, t] : tensors) {
+    bytes += t->info.nbytes();
+    ojson e = {{"status", "mapped"}, {"dtype", std::string(dtype_name(t->info.dtype))}, {"shape", t->info.shape}};
+    if (from_dtype.count(name)) e["cast_from"] = from_dtype[name];
+    report["tensors"][name] = e;
+  }
+  std::uint64_t overflow = 0, nan = 0, inexact = 0;
+  for (const auto& [name, s] : casts) {
+    auto& e = report["tensors"][name];
+    e["cast"] = {{"elements", s->elements.load()}, {"inexact", s->inexact.load()}, {"overflow", s->overflow.load()},
+                 {"nan", s->nan.load()}};
+    overflow += s->overflow;
+    nan += s->nan;
+    inexact += s->inexact;
+  }
+  report["summary"] = {{"tensors", tensors.size()}, {"bytes", bytes}, {"seconds", secs}};
+  if (!o.report.empty()) {
+    std::ofstream out(o.report);
+    out << report.dump(1) << "\n";
+    if (!out) throw IoError(o.report, "cannot write report");
+  }
+  if (!o.quiet) {
+    std::cerr << "wrote " << tensors.size() << " tensors (" << human_bytes(bytes) << ") as " << fmt.name << " to "
+              << o.dst << " in " << secs << " s\n";
+    if (cast_to)
+      std::cerr << "cast " << casts.size() << " tensors to " << dtype_name(*cast_to) << ": " << inexact
+                << " values rounded, " << overflow << " overflowed, " << nan << " NaN\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+Runner add_convert(CLI::App& app) {
+  auto o = std::make_shared<ConvertOptions>();
+  app.add_option("src", o->src, "input checkpoint (format detected from content)")->required();
+  app.add_option("dst", o->dst, "output path")->required();
+  app.add_option("--to", o->to, "output format: safetensors, torch, npz, npy, msgpack (default: from DST's extension)");
+  app.add_option("--dtype", o->dtype, "cast floating-point tensors to this dtype (round to nearest even)");
+  app.add_option("--shard-size", o->shard_size, "safetensors: split into shards of at most this size (e.g. 5GB)");
+  app.add_option("--metadata", o->metadata, "safetensors __metadata__ entry KEY=VALUE (repeatable)");
+  app.add_option("--report", o->report, "write a JSON report of every tensor and rule applied");
+  app.add_flag("--drop-non-tensors", o->drop_non_tensors, "drop non-tensor leaves (listed in the report)");
+  app.add_flag("--overwrite", o->overwrite, "replace DST if it exists");
+  app.add_flag("-q,--quiet", o->quiet, "no summary on stderr");
+  app.add_option("--step", o->step, "Orbax CheckpointManager root: the step to read (default: latest)");
+  app.add_option("--threads", o->threads, "worker threads (default: all cores)");
+  return [o] { return run(*o); };
+}
+
+}  // namespace ckb::cli

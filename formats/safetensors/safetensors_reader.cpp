@@ -1,0 +1,231 @@
+// Reader side of formats/safetensors/safetensors.h.
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "core/errors.h"
+#include "formats/safetensors/safetensors.h"
+#include "io/byte_reader.h"
+#include "io/file.h"
+
+namespace ckb::safetensors {
+namespace fs = std::filesystem;
+using ojson = nlohmann::ordered_json;
+
+namespace {
+
+// Parses JSON with a nesting limit so hostile headers cannot exhaust the stack.
+ojson parse_json_limited(std::string_view text, const std::string& path, std::uint64_t offset) {
+  constexpr int kMaxDepth = 64;
+  try {
+    return ojson::parse(text, [&](int depth, ojson::parse_event_t, ojson&) {
+      if (depth > kMaxDepth) throw FormatError(path, "JSON header nested deeper than 64 levels", offset);
+      return true;
+    });
+  } catch (const ojson::exception& e) {
+    throw FormatError(path, std::string("header is not valid JSON: ") + e.what(), offset);
+  }
+}
+
+struct Entry {
+  std::string name;
+  TensorInfo info;
+  std::uint64_t begin, end;
+};
+
+// One safetensors file: appends its tensors (ordered by data offset) to `root`.
+void read_file(const std::string& path, Node& root, std::map<std::string, std::string>* metadata,
+               std::set<std::string>* names_out) {
+  auto file = MappedFile::open(path);
+  ByteReader r(file->bytes(), path);
+  const std::uint64_t n = r.le<std::uint64_t>("header length");
+  if (n > kMaxHeaderBytes)
+    throw FormatError(path, "header length " + std::to_string(n) + " exceeds the 100 MB limit", 0);
+  if (n > r.remaining())
+    throw FormatError(path, "header length " + std::to_string(n) + " runs past the end of the file (" +
+                                std::to_string(file->size()) + " bytes)", 0);
+  auto text = r.take_str(static_cast<std::size_t>(n), "header");
+  if (text.empty() || text.front() != '{') throw FormatError(path, "header does not start with '{'", 8);
+  ojson h = parse_json_limited(text, path, 8);
+  if (!h.is_object()) throw FormatError(path, "header is not a JSON object", 8);
+  const std::uint64_t data_start = 8 + n;
+  const std::uint64_t buffer = file->size() - data_start;
+
+  std::vector<Entry> entries;
+  for (auto& [key, v] : h.items()) {
+    if (key == "__metadata__") {
+      if (!v.is_object()) throw FormatError(path, "__metadata__ is not an object", 8);
+      for (auto& [mk, mv] : v.items()) {
+        if (!mv.is_string()) throw FormatError(path, "__metadata__['" + mk + "'] is not a string", 8);
+        if (metadata) (*metadata)[mk] = mv.get<std::string>();
+      }
+      continue;
+    }
+    const std::string where = "tensor '" + key + "'";
+    if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") || !v.contains("data_offsets"))
+      throw FormatError(path, where + " needs dtype, shape and data_offsets", 8);
+    const auto& dt = v["dtype"];
+    if (!dt.is_string()) throw FormatError(path, where + ": dtype is not a string", 8);
+    auto dtype = dtype_from_name(dt.get<std::string>());
+    if (!dtype || *dtype == DType::C128)
+      throw FormatError(path, where + ": unsupported dtype '" + dt.get<std::string>() + "'", 8);
+    Shape shape;
+    if (!v["shape"].is_array()) throw FormatError(path, where + ": shape is not a list", 8);
+    for (const auto& d : v["shape"]) {
+      if (!d.is_number_unsigned()) throw FormatError(path, where + ": shape entries must be non-negative integers", 8);
+      auto u = d.get<std::uint64_t>();
+      if (u > static_cast<std::uint64_t>(INT64_MAX)) throw FormatError(path, where + ": dimension too large", 8);
+      shape.push_back(static_cast<std::int64_t>(u));
+    }
+    const auto& off = v["data_offsets"];
+    if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
+      throw FormatError(path, where + ": data_offsets must be [begin, end]", 8);
+    Entry e{key, {*dtype, shape}, off[0].get<std::uint64_t>(), off[1].get<std::uint64_t>()};
+    std::uint64_t numel = checked_numel(shape, path + ": " + where);
+    std::uint64_t nbytes = 0;
+    if (__builtin_mul_overflow(numel, dtype_size(*dtype), &nbytes))
+      throw FormatError(path, where + ": byte size overflows", 8);
+    if (e.end < e.begin || e.end - e.begin != nbytes)
+      throw FormatError(path, where + ": data_offsets [" + std::to_string(e.begin) + ", " + std::to_string(e.end) +
+                                  ") do not hold " + std::string(dtype_name(*dtype)) + " " + shape_str(shape) + " (" +
+                                  std::to_string(nbytes) + " bytes)", 8);
+    if (e.end > buffer)
+      throw FormatError(path, where + ": data ends at buffer offset " + std::to_string(e.end) +
+                                  " beyond the end of the file (buffer is " + std::to_string(buffer) + " bytes)",
+                        data_start + e.begin);
+    entries.push_back(std::move(e));
+  }
+  std::stable_sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+  });
+  for (std::size_t i = 1; i < entries.size(); ++i)
+    if (entries[i].begin < entries[i - 1].end)
+      throw FormatError(path, "tensors '" + entries[i - 1].name + "' and '" + entries[i].name + "' overlap",
+                        data_start + entries[i].begin);
+  for (auto& e : entries) {
+    if (names_out && !names_out->insert(e.name).second)
+      throw FormatError(path, "tensor '" + e.name + "' appears in more than one shard");
+    auto src = std::make_shared<MappedRangeSource>(file, data_start + e.begin, e.end - e.begin, e.name);
+    root.add(e.name, Node::tensor(Tensor{e.info, std::move(src)}));
+  }
+}
+
+std::string index_in_dir(const std::string& dir) {
+  if (path_exists(dir + "/" + kIndexName)) return dir + "/" + kIndexName;
+  std::error_code ec;
+  for (const auto& ent : fs::directory_iterator(dir, ec)) {
+    auto name = ent.path().filename().string();
+    if (name.size() > 24 && name.ends_with(".safetensors.index.json")) return ent.path().string();
+  }
+  return "";
+}
+
+std::vector<std::string> safetensors_files_in_dir(const std::string& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& ent : fs::directory_iterator(dir, ec))
+    if (ent.is_regular_file() && ent.path().extension() == ".safetensors") out.push_back(ent.path().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+bool looks_like_safetensors_file(const std::string& path) {
+  try {
+    auto f = MappedFile::open(path);
+    if (f->size() < 10) return false;
+    std::uint64_t n;
+    std::memcpy(&n, f->data(), 8);
+    return n >= 2 && n <= kMaxHeaderBytes && n <= f->size() - 8 && static_cast<char>(f->data()[8]) == '{';
+  } catch (const Error&) {
+    return false;
+  }
+}
+
+bool is_index_file(const std::string& path) {
+  if (!path.ends_with(".json")) return false;
+  try {
+    auto j = nlohmann::json::parse(read_text_file(path));
+    return j.is_object() && j.contains("weight_map") && j["weight_map"].is_object();
+  } catch (...) {
+    return false;
+  }
+}
+
+Checkpoint read_sharded(const std::string& index_path) {
+  Checkpoint ck;
+  ck.path = index_path;
+  auto dir = fs::path(index_path).parent_path().string();
+  if (dir.empty()) dir = ".";
+  ojson idx = parse_json_limited(read_text_file(index_path), index_path, 0);
+  if (!idx.is_object() || !idx.contains("weight_map") || !idx["weight_map"].is_object())
+    throw FormatError(index_path, "index has no weight_map object");
+  std::map<std::string, std::set<std::string>> by_shard;  // shard -> names the index lists
+  for (auto& [name, shard] : idx["weight_map"].items()) {
+    if (!shard.is_string()) throw FormatError(index_path, "weight_map['" + name + "'] is not a file name");
+    auto s = shard.get<std::string>();
+    if (s.find('/') != std::string::npos || s == ".." || s.empty())
+      throw FormatError(index_path, "weight_map['" + name + "'] names '" + s + "', not a file in this directory");
+    by_shard[s].insert(name);
+  }
+  if (idx.contains("metadata") && idx["metadata"].is_object())
+    for (auto& [k, v] : idx["metadata"].items()) ck.metadata["index." + k] = v.dump();
+  std::set<std::string> all;
+  for (const auto& [shard, names] : by_shard) {
+    Node part = Node::dict();
+    std::set<std::string> got;
+    read_file(dir + "/" + shard, part, &ck.metadata, &got);
+    for (const auto& n : names)
+      if (!got.count(n))
+        throw FormatError(dir + "/" + shard, "the index lists tensor '" + n + "' in this shard but it is not there");
+    for (auto& ch : part.container().children) {
+      if (!names.count(ch.key))
+        throw FormatError(dir + "/" + shard, "tensor '" + ch.key + "' is not listed for this shard in " + index_path);
+      if (!all.insert(ch.key).second) throw FormatError(dir + "/" + shard, "tensor '" + ch.key + "' appears twice");
+    }
+    for (auto& ch : part.container().children) ck.root.add(ch.key, std::move(*ch.node));
+  }
+  return ck;
+}
+
+}  // namespace
+
+bool detect(const std::string& path) {
+  if (is_directory(path)) {
+    if (!index_in_dir(path).empty()) return true;
+    auto files = safetensors_files_in_dir(path);
+    return files.size() == 1 && looks_like_safetensors_file(files[0]);
+  }
+  return looks_like_safetensors_file(path) || is_index_file(path);
+}
+
+Checkpoint read(const std::string& path) {
+  if (is_directory(path)) {
+    auto idx = index_in_dir(path);
+    if (!idx.empty()) return read_sharded(idx);
+    auto files = safetensors_files_in_dir(path);
+    if (files.size() != 1) throw FormatError(path, "directory holds no index and not exactly one .safetensors file");
+    return read(files[0]);
+  }
+  if (is_index_file(path)) return read_sharded(path);
+  Checkpoint ck;
+  ck.path = path;
+  read_file(path, ck.root, &ck.metadata, nullptr);
+  return ck;
+}
+
+}  // namespace ckb::safetensors
+
+namespace ckb {
+Format make_safetensors_format() {
+  Format f;
+  f.name = "safetensors";
+  f.description = "safetensors file, or a directory with a sharded set + model.safetensors.index.json";
+  f.detect = safetensors::detect;
+  f.read = [](const std::string& p, const ReadOptions&) { return safetensors::read(p); };
+  f.make_writer = safetensors::make_writer;
+  return f;
+}
+}  // namespace ckb

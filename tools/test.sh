@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The test command: builds and runs the whole suite twice, once optimised and once under
+# AddressSanitizer + UndefinedBehaviorSanitizer. Assumes tools/setup.sh has been run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS="$(nproc)"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$JOBS"
+ctest --test-dir build --output-on-failure -j"$JOBS" --timeout 900
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCKB_SANITIZE=ON -DCKB_BUILD_BENCH=OFF >/dev/null
+cmake --build build-asan -j"$JOBS"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build-asan --output-on-failure -j"$JOBS" --timeout 900

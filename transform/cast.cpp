@@ -1,0 +1,231 @@
+// Implementation of transform/cast.h.
+#include "transform/cast.h"
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "core/errors.h"
+#include "core/float_bits.h"
+
+namespace ckb {
+namespace {
+
+template <class T>
+T load(const std::byte* p) {
+  T v;
+  std::memcpy(&v, p, sizeof(T));
+  return v;
+}
+template <class T>
+void store(std::byte* p, T v) {
+  std::memcpy(p, &v, sizeof(T));
+}
+
+// Every source value fits exactly in either a double (floats, small ints) or an int64/uint64.
+struct Value {
+  bool is_int = false, is_unsigned = false;
+  double d = 0;
+  std::int64_t i = 0;
+  std::uint64_t u = 0;
+};
+
+Value load_value(DType t, const std::byte* p) {
+  Value v;
+  switch (t) {
+    case DType::F64: v.d = load<double>(p); break;
+    case DType::F32: v.d = load<float>(p); break;
+    case DType::F16: v.d = decode_float(kF16, load<std::uint16_t>(p)); break;
+    case DType::BF16: v.d = decode_float(kBF16, load<std::uint16_t>(p)); break;
+    case DType::F8_E4M3: v.d = decode_float(kF8E4M3, load<std::uint8_t>(p)); break;
+    case DType::F8_E5M2: v.d = decode_float(kF8E5M2, load<std::uint8_t>(p)); break;
+    case DType::I64: v.is_int = true; v.i = load<std::int64_t>(p); break;
+    case DType::I32: v.is_int = true; v.i = load<std::int32_t>(p); break;
+    case DType::I16: v.is_int = true; v.i = load<std::int16_t>(p); break;
+    case DType::I8: v.is_int = true; v.i = load<std::int8_t>(p); break;
+    case DType::U64: v.is_int = v.is_unsigned = true; v.u = load<std::uint64_t>(p); break;
+    case DType::U32: v.is_int = v.is_unsigned = true; v.u = load<std::uint32_t>(p); break;
+    case DType::U16: v.is_int = v.is_unsigned = true; v.u = load<std::uint16_t>(p); break;
+    case DType::U8: v.is_int = v.is_unsigned = true; v.u = load<std::uint8_t>(p); break;
+    case DType::BOOL: v.is_int = v.is_unsigned = true; v.u = load<std::uint8_t>(p) != 0; break;
+    default: throw MappingError("", "cannot cast from " + std::string(dtype_name(t)));
+  }
+  return v;
+}
+
+struct Tally {
+  std::uint64_t inexact = 0, overflow = 0, nan = 0;
+};
+
+// Integer target with range [lo, hi]; stores the saturated value.
+template <class T>
+void store_int(std::byte* p, const Value& v, Tally& tally) {
+  constexpr auto lo = std::numeric_limits<T>::min();
+  constexpr auto hi = std::numeric_limits<T>::max();
+  if (!v.is_int) {
+    if (std::isnan(v.d)) {
+      ++tally.nan;
+      ++tally.inexact;
+      store<T>(p, T{0});
+      return;
+    }
+    double r = std::nearbyint(v.d);
+    if (r != v.d) ++tally.inexact;
+    if (r < static_cast<double>(lo)) {
+      ++tally.overflow, ++tally.inexact;
+      store<T>(p, lo);
+    } else if (r >= std::ldexp(1.0, std::numeric_limits<T>::digits)) {  // > hi, exact bound
+      ++tally.overflow, ++tally.inexact;
+      store<T>(p, hi);
+    } else {
+      store<T>(p, static_cast<T>(r));
+    }
+    return;
+  }
+  if (v.is_unsigned) {
+    if (v.u > static_cast<std::uint64_t>(hi)) {
+      ++tally.overflow, ++tally.inexact;
+      store<T>(p, hi);
+    } else {
+      store<T>(p, static_cast<T>(v.u));
+    }
+  } else {
+    if (v.i < 0 && lo == 0) {
+      ++tally.overflow, ++tally.inexact;
+      store<T>(p, T{0});
+    } else if (v.i > 0 && static_cast<std::uint64_t>(v.i) > static_cast<std::uint64_t>(hi)) {
+      ++tally.overflow, ++tally.inexact;
+      store<T>(p, hi);
+    } else if (lo != 0 && v.i < static_cast<std::int64_t>(lo)) {
+      ++tally.overflow, ++tally.inexact;
+      store<T>(p, lo);
+    } else {
+      store<T>(p, static_cast<T>(v.i));
+    }
+  }
+}
+
+double as_double(const Value& v) {
+  if (!v.is_int) return v.d;
+  return v.is_unsigned ? static_cast<double>(v.u) : static_cast<double>(v.i);
+}
+
+void store_narrow(FloatFormat f, std::byte* p, std::size_t width, const Value& v, Tally& tally) {
+  EncodeResult r;
+  std::uint32_t bits = encode_float(f, as_double(v), &r);
+  if (r == EncodeResult::Rounded) ++tally.inexact;
+  if (r == EncodeResult::Overflow) ++tally.overflow, ++tally.inexact;
+  if (r == EncodeResult::NaN) ++tally.nan;
+  if (width == 2) store<std::uint16_t>(p, static_cast<std::uint16_t>(bits));
+  else store<std::uint8_t>(p, static_cast<std::uint8_t>(bits));
+}
+
+void store_value(DType t, std::byte* p, const Value& v, Tally& tally) {
+  switch (t) {
+    case DType::F64: {
+      if (!v.is_int && std::isnan(v.d)) ++tally.nan;
+      double d = as_double(v);
+      if (v.is_int && (v.is_unsigned ? static_cast<std::uint64_t>(d) != v.u : static_cast<std::int64_t>(d) != v.i))
+        ++tally.inexact;
+      store<double>(p, d);
+      break;
+    }
+    case DType::F32: {
+      float f;
+      if (v.is_int) f = v.is_unsigned ? static_cast<float>(v.u) : static_cast<float>(v.i);  // correctly rounded
+      else f = static_cast<float>(v.d);  // RNE
+      if (!v.is_int && std::isnan(v.d)) ++tally.nan;
+      else if (std::isinf(f) && !std::isinf(as_double(v))) ++tally.overflow, ++tally.inexact;
+      else if (static_cast<double>(f) != as_double(v) ||
+               (v.is_int && !v.is_unsigned && static_cast<double>(f) >= 0x1p63))
+        ++tally.inexact;
+      store<float>(p, f);
+      break;
+    }
+    case DType::F16: store_narrow(kF16, p, 2, v, tally); break;
+    case DType::BF16: store_narrow(kBF16, p, 2, v, tally); break;
+    case DType::F8_E4M3: store_narrow(kF8E4M3, p, 1, v, tally); break;
+    case DType::F8_E5M2: store_narrow(kF8E5M2, p, 1, v, tally); break;
+    case DType::I64: store_int<std::int64_t>(p, v, tally); break;
+    case DType::I32: store_int<std::int32_t>(p, v, tally); break;
+    case DType::I16: store_int<std::int16_t>(p, v, tally); break;
+    case DType::I8: store_int<std::int8_t>(p, v, tally); break;
+    case DType::U64: store_int<std::uint64_t>(p, v, tally); break;
+    case DType::U32: store_int<std::uint32_t>(p, v, tally); break;
+    case DType::U16: store_int<std::uint16_t>(p, v, tally); break;
+    case DType::U8: store_int<std::uint8_t>(p, v, tally); break;
+    case DType::BOOL: {
+      bool b = v.is_int ? (v.is_unsigned ? v.u != 0 : v.i != 0) : (v.d != 0);
+      if (!v.is_int && std::isnan(v.d)) ++tally.nan;
+      if (v.is_int ? (v.is_unsigned ? v.u > 1 : (v.i != 0 && v.i != 1)) : (v.d != 0 && v.d != 1)) ++tally.inexact;
+      store<std::uint8_t>(p, b ? 1 : 0);
+      break;
+    }
+    default: throw MappingError("", "cannot cast to " + std::string(dtype_name(t)));
+  }
+}
+
+}  // namespace
+
+void convert_elements(DType from, DType to, const std::byte* src, std::byte* dst, std::size_t count,
+                      CastStats* stats) {
+  const std::size_t in = dtype_size(from), out = dtype_size(to);
+  Tally tally;
+  if (from == DType::F32 && to == DType::BF16) {
+    // Hot path for the most common cast; same rounding as encode_float.
+    for (std::size_t k = 0; k < count; ++k) {
+      std::uint32_t b = load<std::uint32_t>(src + 4 * k);
+      std::uint16_t r;
+      if ((b & 0x7fffffffu) > 0x7f800000u) {
+        r = static_cast<std::uint16_t>((b >> 16) | 0x40u);
+        ++tally.nan;
+      } else {
+        std::uint32_t lsb = (b >> 16) & 1u;
+        std::uint32_t rounded = b + 0x7fffu + lsb;
+        r = static_cast<std::uint16_t>(rounded >> 16);
+        if (b & 0xffffu) ++tally.inexact;
+        if ((r & 0x7fffu) == 0x7f80u && (b & 0x7fffffffu) != 0x7f800000u) ++tally.overflow;
+      }
+      store<std::uint16_t>(dst + 2 * k, r);
+    }
+  } else {
+    for (std::size_t k = 0; k < count; ++k) store_value(to, dst + out * k, load_value(from, src + in * k), tally);
+  }
+  if (stats) {
+    stats->elements += count;
+    stats->inexact += tally.inexact;
+    stats->overflow += tally.overflow;
+    stats->nan += tally.nan;
+  }
+}
+
+CastSource::CastSource(Tensor base, DType to, std::shared_ptr<CastStats> stats)
+    : base_(std::move(base)), to_(to), stats_(std::move(stats)) {
+  if (dtype_is_complex(base_.info.dtype) || dtype_is_complex(to_))
+    throw MappingError(base_.source->describe(), "complex casts are not supported");
+}
+
+void CastSource::read(std::uint64_t offset, std::span<std::byte> out) const {
+  const std::size_t in = dtype_size(base_.info.dtype), osz = dtype_size(to_);
+  if (offset % osz || out.size() % osz) throw MappingError(describe(), "unaligned read of a cast tensor");
+  const std::uint64_t first = offset / osz, count = out.size() / osz;
+  constexpr std::uint64_t kBlock = 1u << 20;  // elements per step
+  std::vector<std::byte> buf(static_cast<std::size_t>(std::min(count, kBlock) * in));
+  for (std::uint64_t done = 0; done < count; done += kBlock) {
+    std::uint64_t n = std::min(kBlock, count - done);
+    base_.source->read((first + done) * in, {buf.data(), static_cast<std::size_t>(n * in)});
+    convert_elements(base_.info.dtype, to_, buf.data(), out.data() + done * osz, static_cast<std::size_t>(n),
+                     stats_.get());
+  }
+}
+
+std::string CastSource::describe() const {
+  return base_.source->describe() + " as " + std::string(dtype_name(to_));
+}
+
+Tensor cast_tensor(const Tensor& t, DType to, std::shared_ptr<CastStats> stats) {
+  if (t.info.dtype == to) return t;
+  return Tensor{{to, t.info.shape}, std::make_shared<CastSource>(t, to, std::move(stats))};
+}
+
+}  // namespace ckb

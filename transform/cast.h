@@ -1,0 +1,43 @@
+// Explicit dtype casts as lazy tensor sources. Floating conversions round to nearest even
+// (directly from double, never double-rounded through float32); float -> int rounds to
+// nearest even and saturates; int -> int saturates. Every element that overflowed, was a
+// NaN, or changed value is counted so reports can say what a cast cost.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
+#include "core/tensor.h"
+
+namespace ckb {
+
+struct CastStats {
+  std::atomic<std::uint64_t> elements{0};
+  std::atomic<std::uint64_t> inexact{0};   // value changed (rounded or saturated)
+  std::atomic<std::uint64_t> overflow{0};  // finite input became inf/NaN/saturated
+  std::atomic<std::uint64_t> nan{0};       // NaN inputs (and NaN -> int, which becomes 0)
+};
+
+// Converts `count` elements from `src` (dtype `from`) into `dst` (dtype `to`).
+void convert_elements(DType from, DType to, const std::byte* src, std::byte* dst, std::size_t count,
+                      CastStats* stats);
+
+// A tensor reading `base` and converting on the fly. Stats count the elements converted
+// through this source (read each tensor once for exact counts).
+class CastSource final : public TensorSource {
+ public:
+  CastSource(Tensor base, DType to, std::shared_ptr<CastStats> stats);
+  void read(std::uint64_t offset, std::span<std::byte> out) const override;
+  std::string describe() const override;
+
+ private:
+  Tensor base_;
+  DType to_;
+  std::shared_ptr<CastStats> stats_;
+};
+
+// The tensor cast to `to` (the same tensor when already `to`).
+Tensor cast_tensor(const Tensor& t, DType to, std::shared_ptr<CastStats> stats);
+
+}  // namespace ckb
