@@ -11,5 +11,7 @@ using Runner = std::function<int()>;
 
 Runner add_inspect(CLI::App& app);
 Runner add_convert(CLI::App& app);
+Runner add_plan(CLI::App& app);
+Runner add_diff(CLI::App& app);
 
 }  // namespace ckb::cli

@@ -1,6 +1,7 @@
-// `ckptbridge convert SRC DST [--to FORMAT] [--dtype DTYPE] ...`: reads any supported format,
-// optionally casts floating-point tensors (round-to-nearest-even, overflow/NaN counted), and
-// writes any writable format. Output goes to a temporary name and is renamed on success; an
+// `ckptbridge convert SRC DST [--recipe R] [--to FORMAT] [--dtype DTYPE] ...`: reads any
+// supported format, maps it through a recipe (identity by default; the plan must account
+// for every leaf), optionally casts floating-point tensors (round-to-nearest-even,
+// overflow/NaN counted), and streams it into any writable format. Output goes to a temporary name and is renamed on success; an
 // input is never overwritten. `--report FILE.json` records what happened to every tensor.
 #include <chrono>
 #include <filesystem>
@@ -8,12 +9,16 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
+
 #include "cli/commands.h"
+#include "cli/pipeline.h"
 #include "cli/util.h"
 #include "core/errors.h"
 #include "formats/format.h"
 #include "io/file.h"
 #include "transform/cast.h"
+#include "transform/execute.h"
 
 namespace ckb::cli {
 namespace {
@@ -22,11 +27,11 @@ namespace fs = std::filesystem;
 using ojson = nlohmann::ordered_json;
 
 struct ConvertOptions {
-  std::string src, dst, to, dtype, shard_size, report;
+  std::string src, dst, to, dtype, shard_size, report, max_memory;
+  PipelineOptions pipe;
   bool drop_non_tensors = false;
   bool overwrite = false;
   bool quiet = false;
-  std::int64_t step = -1;
   unsigned threads = 0;
   std::vector<std::string> metadata;
 };
@@ -39,6 +44,12 @@ std::string format_from_extension(const std::string& dst) {
   if (ext == ".npy") return "npy";
   if (ext == ".msgpack") return "msgpack";
   return "";
+}
+
+void write_report(const std::string& path, const ojson& report) {
+  std::ofstream out(path);
+  out << report.dump(1) << "\n";
+  if (!out) throw IoError(path, "cannot write report");
 }
 
 // Removes non-tensor leaves and empty containers; returns their paths.
@@ -64,6 +75,8 @@ std::vector<std::string> drop_non_tensors(Node& node, Path& path) {
   return dropped;
 }
 
+bool stderr_is_terminal() { return ::isatty(2) == 1; }
+
 int run(const ConvertOptions& o) {
   std::string to = o.to.empty() ? format_from_extension(o.dst) : o.to;
   if (to.empty())
@@ -83,78 +96,79 @@ int run(const ConvertOptions& o) {
   if (path_exists(o.dst) && !o.overwrite)
     throw UsageError("output " + o.dst + " exists; pass --overwrite to replace it");
 
-  auto t0 = std::chrono::steady_clock::now();
-  ReadOptions ro;
-  if (o.step >= 0) ro.step = o.step;
-  Checkpoint ck = read_checkpoint(o.src, ro);
-
+  Pipeline p = build_pipeline(o.src, o.pipe);
   ojson report;
-  report["source"] = {{"path", o.src}, {"format", ck.format}};
+  report["source"] = {{"path", o.src}, {"format", p.source.format}};
   report["destination"] = {{"path", o.dst}, {"format", fmt.name}};
-  report["dropped"] = ojson::array();
+  report["ledger"] = p.plan.ledger_json();
+  if (!p.plan.ok()) {
+    if (!o.report.empty()) write_report(o.report, report);
+    p.plan.check();
+  }
+  Node& target = p.plan.target;
+
+  report["dropped_leaves"] = ojson::array();
   if (o.drop_non_tensors) {
-    Path p;
-    for (auto& d : drop_non_tensors(ck.root, p)) {
-      report["dropped"].push_back({{"name", d}, {"rule", "--drop-non-tensors"}});
+    Path path;
+    for (auto& d : drop_non_tensors(target, path)) {
+      report["dropped_leaves"].push_back({{"name", d}, {"rule", "--drop-non-tensors"}});
       if (!o.quiet) std::cerr << "dropped (--drop-non-tensors): " << d << "\n";
     }
   }
 
-  std::vector<std::pair<std::string, std::shared_ptr<CastStats>>> casts;
-  std::map<std::string, std::string> from_dtype;
+  std::map<std::string, std::pair<std::string, std::shared_ptr<CastStats>>> casts;
   if (cast_to) {
-    visit_leaves_mut(ck.root, [&](const Path& p, Node& n) {
+    visit_leaves_mut(target, [&](const Path& path, Node& n) {
       if (!n.is_tensor() || !dtype_is_float(n.tensor().info.dtype) || n.tensor().info.dtype == *cast_to) return;
       auto stats = std::make_shared<CastStats>();
-      auto name = join_path(p);
-      from_dtype[name] = std::string(dtype_name(n.tensor().info.dtype));
+      casts[join_path(path)] = {std::string(dtype_name(n.tensor().info.dtype)), stats};
       n.tensor() = cast_tensor(n.tensor(), *cast_to, stats);
-      casts.emplace_back(name, stats);
     });
   }
 
   WriteOptions wo;
   if (!o.shard_size.empty()) wo.max_shard_bytes = parse_size(o.shard_size);
-  if (ck.format == "safetensors" && fmt.name == "safetensors")
-    for (const auto& [k, v] : ck.metadata)
+  if (p.source.format == "safetensors" && fmt.name == "safetensors")
+    for (const auto& [k, v] : p.source.metadata)
       if (!k.starts_with("index.")) wo.metadata[k] = v;
   for (const auto& kv : o.metadata) {
     auto eq = kv.find('=');
     if (eq == std::string::npos) throw UsageError("--metadata expects KEY=VALUE, got '" + kv + "'");
     wo.metadata[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
-  if (o.overwrite && path_exists(o.dst) && !is_directory(o.dst) && wo.max_shard_bytes > 0)
-    throw UsageError("--shard-size writes a directory but " + o.dst + " is a file");
-  write_checkpoint(ck, o.dst, fmt, wo, o.threads);
-  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ExecOptions eo;
+  eo.threads = o.threads;
+  if (!o.max_memory.empty()) eo.max_memory = parse_size(o.max_memory);
+  eo.progress = !o.quiet && stderr_is_terminal();
+  eo.stats = !o.report.empty();
+  ExecResult res = execute(target, fmt, o.dst, wo, eo);
 
-  auto tensors = tensor_list(ck.root);
-  std::uint64_t bytes = 0;
   report["tensors"] = ojson::object();
-  for (const auto& [name, t] : tensors) {
-    bytes += t->info.nbytes();
-    ojson e = {{"status", "mapped"}, {"dtype", std::string(dtype_name(t->info.dtype))}, {"shape", t->info.shape}};
-    if (from_dtype.count(name)) e["cast_from"] = from_dtype[name];
+  std::uint64_t overflow = 0, nan = 0, inexact = 0;
+  auto tensors = tensor_list(target);
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    const auto& [name, t] = tensors[i];
+    ojson e = {{"dtype", std::string(dtype_name(t->info.dtype))}, {"shape", t->info.shape}};
+    if (eo.stats && res.stats[i].numeric) {
+      const auto& st = res.stats[i];
+      e["stats"] = {{"min", st.min}, {"max", st.max}, {"mean", st.mean}, {"nan", st.nan}, {"inf", st.inf}};
+    }
+    if (auto it = casts.find(name); it != casts.end()) {
+      const auto& s = *it->second.second;
+      e["cast"] = {{"from", it->second.first}, {"elements", s.elements.load()}, {"inexact", s.inexact.load()},
+                   {"overflow", s.overflow.load()}, {"nan", s.nan.load()}};
+      overflow += s.overflow;
+      nan += s.nan;
+      inexact += s.inexact;
+    }
     report["tensors"][name] = e;
   }
-  std::uint64_t overflow = 0, nan = 0, inexact = 0;
-  for (const auto& [name, s] : casts) {
-    auto& e = report["tensors"][name];
-    e["cast"] = {{"elements", s->elements.load()}, {"inexact", s->inexact.load()}, {"overflow", s->overflow.load()},
-                 {"nan", s->nan.load()}};
-    overflow += s->overflow;
-    nan += s->nan;
-    inexact += s->inexact;
-  }
-  report["summary"] = {{"tensors", tensors.size()}, {"bytes", bytes}, {"seconds", secs}};
-  if (!o.report.empty()) {
-    std::ofstream out(o.report);
-    out << report.dump(1) << "\n";
-    if (!out) throw IoError(o.report, "cannot write report");
-  }
+  report["summary"] = {{"tensors", tensors.size()}, {"bytes", res.bytes}, {"seconds", res.seconds},
+                       {"peak_window_bytes", res.peak_window_bytes}};
+  if (!o.report.empty()) write_report(o.report, report);
   if (!o.quiet) {
-    std::cerr << "wrote " << tensors.size() << " tensors (" << human_bytes(bytes) << ") as " << fmt.name << " to "
-              << o.dst << " in " << secs << " s\n";
+    std::cerr << "wrote " << tensors.size() << " tensors (" << human_bytes(res.bytes) << ") as " << fmt.name << " to "
+              << o.dst << " in " << res.seconds << " s\n";
     if (cast_to)
       std::cerr << "cast " << casts.size() << " tensors to " << dtype_name(*cast_to) << ": " << inexact
                 << " values rounded, " << overflow << " overflowed, " << nan << " NaN\n";
@@ -176,8 +190,9 @@ Runner add_convert(CLI::App& app) {
   app.add_flag("--drop-non-tensors", o->drop_non_tensors, "drop non-tensor leaves (listed in the report)");
   app.add_flag("--overwrite", o->overwrite, "replace DST if it exists");
   app.add_flag("-q,--quiet", o->quiet, "no summary on stderr");
-  app.add_option("--step", o->step, "Orbax CheckpointManager root: the step to read (default: latest)");
   app.add_option("--threads", o->threads, "worker threads (default: all cores)");
+  app.add_option("--max-memory", o->max_memory, "memory window for in-flight tensor data (default 1GiB)");
+  add_pipeline_options(app, o->pipe);
   return [o] { return run(*o); };
 }
 

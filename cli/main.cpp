@@ -21,6 +21,14 @@ int main(int argc, char** argv) {
     auto* sub = app.add_subcommand("convert", "Convert a checkpoint to another format");
     runners[sub] = ckb::cli::add_convert(*sub);
   }
+  {
+    auto* sub = app.add_subcommand("plan", "Resolve a recipe against a checkpoint and print the ledger (reads no tensor data)");
+    runners[sub] = ckb::cli::add_plan(*sub);
+  }
+  {
+    auto* sub = app.add_subcommand("diff", "Compare two checkpoints in any formats, exactly or within tolerances");
+    runners[sub] = ckb::cli::add_diff(*sub);
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -58,6 +58,12 @@ class TensorSource {
   virtual const std::byte* contiguous() const { return nullptr; }
   // Where the bytes live, for messages ("model.pt:data/3 +128").
   virtual std::string describe() const = 0;
+  // Bytes this source must hold in memory while it is being read (a computed result, a
+  // materialised input); 0 for sources that stream. Used to bound memory.
+  virtual std::uint64_t resident_bytes() const { return 0; }
+  // Drops cached/computed data once the consumer has read everything it needs. A later
+  // read recomputes. Must be safe to call when nothing is cached.
+  virtual void release() const {}
 };
 
 using SourcePtr = std::shared_ptr<const TensorSource>;
@@ -95,6 +101,8 @@ class StridedSource final : public TensorSource {
   void read(std::uint64_t offset, std::span<std::byte> out) const override;
   const std::byte* contiguous() const override;
   std::string describe() const override { return what_; }
+  std::uint64_t resident_bytes() const override { return base_->resident_bytes(); }
+  void release() const override { base_->release(); }
 
  private:
   bool is_contiguous() const;

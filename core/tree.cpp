@@ -1,6 +1,8 @@
 // Tree construction and traversal for core/tree.h.
 #include "core/tree.h"
 
+#include <cstring>
+
 #include "core/errors.h"
 
 namespace ckb {
@@ -108,6 +110,21 @@ std::vector<std::pair<std::string, const Tensor*>> tensor_list(const Node& root)
     if (n.is_tensor()) out.emplace_back(join_path(p), &n.tensor());
   });
   return out;
+}
+
+bool leaf_values_equal(const Node& a, const Node& b) {
+  if (a.value().index() != b.value().index() || a.is_tensor()) return false;
+  if (a.is_container()) return a.container().kind == b.container().kind && a.container().children.empty() &&
+                               b.container().children.empty();
+  if (auto* x = std::get_if<double>(&a.value())) {
+    double y = std::get<double>(b.value());
+    return std::memcmp(x, &y, sizeof y) == 0;
+  }
+  if (auto* x = std::get_if<std::int64_t>(&a.value())) return *x == std::get<std::int64_t>(b.value());
+  if (auto* x = std::get_if<bool>(&a.value())) return *x == std::get<bool>(b.value());
+  if (auto* x = std::get_if<std::string>(&a.value())) return *x == std::get<std::string>(b.value());
+  if (auto* x = std::get_if<RawBytes>(&a.value())) return *x == std::get<RawBytes>(b.value());
+  return true;  // None
 }
 
 const Node* find_path(const Node& root, std::string_view path) {

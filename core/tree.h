@@ -114,6 +114,10 @@ void visit_leaves_mut(Node& root, const std::function<void(const Path&, Node&)>&
 // All tensors in visit order, with their '/'-joined names.
 std::vector<std::pair<std::string, const Tensor*>> tensor_list(const Node& root);
 
+// Equality of two non-tensor leaves (type and value; floats compared bit for bit). Empty
+// containers are equal when their kinds are. Tensors compare false (compare their bytes).
+bool leaf_values_equal(const Node& a, const Node& b);
+
 // Looks a '/'-joined path up; null if absent.
 const Node* find_path(const Node& root, std::string_view path);
 

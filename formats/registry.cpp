@@ -1,8 +1,4 @@
 // The list of formats and the generic read/write drivers of formats/format.h.
-#include <algorithm>
-#include <atomic>
-#include <thread>
-
 #include "core/errors.h"
 #include "formats/format.h"
 
@@ -41,48 +37,6 @@ Checkpoint read_checkpoint(const std::string& path, const ReadOptions& opts) {
   return ck;
 }
 
-void write_checkpoint(const Checkpoint& ck, const std::string& dst, const Format& fmt, const WriteOptions& opts,
-                      unsigned threads) {
-  if (!fmt.make_writer) throw UsageError("writing " + fmt.name + " is not supported");
-  auto writer = fmt.make_writer(dst, opts);
-  writer->begin(ck.root);
-  auto tensors = tensor_list(ck.root);
-  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
-  threads = std::min<unsigned>(threads, static_cast<unsigned>(std::max<std::size_t>(1, tensors.size())));
-
-  constexpr std::uint64_t kChunk = 32u << 20;
-  std::atomic<std::size_t> next{0};
-  std::exception_ptr failure;
-  std::atomic<bool> failed{false};
-  auto work = [&] {
-    Bytes buf;
-    try {
-      for (std::size_t i = next++; i < tensors.size() && !failed; i = next++) {
-        const Tensor& t = *tensors[i].second;
-        const std::uint64_t n = t.info.nbytes();
-        if (n == 0) continue;
-        if (const std::byte* p = t.source->contiguous()) {
-          for (std::uint64_t off = 0; off < n; off += kChunk)
-            writer->write(i, off, {p + off, static_cast<std::size_t>(std::min(kChunk, n - off))});
-          continue;
-        }
-        if (buf.size() < std::min(n, kChunk)) buf = Bytes(static_cast<std::size_t>(std::min(n, kChunk)));
-        for (std::uint64_t off = 0; off < n; off += kChunk) {
-          std::size_t len = static_cast<std::size_t>(std::min(kChunk, n - off));
-          t.source->read(off, {buf.data(), len});
-          writer->write(i, off, {buf.data(), len});
-        }
-      }
-    } catch (...) {
-      if (!failed.exchange(true)) failure = std::current_exception();
-    }
-  };
-  std::vector<std::thread> pool;
-  for (unsigned k = 1; k < threads; ++k) pool.emplace_back(work);
-  work();
-  for (auto& th : pool) th.join();
-  if (failure) std::rethrow_exception(failure);
-  writer->commit();
-}
+// write_checkpoint() is implemented by the streaming executor (transform/execute.cpp).
 
 }  // namespace ckb

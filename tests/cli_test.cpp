@@ -34,8 +34,12 @@ TEST(Cli, ConvertWithCastWritesReportAndRoundsToBf16) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto rep = test::load_json(tmp / "r.json");
   EXPECT_EQ(rep["tensors"]["big"]["dtype"], "BF16");
-  EXPECT_EQ(rep["tensors"]["big"]["cast_from"], "F32");
+  EXPECT_EQ(rep["tensors"]["big"]["cast"]["from"], "F32");
   EXPECT_EQ(rep["tensors"]["big"]["cast"]["elements"], 256 * 384);
+  EXPECT_EQ(rep["ledger"]["sources"]["big"]["status"], "consumed");
+  EXPECT_TRUE(rep["ledger"]["ok"].get<bool>());
+  // Stats of the written data: bf16_specials holds inf and nan.
+  EXPECT_GE(rep["tensors"]["bf16_specials"]["stats"]["nan"].get<int>(), 1);
   EXPECT_EQ(rep["tensors"]["i64"]["dtype"], "I64");  // integers are not cast
   EXPECT_EQ(rep["tensors"]["bf16_specials"].count("cast"), 0u);
   auto back = run_cli("inspect --json " + tmp / "o.safetensors");
@@ -81,6 +85,63 @@ TEST(Cli, FailedConvertLeavesNoOutput) {
   std::vector<std::string> names;
   for (auto& e : fs::directory_iterator(tmp.path())) names.push_back(e.path().filename().string());
   EXPECT_EQ(names, std::vector<std::string>{"cut.safetensors"});
+}
+
+TEST(Cli, PlanAndDiffThroughARecipe) {
+  test::TempDir tmp;
+  // Rename every tensor under "model/" and transpose the 2-D "big"; drop the rest explicitly.
+  test::write_file(tmp / "r.json", R"({"recipe": "t", "rules": [
+    {"map": "big", "to": "model/big_t", "ops": [{"rearrange": "a b -> b a"}]},
+    {"map": "layers.{i:int}.attn.q.kernel", "to": "model/q/{i}"},
+    {"drop": "{x:*}", "reason": "not needed"}]})");
+  auto src = fixture("safetensors_single/model.safetensors");
+  auto plan = run_cli("plan " + src + " --recipe " + tmp / "r.json --json");
+  ASSERT_EQ(plan.exit_code, 0) << plan.err << plan.out;
+  auto led = nlohmann::json::parse(plan.out);
+  EXPECT_EQ(led["targets"]["model/big_t"]["shape"], (std::vector<int>{384, 256}));
+  EXPECT_EQ(led["sources"]["i8"]["status"], "dropped");
+  EXPECT_EQ(led["counts"]["sources_consumed"], 3);
+  auto conv = run_cli("convert " + src + " " + tmp / "o.safetensors --recipe " + tmp / "r.json");
+  ASSERT_EQ(conv.exit_code, 0) << conv.err;
+  auto out = run_cli("inspect --json " + tmp / "o.safetensors");
+  auto j = nlohmann::json::parse(out.out);
+  EXPECT_EQ(j["tensors"].size(), 3u);
+  EXPECT_EQ(j["tensors"]["model/q/1"]["dtype"], "BF16");
+  // diff maps the source through the same recipe: exactly equal.
+  auto same = run_cli("diff " + src + " " + tmp / "o.safetensors --recipe " + tmp / "r.json");
+  EXPECT_EQ(same.exit_code, 0) << same.out << same.err;
+  // Without the recipe the trees differ.
+  EXPECT_EQ(run_cli("diff " + src + " " + tmp / "o.safetensors").exit_code, 1);
+}
+
+TEST(Cli, PlanWithUnusedSourceFailsNamingIt) {
+  test::TempDir tmp;
+  test::write_file(tmp / "r.json", R"({"rules": [{"map": "big", "to": "big"}]})");
+  auto r = run_cli("convert " + fixture("safetensors_single/model.safetensors") + " " + tmp / "o.safetensors --recipe " +
+                   tmp / "r.json --report " + tmp / "rep.json");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("unused source 'embed.weight'"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(tmp / "o.safetensors"));
+  auto rep = test::load_json(tmp / "rep.json");
+  EXPECT_FALSE(rep["ledger"]["ok"].get<bool>());
+  EXPECT_EQ(rep["ledger"]["sources"]["mask"]["status"], "unused");
+}
+
+TEST(Cli, DiffReportsUlpAndHonoursTolerance) {
+  test::TempDir tmp;
+  auto src = fixture("safetensors_single/model.safetensors");
+  // f32 -> bf16 -> f32 changes values by at most half a bf16 ulp (2^-8 relative).
+  ASSERT_EQ(run_cli("convert " + src + " " + tmp / "b.safetensors --dtype BF16 -q").exit_code, 0);
+  ASSERT_EQ(run_cli("convert " + tmp / "b.safetensors " + tmp / "c.safetensors --dtype F32 -q").exit_code, 0);
+  auto exact = run_cli("diff " + src + " " + tmp / "c.safetensors --json");
+  EXPECT_EQ(exact.exit_code, 1);
+  auto j = nlohmann::json::parse(exact.out);
+  EXPECT_EQ(j["leaves"]["big"]["status"], "different");
+  EXPECT_LE(j["leaves"]["big"]["max_rel"].get<double>(), 1.0 / 256);
+  EXPECT_EQ(j["leaves"]["i64"]["status"], "equal");
+  // f16 specials widened to f32 are not f16 any more: dtype differs but values can be compared.
+  auto tol = run_cli("diff " + src + " " + tmp / "c.safetensors --rtol 0.00391 --atol 1e-30");
+  EXPECT_EQ(tol.exit_code, 0) << tol.out;
 }
 
 }  // namespace

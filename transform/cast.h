@@ -30,6 +30,8 @@ class CastSource final : public TensorSource {
   CastSource(Tensor base, DType to, std::shared_ptr<CastStats> stats);
   void read(std::uint64_t offset, std::span<std::byte> out) const override;
   std::string describe() const override;
+  std::uint64_t resident_bytes() const override { return base_.source->resident_bytes(); }
+  void release() const override { base_.source->release(); }
 
  private:
   Tensor base_;

@@ -1,0 +1,46 @@
+// Implementation of cli/pipeline.h.
+#include "cli/pipeline.h"
+
+#include "core/errors.h"
+#include "formats/format.h"
+
+namespace ckb::cli {
+
+void add_pipeline_options(CLI::App& app, PipelineOptions& o) {
+  app.add_option("--recipe", o.recipe, "mapping recipe: a JSON file or a built-in name (default: identity)");
+  app.add_flag("--reverse", o.reverse, "apply the recipe's inverse (derived automatically)");
+  app.add_option("--expect", o.expect, "a checkpoint whose layout the target must match exactly (names, dtypes, shapes)");
+  app.add_option("--size", o.sizes, "axis size for rearrange ops, NAME=N (repeatable)");
+  app.add_option("--step", o.step, "Orbax CheckpointManager root: the step to read (default: latest)");
+}
+
+Checkpoint open_checkpoint(const std::string& path, std::int64_t step) {
+  ReadOptions ro;
+  if (step >= 0) ro.step = step;
+  return read_checkpoint(path, ro);
+}
+
+Pipeline build_pipeline(const std::string& src, const PipelineOptions& o) {
+  Pipeline p;
+  p.source = open_checkpoint(src, o.step);
+  p.recipe = load_recipe(o.recipe.empty() ? "identity" : o.recipe);
+  if (o.reverse) p.recipe = invert(p.recipe);
+  PlanOptions po;
+  if (!o.expect.empty()) {
+    p.expect = std::make_unique<Checkpoint>(read_checkpoint(o.expect));
+    po.expect = p.expect.get();
+  }
+  for (const auto& kv : o.sizes) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos) throw UsageError("--size expects NAME=N, got '" + kv + "'");
+    try {
+      po.sizes[kv.substr(0, eq)] = std::stoll(kv.substr(eq + 1));
+    } catch (const std::exception&) {
+      throw UsageError("--size expects NAME=N, got '" + kv + "'");
+    }
+  }
+  p.plan = build_plan(p.source, p.recipe, po);
+  return p;
+}
+
+}  // namespace ckb::cli

@@ -1,0 +1,156 @@
+// Implementation of transform/diff.h.
+#include "transform/diff.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <thread>
+
+#include "transform/cast.h"
+
+namespace ckb {
+namespace {
+
+// Sign-magnitude float bits mapped to a monotonic integer line (for ULP distances).
+std::int64_t ordered_bits(DType t, const std::byte* p) {
+  std::uint64_t bits = 0;
+  std::size_t w = dtype_size(t);
+  std::memcpy(&bits, p, w);
+  std::uint64_t sign = bits >> (8 * w - 1);
+  std::uint64_t mag = bits & ((w == 8) ? ~0ull >> 1 : ((1ull << (8 * w - 1)) - 1));
+  return sign ? -static_cast<std::int64_t>(mag) : static_cast<std::int64_t>(mag);
+}
+
+void compare_tensors(const Tensor& a, const Tensor& b, const DiffOptions& o, LeafDiff& d) {
+  if (a.info.shape != b.info.shape) {
+    d.status = "shape_mismatch";
+    d.detail = shape_str(a.info.shape) + " vs " + shape_str(b.info.shape);
+    return;
+  }
+  const bool same_dtype = a.info.dtype == b.info.dtype;
+  const bool numeric = !dtype_is_complex(a.info.dtype) && !dtype_is_complex(b.info.dtype);
+  const std::uint64_t n = a.info.numel();
+  const std::uint64_t kElems = 1u << 20;
+  std::vector<std::byte> ba, bb;
+  std::vector<double> da, db;
+  bool bytes_equal = same_dtype;
+  bool within = true;
+  for (std::uint64_t e0 = 0; e0 < n; e0 += kElems) {
+    std::size_t cnt = static_cast<std::size_t>(std::min(kElems, n - e0));
+    ba.resize(cnt * dtype_size(a.info.dtype));
+    bb.resize(cnt * dtype_size(b.info.dtype));
+    a.source->read(e0 * dtype_size(a.info.dtype), ba);
+    b.source->read(e0 * dtype_size(b.info.dtype), bb);
+    if (same_dtype && std::memcmp(ba.data(), bb.data(), ba.size()) == 0) continue;
+    bytes_equal = false;
+    if (!numeric) {
+      within = false;
+      d.mismatches += cnt;
+      continue;
+    }
+    da.resize(cnt);
+    db.resize(cnt);
+    convert_elements(a.info.dtype, DType::F64, ba.data(), reinterpret_cast<std::byte*>(da.data()), cnt, nullptr);
+    convert_elements(b.info.dtype, DType::F64, bb.data(), reinterpret_cast<std::byte*>(db.data()), cnt, nullptr);
+    const bool ulp = same_dtype && dtype_is_float(a.info.dtype);
+    for (std::size_t k = 0; k < cnt; ++k) {
+      double x = da[k], y = db[k];
+      if (std::isnan(x) || std::isnan(y)) {
+        if (!(std::isnan(x) && std::isnan(y))) ++d.mismatches, within = false;
+        continue;
+      }
+      if (x == y) continue;  // includes equal infinities and +0/-0
+      double abs = std::fabs(x - y);
+      double rel = y != 0 ? abs / std::fabs(y) : INFINITY;
+      d.max_abs = std::max(d.max_abs, abs);
+      d.max_rel = std::max(d.max_rel, rel);
+      if (ulp) {
+        auto ux = ordered_bits(a.info.dtype, ba.data() + k * dtype_size(a.info.dtype));
+        auto uy = ordered_bits(b.info.dtype, bb.data() + k * dtype_size(b.info.dtype));
+        d.max_ulp = std::max<std::uint64_t>(d.max_ulp, static_cast<std::uint64_t>(ux > uy ? ux - uy : uy - ux));
+      }
+      if (!(abs <= o.atol + o.rtol * std::fabs(y))) ++d.mismatches, within = false;
+    }
+  }
+  if (bytes_equal) d.status = "equal";
+  else d.status = within ? "close" : "different";
+  if (!same_dtype) d.detail = std::string(dtype_name(a.info.dtype)) + " vs " + std::string(dtype_name(b.info.dtype));
+}
+
+}  // namespace
+
+bool DiffResult::within_tolerance() const {
+  return std::all_of(leaves.begin(), leaves.end(), [](const LeafDiff& d) { return d.status == "equal" || d.status == "close"; });
+}
+
+nlohmann::ordered_json DiffResult::to_json() const {
+  nlohmann::ordered_json j;
+  j["within_tolerance"] = within_tolerance();
+  std::map<std::string, int> counts;
+  j["leaves"] = nlohmann::ordered_json::object();
+  for (const auto& d : leaves) {
+    counts[d.status]++;
+    nlohmann::ordered_json e = {{"status", d.status}};
+    if (!d.detail.empty()) e["detail"] = d.detail;
+    if (d.status == "close" || d.status == "different") {
+      e["max_abs"] = d.max_abs;
+      e["max_rel"] = d.max_rel;
+      e["max_ulp"] = d.max_ulp;
+      e["mismatches"] = d.mismatches;
+    }
+    j["leaves"][d.name] = e;
+  }
+  j["counts"] = counts;
+  return j;
+}
+
+DiffResult diff_trees(const Node& a, const Node& b, const DiffOptions& opts) {
+  std::map<std::string, const Node*> la, lb;
+  std::vector<std::string> order;
+  visit_leaves(a, [&](const Path& p, const Node& n) {
+    la[join_path(p)] = &n;
+    order.push_back(join_path(p));
+  });
+  visit_leaves(b, [&](const Path& p, const Node& n) {
+    auto k = join_path(p);
+    lb[k] = &n;
+    if (!la.count(k)) order.push_back(k);
+  });
+  DiffResult r;
+  r.leaves.resize(order.size());
+  std::atomic<std::size_t> next{0};
+  std::exception_ptr err;
+  std::atomic<bool> failed{false};
+  auto work = [&] {
+    try {
+      for (std::size_t i = next++; i < order.size() && !failed; i = next++) {
+        auto& d = r.leaves[i];
+        d.name = order[i];
+        auto ia = la.find(d.name), ib = lb.find(d.name);
+        if (ia == la.end()) { d.status = "only_in_b"; continue; }
+        if (ib == lb.end()) { d.status = "only_in_a"; continue; }
+        const Node &x = *ia->second, &y = *ib->second;
+        if (x.is_tensor() && y.is_tensor()) compare_tensors(x.tensor(), y.tensor(), opts, d);
+        else if (x.type_name() != y.type_name()) {
+          d.status = "type_mismatch";
+          d.detail = std::string(x.type_name()) + " vs " + std::string(y.type_name());
+        } else {
+          d.status = leaf_values_equal(x, y) ? "equal" : "different";
+        }
+      }
+    } catch (...) {
+      if (!failed.exchange(true)) err = std::current_exception();
+    }
+  };
+  unsigned threads = opts.threads ? opts.threads : std::max(1u, std::thread::hardware_concurrency());
+  std::vector<std::thread> pool;
+  for (unsigned k = 1; k < threads && k < order.size(); ++k) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  if (err) std::rethrow_exception(err);
+  return r;
+}
+
+}  // namespace ckb

@@ -1,0 +1,176 @@
+// Implementation of transform/execute.h (and formats/format.h's write_checkpoint).
+#include "transform/execute.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <thread>
+
+#include "core/errors.h"
+#include "transform/cast.h"
+
+namespace ckb {
+namespace {
+
+class ByteWindow {
+ public:
+  explicit ByteWindow(std::uint64_t cap) : cap_(cap) {}
+  void acquire(std::uint64_t n) {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return used_ == 0 || used_ + n <= cap_; });
+    used_ += n;
+    peak_ = std::max(peak_, used_);
+  }
+  void release(std::uint64_t n) {
+    {
+      std::lock_guard lock(mu_);
+      used_ -= n;
+    }
+    cv_.notify_all();
+  }
+  std::uint64_t peak() const { return peak_; }
+
+ private:
+  std::uint64_t cap_, used_ = 0, peak_ = 0;
+  std::mutex mu_;
+  std::condition_variable cv_;
+};
+
+std::string fmt_bytes(double b) {
+  const char* u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int i = 0;
+  while (b >= 1024 && i < 4) b /= 1024, ++i;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f %s", b, u[i]);
+  return buf;
+}
+
+}  // namespace
+
+void accumulate_stats(TensorStats& s, DType dtype, const std::byte* data, std::size_t count, double& sum) {
+  if (!dtype_is_float(dtype) && !dtype_is_signed_int(dtype) && !dtype_is_unsigned_int(dtype)) return;
+  s.numeric = true;
+  std::vector<double> v(count);
+  convert_elements(dtype, DType::F64, data, reinterpret_cast<std::byte*>(v.data()), count, nullptr);
+  for (double x : v) {
+    if (std::isnan(x)) {
+      ++s.nan;
+      continue;
+    }
+    if (std::isinf(x)) {
+      ++s.inf;
+      continue;
+    }
+    if (s.count == 0) s.min = s.max = x;
+    s.min = std::min(s.min, x);
+    s.max = std::max(s.max, x);
+    sum += x;
+    ++s.count;
+  }
+}
+
+ExecResult execute(const Node& target, const Format& fmt, const std::string& dst, const WriteOptions& wo,
+                   const ExecOptions& eo) {
+  if (!fmt.make_writer) throw UsageError("writing " + fmt.name + " is not supported");
+  auto t0 = std::chrono::steady_clock::now();
+  auto writer = fmt.make_writer(dst, wo);
+  writer->begin(target);
+  auto tensors = tensor_list(target);
+  ExecResult res;
+  for (auto& [n, t] : tensors) {
+    res.names.push_back(n);
+    res.bytes += t->info.nbytes();
+  }
+  if (eo.stats) res.stats.resize(tensors.size());
+  unsigned threads = eo.threads ? eo.threads : std::max(1u, std::thread::hardware_concurrency());
+  threads = std::min<unsigned>(threads, static_cast<unsigned>(std::max<std::size_t>(1, tensors.size())));
+  const std::uint64_t chunk = std::max<std::uint64_t>(eo.chunk_bytes, 1 << 16);
+  ByteWindow window(eo.max_memory ? eo.max_memory : (1ull << 30));
+
+  std::atomic<std::size_t> next{0};
+  std::atomic<std::uint64_t> done_bytes{0};
+  std::exception_ptr failure;
+  std::atomic<bool> failed{false};
+  auto work = [&] {
+    Bytes buf;
+    try {
+      for (std::size_t i = next++; i < tensors.size() && !failed; i = next++) {
+        const Tensor& t = *tensors[i].second;
+        const std::uint64_t n = t.info.nbytes();
+        const std::byte* direct = n ? t.source->contiguous() : nullptr;
+        const std::uint64_t cost = (direct ? 0 : std::min(n, chunk)) + t.source->resident_bytes();
+        window.acquire(cost);
+        struct Release {
+          ByteWindow& w;
+          std::uint64_t c;
+          const Tensor& t;
+          ~Release() {
+            t.source->release();
+            w.release(c);
+          }
+        } guard{window, cost, t};
+        double sum = 0;
+        for (std::uint64_t off = 0; off < n; off += chunk) {
+          std::size_t len = static_cast<std::size_t>(std::min(chunk, n - off));
+          const std::byte* p;
+          if (direct) {
+            p = direct + off;
+          } else {
+            if (buf.size() < len) buf = Bytes(static_cast<std::size_t>(std::min(n, chunk)));
+            t.source->read(off, {buf.data(), len});
+            p = buf.data();
+          }
+          writer->write(i, off, {p, len});
+          if (eo.stats) accumulate_stats(res.stats[i], t.info.dtype, p, len / dtype_size(t.info.dtype), sum);
+          done_bytes += len;
+        }
+        if (eo.stats && res.stats[i].count) res.stats[i].mean = sum / static_cast<double>(res.stats[i].count);
+      }
+    } catch (...) {
+      if (!failed.exchange(true)) failure = std::current_exception();
+    }
+  };
+
+  std::atomic<bool> finished{false};
+  std::thread progress;
+  if (eo.progress) {
+    progress = std::thread([&] {
+      while (!finished) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        double d = static_cast<double>(done_bytes.load());
+        double pct = res.bytes ? 100.0 * d / static_cast<double>(res.bytes) : 100.0;
+        std::fprintf(stderr, "\r  %5.1f%%  %s / %s  %s/s   ", pct, fmt_bytes(d).c_str(),
+                     fmt_bytes(static_cast<double>(res.bytes)).c_str(), fmt_bytes(secs > 0 ? d / secs : 0).c_str());
+      }
+      std::fprintf(stderr, "\r%60s\r", "");
+    });
+  }
+  std::vector<std::thread> pool;
+  for (unsigned k = 1; k < threads; ++k) pool.emplace_back(work);
+  work();
+  for (auto& th : pool) th.join();
+  finished = true;
+  if (progress.joinable()) progress.join();
+  if (failure) std::rethrow_exception(failure);
+  writer->commit();
+  res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  res.peak_window_bytes = window.peak();
+  return res;
+}
+
+void write_checkpoint(const Checkpoint& ck, const std::string& dst, const Format& fmt, const WriteOptions& opts,
+                      unsigned threads) {
+  ExecOptions eo;
+  eo.threads = threads;
+  execute(ck.root, fmt, dst, opts, eo);
+}
+
+}  // namespace ckb

@@ -1,0 +1,537 @@
+// Implementation of transform/ops.h.
+#include "transform/ops.h"
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <numeric>
+#include <set>
+
+#include "core/errors.h"
+#include "transform/cast.h"
+
+namespace ckb::ops {
+namespace {
+
+std::uint64_t prod(const Shape& s, std::size_t from, std::size_t to) {
+  std::uint64_t p = 1;
+  for (std::size_t i = from; i < to; ++i) p *= static_cast<std::uint64_t>(s[i]);
+  return p;
+}
+
+// Bytes of `base` produced once on first read and kept (for ops that need random access).
+class Materialized {
+ public:
+  explicit Materialized(Tensor t) : t_(std::move(t)) {}
+  // Valid until release(); callers hold the owning source's lock.
+  const std::byte* get() const {
+    if (!ptr_) {
+      if (const std::byte* p = t_.source->contiguous()) {
+        ptr_ = p;
+      } else {
+        buf_ = t_.read_all();
+        ptr_ = buf_.data();
+      }
+    }
+    return ptr_;
+  }
+  void release() const {
+    buf_ = Bytes();
+    ptr_ = nullptr;
+  }
+  std::uint64_t resident() const { return t_.source->contiguous() ? 0 : t_.info.nbytes(); }
+  const Tensor& tensor() const { return t_; }
+
+ private:
+  Tensor t_;
+  mutable Bytes buf_;
+  mutable const std::byte* ptr_ = nullptr;
+};
+
+// Computes the whole output once, on first read, then serves ranges.
+class ComputedSource : public TensorSource {
+ public:
+  ComputedSource(std::uint64_t nbytes, std::string what) : nbytes_(nbytes), what_(std::move(what)) {}
+  void read(std::uint64_t offset, std::span<std::byte> out) const override {
+    std::lock_guard lock(mu_);
+    if (!ready_) {
+      buf_ = compute();
+      release_inputs();
+      ready_ = true;
+    }
+    if (offset > buf_.size() || out.size() > buf_.size() - offset) throw MappingError(what_, "read past end");
+    if (!out.empty()) std::memcpy(out.data(), buf_.data() + offset, out.size());
+  }
+  std::string describe() const override { return what_; }
+  std::uint64_t resident_bytes() const override { return nbytes_ + inputs_resident(); }
+  void release() const override {
+    std::lock_guard lock(mu_);
+    buf_ = Bytes();
+    ready_ = false;
+    release_inputs();
+  }
+
+ protected:
+  virtual Bytes compute() const = 0;
+  virtual void release_inputs() const {}
+  virtual std::uint64_t inputs_resident() const { return 0; }
+  std::uint64_t nbytes_;
+  std::string what_;
+
+ private:
+  mutable std::mutex mu_;
+  mutable bool ready_ = false;
+  mutable Bytes buf_;
+};
+
+// Output = runs of bytes gathered from several inputs: for "outer" index o, the output holds
+// for each input k its block o of `inner[k]` bytes, back to back (concat along an axis).
+class ConcatSource final : public TensorSource {
+ public:
+  ConcatSource(std::vector<Tensor> in, std::uint64_t outer, std::vector<std::uint64_t> inner, std::string what)
+      : in_(std::move(in)), outer_(outer), inner_(std::move(inner)), what_(std::move(what)) {
+    row_ = std::accumulate(inner_.begin(), inner_.end(), std::uint64_t{0});
+  }
+  void read(std::uint64_t offset, std::span<std::byte> out) const override {
+    std::uint64_t pos = offset, end = offset + out.size();
+    std::byte* dst = out.data();
+    while (pos < end) {
+      std::uint64_t o = pos / row_, in_row = pos % row_;
+      std::size_t k = 0;
+      std::uint64_t start = 0;
+      while (in_row >= start + inner_[k]) start += inner_[k++];
+      std::uint64_t within = in_row - start;
+      std::uint64_t n = std::min(inner_[k] - within, end - pos);
+      in_[k].source->read(o * inner_[k] + within, {dst, static_cast<std::size_t>(n)});
+      dst += n;
+      pos += n;
+    }
+  }
+  std::string describe() const override { return what_; }
+  std::uint64_t resident_bytes() const override {
+    std::uint64_t n = 0;
+    for (const auto& t : in_) n += t.source->resident_bytes();
+    return n;
+  }
+  void release() const override {
+    for (const auto& t : in_) t.source->release();
+  }
+
+ private:
+  std::vector<Tensor> in_;
+  std::uint64_t outer_;
+  std::vector<std::uint64_t> inner_;
+  std::uint64_t row_;
+  std::string what_;
+};
+
+// A slice along one axis: output block o (of `len` bytes) comes from input offset
+// o * in_row + start.
+class SliceSource final : public TensorSource {
+ public:
+  SliceSource(Tensor base, std::uint64_t in_row, std::uint64_t start, std::uint64_t len, std::string what)
+      : base_(std::move(base)), in_row_(in_row), start_(start), len_(len), what_(std::move(what)) {}
+  void read(std::uint64_t offset, std::span<std::byte> out) const override {
+    std::uint64_t pos = offset, end = offset + out.size();
+    std::byte* dst = out.data();
+    while (pos < end) {
+      std::uint64_t o = pos / len_, within = pos % len_;
+      std::uint64_t n = std::min(len_ - within, end - pos);
+      base_.source->read(o * in_row_ + start_ + within, {dst, static_cast<std::size_t>(n)});
+      dst += n;
+      pos += n;
+    }
+  }
+  const std::byte* contiguous() const override {
+    if (len_ != in_row_ && base_.info.nbytes() / in_row_ > 1) return nullptr;
+    const std::byte* p = base_.source->contiguous();
+    return p ? p + start_ : nullptr;
+  }
+  std::string describe() const override { return what_; }
+  std::uint64_t resident_bytes() const override { return base_.source->resident_bytes(); }
+  void release() const override { base_.source->release(); }
+
+ private:
+  Tensor base_;
+  std::uint64_t in_row_, start_, len_;
+  std::string what_;
+};
+
+class PermuteSource final : public ComputedSource {
+ public:
+  PermuteSource(Tensor base, std::vector<int> perm, Shape out_shape, std::string what)
+      : ComputedSource(base.info.nbytes(), std::move(what)), in_(std::move(base)), perm_(std::move(perm)),
+        out_shape_(std::move(out_shape)) {}
+
+ protected:
+  Bytes compute() const override {
+    const std::byte* src = in_.get();
+    const auto& ish = in_.tensor().info.shape;
+    const std::size_t rank = ish.size(), elem = dtype_size(in_.tensor().info.dtype);
+    std::vector<std::uint64_t> istride(rank, 1);
+    for (std::size_t d = rank; d-- > 1;) istride[d - 1] = istride[d] * static_cast<std::uint64_t>(ish[d]);
+    std::vector<std::uint64_t> ostride(rank);  // input stride for each output axis
+    for (std::size_t i = 0; i < rank; ++i) ostride[i] = istride[static_cast<std::size_t>(perm_[i])];
+    Bytes out(nbytes_);
+    const std::uint64_t n = nbytes_ / elem;
+    if (n == 0) return out;
+    std::vector<std::int64_t> idx(rank, 0);
+    // Innermost output axis walks the input with stride ostride[rank-1]; copy rows of it.
+    const std::uint64_t inner = rank ? static_cast<std::uint64_t>(out_shape_[rank - 1]) : 1;
+    const std::uint64_t istep = rank ? ostride[rank - 1] * elem : 0;
+    std::byte* dst = out.data();
+    for (std::uint64_t k = 0; k < n; k += inner) {
+      std::uint64_t base = 0;
+      for (std::size_t d = 0; d + 1 < rank; ++d) base += static_cast<std::uint64_t>(idx[d]) * ostride[d];
+      const std::byte* s = src + base * elem;
+      if (istep == elem) {
+        std::memcpy(dst, s, inner * elem);
+        dst += inner * elem;
+      } else {
+        for (std::uint64_t j = 0; j < inner; ++j, dst += elem, s += istep) std::memcpy(dst, s, elem);
+      }
+      for (std::size_t d = rank - 1; d-- > 0;) {
+        if (++idx[d] < out_shape_[d]) break;
+        idx[d] = 0;
+      }
+    }
+    return out;
+  }
+
+ private:
+  void release_inputs() const override { in_.release(); }
+  std::uint64_t inputs_resident() const override { return in_.resident(); }
+
+  Materialized in_;
+  std::vector<int> perm_;
+  Shape out_shape_;
+};
+
+class FillSource final : public TensorSource {
+ public:
+  FillSource(TensorInfo info, double value, std::string what) : what_(std::move(what)) {
+    Bytes one = from_doubles({value}, info.dtype);
+    pattern_.assign(one.data(), one.data() + one.size());
+  }
+  void read(std::uint64_t offset, std::span<std::byte> out) const override {
+    const std::size_t e = pattern_.size();
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = pattern_[(offset + i) % e];
+  }
+  std::string describe() const override { return what_; }
+
+ private:
+  std::vector<std::byte> pattern_;
+  std::string what_;
+};
+
+class AddSource final : public ComputedSource {
+ public:
+  AddSource(Tensor a, Tensor b, double scale, DType out, std::string what)
+      : ComputedSource(TensorInfo{out, a.info.shape}.nbytes(), std::move(what)), a_(std::move(a)), b_(std::move(b)),
+        scale_(scale), out_(out) {}
+
+ protected:
+  Bytes compute() const override {
+    auto x = to_doubles(a_), y = to_doubles(b_);
+    for (std::size_t i = 0; i < x.size(); ++i) x[i] += scale_ * y[i];
+    return from_doubles(x, out_);
+  }
+
+ private:
+  std::uint64_t inputs_resident() const override { return 8 * (a_.info.numel() + b_.info.numel()); }
+  void release_inputs() const override {
+    a_.source->release();
+    b_.source->release();
+  }
+  Tensor a_, b_;
+  double scale_;
+  DType out_;
+};
+
+struct EinsumSpec {
+  std::vector<std::string> inputs;
+  std::string output;
+  std::map<char, std::int64_t> dims;
+};
+
+EinsumSpec parse_einsum(const std::string& eq, const std::vector<Tensor>& ts, const std::string& what) {
+  EinsumSpec s;
+  auto arrow = eq.find("->");
+  if (arrow == std::string::npos) throw MappingError(what, "einsum '" + eq + "' needs an explicit '->' output");
+  std::string lhs = eq.substr(0, arrow);
+  s.output = eq.substr(arrow + 2);
+  std::size_t start = 0;
+  while (true) {
+    auto comma = lhs.find(',', start);
+    s.inputs.push_back(lhs.substr(start, comma - start));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  if (s.inputs.size() != ts.size())
+    throw MappingError(what, "einsum '" + eq + "' has " + std::to_string(s.inputs.size()) + " operands, got " +
+                                 std::to_string(ts.size()) + " tensors");
+  for (std::size_t k = 0; k < ts.size(); ++k) {
+    const auto& lab = s.inputs[k];
+    if (lab.size() != ts[k].info.shape.size())
+      throw MappingError(what, "einsum operand " + std::to_string(k) + " '" + lab + "' does not match shape " +
+                                   shape_str(ts[k].info.shape));
+    for (std::size_t d = 0; d < lab.size(); ++d) {
+      char c = lab[d];
+      if (!std::isalpha(static_cast<unsigned char>(c))) throw MappingError(what, "einsum labels must be letters: " + eq);
+      auto [it, fresh] = s.dims.emplace(c, ts[k].info.shape[d]);
+      if (!fresh && it->second != ts[k].info.shape[d])
+        throw MappingError(what, std::string("einsum label '") + c + "' has sizes " + std::to_string(it->second) +
+                                     " and " + std::to_string(ts[k].info.shape[d]));
+    }
+  }
+  std::set<char> seen;
+  for (char c : s.output) {
+    if (!s.dims.count(c)) throw MappingError(what, std::string("einsum output label '") + c + "' is not an input label");
+    if (!seen.insert(c).second) throw MappingError(what, "einsum output repeats a label: " + eq);
+  }
+  return s;
+}
+
+class EinsumSource final : public ComputedSource {
+ public:
+  EinsumSource(EinsumSpec spec, std::vector<Tensor> ts, double scale, DType out, std::uint64_t nbytes, std::string what)
+      : ComputedSource(nbytes, std::move(what)), spec_(std::move(spec)), ts_(std::move(ts)), scale_(scale), out_(out) {}
+
+ protected:
+  Bytes compute() const override {
+    // Labels: output labels first, then contracted ones; odometer over all of them.
+    std::vector<char> labels(spec_.output.begin(), spec_.output.end());
+    for (const auto& [c, n] : spec_.dims)
+      if (spec_.output.find(c) == std::string::npos) labels.push_back(c);
+    std::map<char, std::size_t> pos;
+    for (std::size_t i = 0; i < labels.size(); ++i) pos[labels[i]] = i;
+    std::vector<std::vector<double>> vals;
+    std::vector<std::vector<std::uint64_t>> strides;  // per operand, per label
+    for (std::size_t k = 0; k < ts_.size(); ++k) {
+      vals.push_back(to_doubles(ts_[k]));
+      const auto& lab = spec_.inputs[k];
+      std::vector<std::uint64_t> st(labels.size(), 0);
+      std::uint64_t s = 1;
+      for (std::size_t d = lab.size(); d-- > 0;) {
+        st[pos[lab[d]]] += s;
+        s *= static_cast<std::uint64_t>(ts_[k].info.shape[d]);
+      }
+      strides.push_back(std::move(st));
+    }
+    std::uint64_t n_out = 1, n_red = 1;
+    for (char c : spec_.output) n_out *= static_cast<std::uint64_t>(spec_.dims.at(c));
+    for (std::size_t i = spec_.output.size(); i < labels.size(); ++i) n_red *= static_cast<std::uint64_t>(spec_.dims.at(labels[i]));
+    std::vector<double> result(n_out, 0.0);
+    std::vector<std::int64_t> idx(labels.size(), 0);
+    std::vector<std::uint64_t> off(ts_.size(), 0);
+    for (std::uint64_t o = 0; o < n_out; ++o) {
+      double acc = 0;
+      for (std::uint64_t r = 0; r < n_red; ++r) {
+        double p = 1;
+        for (std::size_t k = 0; k < ts_.size(); ++k) p *= vals[k][off[k]];
+        acc += p;
+        // advance odometer (innermost label last)
+        for (std::size_t l = labels.size(); l-- > 0;) {
+          for (std::size_t k = 0; k < ts_.size(); ++k) off[k] += strides[k][l];
+          if (++idx[l] < spec_.dims.at(labels[l])) break;
+          for (std::size_t k = 0; k < ts_.size(); ++k) off[k] -= strides[k][l] * static_cast<std::uint64_t>(idx[l]);
+          idx[l] = 0;
+        }
+      }
+      result[o] = scale_ * acc;
+    }
+    return from_doubles(result, out_);
+  }
+
+ private:
+  std::uint64_t inputs_resident() const override {
+    std::uint64_t n = 0;
+    for (const auto& t : ts_) n += 8 * t.info.numel();
+    return n;
+  }
+  void release_inputs() const override {
+    for (const auto& t : ts_) t.source->release();
+  }
+  EinsumSpec spec_;
+  std::vector<Tensor> ts_;
+  double scale_;
+  DType out_;
+};
+
+void check_real(const Tensor& t, const std::string& what) {
+  if (dtype_is_complex(t.info.dtype)) throw MappingError(what, "complex tensors are not supported by this op");
+}
+
+}  // namespace
+
+int norm_axis(int axis, std::size_t rank, const std::string& what) {
+  int r = static_cast<int>(rank);
+  int a = axis < 0 ? axis + r : axis;
+  if (a < 0 || a >= r)
+    throw MappingError(what, "axis " + std::to_string(axis) + " out of range for rank " + std::to_string(rank));
+  return a;
+}
+
+std::vector<double> to_doubles(const Tensor& t) {
+  check_real(t, t.source->describe());
+  auto raw = t.read_all();
+  std::vector<double> out(t.info.numel());
+  if (!out.empty())
+    convert_elements(t.info.dtype, DType::F64, raw.data(), reinterpret_cast<std::byte*>(out.data()), out.size(), nullptr);
+  return out;
+}
+
+Bytes from_doubles(const std::vector<double>& v, DType dtype) {
+  Bytes out(v.size() * dtype_size(dtype));
+  if (!v.empty())
+    convert_elements(DType::F64, dtype, reinterpret_cast<const std::byte*>(v.data()), out.data(), v.size(), nullptr);
+  return out;
+}
+
+Tensor reshape(const Tensor& t, Shape shape, const std::string& what) {
+  // One -1 dimension is inferred.
+  int infer = -1;
+  std::uint64_t known = 1;
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] == -1) {
+      if (infer >= 0) throw MappingError(what, "reshape " + shape_str(shape) + " has more than one -1");
+      infer = static_cast<int>(i);
+    } else {
+      known *= static_cast<std::uint64_t>(checked_numel({shape[i]}, what));
+    }
+  }
+  if (infer >= 0) {
+    if (known == 0 || t.info.numel() % known) throw MappingError(what, "cannot infer -1 in reshape " + shape_str(shape));
+    shape[static_cast<std::size_t>(infer)] = static_cast<std::int64_t>(t.info.numel() / known);
+  }
+  if (checked_numel(shape, what) != t.info.numel())
+    throw MappingError(what, "cannot reshape " + shape_str(t.info.shape) + " (" + std::to_string(t.info.numel()) +
+                                 " elements) to " + shape_str(shape));
+  return Tensor{{t.info.dtype, std::move(shape)}, t.source};
+}
+
+Tensor permute(const Tensor& t, const std::vector<int>& perm, const std::string& what) {
+  const std::size_t rank = t.info.shape.size();
+  if (perm.size() != rank)
+    throw MappingError(what, "permutation of " + std::to_string(perm.size()) + " axes for a rank-" +
+                                 std::to_string(rank) + " tensor " + shape_str(t.info.shape));
+  std::vector<bool> used(rank, false);
+  Shape out(rank);
+  bool identity = true;
+  for (std::size_t i = 0; i < rank; ++i) {
+    int a = norm_axis(perm[i], rank, what);
+    if (used[static_cast<std::size_t>(a)]) throw MappingError(what, "permutation repeats axis " + std::to_string(a));
+    used[static_cast<std::size_t>(a)] = true;
+    out[i] = t.info.shape[static_cast<std::size_t>(a)];
+    identity &= a == static_cast<int>(i);
+  }
+  if (identity) return t;
+  std::vector<int> p(rank);
+  for (std::size_t i = 0; i < rank; ++i) p[i] = norm_axis(perm[i], rank, what);
+  auto info = TensorInfo{t.info.dtype, out};
+  return Tensor{info, std::make_shared<PermuteSource>(t, p, out, what)};
+}
+
+Tensor slice(const Tensor& t, int axis, std::int64_t start, std::int64_t stop, const std::string& what) {
+  const auto& s = t.info.shape;
+  int a = norm_axis(axis, s.size(), what);
+  const std::int64_t n = s[static_cast<std::size_t>(a)];
+  if (start < 0 || stop > n || start > stop)
+    throw MappingError(what, "slice [" + std::to_string(start) + ", " + std::to_string(stop) + ") out of range for axis " +
+                                 std::to_string(a) + " of size " + std::to_string(n));
+  Shape out = s;
+  out[static_cast<std::size_t>(a)] = stop - start;
+  const std::uint64_t inner = prod(s, static_cast<std::size_t>(a) + 1, s.size()) * dtype_size(t.info.dtype);
+  const std::uint64_t in_row = inner * static_cast<std::uint64_t>(n);
+  const std::uint64_t len = inner * static_cast<std::uint64_t>(stop - start);
+  TensorInfo info{t.info.dtype, out};
+  if (info.nbytes() == 0) return Tensor{info, std::make_shared<MemorySource>(std::make_shared<Bytes>(), what)};
+  return Tensor{info, std::make_shared<SliceSource>(t, in_row, inner * static_cast<std::uint64_t>(start), len, what)};
+}
+
+Tensor index(const Tensor& t, int axis, std::int64_t i, const std::string& what) {
+  int a = norm_axis(axis, t.info.shape.size(), what);
+  Tensor s = slice(t, a, i, i + 1, what);
+  Shape out = s.info.shape;
+  out.erase(out.begin() + a);
+  return reshape(s, out, what);
+}
+
+std::vector<Tensor> split(const Tensor& t, int axis, std::int64_t parts, const std::string& what) {
+  int a = norm_axis(axis, t.info.shape.size(), what);
+  const std::int64_t n = t.info.shape[static_cast<std::size_t>(a)];
+  if (parts <= 0 || n % parts)
+    throw MappingError(what, "cannot split axis " + std::to_string(a) + " of size " + std::to_string(n) + " into " +
+                                 std::to_string(parts) + " equal parts");
+  std::vector<Tensor> out;
+  for (std::int64_t p = 0; p < parts; ++p) out.push_back(slice(t, a, p * (n / parts), (p + 1) * (n / parts), what));
+  return out;
+}
+
+Tensor concat(const std::vector<Tensor>& ts, int axis, const std::string& what) {
+  if (ts.empty()) throw MappingError(what, "concat of nothing");
+  const auto& s0 = ts[0].info.shape;
+  int a = norm_axis(axis, s0.size(), what);
+  Shape out = s0;
+  out[static_cast<std::size_t>(a)] = 0;
+  std::vector<std::uint64_t> inner;
+  for (const auto& t : ts) {
+    if (t.info.dtype != ts[0].info.dtype)
+      throw MappingError(what, "concat of " + std::string(dtype_name(ts[0].info.dtype)) + " and " +
+                                   std::string(dtype_name(t.info.dtype)));
+    if (t.info.shape.size() != s0.size()) throw MappingError(what, "concat of tensors of different rank");
+    for (std::size_t d = 0; d < s0.size(); ++d)
+      if (static_cast<int>(d) != a && t.info.shape[d] != s0[d])
+        throw MappingError(what, "concat along axis " + std::to_string(a) + " of " + shape_str(s0) + " and " +
+                                     shape_str(t.info.shape));
+    out[static_cast<std::size_t>(a)] += t.info.shape[static_cast<std::size_t>(a)];
+    inner.push_back(prod(t.info.shape, static_cast<std::size_t>(a), s0.size()) * dtype_size(t.info.dtype));
+  }
+  TensorInfo info{ts[0].info.dtype, out};
+  const std::uint64_t outer = prod(s0, 0, static_cast<std::size_t>(a));
+  if (info.nbytes() == 0) return Tensor{info, std::make_shared<MemorySource>(std::make_shared<Bytes>(), what)};
+  return Tensor{info, std::make_shared<ConcatSource>(ts, outer, inner, what)};
+}
+
+Tensor stack(const std::vector<Tensor>& ts, int axis, const std::string& what) {
+  if (ts.empty()) throw MappingError(what, "stack of nothing");
+  int a = norm_axis(axis, ts[0].info.shape.size() + 1, what);
+  std::vector<Tensor> expanded;
+  for (const auto& t : ts) {
+    if (t.info.shape != ts[0].info.shape)
+      throw MappingError(what, "stack of shapes " + shape_str(ts[0].info.shape) + " and " + shape_str(t.info.shape));
+    Shape s = t.info.shape;
+    s.insert(s.begin() + a, 1);
+    expanded.push_back(reshape(t, s, what));
+  }
+  return concat(expanded, a, what);
+}
+
+Tensor add(const Tensor& a, const Tensor& b, double scale, DType out, const std::string& what) {
+  if (a.info.shape != b.info.shape)
+    throw MappingError(what, "add of shapes " + shape_str(a.info.shape) + " and " + shape_str(b.info.shape));
+  check_real(a, what);
+  check_real(b, what);
+  return Tensor{{out, a.info.shape}, std::make_shared<AddSource>(a, b, scale, out, what)};
+}
+
+Tensor fill(TensorInfo info, double value, const std::string& what) {
+  checked_numel(info.shape, what);
+  return Tensor{info, std::make_shared<FillSource>(info, value, what)};
+}
+
+Tensor einsum(const std::string& equation, const std::vector<Tensor>& ts, double scale, DType out,
+              const std::string& what) {
+  std::string eq;
+  for (char c : equation)
+    if (c != ' ') eq += c;
+  auto spec = parse_einsum(eq, ts, what);
+  Shape shape;
+  for (char c : spec.output) shape.push_back(spec.dims.at(c));
+  TensorInfo info{out, shape};
+  for (const auto& t : ts) check_real(t, what);
+  return Tensor{info, std::make_shared<EinsumSource>(std::move(spec), ts, scale, out, info.nbytes(), what)};
+}
+
+}  // namespace ckb::ops

@@ -1,0 +1,436 @@
+// Implementation of transform/plan.h.
+#include "transform/plan.h"
+
+#include <algorithm>
+#include <set>
+
+#include "core/errors.h"
+#include "formats/format.h"
+#include "transform/cast.h"
+#include "transform/ops.h"
+#include "transform/rearrange.h"
+
+namespace ckb {
+namespace {
+
+struct SourceRef {
+  const Node* node;
+  std::size_t entry;  // index into Plan::sources
+};
+
+std::string key_of(const Captures& c, const std::vector<std::string>& names, const std::string& skip = "") {
+  std::string k;
+  for (const auto& n : names)
+    if (n != skip) k += n + "=" + c.at(n) + "\x1f";
+  return k;
+}
+
+class Planner {
+ public:
+  Planner(const Checkpoint& src, const Recipe& recipe, const PlanOptions& opts)
+      : src_(src), recipe_(recipe), opts_(opts) {
+    sizes_ = recipe.sizes;
+    for (const auto& [k, v] : opts.sizes) sizes_[k] = v;
+    plan_.recipe = recipe.name;
+    visit_leaves(src.root, [&](const Path& p, const Node& n) {
+      SourceEntry e;
+      e.name = join_path(p);
+      e.type = std::string(n.type_name());
+      if (n.is_tensor()) e.info = n.tensor().info;
+      by_name_[e.name] = plan_.sources.size();
+      refs_.push_back({&n, plan_.sources.size()});
+      plan_.sources.push_back(std::move(e));
+    });
+  }
+
+  Plan run() {
+    for (const auto& rule : recipe_.rules) apply(rule);
+    for (const auto& s : plan_.sources)
+      if (s.status == "unused") problem("unused source '" + s.name + "' (" + s.type + describe_info(s) + "): no rule maps or drops it");
+    if (opts_.expect) check_expected();
+    return std::move(plan_);
+  }
+
+ private:
+  static std::string describe_info(const SourceEntry& s) {
+    return s.type == "tensor" ? " " + std::string(dtype_name(s.info.dtype)) + " " + shape_str(s.info.shape) : "";
+  }
+  void problem(std::string p) { plan_.problems.push_back(std::move(p)); }
+
+  // Unclaimed sources matching `p`, in tree order, with their captures.
+  std::vector<std::pair<std::size_t, Captures>> matches(const Pattern& p) {
+    std::vector<std::pair<std::size_t, Captures>> out;
+    for (std::size_t i = 0; i < plan_.sources.size(); ++i) {
+      if (plan_.sources[i].status != "unused") continue;
+      if (auto c = p.match(plan_.sources[i].name)) out.emplace_back(i, std::move(*c));
+    }
+    return out;
+  }
+
+  const Tensor& tensor_of(std::size_t i, const Rule& rule) {
+    const Node* n = refs_[i].node;
+    if (!n->is_tensor())
+      throw MappingError(plan_.sources[i].name, rule.describe() + " needs a tensor but this leaf is a " + plan_.sources[i].type);
+    return n->tensor();
+  }
+
+  void claim(std::size_t i, const Rule& rule, std::vector<std::string> targets) {
+    auto& s = plan_.sources[i];
+    s.status = "consumed";
+    s.rule = rule.index;
+    s.targets = std::move(targets);
+  }
+
+  void emit(const std::string& name, Node leaf, const Rule& rule, std::vector<std::string> from, std::string how,
+            const char* status = "produced") {
+    if (produced_.count(name)) {
+      problem("target '" + name + "' is produced twice (rules " + std::to_string(produced_[name]) + " and " +
+              std::to_string(rule.index) + ")");
+      return;
+    }
+    produced_[name] = rule.index;
+    TargetEntry t;
+    t.name = name;
+    t.type = std::string(leaf.type_name());
+    if (leaf.is_tensor()) t.info = leaf.tensor().info;
+    t.status = status;
+    t.rule = rule.index;
+    t.from = std::move(from);
+    t.how = std::move(how);
+    plan_.targets.push_back(std::move(t));
+    insert_path(plan_.target, name, std::move(leaf));
+  }
+
+  Tensor apply_ops(Tensor t, const std::vector<OpSpec>& ops, const std::string& what, std::string& how) {
+    for (const auto& op : ops) {
+      switch (op.kind) {
+        case OpSpec::Kind::Rearrange:
+          t = rearrange(t, op.rearrange, sizes_, what);
+          how += (how.empty() ? "" : ", ") + std::string("rearrange '") + op.rearrange + "'";
+          break;
+        case OpSpec::Kind::Cast:
+          if (op.from && *op.from != t.info.dtype)
+            throw MappingError(what, "cast expects " + std::string(dtype_name(*op.from)) + " but the tensor is " +
+                                         std::string(dtype_name(t.info.dtype)));
+          t = cast_tensor(t, op.to, std::make_shared<CastStats>());
+          how += (how.empty() ? "" : ", ") + std::string("cast ") + std::string(dtype_name(op.to));
+          break;
+        case OpSpec::Kind::Index:
+          t = ops::index(t, op.axis, op.start, what);
+          how += (how.empty() ? "" : ", ") + std::string("index ") + std::to_string(op.start) + " on axis " + std::to_string(op.axis);
+          break;
+        case OpSpec::Kind::Slice:
+          t = ops::slice(t, op.axis, op.start, op.stop, what);
+          how += (how.empty() ? "" : ", ") + std::string("slice ") + std::to_string(op.start) + ":" + std::to_string(op.stop);
+          break;
+      }
+    }
+    return t;
+  }
+
+  void apply(const Rule& rule) {
+    try {
+      switch (rule.kind) {
+        case Rule::Kind::Map: return apply_map(rule);
+        case Rule::Kind::Drop:
+          for (auto& [i, c] : matches(rule.inputs[0])) {
+            auto& s = plan_.sources[i];
+            s.status = "dropped";
+            s.rule = rule.index;
+            s.reason = rule.reason;
+          }
+          return;
+        case Rule::Kind::Stack: return apply_stack(rule);
+        case Rule::Kind::Unstack: return apply_unstack(rule);
+        case Rule::Kind::Concat: return apply_concat(rule);
+        case Rule::Kind::Split: return apply_split(rule);
+        case Rule::Kind::Fill: return apply_fill(rule);
+        case Rule::Kind::EinsumAdd: return apply_einsum_add(rule);
+      }
+    } catch (const MappingError& e) {
+      problem(rule.describe() + ": " + e.what());
+    }
+  }
+
+  void apply_map(const Rule& rule) {
+    for (auto& [i, caps] : matches(rule.inputs[0])) {
+      std::string target = rule.outputs[0].format(caps);
+      const Node* n = refs_[i].node;
+      std::string how;
+      Node leaf;
+      if (n->is_tensor()) {
+        leaf = Node::tensor(apply_ops(n->tensor(), rule.ops, plan_.sources[i].name, how));
+      } else {
+        if (!rule.ops.empty()) throw MappingError(plan_.sources[i].name, "ops apply to tensors only; this is a " + plan_.sources[i].type);
+        leaf = *n;
+      }
+      leaf.attrs = n->attrs;
+      claim(i, rule, {target});
+      emit(target, std::move(leaf), rule, {plan_.sources[i].name}, how.empty() ? "rename" : how);
+    }
+  }
+
+  void apply_stack(const Rule& rule) {
+    const auto& p = rule.inputs[0];
+    if (std::find(p.names().begin(), p.names().end(), rule.over) == p.names().end())
+      throw MappingError(p.text(), "stack 'over' names {" + rule.over + "}, which the pattern does not capture");
+    std::map<std::string, std::vector<std::pair<std::int64_t, std::size_t>>> groups;
+    std::map<std::string, Captures> group_caps;
+    for (auto& [i, caps] : matches(p)) {
+      auto k = key_of(caps, p.names(), rule.over);
+      const auto& v = caps.at(rule.over);
+      if (v.empty() || !std::all_of(v.begin(), v.end(), ::isdigit))
+        throw MappingError(plan_.sources[i].name, "stack index {" + rule.over + "} = '" + v + "' is not an integer");
+      groups[k].emplace_back(std::stoll(v), i);
+      group_caps[k] = caps;
+    }
+    for (auto& [k, members] : groups) {
+      std::sort(members.begin(), members.end());
+      std::vector<Tensor> ts;
+      std::vector<std::string> from;
+      for (std::size_t j = 0; j < members.size(); ++j) {
+        if (members[j].first != static_cast<std::int64_t>(j))
+          throw MappingError(plan_.sources[members[j].second].name,
+                             "stack needs indices 0.." + std::to_string(members.size() - 1) + " without gaps; index " +
+                                 std::to_string(j) + " is missing");
+        ts.push_back(tensor_of(members[j].second, rule));
+        from.push_back(plan_.sources[members[j].second].name);
+      }
+      std::string target = rule.outputs[0].format(group_caps[k]);
+      Tensor t = ops::stack(ts, rule.axis, target);
+      for (auto& [idx, i] : members) claim(i, rule, {target});
+      emit(target, Node::tensor(std::move(t)), rule, from, "stack " + std::to_string(members.size()) + " on axis " + std::to_string(rule.axis));
+    }
+  }
+
+  void apply_unstack(const Rule& rule) {
+    for (auto& [i, caps] : matches(rule.inputs[0])) {
+      const Tensor& t = tensor_of(i, rule);
+      int axis = ops::norm_axis(rule.axis, t.info.shape.size(), plan_.sources[i].name);
+      std::vector<std::string> names;
+      std::vector<Tensor> parts;
+      for (std::int64_t l = 0; l < t.info.shape[static_cast<std::size_t>(axis)]; ++l) {
+        Captures c = caps;
+        c[rule.over] = std::to_string(l);
+        names.push_back(rule.outputs[0].format(c));
+        parts.push_back(ops::index(t, axis, l, names.back()));
+      }
+      claim(i, rule, names);
+      for (std::size_t l = 0; l < parts.size(); ++l)
+        emit(names[l], Node::tensor(parts[l]), rule, {plan_.sources[i].name}, "index " + std::to_string(l) + " on axis " + std::to_string(axis));
+    }
+  }
+
+  void apply_concat(const Rule& rule) {
+    std::map<std::string, std::vector<std::optional<std::size_t>>> groups;
+    std::map<std::string, Captures> group_caps;
+    const auto names = rule.inputs[0].names();
+    for (std::size_t k = 0; k < rule.inputs.size(); ++k)
+      for (auto& [i, caps] : matches(rule.inputs[k])) {
+        auto key = key_of(caps, names);
+        auto& g = groups[key];
+        g.resize(rule.inputs.size());
+        g[k] = i;
+        group_caps[key] = caps;
+      }
+    for (auto& [key, members] : groups) {
+      std::vector<Tensor> ts;
+      std::vector<std::string> from;
+      for (std::size_t k = 0; k < members.size(); ++k) {
+        if (!members[k]) {
+          auto present = std::find_if(members.begin(), members.end(), [](const auto& m) { return m.has_value(); });
+          std::string have = plan_.sources[**present].name;
+          throw MappingError(have, "concat needs a partner matching '" + rule.inputs[k].text() + "' and there is none");
+        }
+        ts.push_back(tensor_of(*members[k], rule));
+        from.push_back(plan_.sources[*members[k]].name);
+      }
+      std::string target = rule.outputs[0].format(group_caps[key]);
+      Tensor t = ops::concat(ts, rule.axis, target);
+      for (auto& m : members) claim(*m, rule, {target});
+      emit(target, Node::tensor(std::move(t)), rule, from, "concat on axis " + std::to_string(rule.axis));
+    }
+  }
+
+  void apply_split(const Rule& rule) {
+    for (auto& [i, caps] : matches(rule.inputs[0])) {
+      const Tensor& t = tensor_of(i, rule);
+      auto parts = ops::split(t, rule.axis, static_cast<std::int64_t>(rule.outputs.size()), plan_.sources[i].name);
+      std::vector<std::string> names;
+      for (const auto& o : rule.outputs) names.push_back(o.format(caps));
+      claim(i, rule, names);
+      for (std::size_t k = 0; k < parts.size(); ++k)
+        emit(names[k], Node::tensor(parts[k]), rule, {plan_.sources[i].name},
+             "part " + std::to_string(k) + " of " + std::to_string(parts.size()) + " on axis " + std::to_string(rule.axis));
+    }
+  }
+
+  void apply_fill(const Rule& rule) {
+    std::string target = rule.outputs[0].format({});
+    if (rule.value) {
+      auto t = ops::fill({*rule.dtype, rule.shape}, *rule.value, target);
+      emit(target, Node::tensor(std::move(t)), rule, {}, "constant " + std::to_string(*rule.value), "filled");
+      return;
+    }
+    if (!rule.copy_of.empty()) {
+      auto it = by_name_.find(rule.copy_of);
+      if (it == by_name_.end()) throw MappingError(target, "fill copy_of '" + rule.copy_of + "': no such source");
+      Node leaf = *refs_[it->second].node;
+      if (leaf.is_tensor() && rule.dtype) leaf = Node::tensor(cast_tensor(leaf.tensor(), *rule.dtype, std::make_shared<CastStats>()));
+      emit(target, std::move(leaf), rule, {rule.copy_of}, "copy of " + rule.copy_of, "filled");
+      return;
+    }
+    auto other = std::make_shared<Checkpoint>(read_checkpoint(rule.from_checkpoint));
+    const Node* n = find_path(other->root, rule.tensor.empty() ? target : rule.tensor);
+    if (!n) throw MappingError(rule.from_checkpoint, "has no leaf '" + (rule.tensor.empty() ? target : rule.tensor) + "'");
+    keep_alive_.push_back(other);
+    emit(target, *n, rule, {}, "from " + rule.from_checkpoint + ":" + (rule.tensor.empty() ? target : rule.tensor), "filled");
+  }
+
+  void apply_einsum_add(const Rule& rule) {
+    std::map<std::string, std::vector<std::optional<std::size_t>>> groups;
+    std::map<std::string, Captures> group_caps;
+    const auto names = rule.inputs[0].names();
+    for (std::size_t k = 0; k < rule.inputs.size(); ++k)
+      for (auto& [i, caps] : matches(rule.inputs[k])) {
+        auto key = key_of(caps, names);
+        auto& g = groups[key];
+        g.resize(rule.inputs.size());
+        g[k] = i;
+        group_caps[key] = caps;
+      }
+    for (auto& [key, members] : groups) {
+      std::vector<Tensor> operands;
+      std::vector<std::string> from;
+      for (std::size_t k = 0; k < members.size(); ++k) {
+        if (!members[k])
+          throw MappingError(rule.outputs[0].format(group_caps[key]), "einsum_add is missing its input '" + rule.inputs[k].text() + "'");
+        from.push_back(plan_.sources[*members[k]].name);
+        if (k > 0) operands.push_back(tensor_of(*members[k], rule));
+      }
+      const Tensor& base = tensor_of(*members[0], rule);
+      DType out = rule.dtype.value_or(base.info.dtype);
+      std::string target = rule.outputs[0].format(group_caps[key]);
+      Tensor delta = ops::einsum(rule.equation, operands, rule.scale, DType::F64, target);
+      if (delta.info.shape != base.info.shape)
+        throw MappingError(target, "einsum '" + rule.equation + "' gives " + shape_str(delta.info.shape) + " but the base is " +
+                                       shape_str(base.info.shape));
+      Tensor t = ops::add(base, delta, 1.0, out, target);
+      for (auto& m : members) claim(*m, rule, {target});
+      emit(target, Node::tensor(std::move(t)), rule, from, "base + " + std::to_string(rule.scale) + " * einsum '" + rule.equation + "'");
+    }
+  }
+
+  void check_expected() {
+    std::map<std::string, const Node*> want;
+    visit_leaves(opts_.expect->root, [&](const Path& p, const Node& n) { want[join_path(p)] = &n; });
+    std::set<std::string> have;
+    for (auto& t : plan_.targets) {
+      have.insert(t.name);
+      auto it = want.find(t.name);
+      if (it == want.end()) {
+        problem("unexpected target '" + t.name + "': the expected layout has no such leaf");
+        continue;
+      }
+      const Node* w = it->second;
+      if (w->is_tensor() != (t.type == "tensor")) {
+        problem("target '" + t.name + "' is a " + t.type + " but the expected layout has a " + std::string(w->type_name()));
+      } else if (w->is_tensor() && !(w->tensor().info == t.info)) {
+        problem("target '" + t.name + "' is " + std::string(dtype_name(t.info.dtype)) + " " + shape_str(t.info.shape) +
+                " but the expected layout has " + std::string(dtype_name(w->tensor().info.dtype)) + " " +
+                shape_str(w->tensor().info.shape));
+      }
+    }
+    for (auto& [name, n] : want)
+      if (!have.count(name)) {
+        TargetEntry t;
+        t.name = name;
+        t.type = std::string(n->type_name());
+        if (n->is_tensor()) t.info = n->tensor().info;
+        t.status = "missing";
+        plan_.targets.push_back(t);
+        problem("missing target '" + name + "': no rule produces it");
+      }
+  }
+
+  const Checkpoint& src_;
+  const Recipe& recipe_;
+  const PlanOptions& opts_;
+  std::map<std::string, std::int64_t> sizes_;
+  Plan plan_;
+  std::vector<SourceRef> refs_;
+  std::map<std::string, std::size_t> by_name_;
+  std::map<std::string, int> produced_;
+  std::vector<std::shared_ptr<Checkpoint>> keep_alive_;
+};
+
+}  // namespace
+
+void insert_path(Node& root, const std::string& name, Node leaf) {
+  Node* cur = &root;
+  std::size_t start = 0;
+  while (true) {
+    auto slash = name.find('/', start);
+    std::string key = name.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
+    if (slash == std::string::npos) {
+      cur->add(key, std::move(leaf));
+      return;
+    }
+    Node* next = cur->find(key);
+    if (!next) next = &cur->add(key, Node::dict());
+    if (!next->is_container())
+      throw MappingError(name, "'" + name.substr(0, slash) + "' is both a leaf and a prefix of another target");
+    cur = next;
+    start = slash + 1;
+  }
+}
+
+Plan build_plan(const Checkpoint& src, const Recipe& recipe, const PlanOptions& opts) {
+  return Planner(src, recipe, opts).run();
+}
+
+nlohmann::ordered_json Plan::ledger_json() const {
+  nlohmann::ordered_json j;
+  j["recipe"] = recipe;
+  j["ok"] = ok();
+  j["problems"] = problems;
+  auto info = [](nlohmann::ordered_json& e, const std::string& type, const TensorInfo& i) {
+    e["type"] = type;
+    if (type == "tensor") e["dtype"] = std::string(dtype_name(i.dtype)), e["shape"] = i.shape;
+  };
+  j["sources"] = nlohmann::ordered_json::object();
+  for (const auto& s : sources) {
+    nlohmann::ordered_json e;
+    e["status"] = s.status;
+    info(e, s.type, s.info);
+    if (s.rule >= 0) e["rule"] = s.rule;
+    if (!s.targets.empty()) e["targets"] = s.targets;
+    if (!s.reason.empty()) e["reason"] = s.reason;
+    j["sources"][s.name] = e;
+  }
+  j["targets"] = nlohmann::ordered_json::object();
+  for (const auto& t : targets) {
+    nlohmann::ordered_json e;
+    e["status"] = t.status;
+    info(e, t.type, t.info);
+    if (t.rule >= 0) e["rule"] = t.rule;
+    if (!t.from.empty()) e["from"] = t.from;
+    if (!t.how.empty()) e["how"] = t.how;
+    j["targets"][t.name] = e;
+  }
+  std::map<std::string, int> counts;
+  for (const auto& s : sources) counts["sources_" + s.status]++;
+  for (const auto& t : targets) counts["targets_" + t.status]++;
+  j["counts"] = counts;
+  return j;
+}
+
+void Plan::check() const {
+  if (problems.empty()) return;
+  std::string msg = std::to_string(problems.size()) + " problem(s) in the plan for recipe '" + recipe + "':";
+  for (std::size_t i = 0; i < problems.size() && i < 40; ++i) msg += "\n  " + problems[i];
+  if (problems.size() > 40) msg += "\n  ... and " + std::to_string(problems.size() - 40) + " more (see --report)";
+  throw MappingError("plan", msg);
+}
+
+}  // namespace ckb

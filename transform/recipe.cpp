@@ -1,0 +1,315 @@
+// Parsing, printing and inversion of recipes (transform/recipe.h).
+#include "transform/recipe.h"
+
+#include <filesystem>
+
+#include "core/errors.h"
+#include "io/file.h"
+#include "transform/builtin_recipes.h"
+#include "transform/rearrange.h"
+
+namespace ckb {
+namespace {
+
+using json = nlohmann::json;
+
+DType parse_dtype(const json& j, const std::string& where) {
+  if (!j.is_string()) throw MappingError(where, "dtype must be a string");
+  auto s = j.get<std::string>();
+  if (auto d = dtype_from_name(s)) return *d;
+  if (auto d = dtype_from_numpy_name(s)) return *d;
+  throw MappingError(where, "unknown dtype '" + s + "'");
+}
+
+std::string str_field(const json& r, const char* key, const std::string& where) {
+  if (!r.contains(key) || !r[key].is_string()) throw MappingError(where, std::string("needs a string '") + key + "'");
+  return r[key].get<std::string>();
+}
+
+OpSpec parse_op(const json& j, const std::string& where) {
+  if (!j.is_object() || j.size() < 1) throw MappingError(where, "an op is an object like {\"rearrange\": \"a b -> b a\"}");
+  OpSpec op{};
+  if (j.contains("rearrange")) {
+    op.kind = OpSpec::Kind::Rearrange;
+    op.rearrange = j["rearrange"].get<std::string>();
+  } else if (j.contains("transpose")) {  // [1, 0] sugar for a rearrange
+    op.kind = OpSpec::Kind::Rearrange;
+    auto perm = j["transpose"].get<std::vector<int>>();
+    std::string lhs, rhs;
+    for (std::size_t i = 0; i < perm.size(); ++i) {
+      lhs += (i ? " a" : "a") + std::to_string(i);
+      rhs += (i ? " a" : "a") + std::to_string(perm[i]);
+    }
+    op.rearrange = lhs + " -> " + rhs;
+  } else if (j.contains("cast")) {
+    op.kind = OpSpec::Kind::Cast;
+    op.to = parse_dtype(j["cast"], where);
+    if (j.contains("from")) op.from = parse_dtype(j["from"], where);
+  } else if (j.contains("index")) {
+    op.kind = OpSpec::Kind::Index;
+    op.axis = j["index"].value("axis", 0);
+    op.start = j["index"].at("i").get<std::int64_t>();
+  } else if (j.contains("slice")) {
+    op.kind = OpSpec::Kind::Slice;
+    op.axis = j["slice"].value("axis", 0);
+    op.start = j["slice"].at("start").get<std::int64_t>();
+    op.stop = j["slice"].at("stop").get<std::int64_t>();
+  } else {
+    throw MappingError(where, "unknown op " + j.dump());
+  }
+  return op;
+}
+
+json op_to_json(const OpSpec& op) {
+  switch (op.kind) {
+    case OpSpec::Kind::Rearrange: return {{"rearrange", op.rearrange}};
+    case OpSpec::Kind::Cast: {
+      json j = {{"cast", std::string(dtype_name(op.to))}};
+      if (op.from) j["from"] = std::string(dtype_name(*op.from));
+      return j;
+    }
+    case OpSpec::Kind::Index: return {{"index", {{"axis", op.axis}, {"i", op.start}}}};
+    case OpSpec::Kind::Slice: return {{"slice", {{"axis", op.axis}, {"start", op.start}, {"stop", op.stop}}}};
+  }
+  return {};
+}
+
+Pattern pat(const json& j, const std::string& where) {
+  if (j.is_object() && j.contains("regex")) return Pattern::regex(j["regex"].get<std::string>());
+  if (!j.is_string()) throw MappingError(where, "a pattern is a string (or {\"regex\": ...})");
+  return Pattern(j.get<std::string>());
+}
+
+json pat_json(const Pattern& p) { return p.is_regex() ? json{{"regex", p.text()}} : json(p.text()); }
+
+Rule parse_rule(const json& r, int index, const std::string& origin) {
+  const std::string where = origin + ": rule " + std::to_string(index);
+  if (!r.is_object()) throw MappingError(where, "a rule is a JSON object");
+  Rule rule;
+  rule.index = index;
+  auto outputs = [&] {
+    if (!r.contains("to")) throw MappingError(where, "needs 'to'");
+    if (r["to"].is_array())
+      for (const auto& t : r["to"]) rule.outputs.push_back(pat(t, where));
+    else
+      rule.outputs.push_back(pat(r["to"], where));
+  };
+  if (r.contains("map")) {
+    rule.kind = Rule::Kind::Map;
+    rule.inputs.push_back(pat(r["map"], where));
+    outputs();
+    if (r.contains("ops"))
+      for (const auto& o : r["ops"]) rule.ops.push_back(parse_op(o, where));
+  } else if (r.contains("drop")) {
+    rule.kind = Rule::Kind::Drop;
+    rule.inputs.push_back(pat(r["drop"], where));
+    rule.reason = str_field(r, "reason", where);
+    if (r.contains("reverse")) rule.reverse = r["reverse"];
+  } else if (r.contains("stack") || r.contains("unstack")) {
+    rule.kind = r.contains("stack") ? Rule::Kind::Stack : Rule::Kind::Unstack;
+    rule.inputs.push_back(pat(r.contains("stack") ? r["stack"] : r["unstack"], where));
+    outputs();
+    rule.axis = r.value("axis", 0);
+    rule.over = str_field(r, "over", where);
+  } else if (r.contains("concat")) {
+    rule.kind = Rule::Kind::Concat;
+    for (const auto& p : r["concat"]) rule.inputs.push_back(pat(p, where));
+    outputs();
+    rule.axis = r.value("axis", 0);
+  } else if (r.contains("split")) {
+    rule.kind = Rule::Kind::Split;
+    rule.inputs.push_back(pat(r["split"], where));
+    outputs();
+    rule.axis = r.value("axis", 0);
+  } else if (r.contains("fill")) {
+    rule.kind = Rule::Kind::Fill;
+    rule.outputs.push_back(pat(r["fill"], where));
+    if (r.contains("dtype")) rule.dtype = parse_dtype(r["dtype"], where);
+    if (r.contains("shape")) rule.shape = r["shape"].get<Shape>();
+    if (r.contains("value")) rule.value = r["value"].get<double>();
+    rule.copy_of = r.value("copy_of", "");
+    rule.from_checkpoint = r.value("from_checkpoint", "");
+    rule.tensor = r.value("tensor", "");
+    int ways = rule.value.has_value() + !rule.copy_of.empty() + !rule.from_checkpoint.empty();
+    if (ways != 1) throw MappingError(where, "fill needs exactly one of 'value', 'copy_of', 'from_checkpoint'");
+    if (rule.value && (!rule.dtype || !r.contains("shape"))) throw MappingError(where, "fill with 'value' needs dtype and shape");
+  } else if (r.contains("einsum_add")) {
+    rule.kind = Rule::Kind::EinsumAdd;
+    const auto& e = r["einsum_add"];
+    rule.inputs.push_back(pat(e.at("base"), where));
+    for (const auto& p : e.at("operands")) rule.inputs.push_back(pat(p, where));
+    rule.equation = e.at("equation").get<std::string>();
+    rule.scale = e.value("scale", 1.0);
+    if (r.contains("dtype")) rule.dtype = parse_dtype(r["dtype"], where);
+    outputs();
+  } else {
+    throw MappingError(where, "unknown rule kind (expected map, drop, stack, unstack, concat, split, fill, einsum_add): " +
+                                  r.dump());
+  }
+  if (rule.kind != Rule::Kind::Fill && rule.kind != Rule::Kind::Drop && rule.outputs.empty())
+    throw MappingError(where, "needs 'to'");
+  return rule;
+}
+
+}  // namespace
+
+std::string Rule::describe() const {
+  static const char* names[] = {"map", "drop", "stack", "unstack", "concat", "split", "fill", "einsum_add"};
+  std::string s = "rule " + std::to_string(index) + " (" + names[static_cast<int>(kind)];
+  if (!inputs.empty()) s += " '" + inputs[0].text() + "'" + (inputs.size() > 1 ? ",..." : "");
+  if (!outputs.empty()) s += " -> '" + outputs[0].text() + "'" + (outputs.size() > 1 ? ",..." : "");
+  return s + ")";
+}
+
+Recipe parse_recipe(const json& j, const std::string& origin) {
+  if (!j.is_object() || !j.contains("rules") || !j["rules"].is_array())
+    throw MappingError(origin, "a recipe is a JSON object with a 'rules' list");
+  Recipe r;
+  r.name = j.value("recipe", std::filesystem::path(origin).stem().string());
+  r.description = j.value("description", "");
+  if (j.contains("sizes")) r.sizes = j["sizes"].get<std::map<std::string, std::int64_t>>();
+  int i = 0;
+  for (const auto& rule : j["rules"]) r.rules.push_back(parse_rule(rule, i++, origin));
+  return r;
+}
+
+Recipe load_recipe(const std::string& path_or_name) {
+  if (auto text = builtin_recipe(path_or_name)) return parse_recipe(json::parse(*text), "builtin:" + path_or_name);
+  if (!path_exists(path_or_name))
+    throw UsageError("recipe '" + path_or_name + "' is neither a file nor a built-in recipe (" + builtin_recipe_names() + ")");
+  try {
+    return parse_recipe(json::parse(read_text_file(path_or_name)), path_or_name);
+  } catch (const json::exception& e) {
+    throw MappingError(path_or_name, std::string("recipe is not valid JSON: ") + e.what());
+  }
+}
+
+json recipe_to_json(const Recipe& r) {
+  json j;
+  j["recipe"] = r.name;
+  if (!r.description.empty()) j["description"] = r.description;
+  if (!r.sizes.empty()) j["sizes"] = r.sizes;
+  j["rules"] = json::array();
+  for (const auto& rule : r.rules) {
+    json o;
+    auto to = [&] {
+      if (rule.outputs.size() == 1 && rule.kind != Rule::Kind::Split) o["to"] = pat_json(rule.outputs[0]);
+      else for (const auto& p : rule.outputs) o["to"].push_back(pat_json(p));
+    };
+    switch (rule.kind) {
+      case Rule::Kind::Map:
+        o["map"] = pat_json(rule.inputs[0]);
+        to();
+        for (const auto& op : rule.ops) o["ops"].push_back(op_to_json(op));
+        break;
+      case Rule::Kind::Drop:
+        o["drop"] = pat_json(rule.inputs[0]);
+        o["reason"] = rule.reason;
+        if (!rule.reverse.is_null()) o["reverse"] = rule.reverse;
+        break;
+      case Rule::Kind::Stack:
+      case Rule::Kind::Unstack:
+        o[rule.kind == Rule::Kind::Stack ? "stack" : "unstack"] = pat_json(rule.inputs[0]);
+        to();
+        o["axis"] = rule.axis;
+        o["over"] = rule.over;
+        break;
+      case Rule::Kind::Concat:
+        for (const auto& p : rule.inputs) o["concat"].push_back(pat_json(p));
+        to();
+        o["axis"] = rule.axis;
+        break;
+      case Rule::Kind::Split:
+        o["split"] = pat_json(rule.inputs[0]);
+        to();
+        o["axis"] = rule.axis;
+        break;
+      case Rule::Kind::Fill:
+        o["fill"] = pat_json(rule.outputs[0]);
+        if (rule.dtype) o["dtype"] = std::string(dtype_name(*rule.dtype));
+        if (rule.value) o["shape"] = rule.shape, o["value"] = *rule.value;
+        if (!rule.copy_of.empty()) o["copy_of"] = rule.copy_of;
+        if (!rule.from_checkpoint.empty()) o["from_checkpoint"] = rule.from_checkpoint, o["tensor"] = rule.tensor;
+        break;
+      case Rule::Kind::EinsumAdd: {
+        json e = {{"base", pat_json(rule.inputs[0])}, {"equation", rule.equation}, {"scale", rule.scale}};
+        for (std::size_t k = 1; k < rule.inputs.size(); ++k) e["operands"].push_back(pat_json(rule.inputs[k]));
+        o["einsum_add"] = e;
+        if (rule.dtype) o["dtype"] = std::string(dtype_name(*rule.dtype));
+        to();
+        break;
+      }
+    }
+    j["rules"].push_back(o);
+  }
+  return j;
+}
+
+Recipe invert(const Recipe& r) {
+  Recipe inv;
+  inv.name = r.name + ".reverse";
+  inv.description = "reverse of " + r.name;
+  inv.sizes = r.sizes;
+  auto fail = [](const Rule& rule, const std::string& why) -> Recipe {
+    throw MappingError("recipe", rule.describe() + " is not invertible: " + why);
+  };
+  for (const auto& rule : r.rules) {
+    for (const auto& p : rule.inputs)
+      if (p.is_regex()) fail(rule, "it matches with a regex");
+    Rule out = rule;
+    out.inputs.clear();
+    out.outputs.clear();
+    switch (rule.kind) {
+      case Rule::Kind::Map:
+        out.inputs = rule.outputs;
+        out.outputs = rule.inputs;
+        out.ops.clear();
+        for (auto it = rule.ops.rbegin(); it != rule.ops.rend(); ++it) {
+          OpSpec op = *it;
+          if (op.kind == OpSpec::Kind::Rearrange) op.rearrange = invert_rearrange(op.rearrange);
+          else if (op.kind == OpSpec::Kind::Cast) {
+            if (!op.from) fail(rule, "cast has no 'from' dtype");
+            std::swap(op.to, *op.from);
+          } else fail(rule, "index/slice discard data");
+          out.ops.push_back(op);
+        }
+        break;
+      case Rule::Kind::Stack:
+      case Rule::Kind::Unstack:
+        out.kind = rule.kind == Rule::Kind::Stack ? Rule::Kind::Unstack : Rule::Kind::Stack;
+        out.inputs = rule.outputs;
+        out.outputs = rule.inputs;
+        break;
+      case Rule::Kind::Concat:
+        out.kind = Rule::Kind::Split;
+        out.inputs = rule.outputs;
+        out.outputs = rule.inputs;
+        break;
+      case Rule::Kind::Split:
+        out.kind = Rule::Kind::Concat;
+        out.inputs = rule.outputs;
+        out.outputs = rule.inputs;
+        break;
+      case Rule::Kind::Drop: {
+        if (rule.reverse.is_null()) fail(rule, "a drop needs a 'reverse' fill to be invertible");
+        json f = rule.reverse;
+        f["fill"] = rule.inputs[0].text();
+        out = parse_rule(f, rule.index, "reverse of " + rule.describe());
+        break;
+      }
+      case Rule::Kind::Fill:
+        out.kind = Rule::Kind::Drop;
+        out.inputs = rule.outputs;
+        out.reason = "filled by " + r.name + " " + rule.describe();
+        if (!rule.copy_of.empty()) out.reverse = json{{"copy_of", rule.copy_of}};
+        break;
+      case Rule::Kind::EinsumAdd:
+        fail(rule, "a merged delta cannot be separated from its base");
+    }
+    out.index = rule.index;
+    inv.rules.push_back(std::move(out));
+  }
+  return inv;
+}
+
+}  // namespace ckb

@@ -1,0 +1,72 @@
+// Recipes: declarative mapping files (JSON) that turn a source tree into a target tree.
+// The schema is documented in docs/recipes.md; built-in recipes use the same language.
+//
+// Rules are tried in order; the first rule whose pattern matches a source claims it.
+//   map         one source -> one target, through ops (rearrange, cast, index, slice)
+//   drop        sources dropped on purpose, with a reason (reported)
+//   stack       sources that differ only in an integer capture -> one tensor (scanned layers)
+//   unstack     one tensor -> one target per index along an axis
+//   concat      several patterns sharing captures -> one tensor along an axis (q,k,v -> qkv)
+//   split       one tensor -> several targets, equal parts along an axis
+//   fill        a target made from nothing: a constant, a copy of a source, or a tensor of
+//               another checkpoint
+//   einsum_add  target = base + scale * einsum(operands) (LoRA-style deltas)
+// invert() derives the reverse recipe where every rule is invertible.
+#pragma once
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/tensor.h"
+#include "transform/pattern.h"
+
+namespace ckb {
+
+struct OpSpec {
+  enum class Kind { Rearrange, Cast, Index, Slice } kind;
+  std::string rearrange;                         // Rearrange
+  DType to = DType::F32;                         // Cast
+  std::optional<DType> from;                     // Cast: needed to invert
+  int axis = 0;                                  // Index / Slice
+  std::int64_t start = 0, stop = 0;              // Index (start) / Slice
+};
+
+struct Rule {
+  enum class Kind { Map, Drop, Stack, Unstack, Concat, Split, Fill, EinsumAdd } kind = Kind::Map;
+  int index = 0;                   // position in the recipe (for the ledger)
+  std::vector<Pattern> inputs;     // sources: 1, or n for concat, base + operands for einsum_add
+  std::vector<Pattern> outputs;    // targets: 1, or n for split
+  std::vector<OpSpec> ops;         // map
+  int axis = 0;                    // stack / unstack / concat / split
+  std::string over;                // stack / unstack: the integer capture
+  std::string reason;              // drop
+  nlohmann::json reverse;          // drop: the fill rule the inverse recipe uses
+  // fill
+  std::optional<DType> dtype;
+  Shape shape;
+  std::optional<double> value;
+  std::string copy_of, from_checkpoint, tensor;
+  // einsum_add
+  std::string equation;
+  double scale = 1.0;
+  std::string describe() const;   // "rule 3 (map 'a' -> 'b')"
+};
+
+struct Recipe {
+  std::string name, description;
+  std::map<std::string, std::int64_t> sizes;
+  std::vector<Rule> rules;
+};
+
+Recipe parse_recipe(const nlohmann::json& j, const std::string& origin);
+// A file path, or the name of a built-in recipe ("identity").
+Recipe load_recipe(const std::string& path_or_name);
+// The reverse recipe; MappingError naming the first rule that cannot be inverted.
+Recipe invert(const Recipe& r);
+nlohmann::json recipe_to_json(const Recipe& r);
+
+}  // namespace ckb
