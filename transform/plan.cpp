@@ -44,7 +44,11 @@ class Planner {
   }
 
   Plan run() {
-    for (const auto& rule : recipe_.rules) apply(rule);
+    // Fills run last so that copy_of can name a target produced by any other rule.
+    for (const auto& rule : recipe_.rules)
+      if (rule.kind != Rule::Kind::Fill) apply(rule);
+    for (const auto& rule : recipe_.rules)
+      if (rule.kind == Rule::Kind::Fill) apply(rule);
     for (const auto& s : plan_.sources)
       if (s.status == "unused") problem("unused source '" + s.name + "' (" + s.type + describe_info(s) + "): no rule maps or drops it");
     if (opts_.expect) check_expected();
@@ -273,9 +277,12 @@ class Planner {
       return;
     }
     if (!rule.copy_of.empty()) {
-      auto it = by_name_.find(rule.copy_of);
-      if (it == by_name_.end()) throw MappingError(target, "fill copy_of '" + rule.copy_of + "': no such source");
-      Node leaf = *refs_[it->second].node;
+      // A source of that name, else a target another rule produced (as in inverted recipes).
+      const Node* orig = nullptr;
+      if (auto it = by_name_.find(rule.copy_of); it != by_name_.end()) orig = refs_[it->second].node;
+      else if (produced_.count(rule.copy_of)) orig = find_path(plan_.target, rule.copy_of);
+      if (!orig) throw MappingError(target, "fill copy_of '" + rule.copy_of + "': no such source or target");
+      Node leaf = *orig;
       if (leaf.is_tensor() && rule.dtype) leaf = Node::tensor(cast_tensor(leaf.tensor(), *rule.dtype, std::make_shared<CastStats>()));
       emit(target, std::move(leaf), rule, {rule.copy_of}, "copy of " + rule.copy_of, "filled");
       return;

@@ -1,0 +1,207 @@
+// Recipes and plans: every rule kind, ledger statuses, failing plans with clear messages,
+// and automatic inversion giving back the original bytes.
+#include <cstring>
+
+#include "core/errors.h"
+#include "core/hash.h"
+#include "test_util.h"
+#include "transform/ops.h"
+#include "transform/pattern.h"
+#include "transform/plan.h"
+#include "transform/recipe.h"
+
+namespace ckb {
+namespace {
+
+Tensor pattern_tensor(DType dt, Shape shape, int seed) {
+  TensorInfo info{dt, shape};
+  Bytes b(info.nbytes());
+  for (std::size_t i = 0; i < b.size(); ++i) b.data()[i] = static_cast<std::byte>((i * 13 + static_cast<std::size_t>(seed) * 101) & 0xff);
+  return make_memory_tensor(info, std::move(b));
+}
+
+Checkpoint hf_like() {
+  Checkpoint ck;
+  for (int l = 0; l < 3; ++l) {
+    ck.root.add("model.layers." + std::to_string(l) + ".q_proj.weight", Node::tensor(pattern_tensor(DType::BF16, {8, 4}, l)));
+    ck.root.add("model.layers." + std::to_string(l) + ".k_proj.weight", Node::tensor(pattern_tensor(DType::BF16, {8, 4}, 10 + l)));
+  }
+  ck.root.add("model.embed.weight", Node::tensor(pattern_tensor(DType::F32, {16, 4}, 99)));
+  ck.root.add("lm_head.weight", Node::tensor(pattern_tensor(DType::F32, {16, 4}, 99)));
+  ck.root.add("epoch", Node(std::int64_t{3}));
+  return ck;
+}
+
+const char* kScanRecipe = R"({"recipe": "scan", "sizes": {"h": 2},
+  "rules": [
+    {"stack": "model.layers.{i:int}.q_proj.weight", "over": "i", "axis": 0, "to": "scan/q",
+     "comment": "unused key ignored"},
+    {"map": "model.layers.{i:int}.k_proj.weight", "to": "layers_{i}/k", "ops": [{"rearrange": "(n h) d -> d n h"}]},
+    {"map": "model.embed.weight", "to": "embed", "ops": [{"cast": "BF16", "from": "F32"}]},
+    {"drop": "lm_head.weight", "reason": "tied to model.embed.weight", "reverse": {"copy_of": "model.embed.weight"}},
+    {"map": "epoch", "to": "meta/epoch"}
+  ]})";
+
+TEST(Pattern, MatchFormatAndKinds) {
+  Pattern p("layers.{i:int}.{name}.w");
+  auto c = p.match("layers.12.attn.w");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->at("i"), "12");
+  EXPECT_EQ(c->at("name"), "attn");
+  EXPECT_FALSE(p.match("layers.x.attn.w"));
+  EXPECT_FALSE(p.match("layers.1.a.b.w"));  // {name} stops at '.'
+  EXPECT_EQ(Pattern("out/{name}/{i}").format(*c), "out/attn/12");
+  auto any = Pattern("{p:*}/kernel").match("a/b.c/kernel");
+  ASSERT_TRUE(any);
+  EXPECT_EQ(any->at("p"), "a/b.c");
+  EXPECT_THROW(Pattern("a{b"), MappingError);
+  EXPECT_THROW(Pattern("{x:float}"), MappingError);
+  EXPECT_EQ(Pattern("x").format({}), "x");
+}
+
+TEST(Plan, EveryRuleKindAndLedger) {
+  auto ck = hf_like();
+  auto recipe = parse_recipe(nlohmann::json::parse(kScanRecipe), "test");
+  auto plan = build_plan(ck, recipe);
+  ASSERT_TRUE(plan.ok()) << plan.problems[0];
+  auto led = plan.ledger_json();
+  EXPECT_EQ(led["sources"]["model.layers.1.q_proj.weight"]["status"], "consumed");
+  EXPECT_EQ(led["sources"]["model.layers.1.q_proj.weight"]["targets"][0], "scan/q");
+  EXPECT_EQ(led["sources"]["lm_head.weight"]["status"], "dropped");
+  EXPECT_EQ(led["sources"]["lm_head.weight"]["reason"], "tied to model.embed.weight");
+  EXPECT_EQ(led["targets"]["scan/q"]["shape"], (Shape{3, 8, 4}));
+  EXPECT_EQ(led["targets"]["layers_2/k"]["shape"], (Shape{4, 4, 2}));
+  EXPECT_EQ(led["targets"]["embed"]["dtype"], "BF16");
+  // Target tree is nested by '/'.
+  ASSERT_NE(find_path(plan.target, "meta/epoch"), nullptr);
+  EXPECT_EQ(std::get<std::int64_t>(find_path(plan.target, "meta/epoch")->value()), 3);
+  // The stacked tensor holds the layers' bytes in order.
+  auto stacked = find_path(plan.target, "scan/q")->tensor().read_all();
+  auto l1 = ck.root.find("model.layers.1.q_proj.weight")->tensor().read_all();
+  EXPECT_EQ(std::memcmp(stacked.data() + 64, l1.data(), 64), 0);
+}
+
+TEST(Plan, InverseRecipeRestoresEveryByte) {
+  auto ck = hf_like();
+  // Same recipe without the lossy cast: the inverse must give back identical bytes.
+  auto j = nlohmann::json::parse(kScanRecipe);
+  j["rules"][2]["ops"] = nlohmann::json::array();
+  auto recipe = parse_recipe(j, "test");
+  auto fwd = build_plan(ck, recipe);
+  ASSERT_TRUE(fwd.ok());
+  Checkpoint mid;
+  mid.root = fwd.target;
+  auto inv = invert(recipe);
+  auto back = build_plan(mid, inv);
+  ASSERT_TRUE(back.ok()) << back.problems[0];
+  for (const auto& [name, t] : tensor_list(ck.root)) {
+    const Node* n = find_path(back.target, name);
+    ASSERT_NE(n, nullptr) << name;
+    EXPECT_EQ(n->tensor().info, t->info) << name;
+    EXPECT_EQ(tensor_sha256(n->tensor()), tensor_sha256(*t)) << name;
+  }
+  auto led = back.ledger_json();
+  EXPECT_EQ(led["targets"]["lm_head.weight"]["status"], "filled");
+  EXPECT_EQ(led["targets"]["lm_head.weight"]["how"], "copy of model.embed.weight");
+}
+
+TEST(Plan, InversionRefusesLossyRules) {
+  auto r = parse_recipe(nlohmann::json::parse(R"({"rules": [{"map": "a", "to": "b", "ops": [{"cast": "F32"}]}]})"), "t");
+  try {
+    invert(r);
+    FAIL();
+  } catch (const MappingError& e) {
+    EXPECT_NE(std::string(e.what()).find("cast has no 'from'"), std::string::npos) << e.what();
+  }
+  auto d = parse_recipe(nlohmann::json::parse(R"({"rules": [{"drop": "a", "reason": "x"}]})"), "t");
+  EXPECT_THROW(invert(d), MappingError);
+}
+
+TEST(Plan, FailingPlansNameTheTensors) {
+  auto ck = hf_like();
+  // Unused sources.
+  auto partial = build_plan(ck, parse_recipe(nlohmann::json::parse(R"({"rules": [{"map": "epoch", "to": "epoch"}]})"), "t"));
+  EXPECT_FALSE(partial.ok());
+  EXPECT_EQ(partial.problems.size(), 8u);
+  EXPECT_NE(partial.problems[0].find("unused source 'model.layers.0.q_proj.weight' (tensor BF16 [8, 4])"), std::string::npos)
+      << partial.problems[0];
+  EXPECT_THROW(partial.check(), MappingError);
+  // Shape mismatch in an op.
+  auto bad = build_plan(ck, parse_recipe(nlohmann::json::parse(
+      R"({"rules": [{"map": "model.embed.weight", "to": "e", "ops": [{"rearrange": "a b c -> c b a"}]}, {"drop": "{x:*}", "reason": "r"}]})"), "t"));
+  ASSERT_EQ(bad.problems.size(), 1u);
+  EXPECT_NE(bad.problems[0].find("expects rank 3 but the tensor is [16, 4]"), std::string::npos) << bad.problems[0];
+  // Stack with a gap.
+  Checkpoint gap;
+  gap.root.add("l.0.w", Node::tensor(pattern_tensor(DType::F32, {2}, 0)));
+  gap.root.add("l.2.w", Node::tensor(pattern_tensor(DType::F32, {2}, 1)));
+  auto g = build_plan(gap, parse_recipe(nlohmann::json::parse(R"({"rules": [{"stack": "l.{i:int}.w", "over": "i", "to": "w"}]})"), "t"));
+  ASSERT_FALSE(g.ok());
+  EXPECT_NE(g.problems[0].find("index 1 is missing"), std::string::npos) << g.problems[0];
+  // Two rules producing one target.
+  auto twice = build_plan(gap, parse_recipe(nlohmann::json::parse(R"({"rules": [{"map": "l.{i:int}.w", "to": "w"}]})"), "t"));
+  ASSERT_FALSE(twice.ok());
+  EXPECT_NE(twice.problems[0].find("target 'w' is produced twice"), std::string::npos) << twice.problems[0];
+}
+
+TEST(Plan, ExpectedLayoutReportsMissingUnexpectedAndMismatches) {
+  auto ck = hf_like();
+  auto recipe = parse_recipe(nlohmann::json::parse(kScanRecipe), "test");
+  auto good = build_plan(ck, recipe);
+  Checkpoint expect;
+  expect.root = good.target;
+  PlanOptions po;
+  po.expect = &expect;
+  EXPECT_TRUE(build_plan(ck, recipe, po).ok());
+  // Change one expected shape, remove one, add one.
+  auto* scan = expect.root.find("scan");
+  scan->container().children.clear();
+  scan->add("q", Node::tensor(pattern_tensor(DType::BF16, {3, 4, 8}, 0)));
+  expect.root.find("meta")->container().children.clear();
+  expect.root.find("meta")->add("step", Node(std::int64_t{1}));
+  auto p = build_plan(ck, recipe, po);
+  ASSERT_EQ(p.problems.size(), 3u);
+  EXPECT_NE(p.problems[0].find("target 'scan/q' is BF16 [3, 8, 4] but the expected layout has BF16 [3, 4, 8]"), std::string::npos) << p.problems[0];
+  EXPECT_NE(p.problems[1].find("unexpected target 'meta/epoch'"), std::string::npos) << p.problems[1];
+  EXPECT_NE(p.problems[2].find("missing target 'meta/step'"), std::string::npos) << p.problems[2];
+}
+
+TEST(Plan, SplitFillAndEinsumAdd) {
+  Checkpoint ck;
+  float w[4] = {1, 2, 3, 4}, a[2] = {1, 2}, b[2] = {10, 100};
+  auto mk = [](const float* v, std::size_t n, Shape s) {
+    Bytes by(n * 4);
+    std::memcpy(by.data(), v, n * 4);
+    return make_memory_tensor({DType::F32, s}, std::move(by));
+  };
+  ck.root.add("blk/w", Node::tensor(mk(w, 4, {2, 2})));
+  ck.root.add("blk/lora_a", Node::tensor(mk(a, 2, {2, 1})));
+  ck.root.add("blk/lora_b", Node::tensor(mk(b, 2, {1, 2})));
+  ck.root.add("qk", Node::tensor(mk(w, 4, {4})));
+  auto r = parse_recipe(nlohmann::json::parse(R"({"rules": [
+    {"einsum_add": {"base": "{m}/w", "operands": ["{m}/lora_a", "{m}/lora_b"], "equation": "ir,ro->io", "scale": 0.5}, "to": "{m}/merged"},
+    {"split": "qk", "axis": 0, "to": ["q", "k"]},
+    {"concat": ["{m}/w", "{m}/w2"], "axis": 1, "to": "{m}/never"},
+    {"fill": "bias", "dtype": "F32", "shape": [2], "value": 0.25}]})"), "t");
+  auto p = build_plan(ck, r);
+  ASSERT_TRUE(p.ok()) << p.problems[0];
+  auto merged = find_path(p.target, "blk/merged")->tensor().read_all();
+  float m[4];
+  std::memcpy(m, merged.data(), 16);
+  EXPECT_EQ(m[0], 1 + 0.5f * 10);
+  EXPECT_EQ(m[1], 2 + 0.5f * 100);
+  EXPECT_EQ(m[2], 3 + 0.5f * 20);
+  EXPECT_EQ(m[3], 4 + 0.5f * 200);
+  auto k = find_path(p.target, "k")->tensor().read_all();
+  float kv[2];
+  std::memcpy(kv, k.data(), 8);
+  EXPECT_EQ(kv[0], 3);
+  EXPECT_EQ(kv[1], 4);
+  auto led = p.ledger_json();
+  EXPECT_FALSE(led["targets"].contains("blk/never"));  // blk/w was claimed by the einsum_add rule first
+  EXPECT_EQ(led["targets"]["bias"]["status"], "filled");
+  EXPECT_EQ(led["sources"]["blk/lora_b"]["targets"][0], "blk/merged");
+}
+
+}  // namespace
+}  // namespace ckb
