@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -52,6 +53,14 @@ std::span<const std::byte> MappedFile::range(std::uint64_t off, std::uint64_t le
                           ") lies beyond the end of the file (" + std::to_string(size_) + " bytes)",
                       off);
   return {data_ + off, static_cast<std::size_t>(len)};
+}
+
+void MappedFile::drop_pages(std::uint64_t off, std::uint64_t len) const {
+  if (!data_ || len == 0 || off >= size_) return;
+  static const std::uint64_t page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  std::uint64_t begin = off / page * page;
+  std::uint64_t end = std::min(size_, off + len);
+  ::madvise(const_cast<std::byte*>(data_) + begin, end - begin, MADV_DONTNEED);
 }
 
 MappedRangeSource::MappedRangeSource(MappedFilePtr file, std::uint64_t offset, std::uint64_t len, std::string what)

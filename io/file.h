@@ -27,6 +27,9 @@ class MappedFile {
   const std::string& path() const { return path_; }
   // The byte range [off, off+len); throws FormatError naming the file if it lies outside.
   std::span<const std::byte> range(std::uint64_t off, std::uint64_t len, const char* what) const;
+  // madvise(MADV_DONTNEED) on the pages covering [off, off+len): frees resident memory;
+  // later reads fault the bytes back in from the page cache.
+  void drop_pages(std::uint64_t off, std::uint64_t len) const;
 
  private:
   MappedFile() = default;
@@ -45,6 +48,9 @@ class MappedRangeSource final : public TensorSource {
   void read(std::uint64_t offset, std::span<std::byte> out) const override;
   const std::byte* contiguous() const override { return file_->data() + offset_; }
   std::string describe() const override;
+  // Drops this range's pages from the process (they stay in the page cache), so streaming
+  // a file larger than RAM through mmap does not grow the resident set.
+  void release() const override { file_->drop_pages(offset_, len_); }
 
  private:
   MappedFilePtr file_;

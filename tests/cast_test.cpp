@@ -98,6 +98,24 @@ TEST(Cast, WideningIsExactAndBf16RoundTrips) {
   }
 }
 
+TEST(Cast, F16WideningMatchesExactDecodeForAllCodes) {
+  for (std::uint32_t b = 0; b < 0x10000; ++b) {
+    std::uint16_t in = static_cast<std::uint16_t>(b);
+    float f;
+    double d;
+    convert_elements(DType::F16, DType::F32, reinterpret_cast<const std::byte*>(&in), reinterpret_cast<std::byte*>(&f), 1, nullptr);
+    convert_elements(DType::F16, DType::F64, reinterpret_cast<const std::byte*>(&in), reinterpret_cast<std::byte*>(&d), 1, nullptr);
+    double want = decode_float(kF16, b);
+    if (std::isnan(want)) {
+      ASSERT_TRUE(std::isnan(f) && std::isnan(d)) << b;
+    } else {
+      ASSERT_EQ(static_cast<double>(f), want) << b;
+      ASSERT_EQ(d, want) << b;
+      ASSERT_EQ(std::signbit(f), std::signbit(want)) << b;
+    }
+  }
+}
+
 TEST(Cast, IntegerSaturationAndFloatToInt) {
   std::int64_t big = 300, neg = -5;
   std::uint8_t u8;

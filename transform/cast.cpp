@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #include "core/errors.h"
 #include "core/float_bits.h"
@@ -171,7 +172,26 @@ void convert_elements(DType from, DType to, const std::byte* src, std::byte* dst
                       CastStats* stats) {
   const std::size_t in = dtype_size(from), out = dtype_size(to);
   Tally tally;
-  if (from == DType::F32 && to == DType::BF16) {
+  if (from == DType::BF16 && to == DType::F32) {
+    // Widening is exact: the bf16 bits are the top half of the f32 bits.
+    for (std::size_t k = 0; k < count; ++k) {
+      std::uint32_t b = static_cast<std::uint32_t>(load<std::uint16_t>(src + 2 * k)) << 16;
+      store<std::uint32_t>(dst + 4 * k, b);
+      if ((b & 0x7fffffffu) > 0x7f800000u) ++tally.nan;
+    }
+  } else if (from == DType::F16 && (to == DType::F32 || to == DType::F64)) {
+    static const std::vector<float> table = [] {
+      std::vector<float> t(65536);
+      for (std::uint32_t b = 0; b < 65536; ++b) t[b] = static_cast<float>(decode_float(kF16, b));
+      return t;
+    }();
+    for (std::size_t k = 0; k < count; ++k) {
+      float f = table[load<std::uint16_t>(src + 2 * k)];
+      if (std::isnan(f)) ++tally.nan;
+      if (to == DType::F32) store<float>(dst + 4 * k, f);
+      else store<double>(dst + 8 * k, static_cast<double>(f));
+    }
+  } else if (from == DType::F32 && to == DType::BF16) {
     // Hot path for the most common cast; same rounding as encode_float.
     for (std::size_t k = 0; k < count; ++k) {
       std::uint32_t b = load<std::uint32_t>(src + 4 * k);
