@@ -10,6 +10,7 @@
 
 #include "core/errors.h"
 #include "transform/cast.h"
+#include "transform/einsum.h"
 
 namespace ckb::ops {
 namespace {
@@ -249,116 +250,6 @@ class AddSource final : public ComputedSource {
   DType out_;
 };
 
-struct EinsumSpec {
-  std::vector<std::string> inputs;
-  std::string output;
-  std::map<char, std::int64_t> dims;
-};
-
-EinsumSpec parse_einsum(const std::string& eq, const std::vector<Tensor>& ts, const std::string& what) {
-  EinsumSpec s;
-  auto arrow = eq.find("->");
-  if (arrow == std::string::npos) throw MappingError(what, "einsum '" + eq + "' needs an explicit '->' output");
-  std::string lhs = eq.substr(0, arrow);
-  s.output = eq.substr(arrow + 2);
-  std::size_t start = 0;
-  while (true) {
-    auto comma = lhs.find(',', start);
-    s.inputs.push_back(lhs.substr(start, comma - start));
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
-  if (s.inputs.size() != ts.size())
-    throw MappingError(what, "einsum '" + eq + "' has " + std::to_string(s.inputs.size()) + " operands, got " +
-                                 std::to_string(ts.size()) + " tensors");
-  for (std::size_t k = 0; k < ts.size(); ++k) {
-    const auto& lab = s.inputs[k];
-    if (lab.size() != ts[k].info.shape.size())
-      throw MappingError(what, "einsum operand " + std::to_string(k) + " '" + lab + "' does not match shape " +
-                                   shape_str(ts[k].info.shape));
-    for (std::size_t d = 0; d < lab.size(); ++d) {
-      char c = lab[d];
-      if (!std::isalpha(static_cast<unsigned char>(c))) throw MappingError(what, "einsum labels must be letters: " + eq);
-      auto [it, fresh] = s.dims.emplace(c, ts[k].info.shape[d]);
-      if (!fresh && it->second != ts[k].info.shape[d])
-        throw MappingError(what, std::string("einsum label '") + c + "' has sizes " + std::to_string(it->second) +
-                                     " and " + std::to_string(ts[k].info.shape[d]));
-    }
-  }
-  std::set<char> seen;
-  for (char c : s.output) {
-    if (!s.dims.count(c)) throw MappingError(what, std::string("einsum output label '") + c + "' is not an input label");
-    if (!seen.insert(c).second) throw MappingError(what, "einsum output repeats a label: " + eq);
-  }
-  return s;
-}
-
-class EinsumSource final : public ComputedSource {
- public:
-  EinsumSource(EinsumSpec spec, std::vector<Tensor> ts, double scale, DType out, std::uint64_t nbytes, std::string what)
-      : ComputedSource(nbytes, std::move(what)), spec_(std::move(spec)), ts_(std::move(ts)), scale_(scale), out_(out) {}
-
- protected:
-  Bytes compute() const override {
-    // Labels: output labels first, then contracted ones; odometer over all of them.
-    std::vector<char> labels(spec_.output.begin(), spec_.output.end());
-    for (const auto& [c, n] : spec_.dims)
-      if (spec_.output.find(c) == std::string::npos) labels.push_back(c);
-    std::map<char, std::size_t> pos;
-    for (std::size_t i = 0; i < labels.size(); ++i) pos[labels[i]] = i;
-    std::vector<std::vector<double>> vals;
-    std::vector<std::vector<std::uint64_t>> strides;  // per operand, per label
-    for (std::size_t k = 0; k < ts_.size(); ++k) {
-      vals.push_back(to_doubles(ts_[k]));
-      const auto& lab = spec_.inputs[k];
-      std::vector<std::uint64_t> st(labels.size(), 0);
-      std::uint64_t s = 1;
-      for (std::size_t d = lab.size(); d-- > 0;) {
-        st[pos[lab[d]]] += s;
-        s *= static_cast<std::uint64_t>(ts_[k].info.shape[d]);
-      }
-      strides.push_back(std::move(st));
-    }
-    std::uint64_t n_out = 1, n_red = 1;
-    for (char c : spec_.output) n_out *= static_cast<std::uint64_t>(spec_.dims.at(c));
-    for (std::size_t i = spec_.output.size(); i < labels.size(); ++i) n_red *= static_cast<std::uint64_t>(spec_.dims.at(labels[i]));
-    std::vector<double> result(n_out, 0.0);
-    std::vector<std::int64_t> idx(labels.size(), 0);
-    std::vector<std::uint64_t> off(ts_.size(), 0);
-    for (std::uint64_t o = 0; o < n_out; ++o) {
-      double acc = 0;
-      for (std::uint64_t r = 0; r < n_red; ++r) {
-        double p = 1;
-        for (std::size_t k = 0; k < ts_.size(); ++k) p *= vals[k][off[k]];
-        acc += p;
-        // advance odometer (innermost label last)
-        for (std::size_t l = labels.size(); l-- > 0;) {
-          for (std::size_t k = 0; k < ts_.size(); ++k) off[k] += strides[k][l];
-          if (++idx[l] < spec_.dims.at(labels[l])) break;
-          for (std::size_t k = 0; k < ts_.size(); ++k) off[k] -= strides[k][l] * static_cast<std::uint64_t>(idx[l]);
-          idx[l] = 0;
-        }
-      }
-      result[o] = scale_ * acc;
-    }
-    return from_doubles(result, out_);
-  }
-
- private:
-  std::uint64_t inputs_resident() const override {
-    std::uint64_t n = 0;
-    for (const auto& t : ts_) n += 8 * t.info.numel();
-    return n;
-  }
-  void release_inputs() const override {
-    for (const auto& t : ts_) t.source->release();
-  }
-  EinsumSpec spec_;
-  std::vector<Tensor> ts_;
-  double scale_;
-  DType out_;
-};
-
 void check_real(const Tensor& t, const std::string& what) {
   if (dtype_is_complex(t.info.dtype)) throw MappingError(what, "complex tensors are not supported by this op");
 }
@@ -523,15 +414,7 @@ Tensor fill(TensorInfo info, double value, const std::string& what) {
 
 Tensor einsum(const std::string& equation, const std::vector<Tensor>& ts, double scale, DType out,
               const std::string& what) {
-  std::string eq;
-  for (char c : equation)
-    if (c != ' ') eq += c;
-  auto spec = parse_einsum(eq, ts, what);
-  Shape shape;
-  for (char c : spec.output) shape.push_back(spec.dims.at(c));
-  TensorInfo info{out, shape};
-  for (const auto& t : ts) check_real(t, what);
-  return Tensor{info, std::make_shared<EinsumSource>(std::move(spec), ts, scale, out, info.nbytes(), what)};
+  return einsum_add(std::nullopt, ts, equation, scale, out, what);
 }
 
 }  // namespace ckb::ops

@@ -34,8 +34,8 @@ Tensor stack(const std::vector<Tensor>& ts, int axis, const std::string& what);
 Tensor add(const Tensor& a, const Tensor& b, double scale, DType out, const std::string& what);
 // A tensor of one value.
 Tensor fill(TensorInfo info, double value, const std::string& what);
-// General einsum over explicit labels ("ab,bc->ac"; no ellipsis), float64 accumulation,
-// output dtype `out`, multiplied by `scale`.
+// Einsum over explicit labels ("ab,bc->ac"; one or two operands, no ellipsis) computed in
+// float64 on GEMM (transform/einsum.h), times `scale`, rounded once to `out`.
 Tensor einsum(const std::string& equation, const std::vector<Tensor>& ts, double scale, DType out,
               const std::string& what);
 

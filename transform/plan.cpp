@@ -7,6 +7,7 @@
 #include "core/errors.h"
 #include "formats/format.h"
 #include "transform/cast.h"
+#include "transform/einsum.h"
 #include "transform/ops.h"
 #include "transform/rearrange.h"
 
@@ -318,11 +319,7 @@ class Planner {
       const Tensor& base = tensor_of(*members[0], rule);
       DType out = rule.dtype.value_or(base.info.dtype);
       std::string target = rule.outputs[0].format(group_caps[key]);
-      Tensor delta = ops::einsum(rule.equation, operands, rule.scale, DType::F64, target);
-      if (delta.info.shape != base.info.shape)
-        throw MappingError(target, "einsum '" + rule.equation + "' gives " + shape_str(delta.info.shape) + " but the base is " +
-                                       shape_str(base.info.shape));
-      Tensor t = ops::add(base, delta, 1.0, out, target);
+      Tensor t = einsum_add(base, operands, rule.equation, rule.scale, out, target);
       for (auto& m : members) claim(*m, rule, {target});
       emit(target, Node::tensor(std::move(t)), rule, from, "base + " + std::to_string(rule.scale) + " * einsum '" + rule.equation + "'");
     }

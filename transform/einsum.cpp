@@ -1,0 +1,339 @@
+// Implementation of transform/einsum.h.
+#include "transform/einsum.h"
+
+// GCC 12 reports a false -Wfree-nonheap-object inside std::vector when vectors of doubles
+// are moved out of structured bindings here (GCC bug 106199 family); nothing is freed wrongly.
+#pragma GCC diagnostic ignored "-Wfree-nonheap-object"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <set>
+
+#include "core/errors.h"
+#include "transform/ops.h"
+
+namespace ckb {
+namespace {
+
+std::uint64_t prod(const Shape& s) {
+  std::uint64_t p = 1;
+  for (auto d : s) p *= static_cast<std::uint64_t>(d);
+  return p;
+}
+
+// Copies `data` (shape `shape`) into the axis order `perm` (output axis i = input axis perm[i]).
+std::vector<double> permute_f64(const double* data, const Shape& shape, const std::vector<std::size_t>& perm) {
+  const std::size_t rank = shape.size();
+  std::vector<double> out(prod(shape));
+  if (out.empty()) return out;
+  std::vector<std::uint64_t> istride(rank, 1);
+  for (std::size_t d = rank; d-- > 1;) istride[d - 1] = istride[d] * static_cast<std::uint64_t>(shape[d]);
+  Shape oshape(rank);
+  std::vector<std::uint64_t> ostride(rank);
+  for (std::size_t i = 0; i < rank; ++i) {
+    oshape[i] = shape[perm[i]];
+    ostride[i] = istride[perm[i]];
+  }
+  std::vector<std::int64_t> idx(rank, 0);
+  std::uint64_t off = 0;
+  for (double& o : out) {
+    o = data[off];
+    for (std::size_t d = rank; d-- > 0;) {
+      off += ostride[d];
+      if (++idx[d] < oshape[d]) break;
+      off -= ostride[d] * static_cast<std::uint64_t>(oshape[d]);
+      idx[d] = 0;
+    }
+  }
+  return out;
+}
+
+// Sums out every axis whose label is not in `keep`; returns the reduced data and labels.
+std::pair<std::vector<double>, std::string> reduce_f64(const double* data, const Shape& shape, const std::string& labels,
+                                                       const std::set<char>& keep, Shape& out_shape) {
+  std::string kept;
+  out_shape.clear();
+  std::vector<bool> keep_axis(labels.size());
+  for (std::size_t d = 0; d < labels.size(); ++d) {
+    keep_axis[d] = keep.count(labels[d]) > 0;
+    if (keep_axis[d]) {
+      kept += labels[d];
+      out_shape.push_back(shape[d]);
+    }
+  }
+  std::vector<double> out(prod(out_shape), 0.0);
+  const std::uint64_t n = prod(shape);
+  std::vector<std::int64_t> idx(shape.size(), 0);
+  for (std::uint64_t k = 0; k < n; ++k) {
+    std::uint64_t o = 0;
+    for (std::size_t d = 0; d < shape.size(); ++d)
+      if (keep_axis[d]) o = o * static_cast<std::uint64_t>(shape[d]) + static_cast<std::uint64_t>(idx[d]);
+    out[o] += data[k];
+    for (std::size_t d = shape.size(); d-- > 0;) {
+      if (++idx[d] < shape[d]) break;
+      idx[d] = 0;
+    }
+  }
+  return {std::move(out), kept};
+}
+
+}  // namespace
+
+EinsumSpec parse_einsum(const std::string& equation, const std::vector<Shape>& shapes, const std::string& what) {
+  std::string eq;
+  for (char c : equation)
+    if (c != ' ') eq += c;
+  EinsumSpec s;
+  auto arrow = eq.find("->");
+  if (arrow == std::string::npos) throw MappingError(what, "einsum '" + eq + "' needs an explicit '->' output");
+  std::string lhs = eq.substr(0, arrow);
+  s.output = eq.substr(arrow + 2);
+  std::size_t start = 0;
+  while (true) {
+    auto comma = lhs.find(',', start);
+    s.inputs.push_back(lhs.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  if (s.inputs.size() != shapes.size())
+    throw MappingError(what, "einsum '" + eq + "' has " + std::to_string(s.inputs.size()) + " operands, got " +
+                                 std::to_string(shapes.size()) + " tensors");
+  if (s.inputs.size() > 2) throw MappingError(what, "einsum with more than two operands is not supported: " + eq);
+  std::map<char, std::int64_t> dims;
+  for (std::size_t k = 0; k < shapes.size(); ++k) {
+    const auto& lab = s.inputs[k];
+    if (lab.size() != shapes[k].size())
+      throw MappingError(what, "einsum operand " + std::to_string(k) + " '" + lab + "' does not match shape " +
+                                   shape_str(shapes[k]));
+    std::set<char> seen;
+    for (std::size_t d = 0; d < lab.size(); ++d) {
+      char c = lab[d];
+      if (!std::isalpha(static_cast<unsigned char>(c))) throw MappingError(what, "einsum labels must be letters: " + eq);
+      if (!seen.insert(c).second) throw MappingError(what, "einsum operand repeats label '" + std::string(1, c) + "': " + eq);
+      auto [it, fresh] = dims.emplace(c, shapes[k][d]);
+      if (!fresh && it->second != shapes[k][d])
+        throw MappingError(what, std::string("einsum label '") + c + "' has sizes " + std::to_string(it->second) + " and " +
+                                     std::to_string(shapes[k][d]));
+    }
+  }
+  std::set<char> out_seen;
+  for (char c : s.output) {
+    if (!dims.count(c)) throw MappingError(what, std::string("einsum output label '") + c + "' is not an input label");
+    if (!out_seen.insert(c).second) throw MappingError(what, "einsum output repeats a label: " + eq);
+  }
+  return s;
+}
+
+Shape einsum_shape(const EinsumSpec& spec, const std::vector<Shape>& shapes) {
+  Shape out;
+  for (char c : spec.output)
+    for (std::size_t k = 0; k < shapes.size(); ++k) {
+      auto pos = spec.inputs[k].find(c);
+      if (pos != std::string::npos) {
+        out.push_back(shapes[k][pos]);
+        break;
+      }
+    }
+  return out;
+}
+
+std::vector<double> einsum_f64(const EinsumSpec& spec, const std::vector<const double*>& data,
+                               const std::vector<Shape>& shapes) {
+  const std::set<char> out_labels(spec.output.begin(), spec.output.end());
+  if (spec.inputs.size() == 1) {
+    Shape rs;
+    auto [r, lab] = reduce_f64(data[0], shapes[0], spec.inputs[0], out_labels, rs);
+    std::vector<std::size_t> perm;
+    for (char c : spec.output) perm.push_back(lab.find(c));
+    return permute_f64(r.data(), rs, perm);
+  }
+  // Pre-sum labels only one operand has and the output lacks.
+  std::set<char> in0(spec.inputs[0].begin(), spec.inputs[0].end()), in1(spec.inputs[1].begin(), spec.inputs[1].end());
+  std::set<char> keep0 = out_labels, keep1 = out_labels;
+  for (char c : in0)
+    if (in1.count(c)) keep0.insert(c), keep1.insert(c);
+  Shape s0, s1;
+  auto [a, la] = reduce_f64(data[0], shapes[0], spec.inputs[0], keep0, s0);
+  auto [b, lb] = reduce_f64(data[1], shapes[1], spec.inputs[1], keep1, s1);
+  std::string batch, m, n, k;
+  for (char c : la) {
+    bool inb = lb.find(c) != std::string::npos, ino = out_labels.count(c) > 0;
+    if (inb && ino) batch += c;
+    else if (inb) k += c;
+    else m += c;
+  }
+  for (char c : lb)
+    if (la.find(c) == std::string::npos) n += c;
+  auto size_of = [&](char c) {
+    auto p = la.find(c);
+    return p != std::string::npos ? s0[p] : s1[lb.find(c)];
+  };
+  auto span_of = [&](const std::string& labels) {
+    std::uint64_t p = 1;
+    for (char c : labels) p *= static_cast<std::uint64_t>(size_of(c));
+    return p;
+  };
+  std::vector<std::size_t> pa, pb;
+  for (char c : batch + m + k) pa.push_back(la.find(c));
+  for (char c : batch + k + n) pb.push_back(lb.find(c));
+  auto A = permute_f64(a.data(), s0, pa);
+  auto B = permute_f64(b.data(), s1, pb);
+  const std::uint64_t nb = span_of(batch), nm = span_of(m), nk = span_of(k), nn = span_of(n);
+  std::vector<double> C(nb * nm * nn, 0.0);
+  if (nm && nn && nk) {
+    for (std::uint64_t i = 0; i < nb; ++i)
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(nm), static_cast<int>(nn),
+                  static_cast<int>(nk), 1.0, A.data() + i * nm * nk, static_cast<int>(nk), B.data() + i * nk * nn,
+                  static_cast<int>(nn), 0.0, C.data() + i * nm * nn, static_cast<int>(nn));
+  }
+  std::string have = batch + m + n;
+  Shape cs;
+  for (char c : have) cs.push_back(size_of(c));
+  std::vector<std::size_t> po;
+  for (char c : spec.output) po.push_back(have.find(c));
+  return permute_f64(C.data(), cs, po);
+}
+
+namespace {
+
+class EinsumAddSource final : public TensorSource {
+ public:
+  EinsumAddSource(std::optional<Tensor> base, std::vector<Tensor> ops, EinsumSpec spec, Shape out_shape, double scale,
+                  DType out, std::uint64_t block_elems, std::string what)
+      : base_(std::move(base)), ops_(std::move(ops)), spec_(std::move(spec)), shape_(std::move(out_shape)), scale_(scale),
+        out_(out), what_(std::move(what)) {
+    const std::size_t rank = shape_.size();
+    axis_ = 0;
+    inner_ = prod(shape_);
+    if (rank == 0) {
+      rows_ = 1;
+      return;
+    }
+    // Smallest k with prod(shape[k+1:]) <= block_elems.
+    for (axis_ = 0; axis_ < rank; ++axis_) {
+      inner_ = 1;
+      for (std::size_t d = axis_ + 1; d < rank; ++d) inner_ *= static_cast<std::uint64_t>(shape_[d]);
+      if (inner_ <= block_elems) break;
+    }
+    if (axis_ == rank) axis_ = rank - 1;
+    rows_ = std::max<std::uint64_t>(1, block_elems / std::max<std::uint64_t>(1, inner_));
+    rows_ = std::min<std::uint64_t>(rows_, static_cast<std::uint64_t>(shape_[axis_]));
+  }
+
+  void read(std::uint64_t offset, std::span<std::byte> out) const override {
+    const std::uint64_t esz = dtype_size(out_);
+    const std::uint64_t row_bytes = inner_ * esz;  // one index along axis_
+    const std::uint64_t axis_len = shape_.empty() ? 1 : static_cast<std::uint64_t>(shape_[axis_]);
+    const std::uint64_t blocks_per_prefix = (axis_len + rows_ - 1) / rows_;
+    std::uint64_t pos = offset, end = offset + out.size();
+    while (pos < end) {
+      // Which prefix (fixed indices before axis_) and which row range.
+      std::uint64_t prefix = pos / (row_bytes * axis_len);
+      std::uint64_t row = (pos % (row_bytes * axis_len)) / row_bytes;
+      std::uint64_t blk = prefix * blocks_per_prefix + row / rows_;
+      std::uint64_t r0 = (row / rows_) * rows_, r1 = std::min(axis_len, r0 + rows_);
+      std::uint64_t blk_start = (prefix * axis_len + r0) * row_bytes, blk_len = (r1 - r0) * row_bytes;
+      std::lock_guard lock(mu_);
+      if (cached_ != blk) {
+        cache_ = compute(prefix, r0, r1);
+        cached_ = blk;
+      }
+      std::uint64_t within = pos - blk_start, n = std::min(blk_len - within, end - pos);
+      std::memcpy(out.data() + (pos - offset), cache_.data() + within, n);
+      pos += n;
+    }
+  }
+  std::string describe() const override { return what_; }
+  std::uint64_t resident_bytes() const override { return rows_ * inner_ * (dtype_size(out_) + 3 * 8); }
+  void release() const override {
+    std::lock_guard lock(mu_);
+    cache_ = Bytes();
+    cached_ = ~0ull;
+  }
+
+ private:
+  // Restricts tensor `t` (labels `lab`) to the block: fixed indices for output axes < axis_
+  // (given by `fixed`), [r0, r1) on axis_. Returns the sub-tensor and its remaining labels.
+  std::pair<Tensor, std::string> restrict(const Tensor& t, std::string lab, const std::vector<std::int64_t>& fixed,
+                                          std::uint64_t r0, std::uint64_t r1) const {
+    Tensor x = t;
+    for (std::size_t j = 0; j < fixed.size(); ++j) {
+      auto p = lab.find(spec_.output[j]);
+      if (p == std::string::npos) continue;
+      x = ops::index(x, static_cast<int>(p), fixed[j], what_);
+      lab.erase(p, 1);
+    }
+    if (!shape_.empty()) {
+      auto p = lab.find(spec_.output[axis_]);
+      if (p != std::string::npos)
+        x = ops::slice(x, static_cast<int>(p), static_cast<std::int64_t>(r0), static_cast<std::int64_t>(r1), what_);
+    }
+    return {x, lab};
+  }
+
+  Bytes compute(std::uint64_t prefix, std::uint64_t r0, std::uint64_t r1) const {
+    std::vector<std::int64_t> fixed(axis_);
+    for (std::size_t j = axis_; j-- > 0;) {
+      fixed[j] = static_cast<std::int64_t>(prefix % static_cast<std::uint64_t>(shape_[j]));
+      prefix /= static_cast<std::uint64_t>(shape_[j]);
+    }
+    EinsumSpec sub;
+    std::vector<std::vector<double>> vals;
+    std::vector<Shape> shapes;
+    for (std::size_t k = 0; k < ops_.size(); ++k) {
+      auto [t, lab] = restrict(ops_[k], spec_.inputs[k], fixed, r0, r1);
+      sub.inputs.push_back(lab);
+      shapes.push_back(t.info.shape);
+      vals.push_back(ops::to_doubles(t));
+    }
+    sub.output = spec_.output.substr(axis_);
+    std::vector<const double*> ptrs;
+    for (const auto& v : vals) ptrs.push_back(v.data());
+    std::vector<double> y = einsum_f64(sub, ptrs, shapes);
+    for (double& v : y) v *= scale_;
+    if (base_) {
+      auto [bt, blab] = restrict(*base_, spec_.output, fixed, r0, r1);
+      auto bv = ops::to_doubles(bt);
+      for (std::size_t i = 0; i < y.size(); ++i) y[i] += bv[i];
+    }
+    return ops::from_doubles(y, out_);
+  }
+
+  std::optional<Tensor> base_;
+  std::vector<Tensor> ops_;
+  EinsumSpec spec_;
+  Shape shape_;
+  double scale_;
+  DType out_;
+  std::string what_;
+  std::size_t axis_ = 0;
+  std::uint64_t inner_ = 1, rows_ = 1;
+  mutable std::mutex mu_;
+  mutable Bytes cache_;
+  mutable std::uint64_t cached_ = ~0ull;
+};
+
+}  // namespace
+
+Tensor einsum_add(const std::optional<Tensor>& base, const std::vector<Tensor>& operands, const std::string& equation,
+                  double scale, DType out, const std::string& what, std::uint64_t block_elems) {
+  std::vector<Shape> shapes;
+  for (const auto& t : operands) {
+    if (dtype_is_complex(t.info.dtype)) throw MappingError(what, "complex tensors are not supported by einsum");
+    shapes.push_back(t.info.shape);
+  }
+  auto spec = parse_einsum(equation, shapes, what);
+  Shape shape = einsum_shape(spec, shapes);
+  if (base && base->info.shape != shape)
+    throw MappingError(what, "einsum '" + equation + "' gives " + shape_str(shape) + " but the base is " +
+                                 shape_str(base->info.shape));
+  TensorInfo info{out, shape};
+  return Tensor{info, std::make_shared<EinsumAddSource>(base, operands, spec, shape, scale, out,
+                                                        std::max<std::uint64_t>(block_elems, 1), what)};
+}
+
+}  // namespace ckb
