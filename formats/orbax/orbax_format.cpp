@@ -1,0 +1,23 @@
+// Registration of the Orbax format (formats/format.h): reading only for now.
+#include "formats/format.h"
+#include "formats/orbax/orbax_paths.h"
+#include "formats/orbax/orbax_reader.h"
+
+namespace ckb {
+
+Format make_orbax_format() {
+  Format f;
+  f.name = "orbax";
+  f.description = "Orbax PyTree checkpoint directory (OCDBT or per-array zarr v2/v3; item, step or manager root)";
+  f.detect = [](const std::string& path) {
+    try {
+      return orbax::resolve_path(path, ReadOptions{}).has_value();
+    } catch (...) {
+      return false;
+    }
+  };
+  f.read = [](const std::string& path, const ReadOptions& opts) { return orbax::read_checkpoint(path, opts); };
+  return f;
+}
+
+}  // namespace ckb

@@ -1,0 +1,203 @@
+// The PyTree layer of the Orbax reader (formats/orbax/orbax_reader.h).
+#include "formats/orbax/orbax_reader.h"
+
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <map>
+
+#include <nlohmann/json.hpp>
+
+#include "core/errors.h"
+#include "formats/orbax/orbax_metadata.h"
+#include "formats/orbax/orbax_paths.h"
+#include "formats/zarr/zarr_array.h"
+#include "io/file.h"
+#include "io/kvstore.h"
+#include "io/ocdbt/ocdbt_kvstore.h"
+
+namespace ckb::orbax {
+namespace {
+
+using nlohmann::json;
+
+double half_to_double(std::uint16_t h) {
+  const int exp = (h >> 10) & 0x1F, mant = h & 0x3FF;
+  const double sign = (h & 0x8000) ? -1.0 : 1.0;
+  if (exp == 0) return sign * std::ldexp(mant, -24);
+  if (exp == 31) return mant ? std::nan("") : sign * INFINITY;
+  return sign * std::ldexp(1024 + mant, exp - 25);
+}
+
+// param name -> random_key_impl, from array_metadatas/process_*.
+std::map<std::string, std::string> random_key_impls(const std::string& item_dir) {
+  std::map<std::string, std::string> out;
+  const std::string dir = item_dir + "/array_metadatas";
+  if (!is_directory(dir)) return out;
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.rfind("process_", 0) != 0) continue;
+    const std::string file = it->path().string();
+    json j = json::parse(read_text_file(file), nullptr, false);
+    if (j.is_discarded() || !j.is_object()) throw FormatError(file, "not a JSON object");
+    try {
+      for (const auto& e : j.at("array_metadatas")) {
+        const json& am = e.at("array_metadata");
+        const json& ext = am.contains("ext_metadata") ? am["ext_metadata"] : json();
+        if (ext.is_object() && ext.contains("random_key_impl"))
+          out[am.at("param_name").get<std::string>()] = ext["random_key_impl"].get<std::string>();
+      }
+    } catch (const json::exception& e) {
+      throw FormatError(file, std::string("malformed array metadata: ") + e.what());
+    }
+  }
+  return out;
+}
+
+Node scalar_leaf(const zarr::ZarrArray& a, const std::string& param) {
+  const auto& m = a.metadata();
+  if (m.numel() != 1)
+    throw FormatError(a.describe(), "array '" + param + "': scalar leaf has shape " + shape_str(m.shape));
+  std::byte buf[16];
+  a.read(0, {buf, m.dtype.itemsize});
+  auto get = [&](auto v) {
+    std::memcpy(&v, buf, sizeof v);
+    return v;
+  };
+  auto value = [&]() -> Node::Value {
+    switch (m.dtype.dtype) {
+      case DType::BOOL: return get(std::uint8_t{}) != 0;
+      case DType::I8: return std::int64_t{get(std::int8_t{})};
+      case DType::I16: return std::int64_t{get(std::int16_t{})};
+      case DType::I32: return std::int64_t{get(std::int32_t{})};
+      case DType::I64: return get(std::int64_t{});
+      case DType::U8: return std::int64_t{get(std::uint8_t{})};
+      case DType::U16: return std::int64_t{get(std::uint16_t{})};
+      case DType::U32: return std::int64_t{get(std::uint32_t{})};
+      case DType::U64: {
+        const auto u = get(std::uint64_t{});
+        if (u > static_cast<std::uint64_t>(INT64_MAX))
+          throw FormatError(a.describe(), "array '" + param + "': uint64 scalar " + std::to_string(u) + " exceeds int64");
+        return static_cast<std::int64_t>(u);
+      }
+      case DType::F64: return get(double{});
+      case DType::F32: return static_cast<double>(get(float{}));
+      case DType::F16: return half_to_double(get(std::uint16_t{}));
+      case DType::BF16:
+        return static_cast<double>(std::bit_cast<float>(static_cast<std::uint32_t>(get(std::uint16_t{})) << 16));
+      default:
+        throw FormatError(a.describe(), "array '" + param + "': unsupported scalar dtype " + m.dtype.name);
+    }
+  };
+  Node n(value());
+  n.attrs["orbax.value_type"] = "scalar";
+  n.attrs["orbax.dtype"] = m.dtype.name;
+  return n;
+}
+
+// The container that holds `keys[depth]`, creating containers on the way.
+Node& parent_of(Node& root, const LeafMetadata& e, const std::string& meta_path) {
+  Node* cur = &root;
+  for (std::size_t i = 0; i + 1 < e.keys.size(); ++i) {
+    const KeyEntry& k = e.keys[i];
+    const KeyEntry& next = e.keys[i + 1];
+    const ContainerKind want = next.key_type == 1 ? ContainerKind::List : ContainerKind::Dict;
+    Node* child = cur->find(k.key);
+    if (!child) {
+      child = &cur->add(k.key, want == ContainerKind::List ? Node::list() : Node::dict());
+    } else if (!child->is_container() || child->container().kind != want) {
+      throw FormatError(meta_path, "conflicting tree structure at '" + e.param_name() + "'");
+    }
+    cur = child;
+  }
+  return *cur;
+}
+
+}  // namespace
+
+Node read_item(const std::string& item_dir) {
+  const std::string meta_path = item_dir + "/_METADATA";
+  TreeMetadata tm = parse_tree_metadata(read_text_file(meta_path), meta_path);
+  const bool ocdbt = tm.use_ocdbt ? *tm.use_ocdbt : path_exists(item_dir + "/manifest.ocdbt");
+  KvStorePtr store = ocdbt ? KvStorePtr(std::make_shared<ocdbt::OcdbtKvStore>(item_dir))
+                           : KvStorePtr(std::make_shared<DirectoryKvStore>(item_dir));
+  const auto missing =
+      tm.store_array_data_equal_to_fill_value ? zarr::MissingChunks::Error : zarr::MissingChunks::Fill;
+  const auto key_impls = random_key_impls(item_dir);
+  std::optional<json> strings;
+  const std::string strings_path = item_dir + "/_strings.json";
+
+  const bool root_is_list = !tm.entries.empty() && tm.entries.front().keys.front().key_type == 1;
+  Node root = root_is_list ? Node::list() : Node::dict();
+  for (const auto& e : tm.entries) {
+    const std::string param = e.param_name();
+    const std::string& vt = e.value_type;
+    auto make_leaf = [&]() -> Node {
+      if (vt == "jax.Array" || vt == "np.ndarray") {
+        auto arr = zarr::ZarrArray::open(store, param + "/", param, missing);
+        Node t = Node::tensor(arr->tensor());
+        auto it = key_impls.find(param);
+        if (it != key_impls.end()) t.attrs["random_key_impl"] = it->second;
+        return t;
+      } else if (vt == "scalar") {
+        auto arr = zarr::ZarrArray::open(store, param + "/", param, missing);
+        return scalar_leaf(*arr, param);
+      } else if (vt == "string") {
+        if (!strings) {
+          if (!path_exists(strings_path)) throw FormatError(strings_path, "missing, but '" + param + "' is a string leaf");
+          strings = json::parse(read_text_file(strings_path), nullptr, false);
+          if (strings->is_discarded() || !strings->is_object()) throw FormatError(strings_path, "not a JSON object");
+        }
+        if (!strings->contains(param) || !(*strings)[param].is_string())
+          throw FormatError(strings_path, "no string value for '" + param + "'");
+        return Node((*strings)[param].get<std::string>());
+      } else if (vt == "None" || vt == "placeholder") {
+        return Node::none();
+      } else if (vt == "Dict") {
+        return Node::dict();
+      } else if (vt == "List") {
+        return Node::list();
+      } else if (vt == "Tuple" || vt == "NamedTuple") {
+        return Node::tuple();
+      }
+      throw FormatError(meta_path, "leaf '" + param + "' has unsupported value type '" + vt + "'");
+    };
+    Node leaf = make_leaf();
+    if (!leaf.attrs.count("orbax.value_type")) leaf.attrs["orbax.value_type"] = vt;
+    Node& parent = parent_of(root, e, meta_path);
+    const std::string& key = e.keys.back().key;
+    const ContainerKind want = e.keys.back().key_type == 1 ? ContainerKind::List : ContainerKind::Dict;
+    if (parent.container().kind != want)
+      throw FormatError(meta_path, "conflicting tree structure at '" + param + "'");
+    if (parent.find(key)) throw FormatError(meta_path, "duplicate entry '" + param + "'");
+    parent.add(key, std::move(leaf));
+  }
+  return root;
+}
+
+Checkpoint read_checkpoint(const std::string& path, const ReadOptions& opts) {
+  auto r = resolve_path(path, opts);
+  if (!r) throw FormatError(path, "not an Orbax checkpoint (no _METADATA in it, its items or its steps)");
+  Checkpoint ck;
+  ck.format = "orbax";
+  ck.path = path;
+  if (r->step) ck.metadata["orbax.step"] = std::to_string(*r->step);
+  ck.metadata["orbax.step_dir"] = r->step_dir;
+  if (r->items.size() == 1) {
+    ck.root = read_item(r->items.front().second);
+    if (!r->items.front().first.empty()) ck.metadata["orbax.item"] = r->items.front().first;
+  } else {
+    ck.root = Node::dict();
+    std::string names;
+    for (const auto& [name, dir] : r->items) {
+      ck.root.add(name, read_item(dir));
+      names += (names.empty() ? "" : ",") + name;
+    }
+    ck.metadata["orbax.items"] = names;
+  }
+  return ck;
+}
+
+}  // namespace ckb::orbax

@@ -1,0 +1,39 @@
+// Decoding one stored zarr chunk into its C-order little-endian element bytes: the
+// bytes->bytes codecs in reverse, then `bytes` (byte order) or `sharding_indexed` (shard
+// index + inner chunks, recursively), then the transposes undone. Sizes are checked
+// against the expected chunk size before any buffer for them is allocated.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "formats/zarr/zarr_metadata.h"
+
+namespace ckb::zarr {
+
+struct ChunkContext {
+  const ZarrMetadata* meta;
+  bool missing_is_error = true;  // a missing inner chunk of a shard: error, or fill value
+  std::string path;              // file holding the encoded chunk (messages)
+  std::uint64_t offset = 0;      // where the encoded chunk starts in it
+  std::string what;              // "array 'x' chunk 'x/0.0'"
+};
+
+// `shape` is the full (not edge-cropped) chunk shape.
+Bytes decode_chunk(const CodecChain& chain, std::span<const std::byte> encoded, const std::vector<std::uint64_t>& shape,
+                   const ChunkContext& ctx);
+
+// Fills `out` with repetitions of the fill element (zeros when there is none).
+void fill_elements(std::span<std::byte> out, const std::optional<std::vector<std::byte>>& fill);
+
+// Copies the box of extent `box` at `src_origin` of a C-order array of shape `src_shape`
+// to `dst_origin` of a C-order array of shape `dst_shape` (elements of `elem` bytes).
+void copy_box(const std::byte* src, const std::vector<std::uint64_t>& src_shape, const std::vector<std::uint64_t>& src_origin,
+              std::byte* dst, const std::vector<std::uint64_t>& dst_shape, const std::vector<std::uint64_t>& dst_origin,
+              const std::vector<std::uint64_t>& box, std::size_t elem);
+
+}  // namespace ckb::zarr

@@ -1,0 +1,24 @@
+// Zarr bytes->bytes codecs (decode direction only): zstd, zlib, gzip, blosc and crc32c.
+// Every decoder is given the most bytes it may produce and checks it before allocating
+// (zstd content size, blosc header) or while streaming (zlib/gzip), so a corrupt or
+// hostile chunk cannot make us allocate more than the chunk it is supposed to hold.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "core/tensor.h"
+#include "formats/zarr/zarr_metadata.h"
+
+namespace ckb::zarr {
+
+// Decodes `in` with codec `kind`. The output must be at most `limit` bytes, and exactly
+// `limit` when `exact`. FormatError(path, what + ...) on any problem; `offset` is where
+// `in` starts in `path`.
+Bytes decode_bytes_codec(BytesCodecKind kind, std::span<const std::byte> in, std::uint64_t limit, bool exact,
+                         const std::string& path, std::uint64_t offset, const std::string& what);
+
+const char* codec_name(BytesCodecKind kind);
+
+}  // namespace ckb::zarr

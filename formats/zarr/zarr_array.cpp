@@ -1,0 +1,222 @@
+// Lazy chunked reads for formats/zarr/zarr_array.h.
+#include "formats/zarr/zarr_array.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <exception>
+#include <thread>
+
+#include "core/errors.h"
+#include "formats/zarr/chunk_decode.h"
+
+namespace ckb::zarr {
+
+namespace {
+constexpr std::uint64_t kParallelBytes = 8u << 20;  // reads at least this large use threads
+constexpr unsigned kMaxThreads = 4;
+}  // namespace
+
+void ZarrArray::rethrow(const std::exception& e) const {
+  const std::string tag = "array '" + name_ + "'";
+  if (const auto* ce = dynamic_cast<const Error*>(&e)) {
+    if (ce->detail().find(tag) != std::string::npos) throw;
+    const std::string detail = tag + ": " + ce->detail();
+    switch (ce->kind()) {
+      case ErrorKind::Io: throw IoError(ce->path(), detail);
+      case ErrorKind::Mapping: throw MappingError(ce->path(), detail);
+      case ErrorKind::Usage: throw UsageError(detail);
+      case ErrorKind::Format: throw FormatError(ce->path(), detail, ce->offset());
+    }
+  }
+  throw;
+}
+
+std::shared_ptr<const ZarrArray> ZarrArray::open(KvStorePtr store, std::string prefix, std::string name,
+                                                 MissingChunks missing) {
+  auto a = std::shared_ptr<ZarrArray>(new ZarrArray());
+  a->store_ = std::move(store);
+  a->prefix_ = std::move(prefix);
+  a->name_ = std::move(name);
+  a->missing_ = missing;
+  try {
+    if (auto v2 = a->store_->get(a->prefix_ + ".zarray")) {
+      a->metadata_file_ = v2->file;
+      a->meta_ = parse_zarray(v2->text(), v2->file);
+    } else if (auto v3 = a->store_->get(a->prefix_ + "zarr.json")) {
+      a->metadata_file_ = v3->file;
+      a->meta_ = parse_zarr_json(v3->text(), v3->file);
+    } else {
+      throw FormatError(a->store_->describe(),
+                        "no '" + a->prefix_ + ".zarray' or '" + a->prefix_ + "zarr.json': the array data is missing");
+    }
+  } catch (const std::exception& e) {
+    a->rethrow(e);
+  }
+  return a;
+}
+
+Tensor ZarrArray::tensor() const { return Tensor{info(), shared_from_this()}; }
+
+std::string ZarrArray::describe() const { return store_->describe() + ":" + prefix_ + " (zarr array '" + name_ + "')"; }
+
+void ZarrArray::release() const {
+  std::lock_guard lk(cache_mu_);
+  cached_.reset();
+  cached_idx_.clear();
+}
+
+std::shared_ptr<const Bytes> ZarrArray::decode_chunk_at(const std::vector<std::uint64_t>& idx) const {
+  {
+    std::lock_guard lk(cache_mu_);
+    if (cached_ && cached_idx_ == idx) return cached_;
+  }
+  const std::string key = prefix_ + meta_.chunk_key(idx);
+  std::shared_ptr<Bytes> out;
+  auto v = store_->get(key);
+  const std::uint64_t n = meta_.chunk_numel() * meta_.dtype.itemsize;
+  if (!v) {
+    if (missing_ == MissingChunks::Error)
+      throw FormatError(store_->locate(key), "chunk '" + key + "' is missing");
+    out = std::make_shared<Bytes>(static_cast<std::size_t>(n));
+    fill_elements(out->span(), meta_.fill);
+  } else {
+    ChunkContext ctx{&meta_, missing_ == MissingChunks::Error, v->file, v->offset, "chunk '" + key + "'"};
+    out = std::make_shared<Bytes>(decode_chunk(meta_.codecs, v->bytes, meta_.chunks, ctx));
+  }
+  std::lock_guard lk(cache_mu_);
+  cached_idx_ = idx;
+  cached_ = out;
+  return out;
+}
+
+std::shared_ptr<const Bytes> ZarrArray::read_chunk(const std::vector<std::uint64_t>& idx) const {
+  try {
+    const auto g = meta_.grid();
+    if (idx.size() != g.size()) throw FormatError(describe(), "chunk index has the wrong rank");
+    for (std::size_t d = 0; d < g.size(); ++d)
+      if (idx[d] >= g[d]) throw FormatError(describe(), "chunk index out of range");
+    return decode_chunk_at(idx);
+  } catch (const std::exception& e) {
+    rethrow(e);
+  }
+}
+
+void ZarrArray::read(std::uint64_t offset, std::span<std::byte> out) const {
+  try {
+    const std::size_t es = meta_.dtype.itemsize;
+    const std::uint64_t total = meta_.numel() * es;
+    if (offset > total || out.size() > total - offset)
+      throw FormatError(describe(), "read [" + std::to_string(offset) + ", +" + std::to_string(out.size()) +
+                                        ") beyond the array's " + std::to_string(total) + " bytes");
+    if (out.empty()) return;
+    // Work in an "effective" rank >= 1 (a 0-d array is one element in one chunk).
+    const bool scalar = meta_.shape.empty();
+    std::vector<std::uint64_t> shape, chunks;
+    if (scalar) {
+      shape = {1};
+      chunks = {1};
+    } else {
+      shape.assign(meta_.shape.begin(), meta_.shape.end());
+      chunks = meta_.chunks;
+    }
+    const std::size_t rank = shape.size();
+    std::vector<std::uint64_t> stride(rank, 1), grid(rank);
+    for (std::size_t d = rank; d-- > 1;) stride[d - 1] = stride[d] * shape[d];
+    for (std::size_t d = 0; d < rank; ++d) grid[d] = (shape[d] + chunks[d] - 1) / chunks[d];
+    const std::uint64_t e0 = offset / es, e1 = (offset + out.size() + es - 1) / es;  // elements [e0, e1)
+    auto unravel = [&](std::uint64_t e) {
+      std::vector<std::uint64_t> ix(rank);
+      for (std::size_t d = 0; d < rank; ++d) {
+        ix[d] = e / stride[d];
+        e %= stride[d];
+      }
+      return ix;
+    };
+    const auto first = unravel(e0), last = unravel(e1 - 1);
+    // Candidate chunk ranges per dimension: exact while the leading indices agree.
+    std::vector<std::uint64_t> lo(rank), hi(rank);
+    bool same = true;
+    for (std::size_t d = 0; d < rank; ++d) {
+      if (same) {
+        lo[d] = first[d] / chunks[d];
+        hi[d] = last[d] / chunks[d];
+        same = first[d] == last[d];
+      } else {
+        lo[d] = 0;
+        hi[d] = grid[d] - 1;
+      }
+    }
+    // Collect chunks whose linear extent intersects [e0, e1).
+    std::vector<std::vector<std::uint64_t>> todo;
+    std::vector<std::uint64_t> ci(lo);
+    while (true) {
+      std::uint64_t cmin = 0, cmax = 0;
+      for (std::size_t d = 0; d < rank; ++d) {
+        cmin += ci[d] * chunks[d] * stride[d];
+        cmax += (std::min(shape[d], (ci[d] + 1) * chunks[d]) - 1) * stride[d];
+      }
+      if (cmin < e1 && cmax >= e0) todo.push_back(ci);
+      std::size_t d = rank;
+      while (d-- > 0) {
+        if (++ci[d] <= hi[d]) break;
+        ci[d] = lo[d];
+      }
+      if (d == static_cast<std::size_t>(-1)) break;
+    }
+    const std::uint64_t r0 = offset, r1 = offset + out.size();
+    // Copies the rows of chunk `c` that overlap [r0, r1).
+    auto copy_chunk = [&](const std::vector<std::uint64_t>& c) {
+      std::vector<std::uint64_t> key_idx = scalar ? std::vector<std::uint64_t>{} : c;
+      auto data = decode_chunk_at(key_idx);
+      std::vector<std::uint64_t> box(rank), cstride(rank, 1);
+      for (std::size_t d = 0; d < rank; ++d) box[d] = std::min(shape[d], (c[d] + 1) * chunks[d]) - c[d] * chunks[d];
+      for (std::size_t d = rank; d-- > 1;) cstride[d - 1] = cstride[d] * chunks[d];
+      std::vector<std::uint64_t> ix(rank, 0);
+      const std::uint64_t row_bytes = box[rank - 1] * es;
+      while (true) {
+        std::uint64_t lin = 0, src = 0;
+        for (std::size_t d = 0; d < rank; ++d) {
+          lin += (c[d] * chunks[d] + ix[d]) * stride[d];
+          src += ix[d] * cstride[d];
+        }
+        const std::uint64_t b0 = lin * es, b1 = b0 + row_bytes;
+        const std::uint64_t s = std::max(b0, r0), e = std::min(b1, r1);
+        if (s < e) std::memcpy(out.data() + (s - r0), data->data() + src * es + (s - b0), static_cast<std::size_t>(e - s));
+        std::size_t d = rank - 1;
+        while (d-- > 0) {
+          if (++ix[d] < box[d]) break;
+          ix[d] = 0;
+        }
+        if (d == static_cast<std::size_t>(-1)) break;
+      }
+    };
+    const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
+    const unsigned threads = static_cast<unsigned>(std::min<std::size_t>({kMaxThreads, hw, todo.size()}));
+    if (threads <= 1 || out.size() < kParallelBytes) {
+      for (const auto& c : todo) copy_chunk(c);
+      return;
+    }
+    std::atomic<std::size_t> next{0};
+    std::atomic<bool> failed{false};
+    std::exception_ptr failure;
+    std::mutex fail_mu;
+    auto work = [&] {
+      try {
+        for (std::size_t i = next++; i < todo.size() && !failed; i = next++) copy_chunk(todo[i]);
+      } catch (...) {
+        std::lock_guard lk(fail_mu);
+        if (!failed.exchange(true)) failure = std::current_exception();
+      }
+    };
+    std::vector<std::thread> pool;
+    for (unsigned k = 1; k < threads; ++k) pool.emplace_back(work);
+    work();
+    for (auto& t : pool) t.join();
+    if (failure) std::rethrow_exception(failure);
+  } catch (const std::exception& e) {
+    rethrow(e);
+  }
+}
+
+}  // namespace ckb::zarr

@@ -1,0 +1,58 @@
+// A zarr v2/v3 array stored under a key prefix of a KvStore, read lazily as a TensorSource.
+//
+// read(offset, out) fetches and decodes only the chunks covering the requested bytes
+// (several chunks at once with a few threads for large reads), crops edge chunks, and keeps
+// the last decoded chunk for sequential readers. Every error names the array and the file.
+// A chunk the grid refers to that is absent is a FormatError unless the array was opened with
+// missing_chunks = Fill (then it reads as the fill value, zeros for a null fill value):
+// Orbax writes every chunk and reads with fill_missing_data_reads=false.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "formats/zarr/zarr_metadata.h"
+#include "io/kvstore.h"
+
+namespace ckb::zarr {
+
+enum class MissingChunks { Error, Fill };
+
+class ZarrArray : public TensorSource, public std::enable_shared_from_this<ZarrArray> {
+ public:
+  // Reads `<prefix>.zarray` (v2) or `<prefix>zarr.json` (v3); `prefix` is "" or ends in
+  // '/'. `name` is the array's name for messages (the Orbax param name).
+  static std::shared_ptr<const ZarrArray> open(KvStorePtr store, std::string prefix, std::string name,
+                                               MissingChunks missing = MissingChunks::Error);
+
+  const ZarrMetadata& metadata() const { return meta_; }
+  TensorInfo info() const { return {meta_.dtype.dtype, meta_.shape}; }
+  const std::string& name() const { return name_; }
+  // The lazy tensor.
+  Tensor tensor() const;
+  // Decodes one whole chunk (full chunk shape, C order, little-endian).
+  std::shared_ptr<const Bytes> read_chunk(const std::vector<std::uint64_t>& idx) const;
+
+  void read(std::uint64_t offset, std::span<std::byte> out) const override;
+  std::string describe() const override;
+  // Drops the cached last-decoded chunk.
+  void release() const override;
+
+ private:
+  ZarrArray() = default;
+  std::shared_ptr<const Bytes> decode_chunk_at(const std::vector<std::uint64_t>& idx) const;
+  [[noreturn]] void rethrow(const std::exception& e) const;
+
+  KvStorePtr store_;
+  std::string prefix_, name_, metadata_file_;
+  ZarrMetadata meta_;
+  MissingChunks missing_ = MissingChunks::Error;
+  mutable std::mutex cache_mu_;
+  mutable std::vector<std::uint64_t> cached_idx_;
+  mutable std::shared_ptr<const Bytes> cached_;
+};
+
+}  // namespace ckb::zarr

@@ -1,0 +1,280 @@
+// `.zarray` / `zarr.json` parsing for formats/zarr/zarr_metadata.h.
+#include "formats/zarr/zarr_metadata.h"
+
+#include <nlohmann/json.hpp>
+
+#include "core/errors.h"
+
+namespace ckb::zarr {
+
+using nlohmann::json;
+
+std::uint64_t ZarrMetadata::numel() const {
+  std::uint64_t n = 1;
+  for (auto d : shape) n *= static_cast<std::uint64_t>(d);
+  return n;
+}
+std::vector<std::uint64_t> ZarrMetadata::grid() const {
+  std::vector<std::uint64_t> g(shape.size());
+  for (std::size_t i = 0; i < shape.size(); ++i) g[i] = (static_cast<std::uint64_t>(shape[i]) + chunks[i] - 1) / chunks[i];
+  return g;
+}
+std::uint64_t ZarrMetadata::chunk_numel() const {
+  std::uint64_t n = 1;
+  for (auto c : chunks) n *= c;
+  return n;
+}
+std::string ZarrMetadata::chunk_key(const std::vector<std::uint64_t>& idx) const {
+  std::string k;
+  if (v3_default_keys) {
+    k = "c";
+    for (auto i : idx) k += std::string(1, separator) + std::to_string(i);
+    return k;
+  }
+  if (idx.empty()) return "0";
+  for (std::size_t i = 0; i < idx.size(); ++i) {
+    if (i) k += separator;
+    k += std::to_string(idx[i]);
+  }
+  return k;
+}
+
+namespace {
+
+[[noreturn]] void bad(const std::string& where, const std::string& msg) { throw FormatError(where, msg); }
+
+json parse_json(std::string_view text, const std::string& where) {
+  json j = json::parse(text.begin(), text.end(), nullptr, false);
+  if (j.is_discarded() || !j.is_object()) bad(where, "not a JSON object");
+  return j;
+}
+
+std::vector<std::uint64_t> uint_array(const json& j, const char* field, const std::string& where, bool positive) {
+  if (!j.is_array()) bad(where, std::string("'") + field + "' must be an array of integers");
+  std::vector<std::uint64_t> v;
+  for (const auto& x : j) {
+    if (!x.is_number_integer() || (x.is_number_integer() && x.get<std::int64_t>() < 0 && !x.is_number_unsigned()))
+      bad(where, std::string("'") + field + "' holds a non-integer or negative value " + x.dump());
+    std::uint64_t u = x.get<std::uint64_t>();
+    if (positive && u == 0) bad(where, std::string("'") + field + "' holds a zero");
+    if (u > (1ull << 62)) bad(where, std::string("'") + field + "' value " + x.dump() + " is too large");
+    v.push_back(u);
+  }
+  return v;
+}
+
+void finish(ZarrMetadata& m, const json& shape, const json& chunks, const std::string& where) {
+  auto s = uint_array(shape, "shape", where, false);
+  m.chunks = uint_array(chunks, "chunk shape", where, true);
+  if (s.size() != m.chunks.size())
+    bad(where, "shape has rank " + std::to_string(s.size()) + " but chunks rank " + std::to_string(m.chunks.size()));
+  m.shape.assign(s.begin(), s.end());
+  checked_numel(m.shape, where);
+  std::uint64_t n = m.dtype.itemsize;
+  for (auto c : m.chunks)
+    if (__builtin_mul_overflow(n, c, &n) || n > kMaxChunkBytes)
+      bad(where, "chunk shape is too large (more than " + std::to_string(kMaxChunkBytes) + " bytes per chunk)");
+}
+
+void fill(ZarrMetadata& m, const json& j, const std::string& where) {
+  try {
+    m.fill = parse_fill_value(j, m.dtype);
+  } catch (const std::exception& e) {
+    bad(where, std::string("fill_value: ") + e.what());
+  }
+}
+
+BytesCodecKind v2_compressor(const json& c, const std::string& where) {
+  if (!c.is_object() || !c.contains("id") || !c["id"].is_string()) bad(where, "compressor must be null or {\"id\": ...}");
+  const auto id = c["id"].get<std::string>();
+  if (id == "zstd") return BytesCodecKind::Zstd;
+  if (id == "zlib") return BytesCodecKind::Zlib;
+  if (id == "gzip") return BytesCodecKind::Gzip;
+  if (id == "blosc") return BytesCodecKind::Blosc;
+  bad(where, "unsupported compressor '" + id + "'");
+}
+
+CodecChain parse_v3_codecs(const json& codecs, std::size_t rank, std::size_t itemsize, const std::string& where);
+
+std::vector<std::size_t> transpose_order(const json& cfg, std::size_t rank, const std::string& where) {
+  std::vector<std::size_t> order;
+  const json& o = cfg.contains("order") ? cfg["order"] : json();
+  if (o.is_string() && o.get<std::string>() == "C") {
+    for (std::size_t i = 0; i < rank; ++i) order.push_back(i);
+  } else if (o.is_string() && o.get<std::string>() == "F") {
+    for (std::size_t i = rank; i-- > 0;) order.push_back(i);
+  } else if (o.is_array()) {
+    for (const auto& x : o) {
+      if (!x.is_number_unsigned()) bad(where, "transpose order must hold axis indices");
+      order.push_back(x.get<std::size_t>());
+    }
+  } else {
+    bad(where, "transpose codec without a valid 'order'");
+  }
+  std::vector<bool> seen(rank, false);
+  if (order.size() != rank) bad(where, "transpose order has the wrong rank");
+  for (auto a : order) {
+    if (a >= rank || seen[a]) bad(where, "transpose order is not a permutation");
+    seen[a] = true;
+  }
+  return order;
+}
+
+bool endian_of(const json& codec, std::size_t itemsize, const std::string& where) {
+  if (!codec.contains("configuration") || !codec["configuration"].contains("endian")) {
+    if (itemsize > 1) bad(where, "bytes codec without 'endian' for a multi-byte type");
+    return false;
+  }
+  const auto e = codec["configuration"]["endian"].get<std::string>();
+  if (e != "little" && e != "big") bad(where, "bytes codec: unknown endian '" + e + "'");
+  return e == "big";
+}
+
+CodecChain parse_v3_codecs(const json& codecs, std::size_t rank, std::size_t itemsize, const std::string& where) {
+  if (!codecs.is_array()) bad(where, "'codecs' must be an array");
+  CodecChain chain;
+  bool have_array_to_bytes = false;
+  for (const auto& c : codecs) {
+    if (!c.is_object() || !c.contains("name") || !c["name"].is_string()) bad(where, "codec without a name");
+    const auto name = c["name"].get<std::string>();
+    const json cfg = c.contains("configuration") ? c["configuration"] : json::object();
+    if (name == "transpose") {
+      if (have_array_to_bytes) bad(where, "transpose codec after the array->bytes codec");
+      chain.transposes.push_back(transpose_order(cfg, rank, where));
+    } else if (name == "bytes") {
+      if (have_array_to_bytes) bad(where, "more than one array->bytes codec");
+      have_array_to_bytes = true;
+      chain.big_endian = endian_of(c, itemsize, where);
+    } else if (name == "sharding_indexed") {
+      if (have_array_to_bytes) bad(where, "more than one array->bytes codec");
+      have_array_to_bytes = true;
+      auto spec = std::make_shared<ShardingSpec>();
+      if (!cfg.contains("chunk_shape")) bad(where, "sharding_indexed without chunk_shape");
+      spec->inner_chunk = uint_array(cfg["chunk_shape"], "sharding chunk_shape", where, true);
+      if (spec->inner_chunk.size() != rank) bad(where, "sharding chunk_shape has the wrong rank");
+      spec->inner = parse_v3_codecs(cfg.contains("codecs") ? cfg["codecs"] : json::array({{{"name", "bytes"}}}), rank,
+                                    itemsize, where);
+      const auto loc = cfg.contains("index_location") ? cfg["index_location"].get<std::string>() : std::string("end");
+      if (loc != "end" && loc != "start") bad(where, "unknown index_location '" + loc + "'");
+      spec->index_at_end = loc == "end";
+      const json& ic = cfg.contains("index_codecs") ? cfg["index_codecs"] : json::array();
+      if (!ic.is_array() || ic.empty() || !ic[0].contains("name") || ic[0]["name"] != "bytes")
+        bad(where, "sharding index_codecs must start with the bytes codec");
+      spec->index_big_endian = endian_of(ic[0], 8, where);
+      for (std::size_t i = 1; i < ic.size(); ++i) {
+        if (ic[i].contains("name") && ic[i]["name"] == "crc32c" && !spec->index_crc32c && i == ic.size() - 1)
+          spec->index_crc32c = true;
+        else
+          bad(where, "unsupported sharding index codec " + ic[i].dump());
+      }
+      chain.sharding = std::move(spec);
+    } else if (name == "zstd" || name == "gzip" || name == "blosc" || name == "crc32c") {
+      if (!have_array_to_bytes) bad(where, "bytes->bytes codec '" + name + "' before the array->bytes codec");
+      chain.bytes_codecs.push_back(name == "zstd"   ? BytesCodecKind::Zstd
+                                   : name == "gzip" ? BytesCodecKind::Gzip
+                                   : name == "blosc" ? BytesCodecKind::Blosc
+                                                     : BytesCodecKind::Crc32c);
+    } else {
+      bad(where, "unsupported codec '" + name + "'");
+    }
+  }
+  if (!have_array_to_bytes) bad(where, "codec pipeline has no array->bytes codec");
+  return chain;
+}
+
+}  // namespace
+
+ZarrMetadata parse_zarray_impl(std::string_view text, const std::string& where) {
+  json j = parse_json(text, where);
+  ZarrMetadata m;
+  m.zarr_format = 2;
+  if (!j.contains("zarr_format") || j["zarr_format"] != 2) bad(where, "zarr_format must be 2");
+  for (const char* f : {"shape", "chunks", "dtype"})
+    if (!j.contains(f)) bad(where, std::string("missing '") + f + "'");
+  if (!j["dtype"].is_string()) bad(where, "structured dtypes are not supported: " + j["dtype"].dump());
+  auto dt = parse_v2_dtype(j["dtype"].get<std::string>());
+  if (!dt) bad(where, "unsupported dtype '" + j["dtype"].get<std::string>() + "'");
+  m.dtype = *dt;
+  finish(m, j["shape"], j["chunks"], where);
+  fill(m, j.contains("fill_value") ? j["fill_value"] : json(), where);
+  const std::string order = j.contains("order") ? j["order"].get<std::string>() : "C";
+  if (order == "F") {
+    std::vector<std::size_t> rev;
+    for (std::size_t i = m.shape.size(); i-- > 0;) rev.push_back(i);
+    m.codecs.transposes.push_back(rev);
+  } else if (order != "C") {
+    bad(where, "order must be \"C\" or \"F\"");
+  }
+  m.codecs.big_endian = m.dtype.big_endian;
+  if (j.contains("compressor") && !j["compressor"].is_null())
+    m.codecs.bytes_codecs.push_back(v2_compressor(j["compressor"], where));
+  if (j.contains("filters") && !j["filters"].is_null() && !(j["filters"].is_array() && j["filters"].empty()))
+    bad(where, "filters are not supported");
+  const std::string sep = j.contains("dimension_separator") ? j["dimension_separator"].get<std::string>() : ".";
+  if (sep != "." && sep != "/") bad(where, "dimension_separator must be \".\" or \"/\"");
+  m.separator = sep[0];
+  return m;
+}
+
+ZarrMetadata parse_zarr_json_impl(std::string_view text, const std::string& where) {
+  json j = parse_json(text, where);
+  ZarrMetadata m;
+  m.zarr_format = 3;
+  if (!j.contains("zarr_format") || j["zarr_format"] != 3) bad(where, "zarr_format must be 3");
+  if (j.contains("node_type") && j["node_type"] != "array") bad(where, "node_type is not \"array\"");
+  for (const char* f : {"shape", "data_type", "chunk_grid", "codecs"})
+    if (!j.contains(f)) bad(where, std::string("missing '") + f + "'");
+  if (!j["data_type"].is_string()) bad(where, "unsupported data_type " + j["data_type"].dump());
+  auto dt = parse_v3_dtype(j["data_type"].get<std::string>());
+  if (!dt) bad(where, "unsupported data_type '" + j["data_type"].get<std::string>() + "'");
+  m.dtype = *dt;
+  const json& grid = j["chunk_grid"];
+  if (!grid.is_object() || grid.value("name", "") != "regular" || !grid.contains("configuration") ||
+      !grid["configuration"].contains("chunk_shape"))
+    bad(where, "only the regular chunk grid is supported");
+  finish(m, j["shape"], grid["configuration"]["chunk_shape"], where);
+  fill(m, j.contains("fill_value") ? j["fill_value"] : json(), where);
+  m.codecs = parse_v3_codecs(j["codecs"], m.shape.size(), m.dtype.itemsize, where);
+  if (m.codecs.sharding)
+    for (std::size_t d = 0; d < m.chunks.size(); ++d)
+      if (m.chunks[d] % m.codecs.sharding->inner_chunk[d] != 0)
+        bad(where, "shard shape is not a multiple of the inner chunk shape");
+  if (j.contains("storage_transformers") && !j["storage_transformers"].empty())
+    bad(where, "storage transformers are not supported");
+  m.v3_default_keys = true;
+  m.separator = '/';
+  if (j.contains("chunk_key_encoding")) {
+    const json& e = j["chunk_key_encoding"];
+    const auto name = e.value("name", "default");
+    if (name == "v2") {
+      m.v3_default_keys = false;
+      m.separator = '.';
+    } else if (name != "default") {
+      bad(where, "unknown chunk_key_encoding '" + name + "'");
+    }
+    if (e.contains("configuration") && e["configuration"].contains("separator")) {
+      const auto sep = e["configuration"]["separator"].get<std::string>();
+      if (sep != "." && sep != "/") bad(where, "chunk key separator must be \".\" or \"/\"");
+      m.separator = sep[0];
+    }
+  }
+  return m;
+}
+
+ZarrMetadata parse_zarray(std::string_view text, const std::string& where) {
+  try {
+    return parse_zarray_impl(text, where);
+  } catch (const json::exception& e) {
+    bad(where, std::string("malformed .zarray: ") + e.what());
+  }
+}
+
+ZarrMetadata parse_zarr_json(std::string_view text, const std::string& where) {
+  try {
+    return parse_zarr_json_impl(text, where);
+  } catch (const json::exception& e) {
+    bad(where, std::string("malformed zarr.json: ") + e.what());
+  }
+}
+
+}  // namespace ckb::zarr

@@ -1,0 +1,73 @@
+// libzstd streaming decode with a hard output limit, for io/ocdbt/zstd_decode.h.
+#include "io/ocdbt/zstd_decode.h"
+
+#include <zstd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+
+#include "core/errors.h"
+
+namespace ckb {
+namespace {
+struct DctxFree {
+  void operator()(ZSTD_DCtx* d) const { ZSTD_freeDCtx(d); }
+};
+}  // namespace
+
+Bytes zstd_decode(std::span<const std::byte> in, std::uint64_t limit, bool exact, const std::string& path,
+                  std::uint64_t offset, const std::string& what) {
+  auto fail = [&](const std::string& msg) -> FormatError { return FormatError(path, what + ": " + msg, offset); };
+  if (in.size() < 4) throw fail("zstd frame truncated (" + std::to_string(in.size()) + " bytes)");
+  const unsigned long long declared = ZSTD_getFrameContentSize(in.data(), in.size());
+  if (declared == ZSTD_CONTENTSIZE_ERROR) throw fail("not a valid zstd frame");
+  if (declared != ZSTD_CONTENTSIZE_UNKNOWN) {
+    if (declared > limit)
+      throw fail("zstd frame declares " + std::to_string(declared) + " decoded bytes, more than the " +
+                 std::to_string(limit) + " expected");
+    if (exact && declared != limit)
+      throw fail("zstd frame declares " + std::to_string(declared) + " decoded bytes, expected " +
+                 std::to_string(limit));
+  }
+  std::unique_ptr<ZSTD_DCtx, DctxFree> dctx(ZSTD_createDCtx());
+  if (!dctx) throw std::bad_alloc();
+  // Output grows in steps; never more than limit (+1 byte to detect overrun).
+  const std::uint64_t cap = limit + 1;
+  std::uint64_t want = declared != ZSTD_CONTENTSIZE_UNKNOWN ? declared + 1 : std::min<std::uint64_t>(cap, 1u << 20);
+  Bytes out(static_cast<std::size_t>(std::min(want, cap)));
+  std::size_t produced = 0;
+  ZSTD_inBuffer ib{in.data(), in.size(), 0};
+  std::size_t ret = 1;
+  while (true) {
+    if (produced == out.size()) {
+      if (out.size() >= cap)
+        throw fail("zstd data decodes to more than the " + std::to_string(limit) + " bytes expected");
+      std::uint64_t next = std::min<std::uint64_t>(cap, std::max<std::uint64_t>(out.size() * 2, 1u << 16));
+      Bytes bigger(static_cast<std::size_t>(next));
+      if (produced) std::memcpy(bigger.data(), out.data(), produced);
+      out = std::move(bigger);
+    }
+    ZSTD_outBuffer ob{out.data() + produced, out.size() - produced, 0};
+    ret = ZSTD_decompressStream(dctx.get(), &ob, &ib);
+    if (ZSTD_isError(ret)) throw fail(std::string("corrupt zstd data: ") + ZSTD_getErrorName(ret));
+    produced += ob.pos;
+    if (produced > limit)
+      throw fail("zstd data decodes to more than the " + std::to_string(limit) + " bytes expected");
+    if (ret == 0) break;  // frame complete
+    if (ib.pos == ib.size && ob.pos < ob.size) throw fail("zstd frame truncated");
+  }
+  if (ib.pos != ib.size)
+    throw fail(std::to_string(ib.size - ib.pos) + " trailing bytes after the zstd frame");
+  if (declared != ZSTD_CONTENTSIZE_UNKNOWN && produced != declared)
+    throw fail("zstd frame decoded to " + std::to_string(produced) + " bytes but declares " +
+               std::to_string(declared));
+  if (exact && produced != limit)
+    throw fail("zstd data decoded to " + std::to_string(produced) + " bytes, expected " + std::to_string(limit));
+  if (produced == out.size()) return out;
+  Bytes exact_out(produced);
+  if (produced) std::memcpy(exact_out.data(), out.data(), produced);
+  return exact_out;
+}
+
+}  // namespace ckb

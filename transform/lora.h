@@ -1,0 +1,83 @@
+// LoRA merging derived from the runtime's einsum equations.
+//
+// A runtime applies a LoRA pair (A, B) to a weight W used as y = einsum(eqn, x, W) by
+// computing y + s * einsum(eqn_b, einsum(eqn_a, x, A), B). The merged weight
+// W' = W + s * dW reproduces that when einsum(eqn, x, dW) equals the two-step LoRA path for
+// every x. delta_equation() derives dW's equation symbolically from (eqn, eqn_a, eqn_b):
+// labels of B that eqn_b sums although the intermediate no longer carries them (the head axis
+// N in openpi's attn_vec_einsum: eqn_a already contracted it against x) are summed over B on
+// its own, and likewise for A; every other label is matched or contracted as in the runtime.
+// The result is checked numerically on random data (self_check), so an equation that cannot
+// be merged is refused instead of merged wrongly. No per-module formulas.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/tree.h"
+#include "transform/recipe.h"
+
+namespace ckb {
+
+struct LoraEquations {
+  std::string eqn;     // base: "lhs,rhs->out"
+  std::string eqn_a;   // "lhs,A->z"
+  std::string eqn_b;   // "z,B->out"
+};
+
+// openpi's lora.Einsum._make_lora_eqns: axes index the weight (rhs) labels; `label` is the
+// rank letter.
+LoraEquations make_lora_eqns(const std::string& eqn, int axis_a = -2, int axis_b = -1, char label = 'L');
+
+// The merged-delta equation "A,B->W" (letters only; labels summed over one operand alone get
+// fresh letters). `extra_leading` adds that many elementwise axes in front of A, B and W (a
+// scanned layer axis, an indexed branch axis). Throws MappingError if the runtime form is not a
+// linear map of x that a single weight can express.
+std::string delta_equation(const LoraEquations& e, int extra_leading = 0);
+
+// Evaluates both the runtime path and einsum(eqn, x, dW) on random data with small label
+// sizes and compares them; throws MappingError naming the equations on mismatch.
+void self_check(const LoraEquations& e);
+
+// --- profiles -------------------------------------------------------------------------
+
+struct LoraModuleConfig {
+  std::int64_t rank = 0;
+  double alpha = 1.0;
+  bool rslora = false;
+};
+struct OpenpiExpertConfig {
+  std::optional<LoraModuleConfig> attn, ffn;
+};
+
+// Named openpi variants: gemma_2b_lora (r16, a16), gemma_300m_lora (r32, a32), and the
+// LoRA-free gemma_2b, gemma_300m, dummy.
+std::vector<OpenpiExpertConfig> openpi_variants(const std::string& comma_separated);
+// {"experts": [{"attn": {"rank", "alpha", "rslora"}, "ffn": {...}}, ...]} (a fixture's
+// model.json "configs" list with "lora" entries is accepted too).
+std::vector<OpenpiExpertConfig> openpi_config_file(const std::string& path);
+
+struct LoraGroup {
+  std::string base, lora_a, lora_b;  // leaf names as stored (with any /value suffix)
+  std::string module;                // q_einsum, kv_einsum, qkv_einsum, attn_vec_einsum, gating_einsum, linear
+  int expert = 0;
+  std::int64_t rank = 0;
+  double scale = 1.0;
+  std::string scale_rule;            // "alpha/rank = 16/16", "FeedForward: unscaled"
+  std::string equation;              // the derived merged equation used
+};
+
+struct LoraMergeOptions {
+  std::vector<OpenpiExpertConfig> experts;
+  DType out_dtype = DType::F32;
+};
+
+// Finds every openpi LoRA group in `src` and compiles the merge into a recipe: one
+// einsum_add rule per group (W + s * dW, rounded once to out_dtype), then identity for all
+// other leaves. Throws MappingError when a group has no config, a rank disagrees with the
+// config, or a LoRA tensor has no partner or base.
+Recipe openpi_merge_recipe(const Checkpoint& src, const LoraMergeOptions& opts, std::vector<LoraGroup>* groups = nullptr);
+
+}  // namespace ckb
