@@ -18,6 +18,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "core/tensor.h"
@@ -55,6 +56,7 @@ class ZipReader {
  private:
   MappedFilePtr file_;
   std::vector<ZipEntry> entries_;
+  std::unordered_map<std::string, std::size_t> index_;  // name -> entries_ slot
 };
 
 // Writes stored members at offsets fixed before any data arrives, so tensors can be

@@ -1,0 +1,186 @@
+// The "npz" format: a zip of .npy members (np.savez stored, np.savez_compressed deflated).
+// Reading is lazy: stored members are zero-copy ranges of the mmap'd archive; for deflated
+// members only the .npy header is inflated up front, the data on first read. Writing stores
+// one 64-byte aligned member per tensor, named "<'/'-joined path>.npy".
+#include <zlib.h>
+
+#include <climits>
+#include <memory>
+#include <unordered_set>
+
+#include "core/errors.h"
+#include "formats/format.h"
+#include "formats/numpy/npy.h"
+#include "io/file.h"
+#include "io/output.h"
+#include "io/zip.h"
+
+namespace ckb {
+namespace {
+
+constexpr std::string_view kNpySuffix = ".npy";
+
+bool ends_with_npy(const std::string& s) {
+  return s.size() >= kNpySuffix.size() && s.compare(s.size() - kNpySuffix.size(), kNpySuffix.size(), kNpySuffix) == 0;
+}
+
+bool starts_like_zip(std::span<const std::byte> b) {
+  if (b.size() < 4) return false;
+  auto at = [&](std::size_t i) { return std::to_integer<unsigned char>(b[i]); };
+  // local file header, or an end record first (an empty archive)
+  return at(0) == 'P' && at(1) == 'K' && ((at(2) == 3 && at(3) == 4) || (at(2) == 5 && at(3) == 6));
+}
+
+// Inflates at most `max_out` bytes from the start of a deflated member (enough for the .npy
+// header) without inflating the rest.
+std::string inflate_prefix(const ZipReader& zip, const ZipEntry& e, std::uint64_t max_out) {
+  const auto& file = *zip.file();
+  auto comp = file.range(e.data_offset, e.compressed_size, "npz member data");
+  std::string out(static_cast<std::size_t>(std::min(max_out, e.uncompressed_size)), '\0');
+  if (out.empty()) return out;
+  z_stream zs{};
+  if (inflateInit2(&zs, -MAX_WBITS) != Z_OK) throw FormatError(file.path(), "zlib inflateInit2 failed");
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<std::byte*>(comp.data()));
+  zs.avail_in = static_cast<uInt>(std::min<std::uint64_t>(comp.size(), UINT_MAX));
+  zs.next_out = reinterpret_cast<Bytef*>(out.data());
+  zs.avail_out = static_cast<uInt>(out.size());
+  const int rc = inflate(&zs, Z_SYNC_FLUSH);
+  const std::string msg = zs.msg ? zs.msg : "";
+  const std::uint64_t got = zs.total_out;
+  inflateEnd(&zs);
+  if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR)
+    throw FormatError(file.path(), "cannot inflate npz member '" + e.name + "': " + (msg.empty() ? "zlib error" : msg),
+                      e.data_offset);
+  out.resize(static_cast<std::size_t>(got));
+  return out;
+}
+
+class NpzWriter final : public Writer {
+ public:
+  explicit NpzWriter(std::string path) : path_(std::move(path)) {}
+
+  void begin(const Node& layout) override {
+    std::vector<std::string> not_tensors;
+    std::vector<ZipWriter::Member> members;
+    std::unordered_set<std::string> names;
+    visit_leaves(layout, [&](const Path& p, const Node& n) {
+      const std::string name = join_path(p);
+      if (!n.is_tensor()) {
+        not_tensors.push_back((name.empty() ? std::string("<root>") : name) + " (" + std::string(n.type_name()) + ")");
+        return;
+      }
+      check_name(name);
+      std::string header = npy_header_bytes(n.tensor().info, name);
+      std::string member = name + std::string(kNpySuffix);
+      if (!names.insert(member).second)
+        throw MappingError(path_, "two tensors map to the same npz member '" + member + "'");
+      members.push_back({member, header.size() + n.tensor().info.nbytes()});
+      nbytes_.push_back(n.tensor().info.nbytes());
+      headers_.push_back(std::move(header));
+    });
+    if (!not_tensors.empty()) {
+      std::string list;
+      for (std::size_t i = 0; i < not_tensors.size() && i < 20; ++i) list += (i ? ", " : "") + not_tensors[i];
+      if (not_tensors.size() > 20) list += ", ... (" + std::to_string(not_tensors.size()) + " in all)";
+      throw MappingError(path_, "npz holds only arrays; these leaves are not tensors: " + list);
+    }
+    file_ = std::make_unique<AtomicFile>(path_);
+    zip_ = std::make_unique<ZipWriter>(*file_, std::move(members), 64);
+    for (std::size_t i = 0; i < headers_.size(); ++i)
+      zip_->write(i, 0, std::as_bytes(std::span(headers_[i].data(), headers_[i].size())));
+  }
+
+  void write(std::size_t slot, std::uint64_t offset, std::span<const std::byte> data) override {
+    if (!zip_) throw MappingError(path_, "npz writer: write() before begin()");
+    if (slot >= headers_.size() || offset > nbytes_[slot] || data.size() > nbytes_[slot] - offset)
+      throw MappingError(path_, "npz writer: write to slot " + std::to_string(slot) + " at " + std::to_string(offset) +
+                                    " is outside the tensor");
+    zip_->write(slot, headers_[slot].size() + offset, data);
+  }
+
+  void commit() override {
+    if (!zip_) throw MappingError(path_, "npz writer: commit() before begin()");
+    zip_->finish();
+    file_->commit();
+  }
+
+ private:
+  // Names a zip reader (ours included) would refuse to extract.
+  void check_name(const std::string& name) const {
+    auto bad = [&](const char* why) { throw MappingError(path_, "tensor name '" + name + "' cannot be an npz member: " + why); };
+    if (name.empty()) bad("it is empty");
+    if (name.front() == '/' || name.front() == '\\') bad("it is an absolute path");
+    if (name.find('\0') != std::string::npos) bad("it contains NUL");
+    std::size_t start = 0;
+    while (start <= name.size()) {
+      std::size_t end = name.find_first_of("/\\", start);
+      if (end == std::string::npos) end = name.size();
+      if (name.compare(start, end - start, "..") == 0 && end - start == 2) bad("it contains a '..' component");
+      start = end + 1;
+    }
+  }
+
+  std::string path_;
+  std::vector<std::string> headers_;
+  std::vector<std::uint64_t> nbytes_;
+  std::unique_ptr<AtomicFile> file_;
+  std::unique_ptr<ZipWriter> zip_;
+};
+
+}  // namespace
+
+Checkpoint read_npz_file(const std::string& path, const NpyReadOptions& opts) {
+  auto file = MappedFile::open(path);
+  ZipReader zip(file);
+  Node root;  // a Dict (built without Node::dict(), which GCC 12 + sanitizers falsely flag)
+  auto& children = root.container().children;
+  std::unordered_set<std::string> seen;
+  for (const ZipEntry& e : zip.entries()) {
+    if (!ends_with_npy(e.name))
+      throw FormatError(path, "npz member '" + e.name + "' is not a .npy array", e.local_header_offset);
+    const std::string name = e.name.substr(0, e.name.size() - kNpySuffix.size());
+    const std::string where = path + ":" + e.name;
+    NpyHeader h;
+    if (e.method == 0) {
+      h = parse_npy_header(zip.stored_bytes(e), path, e.data_offset, opts);
+    } else {
+      const std::string prefix = inflate_prefix(zip, e, kNpyMaxPrefixLen + kNpyMaxHeaderLen);
+      h = parse_npy_header(std::as_bytes(std::span(prefix.data(), prefix.size())), where, 0, opts);
+    }
+    if (h.data_offset > e.uncompressed_size || h.nbytes > e.uncompressed_size - h.data_offset)
+      throw FormatError(path, "npz member '" + e.name + "' is truncated: shape " + shape_str(h.info.shape) + " of " +
+                                  std::string(dtype_name(h.info.dtype)) + " needs " + std::to_string(h.nbytes) +
+                                  " data bytes after its " + std::to_string(h.data_offset) + "-byte header, the member has " +
+                                  std::to_string(e.uncompressed_size),
+                        e.data_offset);
+    if (!seen.insert(name).second) throw FormatError(path, "two npz members named '" + name + "'", e.local_header_offset);
+    SourcePtr raw = zip.member_source(e, h.data_offset, h.nbytes);
+    children.emplace_back(name, std::make_unique<Node>(Node::tensor(Tensor{h.info, npy_tensor_source(h, std::move(raw), where)})));
+  }
+  return Checkpoint{"npz", path, std::move(root), {}};
+}
+
+Format make_npz_format() {
+  Format f;
+  f.name = "npz";
+  f.description = "NumPy .npz: zip of .npy arrays (np.savez, np.savez_compressed); read and write";
+  f.detect = [](const std::string& path) {
+    try {
+      auto file = MappedFile::open(path);
+      if (!starts_like_zip(file->bytes())) return false;
+      ZipReader zip(file);
+      for (const auto& e : zip.entries())
+        if (!ends_with_npy(e.name)) return false;
+      return true;
+    } catch (...) {
+      return false;
+    }
+  };
+  f.read = [](const std::string& path, const ReadOptions&) { return read_npz_file(path); };
+  f.make_writer = [](const std::string& path, const WriteOptions&) -> std::unique_ptr<Writer> {
+    return std::make_unique<NpzWriter>(path);
+  };
+  return f;
+}
+
+}  // namespace ckb
