@@ -40,15 +40,31 @@ Node& Node::add(std::string key, Node child) {
   } else {
     if (find(key)) throw FormatError("", "duplicate key '" + key + "'");
   }
+  if (!c.index.empty() && c.index.size() == c.children.size()) c.index.emplace(key, c.children.size());
   c.children.push_back(Child{std::move(key), std::make_unique<Node>(std::move(child))});
   return *c.children.back().node;
 }
 
 Node* Node::find(std::string_view key) {
   if (!is_container()) return nullptr;
-  for (auto& ch : container().children)
-    if (ch.key == key) return ch.node.get();
-  return nullptr;
+  auto& c = container();
+  constexpr std::size_t kIndexFrom = 32;
+  if (c.children.size() < kIndexFrom) {
+    for (auto& ch : c.children)
+      if (ch.key == key) return ch.node.get();
+    return nullptr;
+  }
+  auto rebuild = [&] {
+    c.index.clear();
+    for (std::size_t i = 0; i < c.children.size(); ++i) c.index.emplace(c.children[i].key, i);
+  };
+  if (c.index.size() != c.children.size()) rebuild();
+  auto it = c.index.find(std::string(key));
+  if (it != c.index.end() && (it->second >= c.children.size() || c.children[it->second].key != key)) {
+    rebuild();
+    it = c.index.find(std::string(key));
+  }
+  return it == c.index.end() ? nullptr : c.children[it->second].node.get();
 }
 const Node* Node::find(std::string_view key) const { return const_cast<Node*>(this)->find(key); }
 

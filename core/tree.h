@@ -18,6 +18,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <variant>
 #include <vector>
 
@@ -57,6 +58,9 @@ class Node {
   struct Container {
     ContainerKind kind = ContainerKind::Dict;
     std::vector<Child> children;
+    // Key -> position, built lazily for large dicts so add()/find() stay O(1). Rebuilt when
+    // it does not describe `children` (code may push to `children` directly).
+    mutable std::unordered_map<std::string, std::size_t> index;
   };
   using Value = std::variant<Container, Tensor, NoneValue, bool, std::int64_t, double, std::string, RawBytes>;
 
@@ -67,9 +71,9 @@ class Node {
   Node(Node&&) noexcept = default;
   Node& operator=(Node&&) noexcept = default;
 
-  static Node dict() { return Node(Container{ContainerKind::Dict, {}}); }
-  static Node list() { return Node(Container{ContainerKind::List, {}}); }
-  static Node tuple() { return Node(Container{ContainerKind::Tuple, {}}); }
+  static Node dict() { return Node(Container{ContainerKind::Dict, {}, {}}); }
+  static Node list() { return Node(Container{ContainerKind::List, {}, {}}); }
+  static Node tuple() { return Node(Container{ContainerKind::Tuple, {}, {}}); }
   static Node tensor(Tensor t) { return Node(std::move(t)); }
   static Node none() { return Node(NoneValue{}); }
 

@@ -81,7 +81,8 @@ def same_leaf(got, want):
 
 def check_file(path, manifest, mmap):
     errors = []
-    obj = torch.load(path, weights_only=True, mmap=mmap, map_location="cpu")
+    kwargs = {"mmap": True} if mmap else {}  # torch < 2.1 has no mmap argument
+    obj = torch.load(path, weights_only=True, map_location="cpu", **kwargs)
     tensors, leaves = {}, {}
     # A bare tensor (torch.save(t)) is named "tensor", as ckptbridge's reader names it.
     flatten(obj, "tensor" if isinstance(obj, torch.Tensor) else "", tensors, leaves)
