@@ -13,5 +13,6 @@ Runner add_inspect(CLI::App& app);
 Runner add_convert(CLI::App& app);
 Runner add_plan(CLI::App& app);
 Runner add_diff(CLI::App& app);
+Runner add_merge_lora(CLI::App& app);
 
 }  // namespace ckb::cli

@@ -29,6 +29,10 @@ int main(int argc, char** argv) {
     auto* sub = app.add_subcommand("diff", "Compare two checkpoints in any formats, exactly or within tolerances");
     runners[sub] = ckb::cli::add_diff(*sub);
   }
+  {
+    auto* sub = app.add_subcommand("merge-lora", "Fold LoRA adapters into base weights exactly as the training runtime applied them");
+    runners[sub] = ckb::cli::add_merge_lora(*sub);
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -144,5 +144,30 @@ TEST(Cli, DiffReportsUlpAndHonoursTolerance) {
   EXPECT_EQ(tol.exit_code, 0) << tol.out;
 }
 
+TEST(Cli, MergeLoraOpenpiLeavesNoLoraAndWritesFloat32) {
+  test::TempDir tmp;
+  auto src = fixture("openpi_pi0_tiny_lora/train/checkpoints/100");
+  auto r = run_cli("merge-lora " + src + " -o " + tmp / "m.safetensors --openpi-config " +
+                   fixture("openpi_pi0_tiny_lora/model.json") + " --report " + tmp / "r.json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto rep = test::load_json(tmp / "r.json");
+  EXPECT_EQ(rep["merged"].size(), 10u);
+  EXPECT_TRUE(rep["ledger"]["ok"].get<bool>());
+  EXPECT_EQ(rep["ledger"]["counts"]["sources_consumed"], 70);
+  for (const auto& m : rep["merged"]) {
+    if (m["module"] == "gating_einsum" || m["module"] == "linear") {
+      EXPECT_EQ(m["scale"], 1.0) << m;
+    }
+  }
+  auto j = nlohmann::json::parse(run_cli("inspect --json " + tmp / "m.safetensors").out);
+  EXPECT_EQ(j["tensors"].size(), 50u);
+  for (const auto& [name, t] : j["tensors"].items()) EXPECT_EQ(name.find("lora"), std::string::npos) << name;
+  EXPECT_EQ(j["tensors"]["params/PaliGemma/llm/layers/attn/attn_vec_einsum/w/value"]["dtype"], "F32");
+  // Alpha is not in the checkpoint: refusing to guess.
+  auto no_cfg = run_cli("merge-lora " + src + " -o " + tmp / "x.safetensors");
+  EXPECT_EQ(no_cfg.exit_code, 1);
+  EXPECT_NE(no_cfg.err.find("do not store LoRA alpha"), std::string::npos) << no_cfg.err;
+}
+
 }  // namespace
 }  // namespace ckb

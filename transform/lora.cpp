@@ -266,7 +266,7 @@ Recipe openpi_merge_recipe(const Checkpoint& src, const LoraMergeOptions& opts, 
   r.name = "openpi-lora-merge";
   r.description = "merge openpi LoRA (lora.Einsum scaled, lora.FeedForward unscaled) into the base weights";
   std::vector<LoraGroup> groups;
-  std::set<std::string> claimed;
+  std::set<std::string> claimed, in_group;
   std::vector<std::string> errors;
   for (const auto& [key, stored] : by_key) {
     std::smatch m;
@@ -294,6 +294,8 @@ Recipe openpi_merge_recipe(const Checkpoint& src, const LoraMergeOptions& opts, 
     g.base = by_key[base_key].first;
     g.lora_a = stored.first;
     g.lora_b = by_key[b_key].first;
+    in_group.insert(g.lora_a);
+    in_group.insert(g.lora_b);
     const Tensor& w = *by_key[base_key].second;
     const Tensor& a = *stored.second;
     g.rank = a.info.shape.empty() ? 0 : a.info.shape.back();
@@ -347,7 +349,7 @@ Recipe openpi_merge_recipe(const Checkpoint& src, const LoraMergeOptions& opts, 
   }
   // Any LoRA-named tensor that no group took is an error, never passed through.
   for (const auto& [key, stored] : by_key)
-    if (key.find("lora") != std::string::npos && !claimed.count(stored.first))
+    if (key.find("lora") != std::string::npos && !claimed.count(stored.first) && !in_group.count(stored.first))
       if (std::none_of(errors.begin(), errors.end(), [&](const std::string& e) { return e.find(stored.first) != std::string::npos; }))
         errors.push_back("LoRA tensor '" + stored.first + "' belongs to no recognised LoRA module (openpi lora.Einsum or FeedForward)");
   if (!errors.empty()) {

@@ -1,0 +1,112 @@
+// `ckptbridge merge-lora BASE -o OUT --profile openpi [--variant V,...|--openpi-config F]`:
+// folds LoRA adapters into their base weights the way the training runtime applied them
+// (transform/lora.h), writes float32 merged weights by default, and fails if any LoRA tensor
+// is left unmerged. The report lists every merged module with its scale rule and equation.
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "cli/pipeline.h"
+#include "cli/util.h"
+#include "core/errors.h"
+#include "formats/format.h"
+#include "io/file.h"
+#include "transform/execute.h"
+#include "transform/lora.h"
+
+namespace ckb::cli {
+namespace {
+
+using ojson = nlohmann::ordered_json;
+
+struct MergeCmd {
+  std::string base, out, profile = "openpi", variant, openpi_config, to, dtype = "F32", report;
+  bool overwrite = false, quiet = false;
+  std::int64_t step = -1;
+  unsigned threads = 0;
+};
+
+std::string format_for(const std::string& dst, const std::string& to) {
+  if (!to.empty()) return to;
+  auto ext = std::filesystem::path(dst).extension().string();
+  if (ext == ".safetensors") return "safetensors";
+  if (ext == ".pt" || ext == ".pth" || ext == ".bin") return "torch";
+  if (ext == ".msgpack") return "msgpack";
+  if (ext == ".npz") return "npz";
+  throw UsageError("cannot tell the output format from '" + dst + "'; pass --to FORMAT");
+}
+
+int run(const MergeCmd& o) {
+  if (o.profile != "openpi")
+    throw UsageError("profile '" + o.profile + "' is not implemented yet (available: openpi)");
+  if (o.variant.empty() == o.openpi_config.empty())
+    throw UsageError("openpi checkpoints do not store LoRA alpha: pass exactly one of --variant (e.g. "
+                     "gemma_2b_lora,gemma_300m_lora, one per expert) or --openpi-config FILE.json");
+  const Format& fmt = format_by_name(format_for(o.out, o.to));
+  auto dt = dtype_from_name(o.dtype);
+  if (!dt) dt = dtype_from_numpy_name(o.dtype);
+  if (!dt || !dtype_is_float(*dt)) throw UsageError("--dtype must be a floating-point dtype, got '" + o.dtype + "'");
+  if (path_exists(o.out) && !o.overwrite) throw UsageError("output " + o.out + " exists; pass --overwrite to replace it");
+  if (same_file(o.base, o.out)) throw UsageError("refusing to overwrite the input " + o.base);
+
+  Checkpoint src = open_checkpoint(o.base, o.step);
+  LoraMergeOptions lo;
+  lo.experts = o.variant.empty() ? openpi_config_file(o.openpi_config) : openpi_variants(o.variant);
+  lo.out_dtype = *dt;
+  std::vector<LoraGroup> groups;
+  Recipe recipe = openpi_merge_recipe(src, lo, &groups);
+  Plan plan = build_plan(src, recipe);
+  ojson report;
+  report["source"] = {{"path", o.base}, {"format", src.format}};
+  report["profile"] = o.profile;
+  report["merged"] = ojson::array();
+  for (const auto& g : groups)
+    report["merged"].push_back({{"weight", g.base}, {"lora_a", g.lora_a}, {"lora_b", g.lora_b}, {"module", g.module},
+                                {"expert", g.expert}, {"rank", g.rank}, {"scale", g.scale}, {"scale_rule", g.scale_rule},
+                                {"delta_equation", g.equation}});
+  report["ledger"] = plan.ledger_json();
+  auto write_report = [&] {
+    if (o.report.empty()) return;
+    std::ofstream out(o.report);
+    out << report.dump(1) << "\n";
+  };
+  if (!plan.ok()) {
+    write_report();
+    plan.check();
+  }
+  ExecOptions eo;
+  eo.threads = o.threads;
+  eo.progress = !o.quiet && ::isatty(2);
+  ExecResult res = execute(plan.target, fmt, o.out, {}, eo);
+  report["summary"] = {{"merged_modules", groups.size()}, {"tensors", res.names.size()}, {"bytes", res.bytes}, {"seconds", res.seconds}};
+  write_report();
+  if (!o.quiet)
+    std::cerr << "merged " << groups.size() << " LoRA modules into " << dtype_name(*dt) << " weights; wrote "
+              << res.names.size() << " tensors (" << human_bytes(res.bytes) << ") to " << o.out << " in " << res.seconds << " s\n";
+  return 0;
+}
+
+}  // namespace
+
+Runner add_merge_lora(CLI::App& app) {
+  auto o = std::make_shared<MergeCmd>();
+  app.add_option("base", o->base, "checkpoint holding base weights and LoRA factors")->required();
+  app.add_option("-o,--output", o->out, "output path")->required();
+  app.add_option("--profile", o->profile, "runtime whose LoRA semantics to reproduce (openpi)");
+  app.add_option("--variant", o->variant, "openpi: gemma variants, one per expert (e.g. gemma_2b_lora,gemma_300m_lora)");
+  app.add_option("--openpi-config", o->openpi_config, "openpi: JSON {\"experts\": [{\"attn\": {rank, alpha, rslora}, \"ffn\": {...}}]}");
+  app.add_option("--to", o->to, "output format (default: from the extension)");
+  app.add_option("--dtype", o->dtype, "dtype of merged weights (default F32)");
+  app.add_option("--report", o->report, "JSON report: merged modules, scales, equations, ledger");
+  app.add_option("--step", o->step, "Orbax CheckpointManager root: the step to read");
+  app.add_option("--threads", o->threads, "worker threads");
+  app.add_flag("--overwrite", o->overwrite, "replace the output if it exists");
+  app.add_flag("-q,--quiet", o->quiet, "no summary");
+  return [o] { return run(*o); };
+}
+
+}  // namespace ckb::cli
