@@ -3,6 +3,7 @@
 // openpi_pi0_tiny_lora/probes.npz), and wrong merge variants shown to miss them.
 #include <cmath>
 #include <cstring>
+#include <iostream>
 
 #include "core/errors.h"
 #include "formats/format.h"
@@ -107,6 +108,7 @@ TEST(Lora, ReleaseMergeReproducesEveryProbe) {
   auto r = run_probes(plan.target, "params/");
   EXPECT_EQ(r.rel.size(), 24u);
   for (const auto& [k, rel] : r.rel) EXPECT_LT(rel, 2e-6) << k;  // float32 rounding of y
+  std::cout << "worst relative error over " << r.rel.size() << " probes: " << r.worst_rel << "\n";
   // Merged weights are float32.
   for (const auto& g : groups) EXPECT_EQ(find_path(plan.target, g.base)->tensor().info.dtype, DType::F32) << g.base;
 }
@@ -132,6 +134,10 @@ TEST(Lora, WrongMergeVariantsMissTheProbes) {
   auto plan = build_plan(ck, recipe);
   ASSERT_TRUE(plan.ok()) << plan.problems[0];
   auto r = run_probes(plan.target, "params/");
+  double best_wrong = 1e9;
+  for (const auto& [k, rel] : r.rel)
+    if (k.find("attn_vec") != std::string::npos || k.find("mlp") != std::string::npos) best_wrong = std::min(best_wrong, rel);
+  std::cout << "smallest relative error of a wrong-variant probe: " << best_wrong << "\n";
   for (const auto& [k, rel] : r.rel) {
     bool wrong = k.find("attn_vec") != std::string::npos || k.find("mlp") != std::string::npos;
     if (wrong) {
