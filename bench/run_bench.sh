@@ -34,7 +34,8 @@ run() {
   echo "$name $t $m"
 }
 
-echo "source: $SRC ($(awk -v b="$SIZE" 'BEGIN{printf "%.2f GiB", b/2^30}'), $(grep -o '"dtype"' < <(head -c 200000 "$SRC") | wc -l)+ tensors)"
+NT=$("$BIN" inspect --json "$SRC" | /usr/bin/python3 -c 'import json,sys; print(len(json.load(sys.stdin)["tensors"]))')
+echo "source: $SRC ($(awk -v b="$SIZE" 'BEGIN{printf "%.2f GiB", b/2^30}'), $NT tensors)"
 # Baselines copy the same bytes with the same durability as ckptbridge (which fsyncs before
 # its atomic rename): cp followed by sync of the copied file.
 F32="$WORK/f32.safetensors"
