@@ -36,15 +36,6 @@ struct ConvertOptions {
   std::vector<std::string> metadata;
 };
 
-std::string format_from_extension(const std::string& dst) {
-  auto ext = fs::path(dst).extension().string();
-  if (ext == ".safetensors") return "safetensors";
-  if (ext == ".pt" || ext == ".pth" || ext == ".bin") return "torch";
-  if (ext == ".npz") return "npz";
-  if (ext == ".npy") return "npy";
-  if (ext == ".msgpack") return "msgpack";
-  return "";
-}
 
 void write_report(const std::string& path, const ojson& report) {
   std::ofstream out(path);

@@ -32,12 +32,9 @@ struct MergeCmd {
 
 std::string format_for(const std::string& dst, const std::string& to) {
   if (!to.empty()) return to;
-  auto ext = std::filesystem::path(dst).extension().string();
-  if (ext == ".safetensors") return "safetensors";
-  if (ext == ".pt" || ext == ".pth" || ext == ".bin") return "torch";
-  if (ext == ".msgpack") return "msgpack";
-  if (ext == ".npz") return "npz";
-  throw UsageError("cannot tell the output format from '" + dst + "'; pass --to FORMAT");
+  auto f = format_from_extension(dst);
+  if (f.empty()) throw UsageError("cannot tell the output format from '" + dst + "'; pass --to FORMAT");
+  return f;
 }
 
 int run(const MergeCmd& o) {

@@ -64,6 +64,10 @@ const std::vector<Format>& formats();
 const Format& format_by_name(const std::string& name);
 // FormatError naming the path if nothing matches.
 const Format& detect_format(const std::string& path);
+// The format an output path's extension names ("x.safetensors" -> "safetensors", ".pt"/".pth"/
+// ".bin" -> "torch", ".npz", ".npy", ".msgpack"); "" when the extension says nothing.
+std::string format_from_extension(const std::string& path);
+
 // detect + read.
 Checkpoint read_checkpoint(const std::string& path, const ReadOptions& opts = {});
 

@@ -28,6 +28,19 @@ const Format& detect_format(const std::string& path) {
   throw FormatError(path, "not a checkpoint format ckptbridge recognises");
 }
 
+std::string format_from_extension(const std::string& path) {
+  auto dot = path.rfind('.');
+  auto slash = path.rfind('/');
+  if (dot == std::string::npos || (slash != std::string::npos && dot < slash)) return "";
+  std::string ext = path.substr(dot);
+  if (ext == ".safetensors") return "safetensors";
+  if (ext == ".pt" || ext == ".pth" || ext == ".bin") return "torch";
+  if (ext == ".npz") return "npz";
+  if (ext == ".npy") return "npy";
+  if (ext == ".msgpack") return "msgpack";
+  return "";
+}
+
 Checkpoint read_checkpoint(const std::string& path, const ReadOptions& opts) {
   const Format& f = detect_format(path);
   if (!f.read) throw FormatError(path, "reading " + f.name + " is not implemented yet");

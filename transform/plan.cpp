@@ -226,18 +226,26 @@ class Planner {
     }
   }
 
-  void apply_concat(const Rule& rule) {
-    std::map<std::string, std::vector<std::optional<std::size_t>>> groups;
-    std::map<std::string, Captures> group_caps;
-    const auto names = rule.inputs[0].names();
-    for (std::size_t k = 0; k < rule.inputs.size(); ++k)
-      for (auto& [i, caps] : matches(rule.inputs[k])) {
+  // Sources matching several patterns that share captures, grouped by capture values: for
+  // each group, the matching source of every pattern (or nothing), and the captures.
+  using Groups = std::map<std::string, std::vector<std::optional<std::size_t>>>;
+  std::pair<Groups, std::map<std::string, Captures>> group_by_captures(const std::vector<Pattern>& patterns) {
+    Groups groups;
+    std::map<std::string, Captures> caps_of;
+    const auto names = patterns[0].names();
+    for (std::size_t k = 0; k < patterns.size(); ++k)
+      for (auto& [i, caps] : matches(patterns[k])) {
         auto key = key_of(caps, names);
         auto& g = groups[key];
-        g.resize(rule.inputs.size());
+        g.resize(patterns.size());
         g[k] = i;
-        group_caps[key] = caps;
+        caps_of[key] = caps;
       }
+    return {std::move(groups), std::move(caps_of)};
+  }
+
+  void apply_concat(const Rule& rule) {
+    auto [groups, group_caps] = group_by_captures(rule.inputs);
     for (auto& [key, members] : groups) {
       std::vector<Tensor> ts;
       std::vector<std::string> from;
@@ -296,17 +304,7 @@ class Planner {
   }
 
   void apply_einsum_add(const Rule& rule) {
-    std::map<std::string, std::vector<std::optional<std::size_t>>> groups;
-    std::map<std::string, Captures> group_caps;
-    const auto names = rule.inputs[0].names();
-    for (std::size_t k = 0; k < rule.inputs.size(); ++k)
-      for (auto& [i, caps] : matches(rule.inputs[k])) {
-        auto key = key_of(caps, names);
-        auto& g = groups[key];
-        g.resize(rule.inputs.size());
-        g[k] = i;
-        group_caps[key] = caps;
-      }
+    auto [groups, group_caps] = group_by_captures(rule.inputs);
     for (auto& [key, members] : groups) {
       std::vector<Tensor> operands;
       std::vector<std::string> from;
