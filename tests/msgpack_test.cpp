@@ -13,6 +13,7 @@
 
 namespace ckb {
 namespace {
+using test::error_of;
 
 using test::fixture;
 using test::read_file;
@@ -69,16 +70,6 @@ std::string write_tree(const Node& root, const std::string& path, std::uint64_t 
   }
   w->commit();
   return read_file(path);
-}
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const FormatError& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    return std::string("WRONG TYPE: ") + e.what();
-  }
-  return "NO ERROR";
 }
 
 TEST(MsgpackFixture, MatchesManifest) {

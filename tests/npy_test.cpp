@@ -11,6 +11,7 @@
 
 namespace ckb {
 namespace {
+using test::error_of;
 
 using test::fixture;
 using test::read_file;
@@ -47,16 +48,6 @@ std::vector<T> values(const Tensor& t) {
   return v;
 }
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const FormatError& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    return std::string("WRONG TYPE: ") + e.what();
-  }
-  return "NO ERROR";
-}
 
 TEST(NpyFixture, BigMatchesManifest) {
   const std::string path = fixture("npz/big.npy");

@@ -14,6 +14,7 @@
 
 namespace ckb {
 namespace {
+using test::error_of;
 
 using test::fixture;
 using test::read_file;
@@ -54,16 +55,6 @@ void write_zip(const std::string& path, const std::vector<std::pair<std::string,
   out.commit();
 }
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const FormatError& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    return std::string("WRONG TYPE: ") + e.what();
-  }
-  return "NO ERROR";
-}
 
 TEST(NpzFixture, StoredMatchesManifestZeroCopy) {
   const std::string path = fixture("npz/arrays.npz");

@@ -10,6 +10,7 @@
 #include <set>
 #include <sstream>
 
+#include "core/errors.h"
 #include "core/hash.h"
 
 namespace ckb::test {
@@ -57,6 +58,17 @@ CliResult run_cli(const std::string& args) {
   int rc = std::system(cmd.c_str());
   int code = WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + (WIFSIGNALED(rc) ? WTERMSIG(rc) : 0);
   return {code, read_file(d / "out"), read_file(d / "err")};
+}
+
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const FormatError& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    return std::string("WRONG TYPE: ") + e.what();
+  }
+  return "NO ERROR";
 }
 
 std::string read_file(const std::string& path) {

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <functional>
 #include <string>
 
 #include "core/tree.h"
@@ -39,6 +40,10 @@ struct CliResult {
 };
 // Runs the built ckptbridge binary with `args` (shell-quoted by the caller).
 CliResult run_cli(const std::string& args);
+
+// Runs `fn` and returns the FormatError message it throws, "WRONG TYPE: ..." for any other
+// exception, or "NO ERROR".
+std::string error_of(const std::function<void()>& fn);
 
 // Byte-level helpers for corrupting copies of fixtures.
 std::string read_file(const std::string& path);
