@@ -59,7 +59,13 @@ TEST(Safetensors, ShardedWriteAndReadBack) {
   EXPECT_TRUE(std::filesystem::exists(tmp / "sharded/model-00001-of-00003.safetensors"));
   EXPECT_TRUE(std::filesystem::exists(tmp / "sharded/model-00003-of-00003.safetensors"));
   auto idx = test::load_json(tmp / "sharded/model.safetensors.index.json");
-  EXPECT_EQ(idx["metadata"]["total_size"].get<std::uint64_t>(), 400595u);
+  std::uint64_t total = 0;  // the fixture's own size: file size minus header
+  for (const auto& [name, t] : tensor_list(ck.root)) total += t->info.nbytes();
+  auto raw = test::read_file(test::fixture("safetensors_single/model.safetensors"));
+  std::uint64_t header;
+  std::memcpy(&header, raw.data(), 8);
+  EXPECT_EQ(total, raw.size() - 8 - header);
+  EXPECT_EQ(idx["metadata"]["total_size"].get<std::uint64_t>(), total);
   EXPECT_EQ(idx["weight_map"]["big"], "model-00002-of-00003.safetensors");
   auto back = read_checkpoint(tmp / "sharded");
   test::expect_matches_manifest(back, test::load_json(fixture("safetensors_single/manifest.json")));
