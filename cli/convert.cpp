@@ -28,6 +28,9 @@ using ojson = nlohmann::ordered_json;
 
 struct ConvertOptions {
   std::string src, dst, to, dtype, shard_size, report, max_memory;
+  // Orbax output
+  std::string step, item, compression, chunk_size;
+  bool zarr3 = false, no_ocdbt = false;
   PipelineOptions pipe;
   bool drop_non_tensors = false;
   bool overwrite = false;
@@ -84,7 +87,12 @@ int run(const ConvertOptions& o) {
   }
   if (fs::weakly_canonical(o.src) == fs::weakly_canonical(o.dst) || same_file(o.src, o.dst))
     throw UsageError("refusing to overwrite the input " + o.src);
-  if (path_exists(o.dst) && !o.overwrite)
+  if (fmt.name != "orbax" && (!o.step.empty() || !o.item.empty() || o.zarr3 || o.no_ocdbt || !o.compression.empty() ||
+                              !o.chunk_size.empty()))
+    throw UsageError("--step, --item, --zarr3, --no-ocdbt, --compression and --chunk-size apply to --to orbax only");
+  // With --step, DST is a CheckpointManager root that may hold other steps; the writer
+  // refuses an existing step unless --overwrite.
+  if (o.step.empty() && path_exists(o.dst) && !o.overwrite)
     throw UsageError("output " + o.dst + " exists; pass --overwrite to replace it");
 
   Pipeline p = build_pipeline(o.src, o.pipe);
@@ -126,6 +134,15 @@ int run(const ConvertOptions& o) {
     auto eq = kv.find('=');
     if (eq == std::string::npos) throw UsageError("--metadata expects KEY=VALUE, got '" + kv + "'");
     wo.metadata[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  if (fmt.name == "orbax") {
+    if (o.zarr3) wo.extra["zarr3"] = "1";
+    if (o.no_ocdbt) wo.extra["ocdbt"] = "0";
+    if (!o.compression.empty()) wo.extra["compression"] = o.compression;
+    if (!o.chunk_size.empty()) wo.extra["chunk_bytes"] = std::to_string(parse_size(o.chunk_size));
+    if (!o.step.empty()) wo.extra["step"] = o.step;
+    if (!o.item.empty()) wo.extra["item"] = o.item;
+    if (o.overwrite) wo.extra["overwrite"] = "1";
   }
   ExecOptions eo;
   eo.threads = o.threads;
@@ -173,7 +190,14 @@ Runner add_convert(CLI::App& app) {
   auto o = std::make_shared<ConvertOptions>();
   app.add_option("src", o->src, "input checkpoint (format detected from content)")->required();
   app.add_option("dst", o->dst, "output path")->required();
-  app.add_option("--to", o->to, "output format: safetensors, torch, npz, npy, msgpack (default: from DST's extension)");
+  app.add_option("--to", o->to,
+                 "output format: safetensors, torch, npz, npy, msgpack, orbax (default: from DST's extension)");
+  app.add_option("--step", o->step, "orbax: DST is a CheckpointManager root; write step N into it");
+  app.add_option("--item", o->item, "orbax: item name inside the step (default 'default'; openpi uses 'params')");
+  app.add_flag("--zarr3", o->zarr3, "orbax: zarr v3 arrays (sharding_indexed + crc32c) instead of zarr v2");
+  app.add_flag("--no-ocdbt", o->no_ocdbt, "orbax: one directory per array instead of an OCDBT database");
+  app.add_option("--compression", o->compression, "orbax: zstd (default, as Orbax) or none");
+  app.add_option("--chunk-size", o->chunk_size, "orbax: split arrays along axis 0 into chunks of at most this size");
   app.add_option("--dtype", o->dtype, "cast floating-point tensors to this dtype (round to nearest even)");
   app.add_option("--shard-size", o->shard_size, "safetensors: split into shards of at most this size (e.g. 5GB)");
   app.add_option("--metadata", o->metadata, "safetensors __metadata__ entry KEY=VALUE (repeatable)");

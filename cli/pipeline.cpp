@@ -11,7 +11,7 @@ void add_pipeline_options(CLI::App& app, PipelineOptions& o) {
   app.add_flag("--reverse", o.reverse, "apply the recipe's inverse (derived automatically)");
   app.add_option("--expect", o.expect, "a checkpoint whose layout the target must match exactly (names, dtypes, shapes)");
   app.add_option("--size", o.sizes, "axis size for rearrange ops, NAME=N (repeatable)");
-  app.add_option("--step", o.step, "Orbax CheckpointManager root: the step to read (default: latest)");
+  app.add_option("--src-step", o.step, "SRC is an Orbax CheckpointManager root: the step to read (default: latest)");
 }
 
 Checkpoint open_checkpoint(const std::string& path, std::int64_t step) {

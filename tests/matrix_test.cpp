@@ -54,7 +54,7 @@ TEST(Matrix, EveryFixtureThroughEveryFormatIsExact) {
   const auto bf16 = [](const Node& n) { return n.is_tensor() && n.tensor().info.dtype == DType::BF16; };
   int checked = 0;
   for (const auto& src : kSources) {
-    for (const char* fmt : {"safetensors", "torch", "npz", "msgpack"}) {
+    for (const char* fmt : {"safetensors", "torch", "npz", "msgpack", "orbax"}) {
       SCOPED_TRACE(std::string(src.name) + " -> " + fmt);
       Checkpoint ck = read_checkpoint(test::fixture(src.path));
       test::TempDir tmp;
@@ -76,7 +76,7 @@ TEST(Matrix, EveryFixtureThroughEveryFormatIsExact) {
       ++checked;
     }
   }
-  EXPECT_EQ(checked, 36);
+  EXPECT_EQ(checked, 45);
 }
 
 }  // namespace

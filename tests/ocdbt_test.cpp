@@ -31,22 +31,14 @@ void put_le(std::string& s, std::uint64_t v, int n) {
   for (int i = 0; i < n; ++i) s.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
 }
 
-// Frames `body` as in formats.md §2.3 (compression 0 raw, 1 zstd of the body).
+// Frames `body` as in formats.md §2.3 (compression 0 raw, 1 zstd of the body) with the
+// writer's encoder, so the worked examples below also pin the writer's framing bytes.
+// A compression value other than 0/1 is framed by hand (the encoder cannot produce one).
 std::string frame(std::uint32_t magic, const std::string& body, int compression = 0) {
-  std::string s;
-  for (int i = 3; i >= 0; --i) s.push_back(static_cast<char>((magic >> (8 * i)) & 0xFF));
-  put_le(s, 0, 8);
-  s.push_back(0);
-  s.push_back(static_cast<char>(compression));
-  if (compression == 1) {
-    std::string z(ZSTD_compressBound(body.size()), '\0');
-    z.resize(ZSTD_compress(z.data(), z.size(), body.data(), body.size(), 3));
-    s += z;
-  } else {
-    s += body;
-  }
-  const std::uint64_t len = s.size() + 4;
-  for (int i = 0; i < 8; ++i) s[4 + i] = static_cast<char>((len >> (8 * i)) & 0xFF);
+  if (compression <= 1) return ocdbt::encode_framed(magic, body, compression == 1 ? std::optional<int>(3) : std::nullopt);
+  std::string s = ocdbt::encode_framed(magic, body, std::nullopt);
+  s[13] = static_cast<char>(compression);
+  s.resize(s.size() - 4);
   put_le(s, ocdbt::crc32c(as_bytes(s)), 4);
   return s;
 }

@@ -52,6 +52,7 @@ class Planner {
       if (rule.kind == Rule::Kind::Fill) apply(rule);
     for (const auto& s : plan_.sources)
       if (s.status == "unused") problem("unused source '" + s.name + "' (" + s.type + describe_info(s) + "): no rule maps or drops it");
+    adopt_container_kinds(plan_.target, src_.root);
     if (opts_.expect) check_expected();
     return std::move(plan_);
   }
@@ -367,6 +368,20 @@ class Planner {
 };
 
 }  // namespace
+
+void adopt_container_kinds(Node& target, const Node& like) {
+  if (!target.is_container() || !like.is_container()) return;
+  auto& tc = target.container();
+  const auto& lc = like.container();
+  bool indices = true;
+  for (std::size_t i = 0; i < tc.children.size() && indices; ++i) indices = tc.children[i].key == std::to_string(i);
+  if (lc.kind == ContainerKind::Dict || indices) {
+    tc.kind = lc.kind;
+    for (const auto& [k, v] : like.attrs) target.attrs.emplace(k, v);
+  }
+  for (auto& ch : tc.children)
+    if (const Node* l = like.find(ch.key); l && ch.node->is_container()) adopt_container_kinds(*ch.node, *l);
+}
 
 void insert_path(Node& root, const std::string& name, Node leaf) {
   Node* cur = &root;

@@ -62,4 +62,9 @@ Plan build_plan(const Checkpoint& src, const Recipe& recipe, const PlanOptions& 
 // Inserts `leaf` at the '/'-separated `name`, creating Dict containers on the way.
 void insert_path(Node& root, const std::string& name, Node leaf);
 
+// Gives every container of `target` that also exists in `like` (same path) the kind and
+// attrs it has there: a list stays a list through an identity-like mapping. A list kind is
+// only adopted when the target's keys are exactly 0..n-1 in order.
+void adopt_container_kinds(Node& target, const Node& like);
+
 }  // namespace ckb

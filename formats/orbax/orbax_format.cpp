@@ -1,7 +1,8 @@
-// Registration of the Orbax format (formats/format.h): reading only for now.
+// Registration of the Orbax format (formats/format.h): reader and writer.
 #include "formats/format.h"
 #include "formats/orbax/orbax_paths.h"
 #include "formats/orbax/orbax_reader.h"
+#include "formats/orbax/orbax_writer.h"
 
 namespace ckb {
 
@@ -17,6 +18,7 @@ Format make_orbax_format() {
     }
   };
   f.read = [](const std::string& path, const ReadOptions& opts) { return orbax::read_checkpoint(path, opts); };
+  f.make_writer = [](const std::string& path, const WriteOptions& opts) { return orbax::make_writer(path, opts); };
   return f;
 }
 

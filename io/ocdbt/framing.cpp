@@ -9,6 +9,7 @@
 #include "io/ocdbt/crc32c.h"
 #include "io/ocdbt/varint.h"
 #include "io/ocdbt/zstd_decode.h"
+#include "io/zstd_encode.h"
 
 namespace ckb::ocdbt {
 
@@ -60,6 +61,21 @@ Body decode_framed(std::span<const std::byte> framed, std::shared_ptr<const void
     throw FormatError(path, w + ": unknown compression format " + std::to_string(compression), offset + 12);
   }
   return b;
+}
+
+std::string encode_framed(std::uint32_t magic, std::string_view body, std::optional<int> zstd_level) {
+  std::string out;
+  for (int s = 24; s >= 0; s -= 8) out.push_back(static_cast<char>((magic >> s) & 0xFF));
+  out.append(8, '\0');  // length, back-filled
+  out += encode_varint(0);  // format version
+  out += encode_varint(zstd_level ? 1 : 0);
+  if (zstd_level) out += zstd_encode_string(body, *zstd_level);
+  else out += body;
+  std::uint64_t length = out.size() + 4;
+  for (int i = 0; i < 8; ++i) out[4 + i] = static_cast<char>((length >> (8 * i)) & 0xFF);
+  const std::uint32_t crc = crc32c(std::as_bytes(std::span(out.data(), out.size())));
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((crc >> (8 * i)) & 0xFF));
+  return out;
 }
 
 }  // namespace ckb::ocdbt

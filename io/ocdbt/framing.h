@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -33,5 +34,9 @@ struct Body {
 // ("manifest", "b+tree node"). Throws FormatError naming path and offset.
 Body decode_framed(std::span<const std::byte> framed, std::shared_ptr<const void> owner, std::uint32_t magic,
                    const std::string& path, std::uint64_t offset, const char* what);
+
+// The writing direction: frames `body` (raw when `zstd_level` is nullopt, else as one zstd
+// frame at that level) with the magic, back-filled length and trailing crc32c.
+std::string encode_framed(std::uint32_t magic, std::string_view body, std::optional<int> zstd_level);
 
 }  // namespace ckb::ocdbt

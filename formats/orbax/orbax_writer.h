@@ -1,0 +1,33 @@
+// The Orbax PyTree writer: a checkpoint that `orbax.checkpoint` restores with no arguments
+// beyond the path (formats.md §1.11).
+//
+// Output, built under a temporary name and renamed into place at commit:
+//  - item mode (default): DST is the item directory (PyTreeCheckpointer().restore(DST));
+//  - step mode (WriteOptions::extra "step" = N, "item" = NAME, default "default"): DST is a
+//    CheckpointManager root and DST/N/NAME the item (CheckpointManager(DST).restore(N)). The
+//    root may already hold other steps; an existing step N is refused unless
+//    extra "overwrite" = "1".
+// Inside the item: `_METADATA` (byte-identical to Orbax's for the same tree), `_sharding`,
+// `array_metadatas/process_0` (with random_key_impl for PRNG key leaves), `_strings.json`,
+// `_CHECKPOINT_METADATA`, `commit_success.txt`, and the arrays: one OCDBT database at the
+// item root (default) or per-array directories (extra "ocdbt" = "0"); zarr v2 with zstd
+// level 1 (default) or zarr v3 with sharding_indexed + crc32c (extra "zarr3" = "1");
+// extra "compression" = "none" stores raw chunks; extra "chunk_bytes" = N splits arrays
+// along axis 0 into chunks of at most N bytes (default: one chunk per array, as Orbax).
+//
+// Leaves: tensors -> jax.Array (or np.ndarray when the source said so); int/float/bool ->
+// "scalar" 0-d arrays (int64/float64/bool, or the dtype the source had); strings ->
+// _strings.json; None and empty dict/list/tuple -> metadata-only entries. Raw bytes
+// leaves are refused (MappingError), as are two leaves whose dotted names collide.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "formats/format.h"
+
+namespace ckb::orbax {
+
+std::unique_ptr<Writer> make_writer(const std::string& path, const WriteOptions& opts);
+
+}  // namespace ckb::orbax

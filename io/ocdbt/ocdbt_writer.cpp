@@ -1,0 +1,290 @@
+// B+tree building and manifest encoding for io/ocdbt/ocdbt_writer.h.
+#include "io/ocdbt/ocdbt_writer.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <functional>
+#include <mutex>
+#include <random>
+#include <vector>
+
+#include "core/errors.h"
+#include "io/ocdbt/btree.h"
+#include "io/ocdbt/framing.h"
+#include "io/ocdbt/varint.h"
+#include "io/output.h"
+
+namespace ckb::ocdbt {
+namespace {
+
+std::string random_hex(std::size_t nbytes) {
+  static const char* digits = "0123456789abcdef";
+  std::random_device rd;
+  std::string s;
+  for (std::size_t i = 0; i < nbytes; ++i) {
+    const unsigned b = rd() & 0xFF;
+    s.push_back(digits[b >> 4]);
+    s.push_back(digits[b & 15]);
+  }
+  return s;
+}
+
+std::size_t common_prefix(const std::string& a, const std::string& b) {
+  const std::size_t n = std::min(a.size(), b.size());
+  std::size_t i = 0;
+  while (i < n && a[i] == b[i]) ++i;
+  return i;
+}
+
+void put_u64le(std::string& s, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i) s.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+}
+
+struct Entry {
+  std::string key;
+  std::string inline_value;  // when !indirect
+  bool indirect = false;
+  std::uint64_t offset = 0, length = 0;
+};
+
+// A node already written to the data file, as its parent references it.
+struct NodeRef {
+  std::string first_key, last_key;  // absolute keys of the subtree's range
+  std::uint64_t offset = 0, length = 0;
+  std::uint64_t num_keys = 0, num_tree_bytes = 0, num_indirect_value_bytes = 0;
+};
+
+// The key columns shared by leaf and interior nodes (formats.md §2.7).
+void encode_keys(std::string& body, const std::vector<std::string>& keys, const std::vector<std::uint16_t>* subtree) {
+  body += encode_varint(keys.size());
+  for (std::size_t i = 1; i < keys.size(); ++i) body += encode_varint(common_prefix(keys[i - 1], keys[i]));
+  for (std::size_t i = 0; i < keys.size(); ++i)
+    body += encode_varint(keys[i].size() - (i ? common_prefix(keys[i - 1], keys[i]) : 0));
+  if (subtree)
+    for (auto s : *subtree) body += encode_varint(s);
+  for (std::size_t i = 0; i < keys.size(); ++i) body += keys[i].substr(i ? common_prefix(keys[i - 1], keys[i]) : 0);
+}
+
+}  // namespace
+
+struct OcdbtWriter::Impl {
+  std::string dir;
+  WriterConfig config;
+  std::string data_rel;  // "d/<hex>"
+  std::unique_ptr<AtomicFile> data;
+  std::atomic<std::uint64_t> data_end{0};
+  std::mutex mu;
+  std::vector<Entry> entries;
+  bool finished = false;
+
+  std::uint64_t append(std::span<const std::byte> bytes) {
+    const std::uint64_t at = data_end.fetch_add(bytes.size());
+    data->pwrite(at, bytes);
+    return at;
+  }
+
+  std::string file_table() const {
+    std::string t = encode_varint(1);
+    t += encode_varint(data_rel.size());  // suffix length (no prefix column for one file)
+    t += encode_varint(0);                // base path length
+    t += data_rel;
+    return t;
+  }
+
+  NodeRef write_node(std::uint8_t height, std::string body_after_table, bool uses_file) {
+    std::string body(1, static_cast<char>(height));
+    body += uses_file ? file_table() : encode_varint(0);
+    body += body_after_table;
+    const std::string framed = encode_framed(kBtreeNodeMagic, body, config.node_zstd_level);
+    NodeRef r;
+    r.length = framed.size();
+    r.offset = append(std::as_bytes(std::span(framed.data(), framed.size())));
+    r.num_tree_bytes = framed.size();
+    return r;
+  }
+
+  // Encodes entries [begin, end) as one leaf; `strip` bytes of every key are implicit.
+  NodeRef write_leaf(std::size_t begin, std::size_t end, std::size_t strip) {
+    std::vector<std::string> keys;
+    std::string body;
+    for (std::size_t i = begin; i < end; ++i) keys.push_back(entries[i].key.substr(strip));
+    encode_keys(body, keys, nullptr);
+    bool any_indirect = false;
+    std::uint64_t indirect_bytes = 0;
+    for (std::size_t i = begin; i < end; ++i)
+      body += encode_varint(entries[i].indirect ? entries[i].length : entries[i].inline_value.size());
+    for (std::size_t i = begin; i < end; ++i) {
+      body.push_back(entries[i].indirect ? 1 : 0);
+      any_indirect |= entries[i].indirect;
+      if (entries[i].indirect) indirect_bytes += entries[i].length;
+    }
+    for (std::size_t i = begin; i < end; ++i)
+      if (entries[i].indirect) body += encode_varint(0);  // data file id
+    for (std::size_t i = begin; i < end; ++i)
+      if (entries[i].indirect) body += encode_varint(entries[i].offset);
+    for (std::size_t i = begin; i < end; ++i)
+      if (!entries[i].indirect) body += entries[i].inline_value;
+    NodeRef r = write_node(0, std::move(body), any_indirect);
+    r.first_key = entries[begin].key;
+    r.last_key = entries[end - 1].key;
+    r.num_keys = end - begin;
+    r.num_indirect_value_bytes = indirect_bytes;
+    return r;
+  }
+
+  NodeRef write_interior(std::uint8_t height, const std::vector<NodeRef>& kids, std::size_t begin, std::size_t end,
+                         std::size_t strip) {
+    std::vector<std::string> keys;
+    std::vector<std::uint16_t> subtree;
+    for (std::size_t i = begin; i < end; ++i) {
+      keys.push_back(kids[i].first_key.substr(strip));
+      const std::size_t child_strip = common_prefix(kids[i].first_key, kids[i].last_key);
+      subtree.push_back(static_cast<std::uint16_t>(child_strip - strip));
+    }
+    std::string body;
+    encode_keys(body, keys, &subtree);
+    for (std::size_t i = begin; i < end; ++i) body += encode_varint(0);
+    for (std::size_t i = begin; i < end; ++i) body += encode_varint(kids[i].offset);
+    for (std::size_t i = begin; i < end; ++i) body += encode_varint(kids[i].length);
+    for (std::size_t i = begin; i < end; ++i) body += encode_varint(kids[i].num_keys);
+    for (std::size_t i = begin; i < end; ++i) body += encode_varint(kids[i].num_tree_bytes);
+    for (std::size_t i = begin; i < end; ++i) body += encode_varint(kids[i].num_indirect_value_bytes);
+    NodeRef r = write_node(height, std::move(body), true);
+    r.first_key = kids[begin].first_key;
+    r.last_key = kids[end - 1].last_key;
+    for (std::size_t i = begin; i < end; ++i) {
+      r.num_keys += kids[i].num_keys;
+      r.num_tree_bytes += kids[i].num_tree_bytes;
+      r.num_indirect_value_bytes += kids[i].num_indirect_value_bytes;
+    }
+    return r;
+  }
+
+  // Groups [0, n) into runs whose estimated encoded size stays within the node limit.
+  std::vector<std::pair<std::size_t, std::size_t>> pack(std::size_t n, const std::function<std::size_t(std::size_t)>& size) {
+    std::vector<std::pair<std::size_t, std::size_t>> runs;
+    const std::size_t limit = std::max<std::size_t>(config.max_decoded_node_bytes, 64);
+    std::size_t start = 0, bytes = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::size_t s = size(i);
+      if (i > start && (bytes + s > limit || i - start >= kMaxNodeArity)) {
+        runs.emplace_back(start, i);
+        start = i;
+        bytes = 0;
+      }
+      bytes += s;
+    }
+    if (n > start) runs.emplace_back(start, n);
+    return runs;
+  }
+};
+
+OcdbtWriter::OcdbtWriter(std::string dir, WriterConfig config) : impl_(std::make_unique<Impl>()) {
+  impl_->dir = std::move(dir);
+  impl_->config = config;
+  impl_->data_rel = "d/" + random_hex(16);
+  make_dirs(impl_->dir + "/d");
+  impl_->data = std::make_unique<AtomicFile>(impl_->dir + "/" + impl_->data_rel);
+}
+
+OcdbtWriter::~OcdbtWriter() = default;
+
+void OcdbtWriter::put(std::string key, std::span<const std::byte> value) {
+  if (key.size() > 65535) throw MappingError(impl_->dir, "OCDBT key longer than 65535 bytes: '" + key.substr(0, 80) + "...'");
+  Entry e;
+  e.key = std::move(key);
+  if (value.size() > impl_->config.max_inline_value_bytes) {
+    e.indirect = true;
+    e.length = value.size();
+    e.offset = impl_->append(value);
+  } else {
+    e.inline_value.assign(reinterpret_cast<const char*>(value.data()), value.size());
+  }
+  std::lock_guard lock(impl_->mu);
+  if (impl_->finished) throw MappingError(impl_->dir, "OCDBT writer: put() after finish()");
+  impl_->entries.push_back(std::move(e));
+}
+
+WriterStats OcdbtWriter::finish() {
+  Impl& m = *impl_;
+  std::lock_guard lock(m.mu);
+  if (m.finished) throw MappingError(m.dir, "OCDBT writer: finish() called twice");
+  m.finished = true;
+  std::sort(m.entries.begin(), m.entries.end(), [](const Entry& a, const Entry& b) { return a.key < b.key; });
+  for (std::size_t i = 1; i < m.entries.size(); ++i)
+    if (m.entries[i - 1].key == m.entries[i].key)
+      throw MappingError(m.dir, "OCDBT writer: key '" + m.entries[i].key + "' written twice");
+
+  WriterStats stats;
+  std::optional<NodeRef> root;
+  if (!m.entries.empty()) {
+    // Leaves.
+    auto leaf_runs = m.pack(m.entries.size(), [&](std::size_t i) {
+      return m.entries[i].key.size() + (m.entries[i].indirect ? 0 : m.entries[i].inline_value.size()) + 24;
+    });
+    std::vector<NodeRef> level;
+    const bool single = leaf_runs.size() == 1;
+    for (auto [b, e] : leaf_runs)
+      level.push_back(m.write_leaf(b, e, single ? 0 : common_prefix(m.entries[b].key, m.entries[e - 1].key)));
+    // Interior levels until one node remains.
+    std::uint8_t height = 0;
+    while (level.size() > 1) {
+      ++height;
+      auto runs = m.pack(level.size(), [&](std::size_t i) { return level[i].first_key.size() + 64; });
+      const bool top = runs.size() == 1;
+      std::vector<NodeRef> up;
+      for (auto [b, e] : runs)
+        up.push_back(m.write_interior(height, level, b, e,
+                                      top ? 0 : common_prefix(level[b].first_key, level[e - 1].last_key)));
+      level = std::move(up);
+    }
+    root = level.front();
+    stats.height = height;
+    stats.num_keys = root->num_keys;
+    stats.num_tree_bytes = root->num_tree_bytes;
+    stats.num_indirect_value_bytes = root->num_indirect_value_bytes;
+  }
+  m.data->commit();
+
+  // Manifest (formats.md §2.4): config, file table, one inline version, no version nodes.
+  std::string body;
+  std::random_device rd;
+  for (int i = 0; i < 16; ++i) body.push_back(static_cast<char>(rd() & 0xFF));
+  body.push_back(0);  // manifest kind: single
+  body += encode_varint(m.config.max_inline_value_bytes);
+  body += encode_varint(m.config.max_decoded_node_bytes);
+  body.push_back(4);  // version_tree_arity_log2
+  if (m.config.node_zstd_level) {
+    body += encode_varint(1);
+    const std::int32_t level = *m.config.node_zstd_level;
+    for (int i = 0; i < 4; ++i) body.push_back(static_cast<char>((static_cast<std::uint32_t>(level) >> (8 * i)) & 0xFF));
+  } else {
+    body += encode_varint(0);
+  }
+  const std::uint64_t now = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+  if (root) {
+    body += m.file_table();
+  } else {  // an empty tree: a missing root in a table entry with an empty path
+    body += encode_varint(1);
+    body += encode_varint(0);
+    body += encode_varint(0);
+  }
+  body += encode_varint(1);  // one version
+  body += encode_varint(1);  // generation 1
+  body.push_back(static_cast<char>(stats.height));
+  body += encode_varint(0);  // data file id
+  body += encode_varint(root ? root->offset : kMissing);
+  body += encode_varint(root ? root->length : kMissing);
+  body += encode_varint(stats.num_keys);
+  body += encode_varint(stats.num_tree_bytes);
+  body += encode_varint(stats.num_indirect_value_bytes);
+  put_u64le(body, now);
+  body += encode_varint(0);  // no version nodes
+  write_small_file(m.dir + "/manifest.ocdbt", encode_framed(kManifestMagic, body, m.config.node_zstd_level));
+  return stats;
+}
+
+}  // namespace ckb::ocdbt
