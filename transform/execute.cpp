@@ -117,6 +117,10 @@ ExecResult execute(const Node& target, const Format& fmt, const std::string& dst
           }
         } guard{window, cost, t};
         double sum = 0;
+        // A zero-copy source goes to the writer in one call: writers that encode whole
+        // chunks (Orbax/zarr) can then compress straight from the mapping instead of
+        // gathering pieces into a buffer.
+        if (direct) writer->write(i, 0, {direct, static_cast<std::size_t>(n)});
         for (std::uint64_t off = 0; off < n; off += chunk) {
           std::size_t len = static_cast<std::size_t>(std::min(chunk, n - off));
           const std::byte* p;
@@ -127,7 +131,7 @@ ExecResult execute(const Node& target, const Format& fmt, const std::string& dst
             t.source->read(off, {buf.data(), len});
             p = buf.data();
           }
-          writer->write(i, off, {p, len});
+          if (!direct) writer->write(i, off, {p, len});
           if (eo.stats) accumulate_stats(res.stats[i], t.info.dtype, p, len / dtype_size(t.info.dtype), sum);
           done_bytes += len;
         }

@@ -26,6 +26,9 @@ using ojson = nlohmann::ordered_json;
 using json = nlohmann::json;
 
 constexpr const char* kPyTreeHandler = "orbax.checkpoint._src.handlers.pytree_checkpoint_handler.PyTreeCheckpointHandler";
+// Orbax splits an array whose bytes exceed the OCDBT target data-file size into chunks
+// (formats.md §1.6); smaller arrays are one chunk.
+constexpr std::uint64_t kOrbaxTargetFileSize = 1ull << 31;
 constexpr const char* kSingleDeviceSharding = R"({"sharding_type": "SingleDeviceSharding", "device_str": "cpu:0"})";
 
 struct Key {
@@ -151,6 +154,7 @@ class OrbaxWriter final : public Writer {
       compress_ = it->second == "zstd";
     }
     if (auto it = opts.extra.find("chunk_bytes"); it != opts.extra.end()) chunk_bytes_ = std::stoull(it->second);
+    if (chunk_bytes_ == 0) chunk_bytes_ = kOrbaxTargetFileSize;
     if (auto it = opts.extra.find("step"); it != opts.extra.end()) {
       step_ = it->second;
       if (step_.empty() || !std::all_of(step_.begin(), step_.end(), [](char c) { return c >= '0' && c <= '9'; }))

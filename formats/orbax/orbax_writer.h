@@ -13,7 +13,8 @@
 // item root (default) or per-array directories (extra "ocdbt" = "0"); zarr v2 with zstd
 // level 1 (default) or zarr v3 with sharding_indexed + crc32c (extra "zarr3" = "1");
 // extra "compression" = "none" stores raw chunks; extra "chunk_bytes" = N splits arrays
-// along axis 0 into chunks of at most N bytes (default: one chunk per array, as Orbax).
+// along axis 0 into chunks of at most N bytes (default: one chunk per array up to 2 GiB,
+// Orbax's OCDBT target file size; larger arrays are split like Orbax splits them).
 //
 // Leaves: tensors -> jax.Array (or np.ndarray when the source said so); int/float/bool ->
 // "scalar" 0-d arrays (int64/float64/bool, or the dtype the source had); strings ->

@@ -62,14 +62,24 @@ std::string ZarrArray::describe() const { return store_->describe() + ":" + pref
 
 void ZarrArray::release() const {
   std::lock_guard lk(cache_mu_);
-  cached_.reset();
-  cached_idx_.clear();
+  cache_.clear();
+}
+
+std::uint64_t ZarrArray::resident_bytes() const {
+  const auto g = meta_.grid();
+  std::uint64_t band = 1, all = 1;
+  for (std::size_t d = 0; d < g.size(); ++d) {
+    all *= g[d];
+    if (d > 0) band *= g[d];
+  }
+  return std::min(all, 2 * band) * meta_.chunk_numel() * meta_.dtype.itemsize;
 }
 
 std::shared_ptr<const Bytes> ZarrArray::decode_chunk_at(const std::vector<std::uint64_t>& idx) const {
   {
     std::lock_guard lk(cache_mu_);
-    if (cached_ && cached_idx_ == idx) return cached_;
+    for (const auto& [i, data] : cache_)
+      if (i == idx) return data;
   }
   const std::string key = prefix_ + meta_.chunk_key(idx);
   std::shared_ptr<Bytes> out;
@@ -84,9 +94,6 @@ std::shared_ptr<const Bytes> ZarrArray::decode_chunk_at(const std::vector<std::u
     ChunkContext ctx{&meta_, missing_ == MissingChunks::Error, v->file, v->offset, "chunk '" + key + "'"};
     out = std::make_shared<Bytes>(decode_chunk(meta_.codecs, v->bytes, meta_.chunks, ctx));
   }
-  std::lock_guard lk(cache_mu_);
-  cached_idx_ = idx;
-  cached_ = out;
   return out;
 }
 
@@ -166,35 +173,60 @@ void ZarrArray::read(std::uint64_t offset, std::span<std::byte> out) const {
     }
     const std::uint64_t r0 = offset, r1 = offset + out.size();
     // Copies the rows of chunk `c` that overlap [r0, r1).
-    auto copy_chunk = [&](const std::vector<std::uint64_t>& c) {
+    std::vector<std::shared_ptr<const Bytes>> used(todo.size());
+    auto copy_chunk = [&](std::size_t slot) {
+      const auto& c = todo[slot];
       std::vector<std::uint64_t> key_idx = scalar ? std::vector<std::uint64_t>{} : c;
       auto data = decode_chunk_at(key_idx);
+      used[slot] = data;
       std::vector<std::uint64_t> box(rank), cstride(rank, 1);
       for (std::size_t d = 0; d < rank; ++d) box[d] = std::min(shape[d], (c[d] + 1) * chunks[d]) - c[d] * chunks[d];
       for (std::size_t d = rank; d-- > 1;) cstride[d - 1] = cstride[d] * chunks[d];
-      std::vector<std::uint64_t> ix(rank, 0);
       const std::uint64_t row_bytes = box[rank - 1] * es;
-      while (true) {
-        std::uint64_t lin = 0, src = 0;
+      // Rows of the chunk's box (all axes but the last), in C order; their positions in the
+      // array increase with the row number, so the rows overlapping [r0, r1) are a range.
+      std::uint64_t nrows = 1;
+      for (std::size_t d = 0; d + 1 < rank; ++d) nrows *= box[d];
+      std::vector<std::uint64_t> ix(rank, 0);
+      auto locate = [&](std::uint64_t row, std::uint64_t& lin, std::uint64_t& src) {
+        for (std::size_t d = rank - 1; d-- > 0;) {
+          ix[d] = row % box[d];
+          row /= box[d];
+        }
+        lin = src = 0;
         for (std::size_t d = 0; d < rank; ++d) {
           lin += (c[d] * chunks[d] + ix[d]) * stride[d];
           src += ix[d] * cstride[d];
         }
+      };
+      std::uint64_t lo_row = 0, hi_row = nrows;  // first row whose end is past r0
+      while (lo_row < hi_row) {
+        const std::uint64_t mid = lo_row + (hi_row - lo_row) / 2;
+        std::uint64_t lin, src;
+        locate(mid, lin, src);
+        if (lin * es + row_bytes <= r0) lo_row = mid + 1;
+        else hi_row = mid;
+      }
+      for (std::uint64_t row = lo_row; row < nrows; ++row) {
+        std::uint64_t lin, src;
+        locate(row, lin, src);
         const std::uint64_t b0 = lin * es, b1 = b0 + row_bytes;
+        if (b0 >= r1) break;
         const std::uint64_t s = std::max(b0, r0), e = std::min(b1, r1);
         if (s < e) std::memcpy(out.data() + (s - r0), data->data() + src * es + (s - b0), static_cast<std::size_t>(e - s));
-        std::size_t d = rank - 1;
-        while (d-- > 0) {
-          if (++ix[d] < box[d]) break;
-          ix[d] = 0;
-        }
-        if (d == static_cast<std::size_t>(-1)) break;
       }
+    };
+    auto keep_used = [&] {
+      std::lock_guard lk(cache_mu_);
+      cache_.clear();
+      for (std::size_t i = 0; i < todo.size(); ++i)
+        if (used[i]) cache_.emplace_back(scalar ? std::vector<std::uint64_t>{} : todo[i], used[i]);
     };
     const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
     const unsigned threads = static_cast<unsigned>(std::min<std::size_t>({kMaxThreads, hw, todo.size()}));
     if (threads <= 1 || out.size() < kParallelBytes) {
-      for (const auto& c : todo) copy_chunk(c);
+      for (std::size_t i = 0; i < todo.size(); ++i) copy_chunk(i);
+      keep_used();
       return;
     }
     std::atomic<std::size_t> next{0};
@@ -203,7 +235,7 @@ void ZarrArray::read(std::uint64_t offset, std::span<std::byte> out) const {
     std::mutex fail_mu;
     auto work = [&] {
       try {
-        for (std::size_t i = next++; i < todo.size() && !failed; i = next++) copy_chunk(todo[i]);
+        for (std::size_t i = next++; i < todo.size() && !failed; i = next++) copy_chunk(i);
       } catch (...) {
         std::lock_guard lk(fail_mu);
         if (!failed.exchange(true)) failure = std::current_exception();
@@ -214,6 +246,7 @@ void ZarrArray::read(std::uint64_t offset, std::span<std::byte> out) const {
     work();
     for (auto& t : pool) t.join();
     if (failure) std::rethrow_exception(failure);
+    keep_used();
   } catch (const std::exception& e) {
     rethrow(e);
   }

@@ -2,7 +2,9 @@
 //
 // read(offset, out) fetches and decodes only the chunks covering the requested bytes
 // (several chunks at once with a few threads for large reads), crops edge chunks, and keeps
-// the last decoded chunk for sequential readers. Every error names the array and the file.
+// the chunks of the last read for sequential readers (when chunks split the trailing axes,
+// as Orbax does for arrays above its 2 GiB target file size, consecutive reads keep needing
+// the same set of chunks: each is decoded once, not once per read). Every error names the array and the file.
 // A chunk the grid refers to that is absent is a FormatError unless the array was opened with
 // missing_chunks = Fill (then it reads as the fill value, zeros for a null fill value):
 // Orbax writes every chunk and reads with fill_missing_data_reads=false.
@@ -38,8 +40,10 @@ class ZarrArray : public TensorSource, public std::enable_shared_from_this<ZarrA
 
   void read(std::uint64_t offset, std::span<std::byte> out) const override;
   std::string describe() const override;
-  // Drops the cached last-decoded chunk.
+  // Drops the decoded chunks kept from the last read.
   void release() const override;
+  // Decoded chunk bytes a sequential reader keeps resident (the chunks one read may span).
+  std::uint64_t resident_bytes() const override;
 
  private:
   ZarrArray() = default;
@@ -51,8 +55,8 @@ class ZarrArray : public TensorSource, public std::enable_shared_from_this<ZarrA
   ZarrMetadata meta_;
   MissingChunks missing_ = MissingChunks::Error;
   mutable std::mutex cache_mu_;
-  mutable std::vector<std::uint64_t> cached_idx_;
-  mutable std::shared_ptr<const Bytes> cached_;
+  // The decoded chunks the most recent read() used (replaced by the next read's set).
+  mutable std::vector<std::pair<std::vector<std::uint64_t>, std::shared_ptr<const Bytes>>> cache_;
 };
 
 }  // namespace ckb::zarr
