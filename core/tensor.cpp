@@ -1,4 +1,6 @@
 // Shapes, buffers and the generic sources of core/tensor.h.
+#include <sys/mman.h>
+
 #include "core/tensor.h"
 
 #include <cstring>
@@ -36,7 +38,29 @@ std::uint64_t TensorInfo::numel() const {
 }
 std::uint64_t TensorInfo::nbytes() const { return numel() * dtype_size(dtype); }
 
-Bytes::Bytes(std::size_t n) : data_(n ? std::make_unique_for_overwrite<std::byte[]>(n) : nullptr), size_(n) {}
+namespace {
+constexpr std::size_t kHugeAlloc = 32u << 20;
+constexpr std::size_t kHugePage = 2u << 20;
+}  // namespace
+
+void BytesDeleter::operator()(std::byte* p) const {
+  if (mapped) ::munmap(p, mapped);
+  else delete[] p;
+}
+
+Bytes::Bytes(std::size_t n) : size_(n) {
+  if (n == 0) return;
+  if (n >= kHugeAlloc) {
+    const std::size_t len = (n + kHugePage - 1) / kHugePage * kHugePage;
+    void* p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p != MAP_FAILED) {
+      ::madvise(p, len, MADV_HUGEPAGE);
+      data_ = std::unique_ptr<std::byte[], BytesDeleter>(static_cast<std::byte*>(p), BytesDeleter{len});
+      return;
+    }
+  }
+  data_ = std::unique_ptr<std::byte[], BytesDeleter>(new std::byte[n], BytesDeleter{0});
+}
 
 Bytes Tensor::read_all() const {
   Bytes b(info.nbytes());

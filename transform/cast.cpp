@@ -1,4 +1,5 @@
 // Implementation of transform/cast.h.
+#include <bit>
 #include "transform/cast.h"
 
 #include <cmath>
@@ -190,6 +191,31 @@ void convert_elements(DType from, DType to, const std::byte* src, std::byte* dst
       if (std::isnan(f)) ++tally.nan;
       if (to == DType::F32) store<float>(dst + 4 * k, f);
       else store<double>(dst + 8 * k, static_cast<double>(f));
+    }
+  } else if (from == DType::BF16 && to == DType::F64) {
+    for (std::size_t k = 0; k < count; ++k) {
+      const std::uint32_t b = static_cast<std::uint32_t>(load<std::uint16_t>(src + 2 * k)) << 16;
+      store<double>(dst + 8 * k, static_cast<double>(std::bit_cast<float>(b)));
+      if ((b & 0x7fffffffu) > 0x7f800000u) ++tally.nan;
+    }
+  } else if (from == DType::F32 && to == DType::F64) {
+    for (std::size_t k = 0; k < count; ++k) {
+      const float f = load<float>(src + 4 * k);
+      store<double>(dst + 8 * k, static_cast<double>(f));
+      if (std::isnan(f)) ++tally.nan;
+    }
+  } else if (from == DType::F64 && to == DType::F32) {
+    // The hardware conversion rounds to nearest even, as encode_float does.
+    for (std::size_t k = 0; k < count; ++k) {
+      const double d = load<double>(src + 8 * k);
+      const float f = static_cast<float>(d);
+      store<float>(dst + 4 * k, f);
+      if (std::isnan(d)) {
+        ++tally.nan;
+      } else if (static_cast<double>(f) != d) {
+        ++tally.inexact;
+        if (std::isinf(f)) ++tally.overflow;
+      }
     }
   } else if (from == DType::F32 && to == DType::BF16) {
     // Hot path for the most common cast; same rounding as encode_float.
