@@ -99,7 +99,7 @@ Runner add_merge_lora(CLI::App& app) {
   app.add_option("--to", o->to, "output format (default: from the extension)");
   app.add_option("--dtype", o->dtype, "dtype of merged weights (default F32)");
   app.add_option("--report", o->report, "JSON report: merged modules, scales, equations, ledger");
-  app.add_option("--step", o->step, "Orbax CheckpointManager root: the step to read");
+  app.add_option("--src-step", o->step, "BASE is an Orbax CheckpointManager root: the step to read (default: latest)");
   app.add_option("--threads", o->threads, "worker threads");
   app.add_flag("--overwrite", o->overwrite, "replace the output if it exists");
   app.add_flag("-q,--quiet", o->quiet, "no summary");
