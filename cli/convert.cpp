@@ -206,7 +206,7 @@ Runner add_convert(CLI::App& app) {
   app.add_flag("--overwrite", o->overwrite, "replace DST if it exists");
   app.add_flag("-q,--quiet", o->quiet, "no summary on stderr");
   app.add_option("--threads", o->threads, "worker threads (default: all cores)");
-  app.add_option("--max-memory", o->max_memory, "memory window for in-flight tensor data (default 1GiB)");
+  app.add_option("--max-memory", o->max_memory, "memory window for in-flight tensor data, on top of the largest tensor's own need (default 1GiB)");
   add_pipeline_options(app, o->pipe);
   return [o] { return run(*o); };
 }

@@ -92,7 +92,24 @@ ExecResult execute(const Node& target, const Format& fmt, const std::string& dst
   unsigned threads = eo.threads ? eo.threads : std::max(1u, std::thread::hardware_concurrency());
   threads = std::min<unsigned>(threads, static_cast<unsigned>(std::max<std::size_t>(1, tensors.size())));
   const std::uint64_t chunk = std::max<std::uint64_t>(eo.chunk_bytes, 1 << 16);
-  ByteWindow window(eo.max_memory ? eo.max_memory : (1ull << 30));
+  // What each tensor holds in memory while it is processed, and the order: largest first, so
+  // the longest single-threaded decodes and merges start at once instead of ending the run.
+  std::vector<std::uint64_t> cost(tensors.size());
+  std::vector<std::size_t> order(tensors.size());
+  std::uint64_t largest = 0;
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    const Tensor& t = *tensors[i].second;
+    const std::uint64_t n = t.info.nbytes();
+    cost[i] = (n && t.source->contiguous() ? 0 : std::min(n, chunk)) + t.source->resident_bytes();
+    largest = std::max(largest, cost[i]);
+    order[i] = i;
+  }
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+    return std::make_pair(cost[a], tensors[a].second->info.nbytes()) > std::make_pair(cost[b], tensors[b].second->info.nbytes());
+  });
+  // The window bounds data in flight to --max-memory plus the largest single tensor's need,
+  // so the largest tensor never runs alone while everything else waits.
+  ByteWindow window((eo.max_memory ? eo.max_memory : (1ull << 30)) + largest);
 
   std::atomic<std::size_t> next{0};
   std::atomic<std::uint64_t> done_bytes{0};
@@ -101,12 +118,12 @@ ExecResult execute(const Node& target, const Format& fmt, const std::string& dst
   auto work = [&] {
     Bytes buf;
     try {
-      for (std::size_t i = next++; i < tensors.size() && !failed; i = next++) {
+      for (std::size_t k = next++; k < tensors.size() && !failed; k = next++) {
+        const std::size_t i = order[k];
         const Tensor& t = *tensors[i].second;
         const std::uint64_t n = t.info.nbytes();
         const std::byte* direct = n ? t.source->contiguous() : nullptr;
-        const std::uint64_t cost = (direct ? 0 : std::min(n, chunk)) + t.source->resident_bytes();
-        window.acquire(cost);
+        window.acquire(cost[i]);
         struct Release {
           ByteWindow& w;
           std::uint64_t c;
@@ -115,7 +132,7 @@ ExecResult execute(const Node& target, const Format& fmt, const std::string& dst
             t.source->release();
             w.release(c);
           }
-        } guard{window, cost, t};
+        } guard{window, cost[i], t};
         double sum = 0;
         // A zero-copy source goes to the writer in one call: writers that encode whole
         // chunks (Orbax/zarr) can then compress straight from the mapping instead of

@@ -71,8 +71,13 @@ std::uint64_t rows_for_chunk_bytes(const TensorInfo& info, std::uint64_t max_chu
   if (info.shape.empty() || max_chunk_bytes == 0) return 0;
   std::uint64_t row = dtype_size(info.dtype);
   for (std::size_t d = 1; d < info.shape.size(); ++d) row *= static_cast<std::uint64_t>(std::max<std::int64_t>(info.shape[d], 1));
-  const std::uint64_t rows = std::max<std::uint64_t>(1, max_chunk_bytes / row);
-  return rows >= static_cast<std::uint64_t>(info.shape[0]) ? 0 : rows;
+  const std::uint64_t max_rows = std::max<std::uint64_t>(1, max_chunk_bytes / row);
+  const auto dim0 = static_cast<std::uint64_t>(info.shape[0]);
+  if (max_rows >= dim0) return 0;
+  // As many chunks as needed, of equal size (the last may be smaller), so parallel readers
+  // and writers get balanced work.
+  const std::uint64_t n = (dim0 + max_rows - 1) / max_rows;
+  return (dim0 + n - 1) / n;
 }
 
 std::string metadata_key(const WriteSpec& s) { return s.zarr_format == 3 ? "zarr.json" : ".zarray"; }

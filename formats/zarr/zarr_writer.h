@@ -27,7 +27,8 @@ struct WriteSpec {
   std::pair<std::uint64_t, std::uint64_t> chunk_range(std::uint64_t i) const;
 };
 
-// Picks chunk_rows so that a chunk holds at most `max_chunk_bytes` (at least one row).
+// Picks chunk_rows so that a chunk holds at most `max_chunk_bytes` (at least one row), with
+// the fewest chunks of balanced size.
 std::uint64_t rows_for_chunk_bytes(const TensorInfo& info, std::uint64_t max_chunk_bytes);
 
 std::string metadata_key(const WriteSpec& s);  // ".zarray" or "zarr.json"
