@@ -69,6 +69,9 @@ class TensorSource {
   // Bytes this source must hold in memory while it is being read (a computed result, a
   // materialised input); 0 for sources that stream. Used to bound memory.
   virtual std::uint64_t resident_bytes() const { return 0; }
+  // True when reads of disjoint ranges from several threads at once are efficient (each
+  // computes only its range). The executor then splits a large tensor across workers.
+  virtual bool parallel_reads() const { return false; }
   // Drops cached/computed data once the consumer has read everything it needs. A later
   // read recomputes. Must be safe to call when nothing is cached.
   virtual void release() const {}

@@ -7,7 +7,10 @@
 
 #include "core/errors.h"
 #include "test_util.h"
+#include "formats/format.h"
+#include "transform/cast.h"
 #include "transform/einsum.h"
+#include "transform/execute.h"
 #include "transform/ops.h"
 
 namespace ckb {
@@ -108,6 +111,37 @@ TEST(Einsum, BaseAddScaleAndRoundingToF32) {
   for (std::size_t i = 0; i < 60; ++i) EXPECT_EQ(got[i], static_cast<float>(w[i] + 0.5 * delta[i])) << i;  // rounded once
   EXPECT_THROW(einsum_add(W, {A, B}, "NHL,MLD->NHL", 1.0, DType::F32, "bad"), MappingError);
   EXPECT_THROW(einsum_add(std::nullopt, {A, W}, "NHL,NLD->NHD", 1.0, DType::F32, "bad"), MappingError);  // L is 2 and 4
+}
+
+// Large computed tensors are cut into ranges that several workers produce at once; the
+// result and the statistics must not depend on it.
+TEST(Einsum, SplitAcrossWorkersIsIdenticalToOneWorker) {
+  const Shape a{4, 96, 8}, b{4, 8, 512};  // -> [4, 96, 512] F32 = 768 KiB, 12 ranges of 64 KiB
+  auto A = f64_tensor(randn(4 * 96 * 8, 1), a), B = f64_tensor(randn(4 * 8 * 512, 2), b);
+  auto W = f64_tensor(randn(4 * 96 * 512, 3), {4, 96, 512});
+  Node tree = Node::dict();
+  tree.add("merged", Node::tensor(einsum_add(cast_tensor(W, DType::F32, nullptr), {A, B}, "lnr,lrd->lnd", 0.25, DType::F32, "m", 1000)));
+  tree.add("cast", Node::tensor(cast_tensor(W, DType::BF16, std::make_shared<CastStats>())));
+  test::TempDir tmp;
+  std::vector<std::string> files;
+  std::vector<ExecResult> results;
+  for (unsigned threads : {1u, 4u}) {
+    ExecOptions eo;
+    eo.threads = threads;
+    eo.chunk_bytes = 1 << 16;
+    eo.stats = true;
+    const std::string out = tmp / ("t" + std::to_string(threads) + ".safetensors");
+    results.push_back(execute(tree, format_by_name("safetensors"), out, {}, eo));
+    files.push_back(test::read_file(out));
+  }
+  EXPECT_EQ(files[0], files[1]);
+  for (std::size_t i = 0; i < 2; ++i) {
+    const auto &s1 = results[0].stats[i], &s4 = results[1].stats[i];
+    EXPECT_EQ(s1.count, s4.count);
+    EXPECT_EQ(s1.min, s4.min);
+    EXPECT_EQ(s1.max, s4.max);
+    EXPECT_NEAR(s1.mean, s4.mean, 1e-12);
+  }
 }
 
 }  // namespace

@@ -241,21 +241,30 @@ class EinsumAddSource final : public TensorSource {
       std::uint64_t blk = prefix * blocks_per_prefix + row / rows_;
       std::uint64_t r0 = (row / rows_) * rows_, r1 = std::min(axis_len, r0 + rows_);
       std::uint64_t blk_start = (prefix * axis_len + r0) * row_bytes, blk_len = (r1 - r0) * row_bytes;
-      std::lock_guard lock(mu_);
-      if (cached_ != blk) {
-        cache_ = compute(prefix, r0, r1);
-        cached_ = blk;
-      }
       std::uint64_t within = pos - blk_start, n = std::min(blk_len - within, end - pos);
-      std::memcpy(out.data() + (pos - offset), cache_.data() + within, n);
+      {
+        std::lock_guard lock(mu_);
+        if (cached_ == blk) {
+          std::memcpy(out.data() + (pos - offset), cache_->data() + within, n);
+          pos += n;
+          continue;
+        }
+      }
+      // Computed outside the lock: several workers may produce disjoint ranges at once.
+      auto block = std::make_shared<Bytes>(compute(prefix, r0, r1));
+      std::memcpy(out.data() + (pos - offset), block->data() + within, n);
       pos += n;
+      std::lock_guard lock(mu_);
+      cache_ = std::move(block);
+      cached_ = blk;
     }
   }
   std::string describe() const override { return what_; }
   std::uint64_t resident_bytes() const override { return rows_ * inner_ * (dtype_size(out_) + 3 * 8); }
+  bool parallel_reads() const override { return true; }
   void release() const override {
     std::lock_guard lock(mu_);
-    cache_ = Bytes();
+    cache_.reset();
     cached_ = ~0ull;
   }
 
@@ -317,7 +326,7 @@ class EinsumAddSource final : public TensorSource {
   std::size_t axis_ = 0;
   std::uint64_t inner_ = 1, rows_ = 1;
   mutable std::mutex mu_;
-  mutable Bytes cache_;
+  mutable std::shared_ptr<const Bytes> cache_;
   mutable std::uint64_t cached_ = ~0ull;
 };
 

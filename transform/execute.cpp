@@ -90,7 +90,6 @@ ExecResult execute(const Node& target, const Format& fmt, const std::string& dst
   }
   if (eo.stats) res.stats.resize(tensors.size());
   unsigned threads = eo.threads ? eo.threads : std::max(1u, std::thread::hardware_concurrency());
-  threads = std::min<unsigned>(threads, static_cast<unsigned>(std::max<std::size_t>(1, tensors.size())));
   const std::uint64_t chunk = std::max<std::uint64_t>(eo.chunk_bytes, 1 << 16);
   // What each tensor holds in memory while it is processed, and the order: largest first, so
   // the longest single-threaded decodes and merges start at once instead of ending the run.
@@ -111,6 +110,35 @@ ExecResult execute(const Node& target, const Format& fmt, const std::string& dst
   // so the largest tensor never runs alone while everything else waits.
   ByteWindow window((eo.max_memory ? eo.max_memory : (1ull << 30)) + largest);
 
+  // Work items: whole tensors, except that a large tensor whose source computes disjoint
+  // ranges independently (a LoRA merge, a cast) is cut into ranges that several workers
+  // produce at once. The source is released when its last range is done.
+  struct Item {
+    std::size_t slot;
+    std::uint64_t off, len;
+  };
+  const unsigned nthreads = threads;
+  std::vector<Item> items;
+  std::vector<std::atomic<std::size_t>> pending(tensors.size());
+  for (std::size_t i : order) {
+    const Tensor& t = *tensors[i].second;
+    const std::uint64_t n = t.info.nbytes();
+    const std::uint64_t esz = dtype_size(t.info.dtype);
+    std::uint64_t piece = n;
+    if (n >= 4 * chunk && nthreads > 1 && !t.source->contiguous() && t.source->parallel_reads())
+      piece = std::max<std::uint64_t>(chunk, (n / nthreads + esz - 1) / esz * esz);
+    std::size_t count = 0;
+    for (std::uint64_t off = 0; off < n || (n == 0 && off == 0); off += piece) {
+      items.push_back({i, off, std::min(piece, n - off)});
+      ++count;
+      if (n == 0) break;
+    }
+    pending[i] = count;
+  }
+  threads = std::min<unsigned>(threads, static_cast<unsigned>(std::max<std::size_t>(1, items.size())));
+  std::vector<double> sums(tensors.size(), 0.0);
+  std::mutex stats_mu;
+
   std::atomic<std::size_t> next{0};
   std::atomic<std::uint64_t> done_bytes{0};
   std::exception_ptr failure;
@@ -118,28 +146,33 @@ ExecResult execute(const Node& target, const Format& fmt, const std::string& dst
   auto work = [&] {
     Bytes buf;
     try {
-      for (std::size_t k = next++; k < tensors.size() && !failed; k = next++) {
-        const std::size_t i = order[k];
+      for (std::size_t k = next++; k < items.size() && !failed; k = next++) {
+        const Item item = items[k];
+        const std::size_t i = item.slot;
         const Tensor& t = *tensors[i].second;
         const std::uint64_t n = t.info.nbytes();
         const std::byte* direct = n ? t.source->contiguous() : nullptr;
-        window.acquire(cost[i]);
+        const std::uint64_t c = item.len == n ? cost[i] : std::min(item.len, chunk) + t.source->resident_bytes();
+        window.acquire(c);
         struct Release {
           ByteWindow& w;
           std::uint64_t c;
           const Tensor& t;
+          std::atomic<std::size_t>& left;
           ~Release() {
-            t.source->release();
+            if (--left == 0) t.source->release();
             w.release(c);
           }
-        } guard{window, cost[i], t};
+        } guard{window, c, t, pending[i]};
+        TensorStats st;
         double sum = 0;
         // A zero-copy source goes to the writer in one call: writers that encode whole
         // chunks (Orbax/zarr) can then compress straight from the mapping instead of
         // gathering pieces into a buffer.
         if (direct) writer->write(i, 0, {direct, static_cast<std::size_t>(n)});
-        for (std::uint64_t off = 0; off < n; off += chunk) {
-          std::size_t len = static_cast<std::size_t>(std::min(chunk, n - off));
+        const std::uint64_t end = item.off + item.len;
+        for (std::uint64_t off = item.off; off < end; off += chunk) {
+          std::size_t len = static_cast<std::size_t>(std::min(chunk, end - off));
           const std::byte* p;
           if (direct) {
             p = direct + off;
@@ -149,10 +182,23 @@ ExecResult execute(const Node& target, const Format& fmt, const std::string& dst
             p = buf.data();
           }
           if (!direct) writer->write(i, off, {p, len});
-          if (eo.stats) accumulate_stats(res.stats[i], t.info.dtype, p, len / dtype_size(t.info.dtype), sum);
+          if (eo.stats) accumulate_stats(st, t.info.dtype, p, len / dtype_size(t.info.dtype), sum);
           done_bytes += len;
         }
-        if (eo.stats && res.stats[i].count) res.stats[i].mean = sum / static_cast<double>(res.stats[i].count);
+        if (eo.stats) {
+          std::lock_guard lock(stats_mu);
+          TensorStats& s = res.stats[i];
+          s.numeric = s.numeric || st.numeric;
+          if (st.count) {
+            s.min = s.count ? std::min(s.min, st.min) : st.min;
+            s.max = s.count ? std::max(s.max, st.max) : st.max;
+          }
+          s.count += st.count;
+          s.nan += st.nan;
+          s.inf += st.inf;
+          sums[i] += sum;
+          if (s.count) s.mean = sums[i] / static_cast<double>(s.count);
+        }
       }
     } catch (...) {
       if (!failed.exchange(true)) failure = std::current_exception();
