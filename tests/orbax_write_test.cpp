@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <random>
+#include <thread>
 
 #include "core/errors.h"
 #include "core/hash.h"
@@ -316,6 +317,56 @@ TEST(PyJson, MatchesPythonJsonDumpsAndRepr) {
   EXPECT_EQ(orbax::py_json_dumps(j), R"({"b": [1, 2.5, null, true], "a": "\u00e9\"\n\u0001 \ud83d\ude00"})");
   EXPECT_EQ(orbax::py_tuple_repr({"a"}), "('a',)");
   EXPECT_EQ(orbax::py_tuple_repr({"it's", "q\"'", "t\\"}), R"(("it's", 'q"\'', 't\\'))");
+}
+
+// Several workers reading ranges of one single-chunk array at once decode it once and see
+// the same bytes; when the chunk is corrupt every one of them gets the FormatError.
+TEST(OrbaxWrite, ConcurrentReadersOfOneChunk) {
+  std::vector<std::string> blobs;
+  Node tree = Node::dict();
+  {
+    TensorInfo info{DType::F32, {256, 1024}};
+    auto bytes = std::make_shared<Bytes>(info.nbytes());
+    std::mt19937 rng(5);
+    for (std::size_t i = 0; i < bytes->size(); ++i) bytes->data()[i] = static_cast<std::byte>(rng() & 0x3F);
+    tree.add("w", Node::tensor(Tensor{info, std::make_shared<MemorySource>(bytes, "mem")}));
+  }
+  test::TempDir tmp;
+  WriteOptions wo;
+  wo.extra["ocdbt"] = "0";
+  write_scrambled(*orbax().make_writer(tmp / "item", wo), tree, 1 << 20);
+  const Bytes want = tree.find("w")->tensor().read_all();
+  auto read_all_threads = [&](std::vector<std::string>& errors) {
+    Checkpoint ck = read_checkpoint(tmp / "item");
+    const Tensor& t = ck.root.find("w")->tensor();
+    Bytes got(t.info.nbytes());
+    const std::size_t part = got.size() / 8;
+    std::vector<std::thread> pool;
+    std::mutex mu;
+    for (int k = 0; k < 8; ++k)
+      pool.emplace_back([&, k] {
+        try {
+          t.source->read(k * part, {got.data() + k * part, part});
+        } catch (const FormatError& e) {
+          std::lock_guard lock(mu);
+          errors.push_back(e.what());
+        }
+      });
+    for (auto& th : pool) th.join();
+    return got;
+  };
+  std::vector<std::string> errors;
+  Bytes got = read_all_threads(errors);
+  EXPECT_TRUE(errors.empty());
+  EXPECT_EQ(std::memcmp(got.data(), want.data(), want.size()), 0);
+  // Corrupt the zstd frame: every reader fails with the chunk's name.
+  std::string chunk = test::read_file(tmp / "item/w/0.0");
+  for (std::size_t i = 20; i < chunk.size(); i += 7) chunk[i] = static_cast<char>(chunk[i] ^ 0x5A);
+  test::write_file(tmp / "item/w/0.0", chunk);
+  errors.clear();
+  read_all_threads(errors);
+  ASSERT_EQ(errors.size(), 8u);
+  for (const auto& e : errors) EXPECT_NE(e.find("w/0.0"), std::string::npos) << e;
 }
 
 }  // namespace

@@ -260,7 +260,13 @@ class EinsumAddSource final : public TensorSource {
     }
   }
   std::string describe() const override { return what_; }
-  std::uint64_t resident_bytes() const override { return rows_ * inner_ * (dtype_size(out_) + 3 * 8); }
+  // One block in flight plus what the inputs keep (a decoded base chunk, say).
+  std::uint64_t resident_bytes() const override {
+    std::uint64_t r = rows_ * inner_ * (dtype_size(out_) + 3 * 8);
+    if (base_) r += base_->source->resident_bytes();
+    for (const auto& t : ops_) r += t.source->resident_bytes();
+    return r;
+  }
   bool parallel_reads() const override { return true; }
   void release() const override {
     std::lock_guard lock(mu_);

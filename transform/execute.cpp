@@ -152,7 +152,9 @@ ExecResult execute(const Node& target, const Format& fmt, const std::string& dst
         const Tensor& t = *tensors[i].second;
         const std::uint64_t n = t.info.nbytes();
         const std::byte* direct = n ? t.source->contiguous() : nullptr;
-        const std::uint64_t c = item.len == n ? cost[i] : std::min(item.len, chunk) + t.source->resident_bytes();
+        // A tensor's resident inputs (a decoded chunk shared by its ranges) are charged to
+        // its first range; the others hold their own buffer and block.
+        const std::uint64_t c = item.off == 0 ? cost[i] : 2 * std::min(item.len, chunk);
         window.acquire(c);
         struct Release {
           ByteWindow& w;

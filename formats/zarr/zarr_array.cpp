@@ -76,25 +76,49 @@ std::uint64_t ZarrArray::resident_bytes() const {
 }
 
 std::shared_ptr<const Bytes> ZarrArray::decode_chunk_at(const std::vector<std::uint64_t>& idx) const {
+  std::promise<std::shared_ptr<const Bytes>> promise;
   {
-    std::lock_guard lk(cache_mu_);
+    std::unique_lock lk(cache_mu_);
     for (const auto& [i, data] : cache_)
       if (i == idx) return data;
+    if (auto it = inflight_.find(idx); it != inflight_.end()) {
+      auto f = it->second;
+      lk.unlock();
+      return f.get();  // rethrows the decoder's error
+    }
+    inflight_.emplace(idx, promise.get_future().share());
   }
-  const std::string key = prefix_ + meta_.chunk_key(idx);
-  std::shared_ptr<Bytes> out;
-  auto v = store_->get(key);
-  const std::uint64_t n = meta_.chunk_numel() * meta_.dtype.itemsize;
-  if (!v) {
-    if (missing_ == MissingChunks::Error)
-      throw FormatError(store_->locate(key), "chunk '" + key + "' is missing");
-    out = std::make_shared<Bytes>(static_cast<std::size_t>(n));
-    fill_elements(out->span(), meta_.fill);
-  } else {
-    ChunkContext ctx{&meta_, missing_ == MissingChunks::Error, v->file, v->offset, "chunk '" + key + "'"};
-    out = std::make_shared<Bytes>(decode_chunk(meta_.codecs, v->bytes, meta_.chunks, ctx));
+  // Publishes the result or the error to waiting readers and retires the in-flight entry.
+  auto finish = [&](std::shared_ptr<const Bytes> value, std::exception_ptr error) {
+    std::lock_guard lk(cache_mu_);
+    if (value) {
+      cache_.emplace_back(idx, value);
+      promise.set_value(value);
+    } else {
+      promise.set_exception(error);
+    }
+    inflight_.erase(idx);
+  };
+  try {
+    const std::string key = prefix_ + meta_.chunk_key(idx);
+    std::shared_ptr<Bytes> out;
+    auto v = store_->get(key);
+    const std::uint64_t n = meta_.chunk_numel() * meta_.dtype.itemsize;
+    if (!v) {
+      if (missing_ == MissingChunks::Error)
+        throw FormatError(store_->locate(key), "chunk '" + key + "' is missing");
+      out = std::make_shared<Bytes>(static_cast<std::size_t>(n));
+      fill_elements(out->span(), meta_.fill);
+    } else {
+      ChunkContext ctx{&meta_, missing_ == MissingChunks::Error, v->file, v->offset, "chunk '" + key + "'"};
+      out = std::make_shared<Bytes>(decode_chunk(meta_.codecs, v->bytes, meta_.chunks, ctx));
+    }
+    finish(out, nullptr);
+    return out;
+  } catch (...) {
+    finish(nullptr, std::current_exception());
+    throw;
   }
-  return out;
 }
 
 std::shared_ptr<const Bytes> ZarrArray::read_chunk(const std::vector<std::uint64_t>& idx) const {

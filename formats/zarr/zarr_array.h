@@ -10,6 +10,9 @@
 // Orbax writes every chunk and reads with fill_missing_data_reads=false.
 #pragma once
 
+#include <future>
+#include <map>
+
 #include <memory>
 #include <mutex>
 #include <string>
@@ -57,6 +60,9 @@ class ZarrArray : public TensorSource, public std::enable_shared_from_this<ZarrA
   mutable std::mutex cache_mu_;
   // The decoded chunks the most recent read() used (replaced by the next read's set).
   mutable std::vector<std::pair<std::vector<std::uint64_t>, std::shared_ptr<const Bytes>>> cache_;
+  // Chunks being decoded now: a second reader of the same chunk waits for that decode
+  // instead of decoding it again (several workers may read ranges of one array at once).
+  mutable std::map<std::vector<std::uint64_t>, std::shared_future<std::shared_ptr<const Bytes>>> inflight_;
 };
 
 }  // namespace ckb::zarr
