@@ -147,7 +147,7 @@ Node mixed_tree(std::vector<std::string>& blobs) {
       for (auto& c : b) c = static_cast<char>(c & 1);
     blobs.push_back(b);
     auto bytes = std::make_shared<Bytes>(b.size());
-    std::memcpy(bytes->data(), b.data(), b.size());
+    if (!b.empty()) std::memcpy(bytes->data(), b.data(), b.size());
     return Node::tensor(Tensor{info, std::make_shared<MemorySource>(bytes, "mem")});
   };
   blobs.reserve(16);
