@@ -46,6 +46,7 @@ std::optional<KvValue> DirectoryKvStore::get(const std::string& key) const {
   v.file = path;
   v.offset = 0;
   v.keepalive = file;
+  v.mapped = file;
   return v;
 }
 

@@ -21,11 +21,17 @@
 
 namespace ckb {
 
+class MappedFile;
+
 struct KvValue {
   std::span<const std::byte> bytes;
   std::shared_ptr<const void> keepalive;  // owns the memory `bytes` points into
   std::string file;                       // the file the bytes live in (for messages)
   std::uint64_t offset = 0;               // their offset in that file
+  // The mapping holding `bytes`, when they are a file range: a reader that has consumed the
+  // value (decoded a chunk) drops its pages so a streaming conversion's RSS does not grow
+  // with the input.
+  std::shared_ptr<const MappedFile> mapped;
 
   std::string_view text() const { return {reinterpret_cast<const char*>(bytes.data()), bytes.size()}; }
 };

@@ -1,6 +1,8 @@
 // Lazy chunked reads for formats/zarr/zarr_array.h.
 #include "formats/zarr/zarr_array.h"
 
+#include "io/file.h"
+
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -112,6 +114,7 @@ std::shared_ptr<const Bytes> ZarrArray::decode_chunk_at(const std::vector<std::u
     } else {
       ChunkContext ctx{&meta_, missing_ == MissingChunks::Error, v->file, v->offset, "chunk '" + key + "'"};
       out = std::make_shared<Bytes>(decode_chunk(meta_.codecs, v->bytes, meta_.chunks, ctx));
+      if (v->mapped) v->mapped->drop_pages(v->offset, v->bytes.size());
     }
     finish(out, nullptr);
     return out;

@@ -136,6 +136,7 @@ KvValue OcdbtKvStore::value_of(const BtreeNode& node, const LeafEntry& e, const 
   auto f = open_file(root_ + "/" + df.path());
   v.bytes = f->range(e.ref.offset, e.ref.length, "out-of-line value");
   v.keepalive = f;
+  v.mapped = f;
   v.file = f->path();
   v.offset = e.ref.offset;
   return v;
