@@ -85,14 +85,14 @@ int run(const ConvertOptions& o) {
       throw UsageError("--dtype must be a floating-point dtype (F32, BF16, F16, F64, F8_E4M3, F8_E5M2 or "
                        "float32, bfloat16, ...), got '" + o.dtype + "'");
   }
-  if (fs::weakly_canonical(o.src) == fs::weakly_canonical(o.dst) || same_file(o.src, o.dst))
+  if (fmt.name != "discard" && (fs::weakly_canonical(o.src) == fs::weakly_canonical(o.dst) || same_file(o.src, o.dst)))
     throw UsageError("refusing to overwrite the input " + o.src);
   if (fmt.name != "orbax" && (!o.step.empty() || !o.item.empty() || o.zarr3 || o.no_ocdbt || !o.compression.empty() ||
                               !o.chunk_size.empty()))
     throw UsageError("--step, --item, --zarr3, --no-ocdbt, --compression and --chunk-size apply to --to orbax only");
   // With --step, DST is a CheckpointManager root that may hold other steps; the writer
   // refuses an existing step unless --overwrite.
-  if (o.step.empty() && path_exists(o.dst) && !o.overwrite)
+  if (fmt.name != "discard" && o.step.empty() && path_exists(o.dst) && !o.overwrite)
     throw UsageError("output " + o.dst + " exists; pass --overwrite to replace it");
 
   Pipeline p = build_pipeline(o.src, o.pipe);
@@ -191,7 +191,7 @@ Runner add_convert(CLI::App& app) {
   app.add_option("src", o->src, "input checkpoint (format detected from content)")->required();
   app.add_option("dst", o->dst, "output path")->required();
   app.add_option("--to", o->to,
-                 "output format: safetensors, torch, npz, npy, msgpack, orbax (default: from DST's extension)");
+                 "output format: safetensors, torch, npz, npy, msgpack, orbax, or discard (read everything, write nothing; default: from DST's extension)");
   app.add_option("--step", o->step, "orbax: DST is a CheckpointManager root; write step N into it");
   app.add_option("--item", o->item, "orbax: item name inside the step (default 'default'; openpi uses 'params')");
   app.add_flag("--zarr3", o->zarr3, "orbax: zarr v3 arrays (sharding_indexed + crc32c) instead of zarr v2");

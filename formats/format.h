@@ -85,5 +85,6 @@ Format make_npy_format();
 Format make_npz_format();
 Format make_msgpack_format();
 Format make_orbax_format();
+Format make_discard_format();
 
 }  // namespace ckb

@@ -9,6 +9,7 @@ const std::vector<Format>& formats() {
   static const std::vector<Format> all = {
       make_orbax_format(),  make_safetensors_format(), make_torch_format(),
       make_npz_format(),    make_npy_format(),         make_msgpack_format(),
+      make_discard_format(),
   };
   return all;
 }

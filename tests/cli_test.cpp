@@ -181,3 +181,21 @@ TEST(Cli, MergeLoraOpenpiLeavesNoLoraAndWritesFloat32) {
 
 }  // namespace
 }  // namespace ckb
+
+namespace ckb {
+namespace {
+
+// `--to discard` reads and transforms everything and writes nothing at all.
+TEST(Cli, DiscardOutputReadsEverythingWritesNothing) {
+  test::TempDir tmp;
+  auto r = test::run_cli("convert " + test::fixture("orbax_ocdbt_zarr3/ckpt") + " " + (tmp / "out") + " --to discard");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("wrote 16 tensors"), std::string::npos) << r.err;
+  EXPECT_TRUE(std::filesystem::is_empty(tmp.path()));
+  // A corrupt source still fails: discarding does not skip reading.
+  test::write_file(tmp / "bad.safetensors", std::string("\x10\0\0\0\0\0\0\0{\"a\":{\"dtype\"", 20));
+  EXPECT_EQ(test::run_cli("convert " + (tmp / "bad.safetensors") + " - --to discard").exit_code, 2);
+}
+
+}  // namespace
+}  // namespace ckb

@@ -24,6 +24,7 @@ for phase in "$@"; do
     ;;
   ours)
     $T raw_read_ckpt --cold -- sh -c "find $CK -type f -exec cat {} + > /dev/null"
+    $T ckb_orbax_read_discard --cold -- "$CKB" convert -q "$CK" - --to discard
     $T ckb_orbax_to_safetensors --cold -- "$CKB" convert -q "$CK" "$W/ours.safetensors"
     $T raw_copy_fsync_same_bytes -- dd if="$W/ours.safetensors" of="$W/copy.safetensors" bs=16M conv=fsync status=none
     rm -f "$W/copy.safetensors"
