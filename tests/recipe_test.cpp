@@ -203,5 +203,38 @@ TEST(Plan, SplitFillAndEinsumAdd) {
   EXPECT_EQ(led["sources"]["blk/lora_b"]["targets"][0], "blk/merged");
 }
 
+// Scanned layers on axis 1 <-> per-layer transposed weights in one rule each way: unstack
+// applies its ops to every slice, and its inverse applies the inverse ops before stacking.
+TEST(Plan, UnstackWithOpsAndItsInverse) {
+  Checkpoint ck;
+  ck.root.add("mlp/wi", Node::tensor(pattern_tensor(DType::F32, {4, 3, 6}, 7)));  // [D, L, F]
+  auto recipe = parse_recipe(nlohmann::json::parse(R"({"rules": [
+    {"unstack": "mlp/wi", "over": "i", "axis": 1, "to": "layers.{i}.up.weight",
+     "ops": [{"rearrange": "d f -> f d"}]}]})"), "t");
+  auto fwd = build_plan(ck, recipe);
+  ASSERT_TRUE(fwd.ok()) << ::testing::PrintToString(fwd.problems);
+  const Tensor& src = ck.root.find("mlp/wi")->tensor();
+  const Bytes all = src.read_all();
+  const float* w = reinterpret_cast<const float*>(all.data());
+  for (int l = 0; l < 3; ++l) {
+    const Node* n = find_path(fwd.target, "layers." + std::to_string(l) + ".up.weight");
+    ASSERT_TRUE(n);
+    EXPECT_EQ(n->tensor().info.shape, (Shape{6, 4}));
+    const Bytes got = n->tensor().read_all();
+    const float* g = reinterpret_cast<const float*>(got.data());
+    for (int f = 0; f < 6; ++f)
+      for (int d = 0; d < 4; ++d) EXPECT_EQ(g[f * 4 + d], w[(d * 3 + l) * 6 + f]);  // up[l][f, d] = wi[d, l, f]
+  }
+  EXPECT_NE(fwd.targets[0].how.find("rearrange 'd f -> f d'"), std::string::npos) << fwd.targets[0].how;
+  Checkpoint mid{"t", "mid", fwd.target, {}};
+  auto back = build_plan(mid, invert(recipe));
+  ASSERT_TRUE(back.ok()) << ::testing::PrintToString(back.problems);
+  const Node* r = find_path(back.target, "mlp/wi");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->tensor().info.shape, (Shape{4, 3, 6}));
+  EXPECT_EQ(tensor_sha256(r->tensor()), tensor_sha256(src));
+  EXPECT_EQ(recipe_to_json(invert(recipe))["rules"][0]["ops"][0]["rearrange"], "f d -> d f");
+}
+
 }  // namespace
 }  // namespace ckb

@@ -199,7 +199,8 @@ class Planner {
           throw MappingError(plan_.sources[members[j].second].name,
                              "stack needs indices 0.." + std::to_string(members.size() - 1) + " without gaps; index " +
                                  std::to_string(j) + " is missing");
-        ts.push_back(tensor_of(members[j].second, rule));
+        std::string how;
+        ts.push_back(apply_ops(tensor_of(members[j].second, rule), rule.ops, plan_.sources[members[j].second].name, how));
         from.push_back(plan_.sources[members[j].second].name);
       }
       std::string target = rule.outputs[0].format(group_caps[k]);
@@ -213,17 +214,19 @@ class Planner {
     for (auto& [i, caps] : matches(rule.inputs[0])) {
       const Tensor& t = tensor_of(i, rule);
       int axis = ops::norm_axis(rule.axis, t.info.shape.size(), plan_.sources[i].name);
-      std::vector<std::string> names;
+      std::vector<std::string> names, hows;
       std::vector<Tensor> parts;
       for (std::int64_t l = 0; l < t.info.shape[static_cast<std::size_t>(axis)]; ++l) {
         Captures c = caps;
         c[rule.over] = std::to_string(l);
         names.push_back(rule.outputs[0].format(c));
-        parts.push_back(ops::index(t, axis, l, names.back()));
+        std::string how = "index " + std::to_string(l) + " on axis " + std::to_string(axis);
+        parts.push_back(apply_ops(ops::index(t, axis, l, names.back()), rule.ops, names.back(), how));
+        hows.push_back(how);
       }
       claim(i, rule, names);
       for (std::size_t l = 0; l < parts.size(); ++l)
-        emit(names[l], Node::tensor(parts[l]), rule, {plan_.sources[i].name}, "index " + std::to_string(l) + " on axis " + std::to_string(axis));
+        emit(names[l], Node::tensor(parts[l]), rule, {plan_.sources[i].name}, hows[l]);
     }
   }
 

@@ -111,6 +111,9 @@ Rule parse_rule(const json& r, int index, const std::string& origin) {
     outputs();
     rule.axis = r.value("axis", 0);
     rule.over = str_field(r, "over", where);
+    // unstack: ops apply to each slice; stack: to each member before stacking.
+    if (r.contains("ops"))
+      for (const auto& o : r["ops"]) rule.ops.push_back(parse_op(o, where));
   } else if (r.contains("concat")) {
     rule.kind = Rule::Kind::Concat;
     for (const auto& p : r["concat"]) rule.inputs.push_back(pat(p, where));
@@ -213,6 +216,7 @@ json recipe_to_json(const Recipe& r) {
         to();
         o["axis"] = rule.axis;
         o["over"] = rule.over;
+        for (const auto& op : rule.ops) o["ops"].push_back(op_to_json(op));
         break;
       case Rule::Kind::Concat:
         for (const auto& p : rule.inputs) o["concat"].push_back(pat_json(p));
@@ -245,6 +249,28 @@ json recipe_to_json(const Recipe& r) {
   return j;
 }
 
+namespace {
+
+// The ops that undo `rule.ops`, in reverse order.
+std::vector<OpSpec> invert_ops(const Rule& rule) {
+  std::vector<OpSpec> out;
+  for (auto it = rule.ops.rbegin(); it != rule.ops.rend(); ++it) {
+    OpSpec op = *it;
+    if (op.kind == OpSpec::Kind::Rearrange) {
+      op.rearrange = invert_rearrange(op.rearrange);
+    } else if (op.kind == OpSpec::Kind::Cast) {
+      if (!op.from) throw MappingError("recipe", rule.describe() + " is not invertible: cast has no 'from' dtype");
+      std::swap(op.to, *op.from);
+    } else {
+      throw MappingError("recipe", rule.describe() + " is not invertible: index/slice discard data");
+    }
+    out.push_back(op);
+  }
+  return out;
+}
+
+}  // namespace
+
 Recipe invert(const Recipe& r) {
   Recipe inv;
   inv.name = r.name + ".reverse";
@@ -263,22 +289,15 @@ Recipe invert(const Recipe& r) {
       case Rule::Kind::Map:
         out.inputs = rule.outputs;
         out.outputs = rule.inputs;
-        out.ops.clear();
-        for (auto it = rule.ops.rbegin(); it != rule.ops.rend(); ++it) {
-          OpSpec op = *it;
-          if (op.kind == OpSpec::Kind::Rearrange) op.rearrange = invert_rearrange(op.rearrange);
-          else if (op.kind == OpSpec::Kind::Cast) {
-            if (!op.from) fail(rule, "cast has no 'from' dtype");
-            std::swap(op.to, *op.from);
-          } else fail(rule, "index/slice discard data");
-          out.ops.push_back(op);
-        }
+        out.ops = invert_ops(rule);
         break;
       case Rule::Kind::Stack:
       case Rule::Kind::Unstack:
+        // unstack-then-ops inverts to inverse-ops-then-stack, and back.
         out.kind = rule.kind == Rule::Kind::Stack ? Rule::Kind::Unstack : Rule::Kind::Stack;
         out.inputs = rule.outputs;
         out.outputs = rule.inputs;
+        out.ops = invert_ops(rule);
         break;
       case Rule::Kind::Concat:
         out.kind = Rule::Kind::Split;
