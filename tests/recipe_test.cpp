@@ -236,5 +236,48 @@ TEST(Plan, UnstackWithOpsAndItsInverse) {
   EXPECT_EQ(recipe_to_json(invert(recipe))["rules"][0]["ops"][0]["rearrange"], "f d -> d f");
 }
 
+// A staged recipe: stage 0 splits openpi's fused kv_einsum [L, 2, K, D, H] into k and v,
+// stage 1 unstacks the layers and lays each out as PyTorch's [K*H, D]. Each stage has its
+// ledger; the inverse runs the inverted stages in reverse order and restores every byte.
+TEST(Plan, StagedRecipeAndItsInverse) {
+  Checkpoint ck;
+  ck.root.add("kv/w", Node::tensor(pattern_tensor(DType::F32, {3, 2, 1, 4, 5}, 3)));  // L=3 K=1 D=4 H=5
+  // The inverse rearrange must split (c k h) again: the sizes say how (one kv head).
+  auto recipe = parse_recipe(nlohmann::json::parse(R"({"recipe": "kv", "sizes": {"c": 1, "k": 1}, "stages": [
+    {"rules": [{"split": "kv/w", "axis": 1, "to": ["kv/k", "kv/v"]}]},
+    {"rules": [{"unstack": "kv/{c}", "over": "i", "axis": 0, "to": "layers.{i}.{c}_proj.weight",
+                "ops": [{"rearrange": "c k d h -> (c k h) d"}]}]}]})"), "t");
+  ASSERT_EQ(recipe.stages.size(), 2u);
+  auto fwd = build_plan(ck, recipe);
+  ASSERT_TRUE(fwd.ok()) << ::testing::PrintToString(fwd.problems);
+  ASSERT_EQ(fwd.stages.size(), 2u);
+  EXPECT_EQ(fwd.sources[0].name, "kv/w");
+  EXPECT_EQ(fwd.targets.size(), 6u);
+  auto ledger = fwd.ledger_json();
+  EXPECT_EQ(ledger["stages"].size(), 2u);
+  EXPECT_EQ(ledger["stages"][0]["targets"]["kv/v"]["shape"], nlohmann::json({3, 1, 1, 4, 5}));
+  const Bytes all = ck.root.find("kv/w")->tensor().read_all();
+  const float* w = reinterpret_cast<const float*>(all.data());
+  const Node* v2 = find_path(fwd.target, "layers.2.v_proj.weight");
+  ASSERT_TRUE(v2);
+  EXPECT_EQ(v2->tensor().info.shape, (Shape{5, 4}));
+  const Bytes got = v2->tensor().read_all();
+  const float* g = reinterpret_cast<const float*>(got.data());
+  for (int h = 0; h < 5; ++h)
+    for (int d = 0; d < 4; ++d) EXPECT_EQ(g[h * 4 + d], w[((2 * 2 + 1) * 4 + d) * 5 + h]);  // w[2, 1, 0, d, h]
+  Checkpoint mid{"t", "mid", fwd.target, {}};
+  auto back = build_plan(mid, invert(recipe));
+  ASSERT_TRUE(back.ok()) << ::testing::PrintToString(back.problems);
+  EXPECT_EQ(tensor_sha256(find_path(back.target, "kv/w")->tensor()), tensor_sha256(ck.root.find("kv/w")->tensor()));
+  // A failing stage is named, and later stages are not planned.
+  Checkpoint extra = ck;
+  extra.root.add("stray", Node::tensor(pattern_tensor(DType::F32, {2}, 1)));
+  auto bad = build_plan(extra, recipe);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.problems[0].find("stage 0"), std::string::npos) << bad.problems[0];
+  EXPECT_NE(bad.problems[0].find("stray"), std::string::npos) << bad.problems[0];
+  EXPECT_EQ(bad.stages.size(), 1u);
+}
+
 }  // namespace
 }  // namespace ckb

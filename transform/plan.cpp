@@ -406,7 +406,27 @@ void insert_path(Node& root, const std::string& name, Node leaf) {
 }
 
 Plan build_plan(const Checkpoint& src, const Recipe& recipe, const PlanOptions& opts) {
-  return Planner(src, recipe, opts).run();
+  if (recipe.stages.empty()) return Planner(src, recipe, opts).run();
+  Plan all;
+  all.recipe = recipe.name;
+  Checkpoint cur = src;
+  for (std::size_t k = 0; k < recipe.stages.size(); ++k) {
+    PlanOptions o = opts;
+    if (k + 1 < recipe.stages.size()) o.expect = nullptr;  // the expected layout is the final one
+    for (const auto& [name, v] : recipe.sizes) o.sizes.emplace(name, v);
+    Plan p = build_plan(cur, recipe.stages[k], o);
+    for (const auto& pr : p.problems) all.problems.push_back("stage " + std::to_string(k) + " (" + p.recipe + "): " + pr);
+    if (k == 0) all.sources = p.sources;
+    if (k + 1 == recipe.stages.size()) {
+      all.targets = p.targets;
+      all.target = p.target;
+    }
+    const bool ok = p.ok();
+    cur = Checkpoint{src.format, src.path, p.target, src.metadata};
+    all.stages.push_back(std::move(p));
+    if (!ok) break;  // later stages would only report the consequences
+  }
+  return all;
 }
 
 nlohmann::ordered_json Plan::ledger_json() const {
@@ -442,6 +462,10 @@ nlohmann::ordered_json Plan::ledger_json() const {
   for (const auto& s : sources) counts["sources_" + s.status]++;
   for (const auto& t : targets) counts["targets_" + t.status]++;
   j["counts"] = counts;
+  if (!stages.empty()) {
+    j["stages"] = nlohmann::ordered_json::array();
+    for (const auto& s : stages) j["stages"].push_back(s.ledger_json());
+  }
   return j;
 }
 

@@ -46,6 +46,9 @@ struct Plan {
   std::vector<SourceEntry> sources;
   std::vector<TargetEntry> targets;
   std::vector<std::string> problems;
+  // For a staged recipe: the plan of every stage in order (this plan then has the first
+  // stage's sources, the last stage's targets and tree, and every stage's problems).
+  std::vector<Plan> stages;
   bool ok() const { return problems.empty(); }
   nlohmann::ordered_json ledger_json() const;
   // Throws MappingError listing (up to 40 of) the problems.

@@ -165,8 +165,25 @@ std::string Rule::describe() const {
 }
 
 Recipe parse_recipe(const json& j, const std::string& origin) {
+  if (j.is_object() && j.contains("stages")) {
+    if (!j["stages"].is_array() || j["stages"].empty() || j.contains("rules"))
+      throw MappingError(origin, "'stages' must be a non-empty list of recipes (and no 'rules' beside it)");
+    Recipe r;
+    r.name = j.value("recipe", std::filesystem::path(origin).stem().string());
+    r.description = j.value("description", "");
+    if (j.contains("sizes")) r.sizes = j["sizes"].get<std::map<std::string, std::int64_t>>();
+    int k = 0;
+    for (const auto& s : j["stages"]) {
+      Recipe st = parse_recipe(s, origin + " stage " + std::to_string(k));
+      if (!s.contains("recipe")) st.name = r.name + "#" + std::to_string(k);
+      for (const auto& [name, v] : r.sizes) st.sizes.emplace(name, v);  // shared sizes as defaults
+      r.stages.push_back(std::move(st));
+      ++k;
+    }
+    return r;
+  }
   if (!j.is_object() || !j.contains("rules") || !j["rules"].is_array())
-    throw MappingError(origin, "a recipe is a JSON object with a 'rules' list");
+    throw MappingError(origin, "a recipe is a JSON object with a 'rules' list (or a 'stages' list of recipes)");
   Recipe r;
   r.name = j.value("recipe", std::filesystem::path(origin).stem().string());
   r.description = j.value("description", "");
@@ -192,6 +209,10 @@ json recipe_to_json(const Recipe& r) {
   j["recipe"] = r.name;
   if (!r.description.empty()) j["description"] = r.description;
   if (!r.sizes.empty()) j["sizes"] = r.sizes;
+  if (!r.stages.empty()) {
+    for (const auto& s : r.stages) j["stages"].push_back(recipe_to_json(s));
+    return j;
+  }
   j["rules"] = json::array();
   for (const auto& rule : r.rules) {
     json o;
@@ -276,6 +297,7 @@ Recipe invert(const Recipe& r) {
   inv.name = r.name + ".reverse";
   inv.description = "reverse of " + r.name;
   inv.sizes = r.sizes;
+  for (auto it = r.stages.rbegin(); it != r.stages.rend(); ++it) inv.stages.push_back(invert(*it));
   auto fail = [](const Rule& rule, const std::string& why) -> Recipe {
     throw MappingError("recipe", rule.describe() + " is not invertible: " + why);
   };

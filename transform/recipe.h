@@ -56,10 +56,14 @@ struct Rule {
   std::string describe() const;   // "rule 3 (map 'a' -> 'b')"
 };
 
+// A recipe is a list of rules, or a list of stages: each stage is a recipe applied to the
+// previous stage's target tree (e.g. split fused tensors, then unstack and rename), with its
+// own ledger. Inverting a staged recipe inverts every stage and reverses their order.
 struct Recipe {
   std::string name, description;
   std::map<std::string, std::int64_t> sizes;
   std::vector<Rule> rules;
+  std::vector<Recipe> stages;
 };
 
 Recipe parse_recipe(const nlohmann::json& j, const std::string& origin);
