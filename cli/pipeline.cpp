@@ -2,6 +2,9 @@
 #include "cli/pipeline.h"
 
 #include "core/errors.h"
+#include "transform/openpi.h"
+
+#include "core/errors.h"
 #include "formats/format.h"
 
 namespace ckb::cli {
@@ -11,6 +14,9 @@ void add_pipeline_options(CLI::App& app, PipelineOptions& o) {
   app.add_flag("--reverse", o.reverse, "apply the recipe's inverse (derived automatically)");
   app.add_option("--expect", o.expect, "a checkpoint whose layout the target must match exactly (names, dtypes, shapes)");
   app.add_option("--size", o.sizes, "axis size for rearrange ops, NAME=N (repeatable)");
+  app.add_option("--variant", o.variant,
+                 "--recipe openpi with LoRA: gemma variants, one per expert (e.g. gemma_2b_lora,gemma_300m_lora)");
+  app.add_option("--openpi-config", o.openpi_config, "--recipe openpi with LoRA: JSON {\"experts\": [...]} (see merge-lora)");
   app.add_option("--src-step", o.step, "SRC is an Orbax CheckpointManager root: the step to read (default: latest)");
 }
 
@@ -26,6 +32,18 @@ Pipeline build_pipeline(const std::string& src, const PipelineOptions& o) {
   p.recipe = load_recipe(o.recipe.empty() ? "identity" : o.recipe);
   if (o.reverse) p.recipe = invert(p.recipe);
   PlanOptions po;
+  if (o.recipe == "openpi" && !o.reverse) {
+    if (!o.variant.empty() && !o.openpi_config.empty())
+      throw UsageError("pass at most one of --variant and --openpi-config");
+    std::vector<OpenpiExpertConfig> experts;
+    if (!o.variant.empty()) experts = openpi_variants(o.variant);
+    if (!o.openpi_config.empty()) experts = openpi_config_file(o.openpi_config);
+    OpenpiPrepared prep = openpi_prepare(p.source, experts);
+    p.source = std::move(prep.checkpoint);
+    po.sizes = prep.sizes;
+  } else if (!o.variant.empty() || !o.openpi_config.empty()) {
+    throw UsageError("--variant and --openpi-config apply to --recipe openpi (forward); merge-lora takes them too");
+  }
   if (!o.expect.empty()) {
     p.expect = std::make_unique<Checkpoint>(read_checkpoint(o.expect));
     po.expect = p.expect.get();

@@ -21,6 +21,8 @@ struct PipelineOptions {
   std::string expect;
   std::vector<std::string> sizes;  // name=value
   std::int64_t step = -1;
+  // --recipe openpi: LoRA configuration (openpi checkpoints do not store alpha)
+  std::string variant, openpi_config;
 };
 
 struct Pipeline {

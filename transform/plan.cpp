@@ -285,7 +285,17 @@ class Planner {
   void apply_fill(const Rule& rule) {
     std::string target = rule.outputs[0].format({});
     if (rule.value) {
-      auto t = ops::fill({*rule.dtype, rule.shape}, *rule.value, target);
+      Shape shape = rule.shape;
+      for (std::size_t d = 0; d < rule.shape_sizes.size(); ++d) {
+        if (rule.shape_sizes[d].empty()) continue;
+        auto it = sizes_.find(rule.shape_sizes[d]);
+        if (it == sizes_.end()) {
+          problem(rule.describe() + ": size '" + rule.shape_sizes[d] + "' of the fill shape is not known (give it in sizes or --size)");
+          return;
+        }
+        shape[d] = it->second;
+      }
+      auto t = ops::fill({*rule.dtype, shape}, *rule.value, target);
       emit(target, Node::tensor(std::move(t)), rule, {}, "constant " + std::to_string(*rule.value), "filled");
       return;
     }

@@ -128,7 +128,13 @@ Rule parse_rule(const json& r, int index, const std::string& origin) {
     rule.kind = Rule::Kind::Fill;
     rule.outputs.push_back(pat(r["fill"], where));
     if (r.contains("dtype")) rule.dtype = parse_dtype(r["dtype"], where);
-    if (r.contains("shape")) rule.shape = r["shape"].get<Shape>();
+    if (r.contains("shape")) {
+      if (!r["shape"].is_array()) throw MappingError(where, "fill 'shape' must be a list");
+      for (const auto& d : r["shape"]) {  // a number, or a size name resolved when planning
+        if (d.is_string()) rule.shape.push_back(0), rule.shape_sizes.push_back(d.get<std::string>());
+        else rule.shape.push_back(d.get<std::int64_t>()), rule.shape_sizes.push_back("");
+      }
+    }
     if (r.contains("value")) rule.value = r["value"].get<double>();
     rule.copy_of = r.value("copy_of", "");
     rule.from_checkpoint = r.value("from_checkpoint", "");
@@ -252,7 +258,12 @@ json recipe_to_json(const Recipe& r) {
       case Rule::Kind::Fill:
         o["fill"] = pat_json(rule.outputs[0]);
         if (rule.dtype) o["dtype"] = std::string(dtype_name(*rule.dtype));
-        if (rule.value) o["shape"] = rule.shape, o["value"] = *rule.value;
+        if (rule.value) {
+          for (std::size_t d = 0; d < rule.shape.size(); ++d)
+            o["shape"].push_back(d < rule.shape_sizes.size() && !rule.shape_sizes[d].empty() ? json(rule.shape_sizes[d])
+                                                                                             : json(rule.shape[d]));
+          o["value"] = *rule.value;
+        }
         if (!rule.copy_of.empty()) o["copy_of"] = rule.copy_of;
         if (!rule.from_checkpoint.empty()) o["from_checkpoint"] = rule.from_checkpoint, o["tensor"] = rule.tensor;
         break;

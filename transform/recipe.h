@@ -48,6 +48,7 @@ struct Rule {
   // fill
   std::optional<DType> dtype;
   Shape shape;
+  std::vector<std::string> shape_sizes;  // fill: per dim, a size name resolved from `sizes` ("" = literal)
   std::optional<double> value;
   std::string copy_of, from_checkpoint, tensor;
   // einsum_add

@@ -1,0 +1,157 @@
+// The built-in "openpi" recipe (transform/openpi.h, openpi.md §4.2): openpi's JAX parameter
+// tree -> PI0Pytorch names and layouts, from the released and the training layout, with and
+// without LoRA. Every JAX tensor must be consumed, every PyTorch key and shape must be the
+// table's, and the values must land where the table says (including o_proj where N*H != D,
+// which openpi's own script gets wrong).
+#include <cstring>
+#include <set>
+
+#include "core/errors.h"
+#include "formats/format.h"
+#include "test_util.h"
+#include "transform/lora.h"
+#include "transform/openpi.h"
+#include "transform/plan.h"
+#include "transform/recipe.h"
+
+namespace ckb {
+namespace {
+
+const std::string P = "paligemma_with_expert.paligemma.model.";
+const std::string V = P + "vision_tower.vision_model.";
+const std::string Lm = P + "language_model.";
+const std::string E = "paligemma_with_expert.gemma_expert.model.";
+
+Plan openpi_plan(const std::string& fixture, bool with_config) {
+  Checkpoint src = read_checkpoint(test::fixture(fixture));
+  std::vector<OpenpiExpertConfig> experts;
+  if (with_config) experts = openpi_config_file(test::fixture(fixture.substr(0, fixture.find('/')) + "/model.json"));
+  OpenpiPrepared prep = openpi_prepare(src, experts);
+  PlanOptions po;
+  po.sizes = prep.sizes;
+  return build_plan(prep.checkpoint, load_recipe("openpi"), po);
+}
+
+std::vector<float> floats(const Node* n) {
+  EXPECT_TRUE(n && n->is_tensor());
+  const Tensor& t = n->tensor();
+  Bytes b = t.read_all();
+  std::vector<float> v(t.info.numel());
+  if (t.info.dtype == DType::F32) {
+    std::memcpy(v.data(), b.data(), b.size());
+  } else {  // bf16
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      std::uint16_t h;
+      std::memcpy(&h, b.data() + 2 * i, 2);
+      const std::uint32_t u = static_cast<std::uint32_t>(h) << 16;
+      std::memcpy(&v[i], &u, 4);
+    }
+  }
+  return v;
+}
+
+std::set<std::string> expected_keys(int depth, int vision_depth) {
+  std::set<std::string> k = {V + "embeddings.patch_embedding.weight", V + "embeddings.patch_embedding.bias",
+                             V + "embeddings.position_embedding.weight", V + "post_layernorm.weight",
+                             V + "post_layernorm.bias", P + "multi_modal_projector.linear.weight",
+                             P + "multi_modal_projector.linear.bias", Lm + "embed_tokens.weight", Lm + "norm.weight",
+                             E + "norm.weight", "paligemma_with_expert.paligemma.lm_head.weight",
+                             "paligemma_with_expert.gemma_expert.lm_head.weight"};
+  for (int i = 0; i < vision_depth; ++i) {
+    const std::string l = V + "encoder.layers." + std::to_string(i) + ".";
+    for (const char* s : {"layer_norm1", "layer_norm2", "mlp.fc1", "mlp.fc2", "self_attn.q_proj", "self_attn.k_proj",
+                          "self_attn.v_proj", "self_attn.out_proj"})
+      k.insert(l + s + ".weight"), k.insert(l + s + ".bias");
+  }
+  for (const std::string& pre : {Lm, E})
+    for (int i = 0; i < depth; ++i)
+      for (const char* s : {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj",
+                            "mlp.up_proj", "mlp.down_proj", "input_layernorm", "post_attention_layernorm"})
+        k.insert(pre + "layers." + std::to_string(i) + "." + s + ".weight");
+  for (const char* p : {"action_in_proj", "action_out_proj", "state_proj", "action_time_mlp_in", "action_time_mlp_out"})
+    k.insert(std::string(p) + ".weight"), k.insert(std::string(p) + ".bias");
+  return k;
+}
+
+TEST(Openpi, EveryLayoutPlansCleanlyWithTheTablesKeysAndShapes) {
+  for (const char* f : {"openpi_pi0_tiny_full/release/params", "openpi_pi0_tiny_full/train/checkpoints",
+                        "openpi_pi0_tiny_lora/release/params", "openpi_pi0_tiny_lora/train/checkpoints"}) {
+    SCOPED_TRACE(f);
+    Plan plan = openpi_plan(f, true);
+    ASSERT_TRUE(plan.ok()) << ::testing::PrintToString(plan.problems);
+    std::set<std::string> got;
+    for (const auto& [name, t] : tensor_list(plan.target)) got.insert(name);
+    EXPECT_EQ(got, expected_keys(2, 2));
+    auto shape = [&](const std::string& k) { return find_path(plan.target, k)->tensor().info.shape; };
+    // gemma: width 64 / 32, 8 heads of 16, one kv head, mlp 128 / 96; SigLIP: width 32, 2 heads of 16.
+    EXPECT_EQ(shape(Lm + "layers.1.self_attn.q_proj.weight"), (Shape{128, 64}));
+    EXPECT_EQ(shape(Lm + "layers.1.self_attn.k_proj.weight"), (Shape{16, 64}));
+    EXPECT_EQ(shape(Lm + "layers.1.self_attn.o_proj.weight"), (Shape{64, 128}));
+    EXPECT_EQ(shape(Lm + "layers.1.mlp.gate_proj.weight"), (Shape{128, 64}));
+    EXPECT_EQ(shape(Lm + "layers.1.mlp.down_proj.weight"), (Shape{64, 128}));
+    EXPECT_EQ(shape(E + "layers.0.self_attn.q_proj.weight"), (Shape{128, 32}));
+    EXPECT_EQ(shape(E + "layers.0.mlp.up_proj.weight"), (Shape{96, 32}));
+    EXPECT_EQ(shape(V + "embeddings.patch_embedding.weight"), (Shape{32, 3, 14, 14}));
+    EXPECT_EQ(shape(V + "embeddings.position_embedding.weight"), (Shape{4, 32}));
+    EXPECT_EQ(shape(V + "encoder.layers.1.self_attn.q_proj.weight"), (Shape{32, 32}));
+    EXPECT_EQ(shape(V + "encoder.layers.1.self_attn.out_proj.weight"), (Shape{32, 32}));
+    EXPECT_EQ(shape("paligemma_with_expert.gemma_expert.lm_head.weight"), (Shape{256, 32}));
+    EXPECT_EQ(shape("state_proj.weight"), (Shape{32, 8}));
+  }
+}
+
+TEST(Openpi, ValuesLandWhereTheTableSays) {
+  const std::string f = "openpi_pi0_tiny_full/release/params";
+  Plan plan = openpi_plan(f, false);
+  ASSERT_TRUE(plan.ok());
+  Checkpoint src = read_checkpoint(test::fixture(f));
+  const std::string L = "params/PaliGemma/llm/layers/";
+  auto w = floats(find_path(src.root, L + "attn/q_einsum/w"));        // [2, 8, 64, 16]
+  auto q = floats(find_path(plan.target, Lm + "layers.1.self_attn.q_proj.weight"));
+  auto av = floats(find_path(src.root, L + "attn/attn_vec_einsum/w"));  // [2, 8, 16, 64]
+  auto o = floats(find_path(plan.target, Lm + "layers.1.self_attn.o_proj.weight"));
+  auto kv = floats(find_path(src.root, L + "attn/kv_einsum/w"));        // [2, 2, 1, 64, 16]
+  auto v = floats(find_path(plan.target, Lm + "layers.1.self_attn.v_proj.weight"));
+  for (int n = 0; n < 8; ++n)
+    for (int h = 0; h < 16; ++h)
+      for (int d = 0; d < 64; ++d) {
+        ASSERT_EQ(q[(n * 16 + h) * 64 + d], w[((1 * 8 + n) * 64 + d) * 16 + h]);   // q[nH+h, d] = w[1, n, d, h]
+        ASSERT_EQ(o[d * 128 + n * 16 + h], av[((1 * 8 + n) * 16 + h) * 64 + d]);  // o[d, nH+h] = av[1, n, h, d]
+      }
+  for (int h = 0; h < 16; ++h)
+    for (int d = 0; d < 64; ++d) ASSERT_EQ(v[h * 64 + d], kv[(((1 * 2 + 1) * 1 + 0) * 64 + d) * 16 + h]);
+  auto pk = floats(find_path(src.root, "params/PaliGemma/img/embedding/kernel"));  // [14, 14, 3, 32]
+  auto pw = floats(find_path(plan.target, V + "embeddings.patch_embedding.weight"));  // [32, 3, 14, 14]
+  for (int oc = 0; oc < 32; oc += 7)
+    for (int c = 0; c < 3; ++c)
+      for (int y = 0; y < 14; y += 5)
+        for (int x = 0; x < 14; x += 3) ASSERT_EQ(pw[((oc * 3 + c) * 14 + y) * 14 + x], pk[((y * 14 + x) * 3 + c) * 32 + oc]);
+  // The tied head is the embedding; the expert's head is an explicit zero fill.
+  EXPECT_EQ(floats(find_path(plan.target, "paligemma_with_expert.paligemma.lm_head.weight")),
+            floats(find_path(plan.target, Lm + "embed_tokens.weight")));
+  for (float x : floats(find_path(plan.target, "paligemma_with_expert.gemma_expert.lm_head.weight"))) ASSERT_EQ(x, 0.0f);
+}
+
+TEST(Openpi, LoraIsMergedFirstAndRequiresItsConfig) {
+  const std::string f = "openpi_pi0_tiny_lora/train/checkpoints";
+  Checkpoint src = read_checkpoint(test::fixture(f));
+  EXPECT_THROW(openpi_prepare(src, {}), MappingError);
+  Plan plan = openpi_plan(f, true);
+  ASSERT_TRUE(plan.ok());
+  // q_proj of expert 1, layer 0, equals merge-lora's merged q_einsum_1 laid out as the table says.
+  LoraMergeOptions lo;
+  lo.experts = openpi_config_file(test::fixture("openpi_pi0_tiny_lora/model.json"));
+  Plan merged = build_plan(src, openpi_merge_recipe(src, lo));
+  ASSERT_TRUE(merged.ok());
+  auto w = floats(find_path(merged.target, "params/PaliGemma/llm/layers/attn/q_einsum_1/w/value"));  // [2, 8, 32, 16]
+  const Node* qn = find_path(plan.target, E + "layers.0.self_attn.q_proj.weight");
+  ASSERT_TRUE(qn);
+  EXPECT_EQ(qn->tensor().info.dtype, DType::F32);
+  auto q = floats(qn);
+  for (int n = 0; n < 8; ++n)
+    for (int h = 0; h < 16; ++h)
+      for (int d = 0; d < 32; ++d) ASSERT_EQ(q[(n * 16 + h) * 32 + d], w[((0 * 8 + n) * 32 + d) * 16 + h]);
+}
+
+}  // namespace
+}  // namespace ckb
