@@ -13,6 +13,7 @@
 #include "transform/openpi.h"
 #include "transform/plan.h"
 #include "transform/recipe.h"
+#include "transform/diff.h"
 
 namespace ckb {
 namespace {
@@ -151,6 +152,36 @@ TEST(Openpi, LoraIsMergedFirstAndRequiresItsConfig) {
   for (int n = 0; n < 8; ++n)
     for (int h = 0; h < 16; ++h)
       for (int d = 0; d < 32; ++d) ASSERT_EQ(q[(n * 16 + h) * 32 + d], w[((0 * 8 + n) * 32 + d) * 16 + h]);
+}
+
+// PyTorch -> openpi JAX from the same recipe, inverted: the released layout comes back bit
+// for bit. The head counts cannot be read off a PyTorch q_proj [N*H, D], so they are sizes;
+// the two lm_head tensors are dropped by the inverted fills.
+TEST(Openpi, ReverseRoundTripIsBitExact) {
+  for (const char* f : {"openpi_pi0_tiny_full/release/params", "openpi_pi0_tiny_lora/release/params"}) {
+    SCOPED_TRACE(f);
+    Plan fwd = openpi_plan(f, true);
+    ASSERT_TRUE(fwd.ok());
+    Checkpoint torch_side{"safetensors", "mem", fwd.target, {}};
+    PlanOptions po;
+    po.sizes = {{"n0", 8}, {"h0", 16}, {"k0", 1}, {"n1", 8}, {"h1", 16}, {"k1", 1}, {"vn", 2}, {"vh", 16}};
+    Plan back = build_plan(torch_side, invert(load_recipe("openpi")), po);
+    ASSERT_TRUE(back.ok()) << ::testing::PrintToString(back.problems);
+    EXPECT_EQ(back.stages[0].ledger_json()["counts"]["sources_dropped"], 2);
+    if (std::string(f).find("full") != std::string::npos) {  // no LoRA: the source itself comes back
+      Checkpoint src = read_checkpoint(test::fixture(f));
+      auto d = diff_trees(src.root, back.target, {});
+      EXPECT_EQ(d.leaves.size(), 50u);
+      for (const auto& l : d.leaves) EXPECT_EQ(l.status, "equal") << l.name;
+    } else {  // LoRA: the merged weights come back, with no LoRA factors left
+      std::size_t n = 0;
+      for (const auto& [name, t] : tensor_list(back.target)) {
+        EXPECT_EQ(name.find("lora"), std::string::npos) << name;
+        ++n;
+      }
+      EXPECT_EQ(n, 50u);
+    }
+  }
 }
 
 }  // namespace

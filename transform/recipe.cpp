@@ -1,4 +1,5 @@
 // Parsing, printing and inversion of recipes (transform/recipe.h).
+#include <regex>
 #include "transform/recipe.h"
 
 #include <filesystem>
@@ -283,6 +284,32 @@ json recipe_to_json(const Recipe& r) {
 
 namespace {
 
+// A template used as a pattern in the inverse recipe: its placeholders get the kinds they
+// had in the forward rule's patterns ("{p}" written after "{p:*}" matched becomes "{p:*}"),
+// so an inverted rule matches exactly what the forward rule produced.
+std::vector<Pattern> as_patterns(const std::vector<Pattern>& templates, const std::vector<Pattern>& forward) {
+  static const std::regex ph(R"(\{([A-Za-z_][A-Za-z0-9_]*)(:[^}]*)?\})");
+  std::map<std::string, std::string> kinds;
+  for (const auto& p : forward)
+    for (std::sregex_iterator it(p.text().begin(), p.text().end(), ph), end; it != end; ++it)
+      if ((*it)[2].matched) kinds[(*it)[1].str()] = (*it)[2].str();
+  std::vector<Pattern> out;
+  for (const auto& t : templates) {
+    std::string s;
+    std::size_t last = 0;
+    for (std::sregex_iterator it(t.text().begin(), t.text().end(), ph), end; it != end; ++it) {
+      s += t.text().substr(last, static_cast<std::size_t>(it->position()) - last);
+      const std::string name = (*it)[1].str();
+      auto k = kinds.find(name);
+      s += "{" + name + ((*it)[2].matched ? (*it)[2].str() : (k != kinds.end() ? k->second : "")) + "}";
+      last = static_cast<std::size_t>(it->position() + it->length());
+    }
+    s += t.text().substr(last);
+    out.emplace_back(s);
+  }
+  return out;
+}
+
 // The ops that undo `rule.ops`, in reverse order.
 std::vector<OpSpec> invert_ops(const Rule& rule) {
   std::vector<OpSpec> out;
@@ -320,7 +347,7 @@ Recipe invert(const Recipe& r) {
     out.outputs.clear();
     switch (rule.kind) {
       case Rule::Kind::Map:
-        out.inputs = rule.outputs;
+        out.inputs = as_patterns(rule.outputs, rule.inputs);
         out.outputs = rule.inputs;
         out.ops = invert_ops(rule);
         break;
@@ -328,18 +355,18 @@ Recipe invert(const Recipe& r) {
       case Rule::Kind::Unstack:
         // unstack-then-ops inverts to inverse-ops-then-stack, and back.
         out.kind = rule.kind == Rule::Kind::Stack ? Rule::Kind::Unstack : Rule::Kind::Stack;
-        out.inputs = rule.outputs;
+        out.inputs = as_patterns(rule.outputs, rule.inputs);
         out.outputs = rule.inputs;
         out.ops = invert_ops(rule);
         break;
       case Rule::Kind::Concat:
         out.kind = Rule::Kind::Split;
-        out.inputs = rule.outputs;
+        out.inputs = as_patterns(rule.outputs, rule.inputs);
         out.outputs = rule.inputs;
         break;
       case Rule::Kind::Split:
         out.kind = Rule::Kind::Concat;
-        out.inputs = rule.outputs;
+        out.inputs = as_patterns(rule.outputs, rule.inputs);
         out.outputs = rule.inputs;
         break;
       case Rule::Kind::Drop: {
@@ -351,7 +378,7 @@ Recipe invert(const Recipe& r) {
       }
       case Rule::Kind::Fill:
         out.kind = Rule::Kind::Drop;
-        out.inputs = rule.outputs;
+        out.inputs = as_patterns(rule.outputs, rule.inputs);
         out.reason = "filled by " + r.name + " " + rule.describe();
         if (!rule.copy_of.empty()) out.reverse = json{{"copy_of", rule.copy_of}};
         break;
