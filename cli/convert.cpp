@@ -19,6 +19,8 @@
 #include "io/file.h"
 #include "transform/cast.h"
 #include "transform/execute.h"
+#include "transform/openpi.h"
+#include "io/output.h"
 
 namespace ckb::cli {
 namespace {
@@ -170,6 +172,26 @@ int run(const ConvertOptions& o) {
       inexact += s.inexact;
     }
     report["tensors"][name] = e;
+  }
+  if (p.openpi) {  // config.json and openpi's assets beside the weights, each published atomically
+    const fs::path dir = fs::absolute(o.dst).parent_path();
+    DType out = DType::F32;
+    if (const Node* q = find_path(target, "paligemma_with_expert.paligemma.model.language_model.layers.0.self_attn.q_proj.weight"))
+      out = q->tensor().info.dtype;
+    OpenpiPrepared prep{p.source, {}, p.openpi_merged};
+    const std::string cfg = (dir / "config.json").string();
+    AtomicFile f(cfg);
+    f.pwrite(0, openpi_pytorch_config(prep, out).dump(1) + "\n");
+    f.commit();
+    report["openpi"]["config"] = cfg;
+    const std::string assets = find_openpi_assets(o.src);
+    if (!assets.empty() && !path_exists((dir / "assets").string())) {
+      AtomicDir d((dir / "assets").string());
+      fs::copy(assets, d.path(), fs::copy_options::recursive);
+      d.commit();
+      report["openpi"]["assets"] = {{"from", assets}, {"to", (dir / "assets").string()}};
+    }
+    if (!o.quiet) std::cerr << "wrote " << cfg << (assets.empty() ? " (no assets/ found beside the checkpoint)" : " and assets/") << "\n";
   }
   report["summary"] = {{"tensors", tensors.size()}, {"bytes", res.bytes}, {"seconds", res.seconds},
                        {"peak_window_bytes", res.peak_window_bytes}};

@@ -1,7 +1,11 @@
 // Implementation of cli/pipeline.h.
 #include "cli/pipeline.h"
 
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
 #include "core/errors.h"
+#include "io/file.h"
 #include "transform/openpi.h"
 
 #include "core/errors.h"
@@ -41,6 +45,19 @@ Pipeline build_pipeline(const std::string& src, const PipelineOptions& o) {
     OpenpiPrepared prep = openpi_prepare(p.source, experts);
     p.source = std::move(prep.checkpoint);
     po.sizes = prep.sizes;
+    p.openpi = true;
+    p.openpi_merged = std::move(prep.merged);
+  } else if (o.recipe == "openpi" && o.reverse) {
+    // The head counts a PyTorch layout hides, from the config.json the forward run wrote.
+    const auto cfg = std::filesystem::path(src).parent_path() / "config.json";
+    if (std::filesystem::exists(cfg)) {
+      auto j = nlohmann::json::parse(read_text_file(cfg.string()), nullptr, false);
+      if (j.is_object() && j.contains("sizes") && j["sizes"].is_object())
+        for (const auto& [k, v] : j["sizes"].items())
+          if (v.is_number_integer()) po.sizes.emplace(k, v.get<std::int64_t>());
+    }
+    if (!o.variant.empty() || !o.openpi_config.empty())
+      throw UsageError("--variant and --openpi-config apply to the forward openpi recipe");
   } else if (!o.variant.empty() || !o.openpi_config.empty()) {
     throw UsageError("--variant and --openpi-config apply to --recipe openpi (forward); merge-lora takes them too");
   }

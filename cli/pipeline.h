@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/tree.h"
+#include "transform/lora.h"
 #include "transform/plan.h"
 #include "transform/recipe.h"
 
@@ -27,6 +28,9 @@ struct PipelineOptions {
 
 struct Pipeline {
   Checkpoint source;
+  // --recipe openpi (forward): the LoRA modules merged before the layout recipe.
+  bool openpi = false;
+  std::vector<LoraGroup> openpi_merged;
   std::unique_ptr<Checkpoint> expect;
   Recipe recipe;
   Plan plan;

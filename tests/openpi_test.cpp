@@ -4,6 +4,7 @@
 // table's, and the values must land where the table says (including o_proj where N*H != D,
 // which openpi's own script gets wrong).
 #include <cstring>
+#include <filesystem>
 #include <set>
 
 #include "core/errors.h"
@@ -182,6 +183,28 @@ TEST(Openpi, ReverseRoundTripIsBitExact) {
       EXPECT_EQ(n, 50u);
     }
   }
+}
+
+// The command: weights + config.json (with the sizes the reverse needs) + a copy of the
+// assets/ found beside the checkpoint; `--reverse` then needs no --size.
+TEST(Openpi, CliWritesConfigAndAssetsAndReverseReadsThem) {
+  test::TempDir tmp;
+  std::filesystem::copy(test::fixture("openpi_pi0_tiny_full/release"), tmp / "ckpt", std::filesystem::copy_options::recursive);
+  std::filesystem::create_directories(tmp / "ckpt/assets/robot");
+  test::write_file(tmp / "ckpt/assets/robot/norm_stats.json", "{}");
+  std::filesystem::create_directories(tmp / "out");
+  auto r = test::run_cli("convert " + (tmp / "ckpt/params") + " " + (tmp / "out/model.safetensors") + " --recipe openpi");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto cfg = test::load_json(tmp / "out/config.json");
+  EXPECT_EQ(cfg["action_dim"], 8);
+  EXPECT_EQ(cfg["pi05"], false);
+  EXPECT_EQ(cfg["sizes"], nlohmann::json({{"n0", 8}, {"h0", 16}, {"k0", 1}, {"n1", 8}, {"h1", 16}, {"k1", 1}, {"vn", 2}, {"vh", 16}}));
+  EXPECT_EQ(test::read_file(tmp / "out/assets/robot/norm_stats.json"), "{}");
+  r = test::run_cli("convert " + (tmp / "out/model.safetensors") + " " + (tmp / "back") + " --to orbax --recipe openpi --reverse");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = test::run_cli("diff " + (tmp / "ckpt/params") + " " + (tmp / "back"));
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("50 equal"), std::string::npos) << r.out;
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 // Preparation of openpi checkpoints for the "openpi" recipe (transform/openpi.h).
 #include "transform/openpi.h"
 
+#include <filesystem>
+
 #include "core/errors.h"
 #include "transform/plan.h"
 
@@ -45,6 +47,66 @@ OpenpiPrepared openpi_prepare(const Checkpoint& src, const std::vector<OpenpiExp
   const Node* q1 = find_path(out.checkpoint.root, "params/PaliGemma/llm/layers/attn/q_einsum_1/w");
   if (q1 && q1->is_tensor() && q1->tensor().info.shape.size() == 4) out.sizes["width_1"] = q1->tensor().info.shape[2];
   return out;
+}
+
+namespace {
+
+const Shape* shape_at(const Node& root, const std::string& path) {
+  const Node* n = find_path(root, path);
+  return n && n->is_tensor() ? &n->tensor().info.shape : nullptr;
+}
+
+}  // namespace
+
+nlohmann::ordered_json openpi_pytorch_config(const OpenpiPrepared& prep, DType out_dtype) {
+  const Node& r = prep.checkpoint.root;
+  const std::string L = "params/PaliGemma/llm/layers/";
+  nlohmann::ordered_json c;
+  if (auto s = shape_at(r, "params/action_in_proj/kernel")) c["action_dim"] = (*s)[0];
+  bool pi05 = false;
+  visit_leaves(r, [&](const Path& p, const Node&) { pi05 |= join_path(p).find("Dense_0") != std::string::npos &&
+                                                             join_path(p).find("/llm/") != std::string::npos; });
+  c["pi05"] = pi05;
+  auto variant = [](std::int64_t width, std::int64_t mlp) -> std::string {
+    if (width == 2048 && mlp == 16384) return "gemma_2b";
+    if (width == 1024 && mlp == 4096) return "gemma_300m";
+    return "custom";
+  };
+  nlohmann::ordered_json sizes;
+  for (const std::string s : {"", "_1"}) {
+    const std::string e = s.empty() ? "0" : "1";
+    const Shape* q = shape_at(r, L + "attn/q_einsum" + s + "/w");      // [L, N, D, H]
+    const Shape* kv = shape_at(r, L + "attn/kv_einsum" + s + "/w");    // [L, 2, K, D, H]
+    const Shape* lin = shape_at(r, L + "mlp" + s + "/linear");         // [L, F, D]
+    if (!q || q->size() != 4) continue;
+    sizes["n" + e] = (*q)[1];
+    sizes["h" + e] = (*q)[3];
+    if (kv && kv->size() == 5) sizes["k" + e] = (*kv)[2];
+    const std::string v = variant((*q)[2], lin && lin->size() == 3 ? (*lin)[1] : 0);
+    c[s.empty() ? "paligemma_variant" : "action_expert_variant"] = v;
+  }
+  if (auto s = shape_at(r, "params/PaliGemma/img/Transformer/encoderblock/MultiHeadDotProductAttention_0/query/kernel");
+      s && s->size() == 4) {
+    sizes["vn"] = (*s)[2];
+    sizes["vh"] = (*s)[3];
+  }
+  c["precision"] = out_dtype == DType::BF16 ? "bfloat16" : out_dtype == DType::F32 ? "float32" : std::string(dtype_name(out_dtype));
+  c["lora_merged"] = nlohmann::ordered_json::array();
+  for (const auto& g : prep.merged) c["lora_merged"].push_back(g.base);
+  c["sizes"] = sizes;
+  c["written_by"] = "ckptbridge (recipe openpi)";
+  return c;
+}
+
+std::string find_openpi_assets(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path p = fs::absolute(path, ec);
+  for (int up = 0; up < 3 && !p.empty(); ++up) {
+    if (fs::is_directory(p / "assets", ec)) return (p / "assets").string();
+    p = p.parent_path();
+  }
+  return "";
 }
 
 }  // namespace ckb

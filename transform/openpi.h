@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "core/tree.h"
 #include "transform/lora.h"
 
@@ -29,5 +31,15 @@ struct OpenpiPrepared {
 // `experts` is required when the tree holds LoRA factors (openpi does not store alpha):
 // MappingError otherwise, naming the first LoRA tensor.
 OpenpiPrepared openpi_prepare(const Checkpoint& src, const std::vector<OpenpiExpertConfig>& experts);
+
+// The config.json written beside the PyTorch weights: action_dim, pi05, the gemma variants
+// (by width; "custom" when not a shipped size), precision, the LoRA modules merged, and the
+// head counts the reverse recipe needs ("sizes", read back by --reverse).
+nlohmann::ordered_json openpi_pytorch_config(const OpenpiPrepared& prep, DType out_dtype);
+
+// The `assets` directory openpi keeps beside a checkpoint: in `path`, its parent or its
+// grandparent (released `<ckpt>/{params,assets}`, training `<run>/<step>/{params,assets}`).
+// Empty when there is none.
+std::string find_openpi_assets(const std::string& path);
 
 }  // namespace ckb
