@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The pi0-sized benchmark on a machine with the Python stack (jax, orbax, safetensors):
 # ckptbridge against raw disk reads/writes and against today's Python path, all measured in the
-# same run. Phases (any subset, in this order): make verify ours baseline.
+# same run. Phases (any subset, in this order): make verify ours openpi baseline.
 #   CKB=path/to/ckptbridge bash bench/pi0/device_run.sh make ours baseline
 # Results are printed as `label: wall_s=.. peak_rss_gib=..` lines; W (default /tmp/pi0) holds
 # the data.
@@ -35,10 +35,15 @@ for phase in "$@"; do
     rm -rf "$W/ours_orbax" "$W/ours.safetensors"
     $T ckb_merge_lora_f32 --cold -- "$CKB" merge-lora -q "$CK" -o "$W/merged.safetensors" --variant gemma_2b_lora,gemma_300m_lora
     ;;
+  openpi)
+    mkdir -p "$W/pt"
+    $T ckb_openpi_to_pytorch_merge_lora --cold -- "$CKB" convert -q "$CK" "$W/pt/model.safetensors" --recipe openpi --variant gemma_2b_lora,gemma_300m_lora
+    ;;
   baseline)
     $T python_baseline_restore_merge_save --cold -- python3 "$HERE/python_baseline.py" "$CK/1000/params" "$W/baseline.safetensors"
     [ -f "$W/merged.safetensors" ] && python3 "$HERE/check_merge.py" "$W/merged.safetensors" "$W/baseline.safetensors"
-    rm -f "$W/baseline.safetensors" "$W/merged.safetensors"
+    [ -f "$W/pt/model.safetensors" ] && python3 "$HERE/check_openpi.py" "$W/pt/model.safetensors" "$W/baseline.safetensors"
+    rm -rf "$W/baseline.safetensors" "$W/merged.safetensors" "$W/pt"
     $T orbax_restore_then_save --cold -- python3 "$HERE/orbax_roundtrip.py" "$CK/1000/params" "$W/orbax_resaved"
     rm -rf "$W/orbax_resaved"
     ;;
