@@ -3,7 +3,9 @@
 // without LoRA. Every JAX tensor must be consumed, every PyTorch key and shape must be the
 // table's, and the values must land where the table says (including o_proj where N*H != D,
 // which openpi's own script gets wrong).
+#include <cmath>
 #include <cstring>
+#include <iostream>
 #include <filesystem>
 #include <set>
 
@@ -15,6 +17,7 @@
 #include "transform/plan.h"
 #include "transform/recipe.h"
 #include "transform/diff.h"
+#include "transform/ops.h"
 
 namespace ckb {
 namespace {
@@ -174,13 +177,15 @@ TEST(Openpi, ReverseRoundTripIsBitExact) {
       auto d = diff_trees(src.root, back.target, {});
       EXPECT_EQ(d.leaves.size(), 50u);
       for (const auto& l : d.leaves) EXPECT_EQ(l.status, "equal") << l.name;
-    } else {  // LoRA: the merged weights come back, with no LoRA factors left
-      std::size_t n = 0;
-      for (const auto& [name, t] : tensor_list(back.target)) {
-        EXPECT_EQ(name.find("lora"), std::string::npos) << name;
-        ++n;
-      }
-      EXPECT_EQ(n, 50u);
+    } else {  // LoRA: exactly the merged weights come back, with no LoRA factors left
+      Checkpoint src = read_checkpoint(test::fixture(f));
+      LoraMergeOptions lo;
+      lo.experts = openpi_config_file(test::fixture("openpi_pi0_tiny_lora/model.json"));
+      Plan merged = build_plan(src, openpi_merge_recipe(src, lo));
+      ASSERT_TRUE(merged.ok());
+      auto d = diff_trees(merged.target, back.target, {});
+      EXPECT_EQ(d.leaves.size(), 50u);
+      for (const auto& l : d.leaves) EXPECT_EQ(l.status, "equal") << l.name;
     }
   }
 }
@@ -205,6 +210,56 @@ TEST(Openpi, CliWritesConfigAndAssetsAndReverseReadsThem) {
   r = test::run_cli("diff " + (tmp / "ckpt/params") + " " + (tmp / "back"));
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_NE(r.out.find("50 equal"), std::string::npos) << r.out;
+}
+
+// openpi's runtime LoRA outputs (probes.npz: x and y of every LoRA module) reproduced from
+// the converted PyTorch weights the way PyTorch applies them: y = x @ W.T, with x and y
+// flattened to the Linear's in/out features (q: BTD -> BT(NH), kv: k and v projections
+// stacked, o: BT(NH) -> BTD, gating: gate / up, linear: down).
+TEST(Openpi, ConvertedWeightsReproduceTheRuntimesLoraProbes) {
+  Plan plan = openpi_plan("openpi_pi0_tiny_lora/release/params", true);
+  ASSERT_TRUE(plan.ok());
+  auto model = test::load_json(test::fixture("openpi_pi0_tiny_lora/model.json"));
+  auto probes = read_checkpoint(test::fixture("openpi_pi0_tiny_lora/probes.npz"));
+  double worst = 0;
+  int checked = 0;
+  for (const auto& p : model["probes"]) {
+    const std::string key = p["key"], module = p["module"];
+    const std::string pre = (p["expert"].get<int>() == 0 ? Lm : E) + "layers." + std::to_string(p["layer"].get<int>()) + ".";
+    std::vector<std::string> ws;
+    if (module == "q_einsum") ws = {"self_attn.q_proj"};
+    else if (module == "kv_einsum") ws = {"self_attn.k_proj", "self_attn.v_proj"};
+    else if (module == "attn_vec_einsum") ws = {"self_attn.o_proj"};
+    else if (module == "mlp_gating0") ws = {"mlp.gate_proj"};
+    else if (module == "mlp_gating1") ws = {"mlp.up_proj"};
+    else if (module == "mlp_linear") ws = {"mlp.down_proj"};
+    ASSERT_FALSE(ws.empty()) << module;
+    auto x = ops::to_doubles(probes.root.find(key + "/x")->tensor());
+    auto y = ops::to_doubles(probes.root.find(key + "/y")->tensor());
+    std::vector<double> got;
+    for (const auto& w : ws) {
+      const Node* n = find_path(plan.target, pre + w + ".weight");
+      ASSERT_TRUE(n) << pre + w;
+      const auto& s = n->tensor().info.shape;  // [out, in]
+      const auto W = ops::to_doubles(n->tensor());
+      const std::size_t out = static_cast<std::size_t>(s[0]), in = static_cast<std::size_t>(s[1]), rows = x.size() / in;
+      ASSERT_EQ(rows * in, x.size()) << key;
+      for (std::size_t r = 0; r < rows; ++r)
+        for (std::size_t o = 0; o < out; ++o) {
+          double acc = 0;
+          for (std::size_t i = 0; i < in; ++i) acc += x[r * in + i] * W[o * in + i];
+          got.push_back(acc);
+        }
+    }
+    ASSERT_EQ(got.size(), y.size()) << key;
+    double err = 0, mag = 0;
+    for (std::size_t i = 0; i < y.size(); ++i) err = std::max(err, std::fabs(got[i] - y[i])), mag = std::max(mag, std::fabs(y[i]));
+    EXPECT_LT(err / mag, 2e-6) << key;  // float32 rounding of y, as for the JAX-layout merge
+    worst = std::max(worst, err / mag);
+    ++checked;
+  }
+  EXPECT_EQ(checked, 24);
+  std::cout << "worst relative error over " << checked << " probes in PyTorch space: " << worst << "\n";
 }
 
 }  // namespace
