@@ -1,8 +1,6 @@
 // The PyTree layer of the Orbax reader (formats/orbax/orbax_reader.h).
 #include "formats/orbax/orbax_reader.h"
 
-#include <bit>
-#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -10,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/errors.h"
+#include "core/float_bits.h"
 #include "formats/orbax/orbax_metadata.h"
 #include "formats/orbax/orbax_paths.h"
 #include "formats/zarr/zarr_array.h"
@@ -21,14 +20,6 @@ namespace ckb::orbax {
 namespace {
 
 using nlohmann::json;
-
-double half_to_double(std::uint16_t h) {
-  const int exp = (h >> 10) & 0x1F, mant = h & 0x3FF;
-  const double sign = (h & 0x8000) ? -1.0 : 1.0;
-  if (exp == 0) return sign * std::ldexp(mant, -24);
-  if (exp == 31) return mant ? std::nan("") : sign * INFINITY;
-  return sign * std::ldexp(1024 + mant, exp - 25);
-}
 
 // param name -> random_key_impl, from array_metadatas/process_*.
 std::map<std::string, std::string> random_key_impls(const std::string& item_dir) {
@@ -84,9 +75,8 @@ Node scalar_leaf(const zarr::ZarrArray& a, const std::string& param) {
       }
       case DType::F64: return get(double{});
       case DType::F32: return static_cast<double>(get(float{}));
-      case DType::F16: return half_to_double(get(std::uint16_t{}));
-      case DType::BF16:
-        return static_cast<double>(std::bit_cast<float>(static_cast<std::uint32_t>(get(std::uint16_t{})) << 16));
+      case DType::F16: return decode_float(kF16, get(std::uint16_t{}));
+      case DType::BF16: return decode_float(kBF16, get(std::uint16_t{}));
       default:
         throw FormatError(a.describe(), "array '" + param + "': unsupported scalar dtype " + m.dtype.name);
     }
