@@ -308,6 +308,14 @@ ZipReader::ZipReader(MappedFilePtr file) : file_(std::move(file)) {
     if (e.method == 0 && e.compressed_size != e.uncompressed_size)
       throw FormatError(path, "stored zip entry '" + e.name + "' has different compressed and uncompressed sizes",
                         at);
+    // Deflate expands at most 1032:1 (a 258-byte match coded in 2 bits): a larger declared size
+    // is a lie, refused here so that no reader sizes a buffer from it.
+    if (e.method == 8 && e.uncompressed_size / 1032 > e.compressed_size + 64)
+      throw FormatError(path,
+                        "deflated zip entry '" + e.name + "' declares " + std::to_string(e.uncompressed_size) +
+                            " bytes from " + std::to_string(e.compressed_size) +
+                            " compressed bytes, more than deflate can produce",
+                        at);
 
     // The local header only contributes its name/extra lengths (its sizes may be 0 or
     // 0xFFFFFFFF with a data descriptor); the data must end before the central directory.
