@@ -205,7 +205,14 @@ Recipe load_recipe(const std::string& path_or_name) {
   if (!path_exists(path_or_name))
     throw UsageError("recipe '" + path_or_name + "' is neither a file nor a built-in recipe (" + builtin_recipe_names() + ")");
   try {
-    return parse_recipe(json::parse(read_text_file(path_or_name)), path_or_name);
+    // Recipes nest a few levels; a hostile file nesting thousands of "stages" would
+    // otherwise overflow the stack in parse_recipe's recursion.
+    constexpr int kMaxDepth = 64;
+    auto limit = [&](int depth, json::parse_event_t, json&) {
+      if (depth > kMaxDepth) throw MappingError(path_or_name, "recipe JSON is nested deeper than 64 levels");
+      return true;
+    };
+    return parse_recipe(json::parse(read_text_file(path_or_name), limit), path_or_name);
   } catch (const json::exception& e) {
     throw MappingError(path_or_name, std::string("recipe is not valid JSON: ") + e.what());
   }
