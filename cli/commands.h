@@ -14,5 +14,6 @@ Runner add_convert(CLI::App& app);
 Runner add_plan(CLI::App& app);
 Runner add_diff(CLI::App& app);
 Runner add_merge_lora(CLI::App& app);
+Runner add_adapt(CLI::App& app);
 
 }  // namespace ckb::cli

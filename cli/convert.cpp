@@ -1,4 +1,6 @@
-// `ckptbridge convert SRC DST [--recipe R] [--to FORMAT] [--dtype DTYPE] ...`: reads any
+// `ckptbridge convert SRC DST [--recipe R] [--to FORMAT] [--dtype DTYPE] ...`, and
+// `ckptbridge adapt SRC DST --to nnx|linen [--like T]` (Flax Linen <-> NNX, written as Orbax;
+// transform/linen_nnx.h), which is the same pipeline with a generated recipe. Reads any
 // supported format, maps it through a recipe (identity by default; the plan must account
 // for every leaf), optionally casts floating-point tensors (round-to-nearest-even,
 // overflow/NaN counted), and streams it into any writable format. Output goes to a temporary name and is renamed on success; an
@@ -19,6 +21,7 @@
 #include "io/file.h"
 #include "transform/cast.h"
 #include "transform/execute.h"
+#include "transform/recipe.h"
 #include "transform/openpi.h"
 #include "io/output.h"
 
@@ -101,6 +104,14 @@ int run(const ConvertOptions& o) {
   ojson report;
   report["source"] = {{"path", o.src}, {"format", p.source.format}};
   report["destination"] = {{"path", o.dst}, {"format", fmt.name}};
+  if (p.adapt) {
+    report["adapt"] = {{"from", p.adapt->from.to_json()}, {"to", o.pipe.adapt}, {"notes", p.adapt->notes},
+                       {"recipe", recipe_to_json(p.recipe)}};
+    if (!o.quiet) {
+      std::cerr << "source layout: " << p.adapt->from.name() << "\n";
+      for (const auto& n : p.adapt->notes) std::cerr << "note: " << n << "\n";
+    }
+  }
   report["ledger"] = p.plan.ledger_json();
   if (!p.plan.ok()) {
     if (!o.report.empty()) write_report(o.report, report);
@@ -206,6 +217,21 @@ int run(const ConvertOptions& o) {
   return 0;
 }
 
+// Options shared by convert and adapt: where and how the output is written.
+void add_output_options(CLI::App& app, ConvertOptions& o) {
+  app.add_option("--step", o.step, "orbax: DST is a CheckpointManager root; write step N into it");
+  app.add_option("--item", o.item, "orbax: item name inside the step (default 'default'; openpi uses 'params', MaxText 'items')");
+  app.add_flag("--zarr3", o.zarr3, "orbax: zarr v3 arrays (sharding_indexed + crc32c) instead of zarr v2");
+  app.add_flag("--no-ocdbt", o.no_ocdbt, "orbax: one directory per array instead of an OCDBT database");
+  app.add_option("--compression", o.compression, "orbax: zstd (default, as Orbax) or none");
+  app.add_option("--chunk-size", o.chunk_size, "orbax: split arrays along axis 0 into chunks of at most this size");
+  app.add_option("--report", o.report, "write a JSON report of every tensor and rule applied");
+  app.add_flag("--overwrite", o.overwrite, "replace DST if it exists");
+  app.add_flag("-q,--quiet", o.quiet, "no summary on stderr");
+  app.add_option("--threads", o.threads, "worker threads (default: all cores)");
+  app.add_option("--max-memory", o.max_memory, "memory window for in-flight tensor data, on top of the largest tensor's own need (default 1GiB)");
+}
+
 }  // namespace
 
 Runner add_convert(CLI::App& app) {
@@ -214,22 +240,26 @@ Runner add_convert(CLI::App& app) {
   app.add_option("dst", o->dst, "output path")->required();
   app.add_option("--to", o->to,
                  "output format: safetensors, torch, npz, npy, msgpack, orbax, or discard (read everything, write nothing; default: from DST's extension)");
-  app.add_option("--step", o->step, "orbax: DST is a CheckpointManager root; write step N into it");
-  app.add_option("--item", o->item, "orbax: item name inside the step (default 'default'; openpi uses 'params')");
-  app.add_flag("--zarr3", o->zarr3, "orbax: zarr v3 arrays (sharding_indexed + crc32c) instead of zarr v2");
-  app.add_flag("--no-ocdbt", o->no_ocdbt, "orbax: one directory per array instead of an OCDBT database");
-  app.add_option("--compression", o->compression, "orbax: zstd (default, as Orbax) or none");
-  app.add_option("--chunk-size", o->chunk_size, "orbax: split arrays along axis 0 into chunks of at most this size");
   app.add_option("--dtype", o->dtype, "cast floating-point tensors to this dtype (round to nearest even)");
   app.add_option("--shard-size", o->shard_size, "safetensors: split into shards of at most this size (e.g. 5GB)");
   app.add_option("--metadata", o->metadata, "safetensors __metadata__ entry KEY=VALUE (repeatable)");
-  app.add_option("--report", o->report, "write a JSON report of every tensor and rule applied");
   app.add_flag("--drop-non-tensors", o->drop_non_tensors, "drop non-tensor leaves (listed in the report)");
-  app.add_flag("--overwrite", o->overwrite, "replace DST if it exists");
-  app.add_flag("-q,--quiet", o->quiet, "no summary on stderr");
-  app.add_option("--threads", o->threads, "worker threads (default: all cores)");
-  app.add_option("--max-memory", o->max_memory, "memory window for in-flight tensor data, on top of the largest tensor's own need (default 1GiB)");
+  add_output_options(app, *o);
   add_pipeline_options(app, o->pipe);
+  return [o] { return run(*o); };
+}
+
+Runner add_adapt(CLI::App& app) {
+  auto o = std::make_shared<ConvertOptions>();
+  o->to = "orbax";
+  o->zarr3 = true;  // as MaxText and Orbax's PyTreeCheckpointHandler(use_zarr3=True) write them
+  app.add_option("src", o->src, "Flax checkpoint (Orbax item, step directory or CheckpointManager root)")->required();
+  app.add_option("dst", o->dst, "output Orbax checkpoint")->required();
+  app.add_option("--to", o->pipe.adapt, "target layout: nnx or linen")->required()->check(CLI::IsMember({"nnx", "linen"}));
+  app.add_option("--src-step", o->pipe.step, "SRC is an Orbax CheckpointManager root: the step to read (default: latest)");
+  add_adapt_options(app, o->pipe);
+  add_output_options(app, *o);
+  app.add_flag_callback("--zarr2", [o] { o->zarr3 = false; }, "zarr v2 arrays (default for adapt: zarr v3, as MaxText writes)");
   return [o] { return run(*o); };
 }
 

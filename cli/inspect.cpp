@@ -13,6 +13,7 @@
 #include "cli/util.h"
 #include "core/hash.h"
 #include "formats/format.h"
+#include "transform/linen_nnx.h"
 
 namespace ckb::cli {
 namespace {
@@ -88,6 +89,7 @@ int run(const InspectOptions& o) {
       j["leaves"][join_path(p)] = {{"type", std::string(n.type_name())}, {"value", leaf_value(n)}};
     });
     if (!ck.metadata.empty()) j["metadata"] = ck.metadata;
+    if (const FlaxLayout fl = detect_flax_layout(ck.root); (ck.format == "orbax" || ck.format == "msgpack") && fl.kind != FlaxKind::Unknown) j["flax_layout"] = fl.to_json();
     std::cout << j.dump(1) << "\n";
     return 0;
   }
@@ -114,6 +116,13 @@ int run(const InspectOptions& o) {
   });
   std::cout << "\n" << tensors.size() << " tensors, " << with_commas(total_params) << " elements, "
             << human_bytes(total_bytes) << "; " << leaves << " other leaves\n";
+  if (const FlaxLayout fl = detect_flax_layout(ck.root); (ck.format == "orbax" || ck.format == "msgpack") && fl.kind != FlaxKind::Unknown) {
+    std::cout << "flax layout: " << fl.name() << "; weights at " << fl.weights;
+    if (!fl.step.empty()) std::cout << "; step " << fl.step << " (" << fl.step_type << ")";
+    if (!fl.chain.empty()) std::cout << "; optax state at " << fl.opt_state << " (" << fl.chain << ")";
+    if (!fl.rng.empty()) std::cout << "; " << fl.rng.size() << " RNG state subtree(s)";
+    std::cout << "\n";
+  }
   return 0;
 }
 

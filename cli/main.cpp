@@ -41,6 +41,10 @@ int main(int argc, char** argv) {
     auto* sub = app.add_subcommand("merge-lora", "Fold LoRA adapters into base weights exactly as the training runtime applied them");
     runners[sub] = ckb::cli::add_merge_lora(*sub);
   }
+  {
+    auto* sub = app.add_subcommand("adapt", "Adapt a Flax checkpoint between the Linen and NNX layouts (params or full training state)");
+    runners[sub] = ckb::cli::add_adapt(*sub);
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -5,11 +5,9 @@
 #include <nlohmann/json.hpp>
 
 #include "core/errors.h"
+#include "formats/format.h"
 #include "io/file.h"
 #include "transform/openpi.h"
-
-#include "core/errors.h"
-#include "formats/format.h"
 
 namespace ckb::cli {
 
@@ -22,6 +20,24 @@ void add_pipeline_options(CLI::App& app, PipelineOptions& o) {
                  "--recipe openpi with LoRA: gemma variants, one per expert (e.g. gemma_2b_lora,gemma_300m_lora)");
   app.add_option("--openpi-config", o.openpi_config, "--recipe openpi with LoRA: JSON {\"experts\": [...]} (see merge-lora)");
   app.add_option("--src-step", o.step, "SRC is an Orbax CheckpointManager root: the step to read (default: latest)");
+  app.add_option("--adapt", o.adapt, "adapt a Flax checkpoint to the other layout: nnx or linen (see the adapt command)")
+      ->check(CLI::IsMember({"nnx", "linen"}));
+  add_adapt_options(app, o);
+}
+
+void add_adapt_options(CLI::App& app, PipelineOptions& o) {
+  app.add_option("--like", o.like,
+                 "a checkpoint in the target layout (e.g. freshly initialised): where NNX-only state goes, raw or pure, "
+                 "the step's encoding; the result must match its layout exactly");
+  app.add_flag("--pure", o.pure, "nnx: write a pure dict (nnx.to_pure_dict, no `value` level)");
+  app.add_flag("--raw", o.raw, "nnx: write a raw nnx.State (`.../value` leaves; the default without --like)");
+  app.add_option("--rng-fill", o.rng_fill,
+                 "nnx: RNG key/count leaves the source lacks: 'like' keeps --like's values, 'deterministic' writes "
+                 "key(seed) / split(key(seed), n) and zero counts as MaxText PR #3929 does")
+      ->check(CLI::IsMember({"like", "deterministic"}));
+  app.add_option("--rng-seed", o.rng_seed, "seed for --rng-fill deterministic (default 0)");
+  app.add_flag("--weights-only", o.weights_only, "carry the weights only; the training state is dropped (reported)");
+  app.add_flag("--keep-rng", o.keep_rng, "linen: keep NNX RNG state under nnx_aux/model (MaxText after #4343) instead of dropping it");
 }
 
 Checkpoint open_checkpoint(const std::string& path, std::int64_t step) {
@@ -33,6 +49,34 @@ Checkpoint open_checkpoint(const std::string& path, std::int64_t step) {
 Pipeline build_pipeline(const std::string& src, const PipelineOptions& o) {
   Pipeline p;
   p.source = open_checkpoint(src, o.step);
+  const bool adapt_opts = !o.like.empty() || o.pure || o.raw || o.weights_only || o.keep_rng || o.rng_fill != "like" || o.rng_seed;
+  if (o.adapt.empty() && adapt_opts)
+    throw UsageError("--like, --pure, --raw, --rng-fill, --rng-seed, --weights-only and --keep-rng apply to --adapt");
+  if (!o.adapt.empty()) {
+    if (!o.recipe.empty() || o.reverse || !o.expect.empty() || !o.sizes.empty() || !o.variant.empty() || !o.openpi_config.empty())
+      throw UsageError("--adapt generates its own recipe: --recipe, --reverse, --expect, --size, --variant and "
+                       "--openpi-config do not apply (use --like for the expected layout)");
+    if (o.pure && o.raw) throw UsageError("pass at most one of --pure and --raw");
+    AdaptOptions ao;
+    ao.to = o.adapt == "nnx" ? AdaptOptions::To::Nnx : AdaptOptions::To::Linen;
+    if (ao.to == AdaptOptions::To::Linen && (o.pure || o.raw || o.rng_fill != "like" || o.rng_seed))
+      throw UsageError("--pure, --raw, --rng-fill and --rng-seed apply to --adapt nnx");
+    if (ao.to == AdaptOptions::To::Nnx && o.keep_rng) throw UsageError("--keep-rng applies to --adapt linen");
+    if (!o.like.empty()) {
+      p.expect = std::make_unique<Checkpoint>(read_checkpoint(o.like));
+      ao.like = p.expect.get();
+    }
+    if (o.pure) ao.pure = true;
+    if (o.raw) ao.pure = false;
+    ao.rng = o.rng_fill == "deterministic" ? AdaptOptions::Rng::Deterministic : AdaptOptions::Rng::Like;
+    ao.rng_seed = o.rng_seed;
+    ao.weights_only = o.weights_only;
+    ao.keep_rng = o.keep_rng;
+    p.adapt = adapt_flax(p.source, ao);
+    p.recipe = p.adapt->recipe;
+    p.plan = std::move(p.adapt->plan);
+    return p;
+  }
   p.recipe = load_recipe(o.recipe.empty() ? "identity" : o.recipe);
   if (o.reverse) p.recipe = invert(p.recipe);
   PlanOptions po;

@@ -155,4 +155,37 @@ const Node* find_path(const Node& root, std::string_view path) {
   return cur;
 }
 
+bool is_value_wrapper(const Node& n) {
+  return n.is_container() && n.container().kind == ContainerKind::Dict && n.container().children.size() == 1 &&
+         n.container().children[0].key == "value" && !n.container().children[0].node->is_container();
+}
+
+void unwrap_value_leaves(Node& n) {
+  if (!n.is_container()) return;
+  for (auto& ch : n.container().children) {
+    Node& c = *ch.node;
+    if (is_value_wrapper(c)) {
+      Node leaf = std::move(*c.container().children[0].node);
+      c = std::move(leaf);
+    } else {
+      unwrap_value_leaves(c);
+    }
+  }
+  n.container().index.clear();
+}
+
+void wrap_value_leaves(Node& n) {
+  if (!n.is_container()) return;
+  for (auto& ch : n.container().children) {
+    Node& c = *ch.node;
+    if (c.is_container()) {
+      wrap_value_leaves(c);
+    } else if (!std::holds_alternative<NoneValue>(c.value())) {
+      Node w = Node::dict();
+      w.add("value", std::move(c));
+      c = std::move(w);
+    }
+  }
+}
+
 }  // namespace ckb

@@ -122,6 +122,14 @@ std::vector<std::pair<std::string, const Tensor*>> tensor_list(const Node& root)
 // containers are equal when their kinds are. Tensors compare false (compare their bytes).
 bool leaf_values_equal(const Node& a, const Node& b);
 
+// nnx.Variable wrappers as Orbax writes a raw nnx.State: a dict holding exactly one key
+// "value" whose child is a leaf (not a container).
+bool is_value_wrapper(const Node& n);
+// Replaces every such wrapper by its leaf.
+void unwrap_value_leaves(Node& root);
+// Wraps every leaf (tensor or scalar; not empty containers or None) as {"value": leaf}.
+void wrap_value_leaves(Node& root);
+
 // Looks a '/'-joined path up; null if absent.
 const Node* find_path(const Node& root, std::string_view path);
 

@@ -8,21 +8,6 @@
 
 namespace ckb {
 
-void unwrap_value_leaves(Node& n) {
-  if (!n.is_container()) return;
-  for (auto& ch : n.container().children) {
-    Node& c = *ch.node;
-    if (c.is_container() && c.container().children.size() == 1 && c.container().children[0].key == "value" &&
-        !c.container().children[0].node->is_container()) {
-      Node leaf = std::move(*c.container().children[0].node);
-      c = std::move(leaf);
-    } else {
-      unwrap_value_leaves(c);
-    }
-  }
-  n.container().index.clear();
-}
-
 OpenpiPrepared openpi_prepare(const Checkpoint& src, const std::vector<OpenpiExpertConfig>& experts) {
   OpenpiPrepared out;
   out.checkpoint = src;

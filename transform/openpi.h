@@ -19,9 +19,6 @@
 
 namespace ckb {
 
-// Replaces every dict holding exactly one leaf named "value" by that leaf.
-void unwrap_value_leaves(Node& root);
-
 struct OpenpiPrepared {
   Checkpoint checkpoint;                        // unwrapped, LoRA merged
   std::map<std::string, std::int64_t> sizes;    // for the recipe

@@ -2,6 +2,7 @@
 #include "transform/plan.h"
 
 #include <algorithm>
+#include <cstring>
 #include <set>
 
 #include "core/errors.h"
@@ -9,6 +10,7 @@
 #include "transform/cast.h"
 #include "transform/einsum.h"
 #include "transform/ops.h"
+#include "transform/prng.h"
 #include "transform/rearrange.h"
 
 namespace ckb {
@@ -104,6 +106,7 @@ class Planner {
     t.from = std::move(from);
     t.how = std::move(how);
     plan_.targets.push_back(std::move(t));
+    for (const auto& [k, v] : rule.attrs) leaf.attrs[k] = v;
     insert_path(plan_.target, name, std::move(leaf));
   }
 
@@ -166,11 +169,14 @@ class Planner {
       Node leaf;
       if (n->is_tensor()) {
         leaf = Node::tensor(apply_ops(n->tensor(), rule.ops, plan_.sources[i].name, how));
+        leaf.attrs = n->attrs;
+      } else if (!rule.ops.empty()) {  // a numeric scalar leaf becomes a 0-d tensor (e.g. a Python-int step)
+        leaf = Node::tensor(apply_ops(scalar_tensor(*n, plan_.sources[i].name), rule.ops, plan_.sources[i].name, how));
+        how = "scalar -> 0-d tensor, " + how;
       } else {
-        if (!rule.ops.empty()) throw MappingError(plan_.sources[i].name, "ops apply to tensors only; this is a " + plan_.sources[i].type);
         leaf = *n;
+        leaf.attrs = n->attrs;
       }
-      leaf.attrs = n->attrs;
       claim(i, rule, {target});
       emit(target, std::move(leaf), rule, {plan_.sources[i].name}, how.empty() ? "rename" : how);
     }
@@ -282,9 +288,35 @@ class Planner {
     }
   }
 
+  // A numeric scalar leaf as a 0-d tensor of its natural dtype (int64, float64, bool).
+  static Tensor scalar_tensor(const Node& n, const std::string& what) {
+    const auto& v = n.value();
+    auto make = [&](DType t, const void* p, std::size_t size) {
+      Bytes b(size);
+      std::memcpy(b.data(), p, size);
+      return make_memory_tensor({t, {}}, std::move(b), what);
+    };
+    if (const auto* i = std::get_if<std::int64_t>(&v)) return make(DType::I64, i, 8);
+    if (const auto* d = std::get_if<double>(&v)) return make(DType::F64, d, 8);
+    if (const auto* b = std::get_if<bool>(&v)) {
+      const std::uint8_t u = *b;
+      return make(DType::BOOL, &u, 1);
+    }
+    throw MappingError(what, "ops apply to tensors and numeric scalars only; this is a " + std::string(n.type_name()));
+  }
+
+  static Node json_leaf(const nlohmann::json& j) {
+    if (j.is_null()) return Node::none();
+    if (j.is_boolean()) return Node(j.get<bool>());
+    if (j.is_number_integer()) return Node(j.get<std::int64_t>());
+    if (j.is_number()) return Node(j.get<double>());
+    if (j.is_string()) return Node(j.get<std::string>());
+    return j.is_array() ? Node::list() : Node::dict();
+  }
+
   void apply_fill(const Rule& rule) {
     std::string target = rule.outputs[0].format({});
-    if (rule.value) {
+    if (rule.value || rule.prng_seed) {
       Shape shape = rule.shape;
       for (std::size_t d = 0; d < rule.shape_sizes.size(); ++d) {
         if (rule.shape_sizes[d].empty()) continue;
@@ -295,8 +327,21 @@ class Planner {
         }
         shape[d] = it->second;
       }
+      if (rule.prng_seed) {
+        Node key = Node::tensor(threefry_key_tensor(shape, *rule.prng_seed, target));
+        key.attrs["random_key_impl"] = "threefry2x32";
+        emit(target, std::move(key), rule, {},
+             shape.empty() ? "threefry2x32 key(" + std::to_string(*rule.prng_seed) + ")"
+                           : "threefry2x32 split(key(" + std::to_string(*rule.prng_seed) + "), " + shape_str(shape) + ")",
+             "filled");
+        return;
+      }
       auto t = ops::fill({*rule.dtype, shape}, *rule.value, target);
       emit(target, Node::tensor(std::move(t)), rule, {}, "constant " + std::to_string(*rule.value), "filled");
+      return;
+    }
+    if (rule.leaf) {
+      emit(target, json_leaf(*rule.leaf), rule, {}, "leaf " + rule.leaf->dump(), "filled");
       return;
     }
     if (!rule.copy_of.empty()) {
@@ -310,10 +355,10 @@ class Planner {
       emit(target, std::move(leaf), rule, {rule.copy_of}, "copy of " + rule.copy_of, "filled");
       return;
     }
-    auto other = std::make_shared<Checkpoint>(read_checkpoint(rule.from_checkpoint));
+    auto& other = other_checkpoints_[rule.from_checkpoint];
+    if (!other) other = std::make_shared<Checkpoint>(read_checkpoint(rule.from_checkpoint));
     const Node* n = find_path(other->root, rule.tensor.empty() ? target : rule.tensor);
     if (!n) throw MappingError(rule.from_checkpoint, "has no leaf '" + (rule.tensor.empty() ? target : rule.tensor) + "'");
-    keep_alive_.push_back(other);
     emit(target, *n, rule, {}, "from " + rule.from_checkpoint + ":" + (rule.tensor.empty() ? target : rule.tensor), "filled");
   }
 
@@ -377,7 +422,7 @@ class Planner {
   std::vector<SourceRef> refs_;
   std::map<std::string, std::size_t> by_name_;
   std::map<std::string, int> produced_;
-  std::vector<std::shared_ptr<Checkpoint>> keep_alive_;
+  std::map<std::string, std::shared_ptr<Checkpoint>> other_checkpoints_;  // fill from_checkpoint, read once
 };
 
 }  // namespace

@@ -136,12 +136,31 @@ Rule parse_rule(const json& r, int index, const std::string& origin) {
         else rule.shape.push_back(d.get<std::int64_t>()), rule.shape_sizes.push_back("");
       }
     }
-    if (r.contains("value")) rule.value = r["value"].get<double>();
+    if (r.contains("value")) {
+      if (!r["value"].is_number()) throw MappingError(where, "fill 'value' must be a number");
+      rule.value = r["value"].get<double>();
+    }
     rule.copy_of = r.value("copy_of", "");
     rule.from_checkpoint = r.value("from_checkpoint", "");
     rule.tensor = r.value("tensor", "");
-    int ways = rule.value.has_value() + !rule.copy_of.empty() + !rule.from_checkpoint.empty();
-    if (ways != 1) throw MappingError(where, "fill needs exactly one of 'value', 'copy_of', 'from_checkpoint'");
+    if (r.contains("leaf")) {
+      const auto& l = r["leaf"];
+      if (!(l.is_null() || l.is_primitive() || ((l.is_object() || l.is_array()) && l.empty())))
+        throw MappingError(where, "fill 'leaf' must be null, a number, a bool, a string, {} or []");
+      rule.leaf = l;
+    }
+    if (r.contains("prng_key")) {
+      const auto& k = r["prng_key"];
+      if (!k.is_object() || k.value("impl", "threefry2x32") != "threefry2x32" || !k.contains("seed") ||
+          !k["seed"].is_number_unsigned())
+        throw MappingError(where, "fill 'prng_key' is {\"impl\": \"threefry2x32\", \"seed\": N} (N >= 0)");
+      rule.prng_seed = k["seed"].get<std::uint64_t>();
+      if (!r.contains("shape")) throw MappingError(where, "fill with 'prng_key' needs the key shape (without the trailing 2)");
+    }
+    int ways = rule.value.has_value() + !rule.copy_of.empty() + !rule.from_checkpoint.empty() + rule.leaf.has_value() +
+               rule.prng_seed.has_value();
+    if (ways != 1)
+      throw MappingError(where, "fill needs exactly one of 'value', 'copy_of', 'from_checkpoint', 'leaf', 'prng_key'");
     if (rule.value && (!rule.dtype || !r.contains("shape"))) throw MappingError(where, "fill with 'value' needs dtype and shape");
   } else if (r.contains("einsum_add")) {
     rule.kind = Rule::Kind::EinsumAdd;
@@ -158,6 +177,13 @@ Rule parse_rule(const json& r, int index, const std::string& origin) {
   }
   if (rule.kind != Rule::Kind::Fill && rule.kind != Rule::Kind::Drop && rule.outputs.empty())
     throw MappingError(where, "needs 'to'");
+  if (r.contains("attrs")) {
+    if (!r["attrs"].is_object()) throw MappingError(where, "'attrs' must be an object of strings");
+    for (const auto& [k, v] : r["attrs"].items()) {
+      if (!v.is_string()) throw MappingError(where, "'attrs' must be an object of strings");
+      rule.attrs[k] = v.get<std::string>();
+    }
+  }
   return rule;
 }
 
@@ -266,12 +292,14 @@ json recipe_to_json(const Recipe& r) {
       case Rule::Kind::Fill:
         o["fill"] = pat_json(rule.outputs[0]);
         if (rule.dtype) o["dtype"] = std::string(dtype_name(*rule.dtype));
-        if (rule.value) {
+        if (rule.value || rule.prng_seed) {
           for (std::size_t d = 0; d < rule.shape.size(); ++d)
             o["shape"].push_back(d < rule.shape_sizes.size() && !rule.shape_sizes[d].empty() ? json(rule.shape_sizes[d])
                                                                                              : json(rule.shape[d]));
-          o["value"] = *rule.value;
+          if (rule.value) o["value"] = *rule.value;
+          else o["prng_key"] = {{"impl", "threefry2x32"}, {"seed", *rule.prng_seed}};
         }
+        if (rule.leaf) o["leaf"] = *rule.leaf;
         if (!rule.copy_of.empty()) o["copy_of"] = rule.copy_of;
         if (!rule.from_checkpoint.empty()) o["from_checkpoint"] = rule.from_checkpoint, o["tensor"] = rule.tensor;
         break;
@@ -284,6 +312,7 @@ json recipe_to_json(const Recipe& r) {
         break;
       }
     }
+    if (!rule.attrs.empty()) o["attrs"] = rule.attrs;
     j["rules"].push_back(o);
   }
   return j;
@@ -350,6 +379,7 @@ Recipe invert(const Recipe& r) {
     for (const auto& p : rule.inputs)
       if (p.is_regex()) fail(rule, "it matches with a regex");
     Rule out = rule;
+    out.attrs.clear();  // writer hints describe the forward target, not the reverse one
     out.inputs.clear();
     out.outputs.clear();
     switch (rule.kind) {

@@ -8,8 +8,9 @@
 //   unstack     one tensor -> one target per index along an axis
 //   concat      several patterns sharing captures -> one tensor along an axis (q,k,v -> qkv)
 //   split       one tensor -> several targets, equal parts along an axis
-//   fill        a target made from nothing: a constant, a copy of a source, or a tensor of
-//               another checkpoint
+//   fill        a target made from nothing: a constant, a copy of a source, a tensor of
+//               another checkpoint, a non-tensor leaf (None, a scalar, an empty container)
+//               or JAX PRNG key data
 //   einsum_add  target = base + scale * einsum(operands) (LoRA-style deltas)
 // invert() derives the reverse recipe where every rule is invertible.
 #pragma once
@@ -51,6 +52,11 @@ struct Rule {
   std::vector<std::string> shape_sizes;  // fill: per dim, a size name resolved from `sizes` ("" = literal)
   std::optional<double> value;
   std::string copy_of, from_checkpoint, tensor;
+  std::optional<nlohmann::json> leaf;        // fill: null, a number, bool, string, {} or []
+  std::optional<std::uint64_t> prng_seed;    // fill: threefry2x32 key data (transform/prng.h)
+  // Any rule: attributes given to every leaf it emits (writer hints such as
+  // "orbax.value_type": "scalar"), replacing those of the source leaf.
+  std::map<std::string, std::string> attrs;
   // einsum_add
   std::string equation;
   double scale = 1.0;

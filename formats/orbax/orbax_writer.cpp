@@ -350,7 +350,12 @@ class OrbaxWriter final : public Writer {
     const std::string where = leaf.param.empty() ? std::string("<root>") : leaf.param;
     auto attr_vt = n.attrs.find("orbax.value_type");
     if (n.is_tensor()) {
-      leaf.value_type = attr_vt != n.attrs.end() && attr_vt->second == "np.ndarray" ? "np.ndarray" : "jax.Array";
+      // A 0-d tensor marked as a scalar (e.g. a Linen step from an NNX uint32 array) is stored
+      // as Orbax stores Python/NumPy scalars: the same zarr array, value_type "scalar".
+      const std::string vt = attr_vt != n.attrs.end() ? attr_vt->second : "";
+      leaf.value_type = vt == "np.ndarray" ? "np.ndarray"
+                        : vt == "scalar" && n.tensor().info.shape.empty() ? "scalar"
+                                                                           : "jax.Array";
     } else if (n.is_container()) {
       leaf.skip_deserialize = true;
       const auto kind = n.container().kind;

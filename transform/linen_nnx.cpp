@@ -1,0 +1,516 @@
+// Implementation of transform/linen_nnx.h.
+#include "transform/linen_nnx.h"
+
+#include <algorithm>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <set>
+
+#include "core/errors.h"
+#include "formats/format.h"
+#include "formats/zarr/zarr_dtype.h"
+
+namespace ckb {
+namespace {
+
+using json = nlohmann::json;
+
+bool is_digits(const std::string& s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+std::string join(const std::string& a, const std::string& b) {
+  return a.empty() ? b : b.empty() ? a : a + "/" + b;
+}
+
+// A path used as a literal pattern.
+std::string lit(const std::string& path) {
+  if (path.find_first_of("{}") != std::string::npos)
+    throw MappingError(path, "a key containing '{' or '}' cannot be adapted");
+  return path;
+}
+
+// A path component naming NNX RNG state: `rngs` (nnx.Rngs, a Dropout's stream) or
+// `*_rngs` (bridged Linen modules keep theirs in `to_nnx__rngs`).
+bool is_rng_key(const std::string& k) { return k == "rngs" || (k.size() > 5 && k.ends_with("_rngs")); }
+
+bool has_rng_component(const std::string& path) {
+  std::size_t start = 0;
+  while (true) {
+    auto slash = path.find('/', start);
+    if (is_rng_key(path.substr(start, slash == std::string::npos ? std::string::npos : slash - start))) return true;
+    if (slash == std::string::npos) return false;
+    start = slash + 1;
+  }
+}
+
+struct LogicalLeaf {
+  const Node* node;  // the leaf itself (inside its wrapper, if any)
+  bool wrapped;
+};
+
+// Leaves below `n` with paths relative to it; nnx.Variable wrappers count as their leaf.
+void logical_leaves(const Node& n, const std::string& prefix, std::map<std::string, LogicalLeaf>& out) {
+  if (is_value_wrapper(n)) {
+    out[prefix] = {n.container().children[0].node.get(), true};
+  } else if (!n.is_container() || n.is_empty_container()) {
+    out[prefix] = {&n, false};
+  } else {
+    for (const auto& ch : n.container().children) logical_leaves(*ch.node, join(prefix, ch.key), out);
+  }
+}
+
+Node* find_mut(Node& root, const std::string& path) {
+  Node* cur = &root;
+  std::size_t start = 0;
+  while (cur && !path.empty()) {
+    auto slash = path.find('/', start);
+    cur = cur->find(path.substr(start, slash == std::string::npos ? std::string::npos : slash - start));
+    if (slash == std::string::npos) break;
+    start = slash + 1;
+  }
+  return cur;
+}
+
+// Turns the dict at `path` (keys "0".."n-1" in any order) into a sequence.
+void make_sequence(Node& root, const std::string& path) {
+  Node* n = find_mut(root, path);
+  if (!n || !n->is_container()) return;
+  auto& c = n->container();
+  std::sort(c.children.begin(), c.children.end(),
+            [](const Child& a, const Child& b) { return std::stoll(a.key) < std::stoll(b.key); });
+  for (std::size_t i = 0; i < c.children.size(); ++i)
+    if (c.children[i].key != std::to_string(i)) throw MappingError(path, "optax chain indices are not 0..n-1");
+  c.kind = ContainerKind::List;
+  c.index.clear();
+}
+
+DType scalar_storage_dtype(const Node& n) {
+  if (auto it = n.attrs.find("orbax.dtype"); it != n.attrs.end()) {
+    auto t = zarr::parse_v2_dtype(it->second);
+    if (!t) t = zarr::parse_v3_dtype(it->second);
+    if (t) return t->dtype;
+  }
+  if (std::holds_alternative<bool>(n.value())) return DType::BOOL;
+  if (std::holds_alternative<double>(n.value())) return DType::F64;
+  return DType::I64;
+}
+
+Tensor zero_tensor(TensorInfo info) {
+  Bytes b(static_cast<std::size_t>(info.nbytes()));
+  std::memset(b.data(), 0, b.size());
+  return make_memory_tensor(info, std::move(b), "expected layout");
+}
+
+// Builds the adaptation recipe for one source.
+class Generator {
+ public:
+  Generator(const Checkpoint& src, const AdaptOptions& o, const FlaxLayout& from)
+      : src_(src), o_(o), from_(from) {
+    const Node* w = find_path(src.root, from.weights);
+    std::map<std::string, LogicalLeaf> leaves;
+    if (w) logical_leaves(*w, "", leaves);
+    for (const auto& [p, l] : leaves)
+      if (l.node->is_tensor() && !has_rng_component(p)) weight_shapes_[p] = l.node->tensor().info.shape;
+  }
+
+  json rules = json::array();
+  std::vector<std::string> sequences;  // target containers that are optax chains (sequences)
+  std::vector<std::string> notes;
+
+  void to_nnx(bool wrap) {
+    const Node& root = src_.root;
+    move_subtree(*find_path(root, from_.weights), from_.weights, "model", wrap);
+    if (const Node* aux = find_path(root, "nnx_aux/model")) {
+      move_subtree(*aux, "nnx_aux/model", "model", wrap);
+      notes.push_back("NNX-only model state taken from the Linen checkpoint's nnx_aux/model");
+    }
+    const bool train = from_.kind == FlaxKind::LinenFull && !o_.weights_only;
+    if (train) {
+      if (!from_.step.empty())
+        map(from_.step, "optimizer/step" + std::string(wrap ? "/value" : ""), json::array({{{"cast", "U32"}}}),
+            {{"orbax.value_type", "jax.Array"}});
+      opt_to_nnx(*find_path(root, from_.opt_state), from_.opt_state, "optimizer/opt_state", wrap);
+    } else {
+      const std::string why = o_.weights_only ? "--weights-only: the training state is not carried"
+                                              : "params-only Linen checkpoint: no training state";
+      if (find_path(root, "step")) drop("step", why);
+      drop_subtree("opt_state", why);
+      notes.push_back(why + "; the NNX result holds the model only");
+    }
+  }
+
+  void to_linen() {
+    const Node& root = src_.root;
+    for (const auto& r : from_.rng) {
+      if (o_.keep_rng) {
+        move_subtree(*find_path(root, r), r, "nnx_aux/" + r, false);
+      } else {
+        drop_subtree(r, "NNX RNG state (RngKey/RngCount): the Linen layout has no place for it "
+                        "(--keep-rng keeps it under nnx_aux/model as MaxText does)");
+      }
+    }
+    move_subtree(*find_path(root, from_.weights), from_.weights, "params/params", false);
+    const bool train = from_.kind == FlaxKind::NnxFull && !o_.weights_only;
+    if (train) {
+      if (!from_.step.empty()) linen_step();
+      opt_to_linen(*find_path(root, from_.opt_state), from_.opt_state, "opt_state");
+    } else {
+      if (find_path(root, "optimizer")) drop_subtree("optimizer", "--weights-only: the training state is not carried");
+      // MaxText's params-only layout: TrainState(step=0, params={"params": w}, opt_state={}).
+      fill_leaf("step", 0, {{"orbax.value_type", "scalar"}});
+      fill_leaf("opt_state", json::object(), {});
+      notes.push_back("params-only Linen layout written: step 0, empty opt_state");
+    }
+  }
+
+ private:
+  void map(const std::string& from, const std::string& to, json ops = nullptr, json attrs = nullptr) {
+    json r = {{"map", from}, {"to", to}};
+    if (!ops.is_null()) r["ops"] = ops;
+    if (!attrs.is_null() && !attrs.empty()) r["attrs"] = attrs;
+    rules.push_back(r);
+  }
+  void drop(const std::string& pattern, const std::string& reason) {
+    rules.push_back({{"drop", pattern}, {"reason", reason}});
+  }
+  void drop_subtree(const std::string& path, const std::string& reason) {
+    drop(lit(path) + "/{rest:*}", reason);
+    drop(lit(path), reason);  // the subtree as one empty node
+  }
+  void fill_leaf(const std::string& to, json leaf, json attrs) {
+    json r = {{"fill", to}, {"leaf", leaf}};
+    if (!attrs.empty()) r["attrs"] = attrs;
+    fills_.push_back(r);
+  }
+
+ public:
+  json fills() const { return fills_; }
+
+ private:
+  // Rules moving every leaf below `n` (at source path `sp`) to the same relative path below
+  // `tp`: source wrappers removed, target wrappers added when `wrap`. Pattern rules where
+  // they are exact, literal ones for the few leaves a pattern would misread.
+  void move_subtree(const Node& n, const std::string& sp, const std::string& tp, bool wrap) {
+    std::map<std::string, LogicalLeaf> leaves;
+    logical_leaves(n, "", leaves);
+    const std::string w = wrap ? "/value" : "";
+    bool any_wrapped = false, any_plain = false;
+    for (const auto& [rel, l] : leaves) {
+      const bool special = rel.empty() || l.node->is_container() || std::holds_alternative<NoneValue>(l.node->value()) ||
+                           (!l.wrapped && (rel == "value" || rel.ends_with("/value")));
+      if (special) {  // empty nodes, None, and unwrapped leaves named "value": one literal rule each
+        const std::string s = join(sp, rel) + (l.wrapped ? "/value" : "");
+        const bool leaf_wrap = wrap && !l.node->is_container() && !std::holds_alternative<NoneValue>(l.node->value());
+        map(lit(s), lit(join(tp, rel)) + (leaf_wrap ? "/value" : ""));
+      } else {
+        (l.wrapped ? any_wrapped : any_plain) = true;
+      }
+    }
+    if (any_wrapped) map(lit(sp) + "/{p:*}/value", lit(tp) + "/{p}" + w);
+    if (any_plain) map(lit(sp) + "/{p:*}", lit(tp) + "/{p}" + w);
+  }
+
+  // A subtree whose leaves are all weights (same relative paths and shapes): an optax
+  // moment tree (mu, nu, trace, acc_grads, ...).
+  bool mirrors_weights(const Node& n) const {
+    if (!n.is_container() || n.is_empty_container() || is_value_wrapper(n)) return false;
+    std::map<std::string, LogicalLeaf> leaves;
+    logical_leaves(n, "", leaves);
+    for (const auto& [rel, l] : leaves) {
+      auto it = weight_shapes_.find(rel);
+      if (it == weight_shapes_.end() || !l.node->is_tensor() || l.node->tensor().info.shape != it->second) return false;
+    }
+    return true;
+  }
+
+  void opt_to_nnx(const Node& n, const std::string& sp, const std::string& tp, bool wrap) {
+    if (is_value_wrapper(n) || (!n.is_container() && !std::holds_alternative<NoneValue>(n.value()))) {
+      map(lit(sp) + (is_value_wrapper(n) ? "/value" : ""), lit(tp) + (wrap ? "/value" : ""));
+    } else if (!n.is_container() || n.is_empty_container()) {
+      drop(lit(sp), "empty optax state (EmptyState): NNX keeps no entry for it");
+    } else if (n.container().kind == ContainerKind::Dict && n.size() == 1 && n.find("params") &&
+               mirrors_weights(*n.find("params"))) {
+      move_subtree(*n.find("params"), sp + "/params", tp, wrap);  // moment tree: drop the Linen `params` level
+    } else {
+      for (const auto& ch : n.container().children) opt_to_nnx(*ch.node, join(sp, ch.key), join(tp, ch.key), wrap);
+    }
+  }
+
+  void opt_to_linen(const Node& n, const std::string& sp, const std::string& tp) {
+    if (is_value_wrapper(n) || !n.is_container()) {
+      map(lit(sp) + (is_value_wrapper(n) ? "/value" : ""), lit(tp));
+    } else if (n.is_empty_container()) {
+      map(lit(sp), lit(tp));
+    } else if (std::all_of(n.container().children.begin(), n.container().children.end(),
+                           [](const Child& c) { return is_digits(c.key); })) {
+      // an optax chain: a sequence again, the empty states NNX left out back as None
+      std::int64_t last = 0;
+      for (const auto& ch : n.container().children) last = std::max<std::int64_t>(last, std::stoll(ch.key));
+      if (last > 4096) throw MappingError(sp, "optax chain index " + std::to_string(last) + " is implausible");
+      // Trailing empty states leave no trace in NNX; `like` knows the chain's length.
+      if (const Node* l = o_.like ? find_path(o_.like->root, tp) : nullptr;
+          l && l->is_container() && l->container().kind != ContainerKind::Dict)
+        last = std::max<std::int64_t>(last, static_cast<std::int64_t>(l->size()) - 1);
+      sequences.push_back(tp);
+      for (std::int64_t i = 0; i <= last; ++i) {
+        const std::string k = std::to_string(i);
+        if (const Node* c = n.find(k)) opt_to_linen(*c, join(sp, k), join(tp, k));
+        else fill_leaf(join(tp, k), nullptr, {});
+      }
+    } else if (mirrors_weights(n)) {
+      move_subtree(n, sp, tp + "/params", false);  // moment tree: Linen mirrors the whole variables dict
+    } else {
+      for (const auto& ch : n.container().children) opt_to_linen(*ch.node, join(sp, ch.key), join(tp, ch.key));
+    }
+  }
+
+  // NNX's uint32 step as Linen keeps it: int32 jax.Array (MaxText's jitted TrainState), or as
+  // `like` stores it (flax's un-jitted TrainState keeps a Python int: an Orbax "scalar").
+  void linen_step() {
+    DType t = DType::I32;
+    json attrs = {{"orbax.value_type", "jax.Array"}};
+    if (o_.like) {
+      if (const Node* s = find_path(o_.like->root, "step")) {
+        if (s->is_tensor()) {
+          t = s->tensor().info.dtype;
+        } else if (std::holds_alternative<std::int64_t>(s->value())) {
+          t = scalar_storage_dtype(*s);
+          attrs = {{"orbax.value_type", "scalar"}};
+          if (auto it = s->attrs.find("orbax.dtype"); it != s->attrs.end()) attrs["orbax.dtype"] = it->second;
+        }
+      }
+    }
+    map(from_.step, "step", json::array({{{"cast", std::string(dtype_name(t))}}}), attrs);
+  }
+
+  const Checkpoint& src_;
+  const AdaptOptions& o_;
+  const FlaxLayout& from_;
+  std::map<std::string, Shape> weight_shapes_;
+  json fills_ = json::array();
+};
+
+// The expected layout: `like` with the target's wrapper style, its step as the 0-d tensor
+// our rules produce, and for a weights-only result only its weights (and RNG state).
+Checkpoint expected_layout(const Checkpoint& like, const AdaptOptions& o, bool wrap, const Plan& first) {
+  Checkpoint e;
+  e.format = like.format;
+  e.path = like.path;
+  e.root = like.root;
+  if (o.to == AdaptOptions::To::Nnx) {
+    unwrap_value_leaves(e.root);
+    if (wrap) wrap_value_leaves(e.root);
+  }
+  const std::string weights = o.to == AdaptOptions::To::Nnx ? "model" : "params";
+  std::set<std::string> ours;
+  for (const auto& t : first.targets) ours.insert(t.name);
+  const bool whole = std::any_of(first.targets.begin(), first.targets.end(), [&](const TargetEntry& t) {
+    return t.name.starts_with(o.to == AdaptOptions::To::Nnx ? "optimizer/" : "opt_state/");
+  });
+  if (!whole) {  // weights only: the like's weights, and our own non-weight leaves as they are
+    Node root = Node::dict();
+    if (const Node* w = e.root.find(weights)) root.add(weights, *w);
+    visit_leaves(first.target, [&](const Path& p, const Node& n) {
+      if (p.front() != weights) insert_path(root, join_path(p), n);
+    });
+    e.root = std::move(root);
+  }
+  if (Node* s = find_mut(e.root, "step"); s && !s->is_container() && !s->is_tensor() && ours.count("step")) {
+    const Node* produced = find_path(first.target, "step");
+    if (produced && produced->is_tensor() && std::holds_alternative<std::int64_t>(s->value()))
+      *s = Node::tensor(zero_tensor({scalar_storage_dtype(*s), {}}));
+  }
+  return e;
+}
+
+}  // namespace
+
+std::string FlaxLayout::name() const {
+  switch (kind) {
+    case FlaxKind::LinenFull: return "linen (full training state)";
+    case FlaxKind::LinenParams: return "linen (params only)";
+    case FlaxKind::NnxFull: return std::string("nnx (model + optimizer, ") + (value_wrappers ? "raw State)" : "pure dict)");
+    case FlaxKind::NnxModel: return std::string("nnx (model only, ") + (value_wrappers ? "raw State)" : "pure dict)");
+    case FlaxKind::Unknown: break;
+  }
+  return "unknown";
+}
+
+nlohmann::ordered_json FlaxLayout::to_json() const {
+  nlohmann::ordered_json j;
+  j["layout"] = name();
+  j["weights"] = weights;
+  j["value_wrappers"] = value_wrappers;
+  j["step"] = step.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(step + " (" + step_type + ")");
+  j["opt_state"] = opt_state.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(opt_state);
+  j["chain"] = chain;
+  j["rng_state"] = rng;
+  return j;
+}
+
+FlaxLayout detect_flax_layout(const Node& root) {
+  FlaxLayout l;
+  if (!root.is_container()) return l;
+  const Node* params = root.find("params");
+  const Node* model = root.find("model");
+  const Node* optimizer = root.find("optimizer");
+  std::string opt;
+  if (params && params->is_container() && !params->is_empty_container()) {
+    const Node* inner = params->find("params");
+    l.weights = inner && inner->is_container() ? "params/params" : "params";
+    l.step = root.find("step") ? "step" : "";
+    opt = "opt_state";
+    const Node* o = root.find("opt_state");
+    l.kind = o && o->is_container() && !o->is_empty_container() ? FlaxKind::LinenFull : FlaxKind::LinenParams;
+    if (const Node* aux = find_path(root, "nnx_aux/model"); aux && aux->is_container()) l.rng.push_back("nnx_aux/model");
+  } else if ((model && model->is_container()) || (optimizer && optimizer->is_container())) {
+    l.weights = "model";
+    if (optimizer && optimizer->is_container()) {
+      if (const Node* s = optimizer->find("step")) l.step = is_value_wrapper(*s) ? "optimizer/step/value" : "optimizer/step";
+      opt = "optimizer/opt_state";
+    }
+    l.kind = optimizer ? FlaxKind::NnxFull : FlaxKind::NnxModel;
+    // RNG state: every subtree of the model under a `rngs` key (outermost only)
+    if (model) {
+      std::function<void(const Node&, const std::string&)> walk = [&](const Node& n, const std::string& p) {
+        if (!n.is_container()) return;
+        for (const auto& ch : n.container().children) {
+          const std::string cp = join(p, ch.key);
+          if (is_rng_key(ch.key)) l.rng.push_back(cp);
+          else walk(*ch.node, cp);
+        }
+      };
+      walk(*model, "model");
+    }
+  } else {
+    return l;
+  }
+  if (const Node* w = find_path(root, l.weights)) {
+    std::map<std::string, LogicalLeaf> leaves;
+    logical_leaves(*w, "", leaves);
+    // a raw nnx.State wraps every Variable, RNG state included; empty nodes have no wrapper
+    bool any = false, all = true;
+    for (const auto& [rel, leaf] : leaves) {
+      if (leaf.node->is_container() || std::holds_alternative<NoneValue>(leaf.node->value())) continue;
+      any = true;
+      all = all && leaf.wrapped;
+    }
+    l.value_wrappers = any && all;
+  }
+  if (!l.step.empty()) {
+    const Node* s = find_path(root, l.step);
+    l.step_type = s->is_tensor() ? std::string(dtype_name(s->tensor().info.dtype))
+                                 : std::string(s->type_name()) + " scalar";
+  }
+  if (const Node* o = find_path(root, opt); o && o->is_container() && !o->is_empty_container()) {
+    l.opt_state = opt;
+    const auto& kids = o->container().children;
+    if (o->container().kind != ContainerKind::Dict) l.chain = "sequence";
+    else if (std::all_of(kids.begin(), kids.end(), [](const Child& c) { return is_digits(c.key); })) l.chain = "int-keyed dict";
+    else l.chain = "flat";
+  }
+  return l;
+}
+
+Adaptation adapt_flax(const Checkpoint& src, const AdaptOptions& o) {
+  Adaptation a;
+  a.from = detect_flax_layout(src.root);
+  const bool to_nnx = o.to == AdaptOptions::To::Nnx;
+  if (a.from.kind == FlaxKind::Unknown)
+    throw MappingError(src.path, "neither a Flax Linen (params/params, step, opt_state) nor an NNX (model, optimizer) "
+                                 "checkpoint layout");
+  if (to_nnx ? a.from.is_nnx() : a.from.is_linen())
+    throw MappingError(src.path, "already in the " + std::string(to_nnx ? "NNX" : "Linen") + " layout (" + a.from.name() + ")");
+
+  FlaxLayout like_layout;
+  if (o.like) {
+    like_layout = detect_flax_layout(o.like->root);
+    if (to_nnx ? !like_layout.is_nnx() : !like_layout.is_linen())
+      throw MappingError(o.like->path, "--like must be a checkpoint in the target layout (" +
+                                           std::string(to_nnx ? "NNX" : "Linen") + "); it is " + like_layout.name());
+  }
+  const bool wrap = to_nnx && (o.pure ? !*o.pure : (o.like ? like_layout.value_wrappers : true));
+
+  Generator g(src, o, a.from);
+  if (to_nnx) g.to_nnx(wrap);
+  else g.to_linen();
+
+  auto make_recipe = [&](const json& extra_fills) {
+    json rules = g.rules;
+    for (const auto& f : g.fills()) rules.push_back(f);
+    for (const auto& f : extra_fills) rules.push_back(f);
+    json j = {{"recipe", to_nnx ? "linen-to-nnx" : "nnx-to-linen"},
+              {"description", "generated by adapt from the source layout: " + a.from.name()},
+              {"rules", rules}};
+    return parse_recipe(j, "adapt");
+  };
+  a.recipe = make_recipe(json::array());
+  a.notes = g.notes;
+
+  if (!o.like) {
+    a.plan = build_plan(src, a.recipe);
+    if (to_nnx && a.from.rng.empty())
+      a.notes.push_back("no --like: NNX-only state (RNG key/count) is not created; restore with partial_restore "
+                        "or pass --like with a freshly initialised NNX checkpoint");
+  } else {
+    Plan first = build_plan(src, a.recipe);
+    Checkpoint expect = expected_layout(*o.like, o, wrap, first);
+    std::set<std::string> produced;
+    for (const auto& t : first.targets) produced.insert(t.name);
+    // NNX-only RNG leaves of the target that the source does not hold.
+    json extra = json::array();
+    std::size_t filled = 0;
+    visit_leaves(expect.root, [&](const Path& p, const Node& n) {
+      const std::string name = join_path(p);
+      if (produced.count(name) || !to_nnx || !n.is_tensor() || !has_rng_component(name)) return;
+      const std::string leaf = p.back() == "value" && p.size() > 1 ? p[p.size() - 2] : p.back();
+      const auto& info = n.tensor().info;
+      json f = {{"fill", lit(name)}};
+      if (o.rng == AdaptOptions::Rng::Like) {
+        std::string in_like = name;
+        if (!find_path(o.like->root, in_like)) in_like = name.ends_with("/value") ? name.substr(0, name.size() - 6) : name + "/value";
+        f["from_checkpoint"] = o.like->path;
+        f["tensor"] = in_like;
+      } else if (leaf == "key" || n.attrs.count("random_key_impl")) {
+        if (info.dtype != DType::U32 || info.shape.empty() || info.shape.back() != 2) {
+          extra.push_back(json{{"fill", lit(name)}, {"from_checkpoint", o.like->path}, {"tensor", name}});
+          return;
+        }
+        f["prng_key"] = {{"impl", "threefry2x32"}, {"seed", o.rng_seed}};
+        f["shape"] = Shape(info.shape.begin(), info.shape.end() - 1);
+      } else {
+        f["value"] = 0;
+        f["dtype"] = std::string(dtype_name(info.dtype));
+        f["shape"] = info.shape;
+      }
+      extra.push_back(f);
+      ++filled;
+    });
+    if (filled)
+      a.notes.push_back(std::to_string(filled) + " NNX RNG leaves filled " +
+                        (o.rng == AdaptOptions::Rng::Like ? "with the values of --like " + o.like->path
+                                                          : "deterministically: keys key(" + std::to_string(o.rng_seed) +
+                                                                ") / split(key(" + std::to_string(o.rng_seed) +
+                                                                "), n) (threefry2x32), counts 0"));
+    a.recipe = make_recipe(extra);
+    PlanOptions po;
+    po.expect = &expect;
+    a.plan = build_plan(src, a.recipe, po);
+  }
+  for (const auto& s : g.sequences) make_sequence(a.plan.target, s);
+  return a;
+}
+
+Checkpoint load_adapted(const Checkpoint& src, const AdaptOptions& o) {
+  Adaptation a = adapt_flax(src, o);
+  a.plan.check();
+  Checkpoint out;
+  out.format = src.format;
+  out.path = src.path;
+  out.root = std::move(a.plan.target);
+  return out;
+}
+
+}  // namespace ckb
