@@ -135,9 +135,13 @@ class Decoder {
     auto& children = node.container().children;
     children.reserve(static_cast<std::size_t>(n));
     for (std::uint64_t i = 0; i < n; ++i) {
-      keys_.push_back(std::to_string(i));
-      children.emplace_back(keys_.back(), std::make_unique<Node>(decode(r, depth + 1)));
+      // The child is decoded before the key is used: nested decoding grows keys_, which would
+      // leave a reference to keys_.back() dangling.
+      std::string key = std::to_string(i);
+      keys_.push_back(key);
+      auto child = std::make_unique<Node>(decode(r, depth + 1));
       keys_.pop_back();
+      children.emplace_back(std::move(key), std::move(child));
     }
     return node;
   }
