@@ -37,6 +37,10 @@ void add_adapt_options(CLI::App& app, PipelineOptions& o) {
       ->check(CLI::IsMember({"like", "deterministic"}));
   app.add_option("--rng-seed", o.rng_seed, "seed for --rng-fill deterministic (default 0)");
   app.add_flag("--weights-only", o.weights_only, "carry the weights only; the training state is dropped (reported)");
+  app.add_option("--layers", o.layers,
+                 "scanned layers: 'unscan' slices .../layers/... into layers_<i>, 'scan' stacks them (default: as --like)")
+      ->check(CLI::IsMember({"scan", "unscan"}));
+  app.add_option("--scan-axis", o.scan_axis, "the params' scan axis for --layers (MaxText's param_scan_axis, default 1)");
   app.add_flag("--keep-rng", o.keep_rng, "linen: keep NNX RNG state under nnx_aux/model (MaxText after #4343) instead of dropping it");
 }
 
@@ -49,9 +53,11 @@ Checkpoint open_checkpoint(const std::string& path, std::int64_t step) {
 Pipeline build_pipeline(const std::string& src, const PipelineOptions& o) {
   Pipeline p;
   p.source = open_checkpoint(src, o.step);
-  const bool adapt_opts = !o.like.empty() || o.pure || o.raw || o.weights_only || o.keep_rng || o.rng_fill != "like" || o.rng_seed;
+  const bool adapt_opts = !o.like.empty() || o.pure || o.raw || o.weights_only || o.keep_rng || o.rng_fill != "like" ||
+                          o.rng_seed || !o.layers.empty() || o.scan_axis != 1;
   if (o.adapt.empty() && adapt_opts)
-    throw UsageError("--like, --pure, --raw, --rng-fill, --rng-seed, --weights-only and --keep-rng apply to --adapt");
+    throw UsageError("--like, --pure, --raw, --rng-fill, --rng-seed, --weights-only, --keep-rng, --layers and --scan-axis "
+                     "apply to --adapt");
   if (!o.adapt.empty()) {
     if (!o.recipe.empty() || o.reverse || !o.expect.empty() || !o.sizes.empty() || !o.variant.empty() || !o.openpi_config.empty())
       throw UsageError("--adapt generates its own recipe: --recipe, --reverse, --expect, --size, --variant and "
@@ -72,6 +78,8 @@ Pipeline build_pipeline(const std::string& src, const PipelineOptions& o) {
     ao.rng_seed = o.rng_seed;
     ao.weights_only = o.weights_only;
     ao.keep_rng = o.keep_rng;
+    ao.layers = o.layers;
+    ao.scan_axis = o.scan_axis;
     p.adapt = adapt_flax(p.source, ao);
     p.recipe = p.adapt->recipe;
     p.plan = std::move(p.adapt->plan);

@@ -27,7 +27,8 @@ struct PipelineOptions {
   // --recipe openpi: LoRA configuration (openpi checkpoints do not store alpha)
   std::string variant, openpi_config;
   // --adapt nnx|linen (or the adapt command): Flax Linen <-> NNX
-  std::string adapt, like, rng_fill = "like";
+  std::string adapt, like, rng_fill = "like", layers;
+  int scan_axis = 1;
   std::uint64_t rng_seed = 0;
   bool pure = false, raw = false, weights_only = false, keep_rng = false;
 };

@@ -234,6 +234,31 @@ TEST(LinenNnx, WrongTargetFailsListingThePathsAndWritesNothing) {
   EXPECT_NE(r.err.find("--like must be a checkpoint in the target layout"), std::string::npos) << r.err;
 }
 
+TEST(LinenNnx, UnscanAndScanLayers) {
+  TempDir tmp;
+  auto r = run_cli("adapt " + mx("linen_full") + " " + tmp / "unscanned" + " --to nnx --layers unscan -q");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  Checkpoint un = read_checkpoint(tmp / "unscanned"), lin = read_checkpoint(mx("linen_full"));
+  EXPECT_EQ(find_path(un.root, "model/decoder/layers"), nullptr);
+  // layer 1 of the scanned wi_0 [16, L=2, 32] (scan axis 1), and of its adam moment
+  for (const auto& [ours, theirs] : {std::pair<std::string, std::string>{"model/decoder/layers_1/mlp/wi_0/kernel/value",
+                                                                          "params/params/decoder/layers/mlp/wi_0/kernel"},
+                                     {"optimizer/opt_state/0/nu/decoder/layers_1/mlp/wi_0/kernel/value",
+                                      "opt_state/0/nu/params/decoder/layers/mlp/wi_0/kernel"}}) {
+    const Node* got = find_path(un.root, ours);
+    ASSERT_TRUE(got && got->is_tensor()) << ours;
+    EXPECT_EQ(got->tensor().info.shape, (Shape{16, 32}));
+    const std::string all = bytes_of(find_path(lin.root, theirs)->tensor());
+    std::string want;
+    for (int row = 0; row < 16; ++row) want += all.substr(static_cast<std::size_t>((row * 2 + 1) * 32 * 4), 32 * 4);
+    EXPECT_EQ(bytes_of(got->tensor()), want) << ours;
+  }
+  // back to Linen: --like (scanned) chooses stacking; the result is linen_full exactly
+  r = run_cli("adapt " + tmp / "unscanned" + " " + tmp / "linen" + " --to linen --like " + mx("linen_full") + " -q");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  expect_same_checkpoint(tmp / "linen", mx("linen_full/3/items"));
+}
+
 // ---- synthetic optax trees: the recursion, not just MaxText's adamw ----
 
 Tensor f32(Shape s, float base) {

@@ -14,6 +14,7 @@
 //              (or kept under `nnx_aux/model/...` as MaxText does since #4343); to NNX taken
 //              from Linen's `nnx_aux/model/...`, else filled from `--like` (its values kept)
 //              or deterministically (PR #3929: key(0) / split(key(0), n), counts 0)
+//   layers     optionally scanned `layers` <-> `layers_0..N-1` (a second recipe stage)
 // The ordinary planner (transform/plan.h) resolves that recipe, so every leaf is in the
 // ledger, and `like` (a checkpoint of the target layout, e.g. a freshly initialised one) is
 // the expected layout: a missing weight, an extra leaf or a shape mismatch fails the plan
@@ -64,6 +65,12 @@ struct AdaptOptions {
   std::uint64_t rng_seed = 0;
   bool weights_only = false;      // drop (report) the training state; params-only sources imply it
   bool keep_rng = false;          // to Linen: keep NNX RNG state under `nnx_aux/model/...`
+  // Scanned <-> unscanned layers: "unscan" slices every `.../layers/...` leaf along the scan
+  // axis into `.../layers_<i>/...`, "scan" stacks them back; "" keeps the structure unless
+  // `like` has the other one. Params and their moments use `scan_axis` (MaxText's
+  // param_scan_axis, 1), RNG state axis 0.
+  std::string layers;
+  int scan_axis = 1;
 };
 
 struct Adaptation {
