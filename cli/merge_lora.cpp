@@ -1,4 +1,5 @@
-// `ckptbridge merge-lora BASE -o OUT --profile openpi [--variant V,...|--openpi-config F]`:
+// `ckptbridge merge-lora BASE -o OUT --profile openpi [--variant V,...|--openpi-config F]`
+// or `merge-lora BASE -o OUT --adapter DIR` (profile peft, transform/peft.h):
 // folds LoRA adapters into their base weights the way the training runtime applied them
 // (transform/lora.h), writes float32 merged weights by default, and fails if any LoRA tensor
 // is left unmerged. The report lists every merged module with its scale rule and equation.
@@ -17,6 +18,7 @@
 #include "io/file.h"
 #include "transform/execute.h"
 #include "transform/lora.h"
+#include "transform/peft.h"
 
 namespace ckb::cli {
 namespace {
@@ -24,7 +26,7 @@ namespace {
 using ojson = nlohmann::ordered_json;
 
 struct MergeCmd {
-  std::string base, out, profile = "openpi", variant, openpi_config, to, dtype = "F32", report;
+  std::string base, out, profile, adapter, variant, openpi_config, to, dtype = "F32", report;
   bool overwrite = false, quiet = false;
   std::int64_t step = -1;
   unsigned threads = 0;
@@ -38,9 +40,14 @@ std::string format_for(const std::string& dst, const std::string& to) {
 }
 
 int run(const MergeCmd& o) {
-  if (o.profile != "openpi")
-    throw UsageError("profile '" + o.profile + "' is not implemented yet (available: openpi)");
-  if (o.variant.empty() == o.openpi_config.empty())
+  const std::string profile = !o.profile.empty() ? o.profile : o.adapter.empty() ? "openpi" : "peft";
+  if (profile != "openpi" && profile != "peft")
+    throw UsageError("profile '" + profile + "' is not implemented (available: openpi, peft)");
+  if ((profile == "peft") != !o.adapter.empty())
+    throw UsageError("--adapter DIR (adapter_config.json + adapter_model.safetensors) goes with --profile peft");
+  if (profile == "peft" && (!o.variant.empty() || !o.openpi_config.empty()))
+    throw UsageError("--variant and --openpi-config apply to --profile openpi");
+  if (profile == "openpi" && o.variant.empty() == o.openpi_config.empty())
     throw UsageError("openpi checkpoints do not store LoRA alpha: pass exactly one of --variant (e.g. "
                      "gemma_2b_lora,gemma_300m_lora, one per expert) or --openpi-config FILE.json");
   const Format& fmt = format_by_name(format_for(o.out, o.to));
@@ -51,15 +58,24 @@ int run(const MergeCmd& o) {
   if (same_file(o.base, o.out)) throw UsageError("refusing to overwrite the input " + o.base);
 
   Checkpoint src = open_checkpoint(o.base, o.step);
-  LoraMergeOptions lo;
-  lo.experts = o.variant.empty() ? openpi_config_file(o.openpi_config) : openpi_variants(o.variant);
-  lo.out_dtype = *dt;
   std::vector<LoraGroup> groups;
-  Recipe recipe = openpi_merge_recipe(src, lo, &groups);
+  Recipe recipe;
+  if (profile == "openpi") {
+    LoraMergeOptions lo;
+    lo.experts = o.variant.empty() ? openpi_config_file(o.openpi_config) : openpi_variants(o.variant);
+    lo.out_dtype = *dt;
+    recipe = openpi_merge_recipe(src, lo, &groups);
+  } else {
+    PeftMerge pm = peft_merge(src, o.adapter, *dt);
+    src = std::move(pm.combined);
+    recipe = std::move(pm.recipe);
+    groups = std::move(pm.groups);
+  }
   Plan plan = build_plan(src, recipe);
   ojson report;
   report["source"] = {{"path", o.base}, {"format", src.format}};
-  report["profile"] = o.profile;
+  if (!o.adapter.empty()) report["adapter"] = o.adapter;
+  report["profile"] = profile;
   report["merged"] = ojson::array();
   for (const auto& g : groups)
     report["merged"].push_back({{"weight", g.base}, {"lora_a", g.lora_a}, {"lora_b", g.lora_b}, {"module", g.module},
@@ -93,7 +109,8 @@ Runner add_merge_lora(CLI::App& app) {
   auto o = std::make_shared<MergeCmd>();
   app.add_option("base", o->base, "checkpoint holding base weights and LoRA factors")->required();
   app.add_option("-o,--output", o->out, "output path")->required();
-  app.add_option("--profile", o->profile, "runtime whose LoRA semantics to reproduce (openpi)");
+  app.add_option("--profile", o->profile, "runtime whose LoRA semantics to reproduce: openpi, or peft (default with --adapter)");
+  app.add_option("--adapter", o->adapter, "peft: the adapter directory (adapter_config.json + adapter_model.safetensors)");
   app.add_option("--variant", o->variant, "openpi: gemma variants, one per expert (e.g. gemma_2b_lora,gemma_300m_lora)");
   app.add_option("--openpi-config", o->openpi_config, "openpi: JSON {\"experts\": [{\"attn\": {rank, alpha, rslora}, \"ffn\": {...}}]}");
   app.add_option("--to", o->to, "output format (default: from the extension)");

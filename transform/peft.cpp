@@ -1,0 +1,209 @@
+// Implementation of transform/peft.h.
+#include "transform/peft.h"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+#include <regex>
+
+#include <nlohmann/json.hpp>
+
+#include "core/errors.h"
+#include "formats/format.h"
+#include "io/file.h"
+
+namespace ckb {
+namespace {
+
+const char* kPrefix = "base_model.model.";
+
+template <class T>
+std::vector<std::pair<std::string, T>> pattern_map(const nlohmann::ordered_json& j, const char* key, const std::string& path) {
+  std::vector<std::pair<std::string, T>> out;
+  if (!j.contains(key) || j[key].is_null()) return out;
+  if (!j[key].is_object()) throw FormatError(path, std::string("'") + key + "' must be an object");
+  for (const auto& [k, v] : j[key].items()) {
+    if (!v.is_number()) throw FormatError(path, std::string("'") + key + "' values must be numbers");
+    out.emplace_back(k, v.template get<T>());
+  }
+  return out;
+}
+
+// PEFT's get_pattern_key: the first pattern whose regex matches the module name's tail.
+template <class T>
+const T* lookup(const std::vector<std::pair<std::string, T>>& patterns, const std::string& module) {
+  for (const auto& [k, v] : patterns) {
+    try {
+      if (std::regex_match(module, std::regex("(.*\\.)?(" + k + ")"))) return &v;
+    } catch (const std::regex_error&) {
+      if (module == k || module.ends_with("." + k)) return &v;
+    }
+  }
+  return nullptr;
+}
+
+struct Kind {
+  const char* name;
+  LoraEquations eqs;
+};
+// The forward passes PEFT runs (x: "b" batch rows): the base layer, then x -> A -> B.
+const Kind kLinear{"Linear", {"bi,oi->bo", "bi,ri->br", "br,or->bo"}};
+const Kind kLinearFanInFanOut{"Linear (fan_in_fan_out)", {"bi,io->bo", "bi,ri->br", "br,or->bo"}};
+const Kind kEmbedding{"Embedding", {"bn,nd->bd", "bn,rn->br", "br,dr->bd"}};
+
+}  // namespace
+
+PeftConfig parse_peft_config(const std::string& path) {
+  nlohmann::ordered_json j = nlohmann::ordered_json::parse(read_text_file(path), nullptr, false);
+  if (j.is_discarded() || !j.is_object()) throw FormatError(path, "not a JSON object");
+  if (j.value("peft_type", "LORA") != "LORA")
+    throw MappingError(path, "peft_type '" + j.value("peft_type", "") + "' is not LoRA");
+  PeftConfig c;
+  if (!j.contains("r") || !j["r"].is_number_integer()) throw FormatError(path, "needs an integer 'r'");
+  c.r = j["r"].get<std::int64_t>();
+  c.alpha = j.contains("lora_alpha") && j["lora_alpha"].is_number() ? j["lora_alpha"].get<double>() : 8.0;
+  c.rslora = j.value("use_rslora", false);
+  c.fan_in_fan_out = j.value("fan_in_fan_out", false);
+  c.dora = j.value("use_dora", false);
+  c.lora_bias = j.value("lora_bias", false);
+  c.rank_pattern = pattern_map<std::int64_t>(j, "rank_pattern", path);
+  c.alpha_pattern = pattern_map<double>(j, "alpha_pattern", path);
+  if (j.contains("modules_to_save") && j["modules_to_save"].is_array())
+    for (const auto& m : j["modules_to_save"]) c.modules_to_save.push_back(m.get<std::string>());
+  return c;
+}
+
+PeftMerge peft_merge(const Checkpoint& base, const std::string& adapter_dir, DType out_dtype) {
+  const std::string cfg_path = adapter_dir + "/adapter_config.json";
+  const PeftConfig cfg = parse_peft_config(cfg_path);
+  if (cfg.dora) throw MappingError(cfg_path, "use_dora: DoRA merging (magnitude renormalisation) is not supported yet");
+  if (cfg.lora_bias) throw MappingError(cfg_path, "lora_bias: merging LoRA biases is not supported yet");
+  Checkpoint adapter = read_checkpoint(adapter_dir + "/adapter_model.safetensors");
+
+  PeftMerge m;
+  m.combined.format = base.format;
+  m.combined.path = base.path;
+  m.combined.metadata = base.metadata;
+  m.combined.root = base.root;
+  if (m.combined.root.find("adapter")) throw MappingError(base.path, "the base has a leaf named 'adapter'");
+  m.combined.root.add("adapter", adapter.root);
+
+  std::map<std::string, const Tensor*> base_t, adapter_t;
+  for (const auto& [n, t] : tensor_list(base.root)) base_t[n] = t;
+  for (const auto& [n, t] : tensor_list(adapter.root)) adapter_t[n] = t;
+  auto base_key = [&](const std::string& module, const std::string& param) -> std::string {
+    for (const std::string& k : {module + "." + param, kPrefix + module + "." + param, kPrefix + module + ".base_layer." + param})
+      if (base_t.count(k)) return k;
+    return "";
+  };
+
+  Recipe& r = m.recipe;
+  r.name = "peft-lora-merge";
+  r.description = "merge PEFT LoRA adapters from " + adapter_dir;
+  std::vector<std::string> errors;
+  std::set<std::string> claimed;
+  static const std::regex lora_re(R"((?:base_model\.model\.)?(.*)\.(lora_A|lora_embedding_A)(?:\.weight)?)");
+  auto add_rule = [&](Rule rule) {
+    rule.index = static_cast<int>(r.rules.size());
+    r.rules.push_back(std::move(rule));
+  };
+  for (const auto& [name, a] : adapter_t) {
+    std::smatch sm;
+    if (!std::regex_match(name, sm, lora_re)) continue;
+    const std::string module = sm[1];
+    const bool emb = sm[2] == "lora_embedding_A";
+    const std::string b_name = emb ? std::string(sm[0]).replace(sm.position(2), sm.length(2), "lora_embedding_B")
+                                   : std::string(sm[0]).replace(sm.position(2), sm.length(2), "lora_B");
+    claimed.insert(name);
+    if (!adapter_t.count(b_name)) {
+      errors.push_back("'" + name + "' has no partner '" + b_name + "'");
+      continue;
+    }
+    claimed.insert(b_name);
+    const std::string w = base_key(module, "weight");
+    if (w.empty()) {
+      errors.push_back("'" + name + "': the base has no weight for module '" + module + "'");
+      continue;
+    }
+    if (a->info.shape.size() != 2) {
+      errors.push_back("'" + name + "' has rank-" + std::to_string(a->info.shape.size()) + " factors (conv LoRA is not supported yet)");
+      continue;
+    }
+    LoraGroup g;
+    g.base = w;
+    g.lora_a = "adapter/" + name;
+    g.lora_b = "adapter/" + b_name;
+    g.module = module;
+    g.rank = emb ? a->info.shape[0] : a->info.shape[0];
+    const std::int64_t* rp = lookup(cfg.rank_pattern, module);
+    const double* ap = lookup(cfg.alpha_pattern, module);
+    const std::int64_t rank = rp ? *rp : cfg.r;
+    const double alpha = ap ? *ap : cfg.alpha;
+    if (rank != g.rank) {
+      errors.push_back("'" + name + "' has rank " + std::to_string(g.rank) + " but adapter_config.json gives " + std::to_string(rank));
+      continue;
+    }
+    g.scale = cfg.rslora ? alpha / std::sqrt(static_cast<double>(rank)) : alpha / static_cast<double>(rank);
+    g.scale_rule = std::string(cfg.rslora ? "lora_alpha/sqrt(r)" : "lora_alpha/r") + " = " + std::to_string(alpha) + "/" +
+                   std::to_string(rank) + (rp || ap ? " (rank_pattern/alpha_pattern)" : "");
+    const Kind& kind = emb ? kEmbedding : cfg.fan_in_fan_out ? kLinearFanInFanOut : kLinear;
+    self_check(kind.eqs);
+    g.equation = delta_equation(kind.eqs);
+    Rule rule;
+    rule.kind = Rule::Kind::EinsumAdd;
+    rule.inputs = {Pattern(g.base), Pattern(g.lora_a), Pattern(g.lora_b)};
+    rule.outputs = {Pattern(g.base)};
+    rule.equation = g.equation;
+    rule.scale = g.scale;
+    rule.dtype = out_dtype;
+    add_rule(std::move(rule));
+    m.groups.push_back(std::move(g));
+  }
+  // modules_to_save: the adapter's trained copy replaces the base tensor of the same name.
+  for (const auto& [name, t] : adapter_t) {
+    if (claimed.count(name)) continue;
+    const std::string bare = name.starts_with(kPrefix) ? name.substr(std::string(kPrefix).size()) : name;
+    const auto dot = bare.rfind('.');
+    const std::string module = dot == std::string::npos ? bare : bare.substr(0, dot);
+    const bool saved = std::any_of(cfg.modules_to_save.begin(), cfg.modules_to_save.end(), [&](const std::string& s) {
+      return module == s || module.ends_with("." + s);
+    });
+    if (name.find("lora_") != std::string::npos || !saved) {
+      errors.push_back("adapter tensor '" + name + "' is " +
+                       (name.find("lora_magnitude_vector") != std::string::npos ? "a DoRA magnitude (not supported yet)"
+                        : name.find("lora_") != std::string::npos             ? "a LoRA tensor of an unsupported kind"
+                                                                              : "neither a LoRA factor nor in modules_to_save"));
+      continue;
+    }
+    const std::string target = base_key(module, bare.substr(dot + 1));
+    if (target.empty()) {
+      errors.push_back("modules_to_save tensor '" + name + "' has no base tensor to replace");
+      continue;
+    }
+    Rule drop;
+    drop.kind = Rule::Kind::Drop;
+    drop.inputs = {Pattern(target)};
+    drop.reason = "replaced by the adapter's modules_to_save copy '" + name + "'";
+    add_rule(std::move(drop));
+    Rule map;
+    map.kind = Rule::Kind::Map;
+    map.inputs = {Pattern("adapter/" + name)};
+    map.outputs = {Pattern(target)};
+    add_rule(std::move(map));
+  }
+  if (!errors.empty()) {
+    std::string msg = std::to_string(errors.size()) + " PEFT adapter problem(s):";
+    for (const auto& e : errors) msg += "\n  " + e;
+    throw MappingError(adapter_dir, msg);
+  }
+  // every base tensor not merged or replaced passes through; an adapter tensor no rule took
+  // stays unused and fails the plan
+  Rule identity;
+  identity.kind = Rule::Kind::Map;
+  identity.inputs = {Pattern::regex("^(?!adapter/)(.*)$")};
+  identity.outputs = {Pattern("{1}")};
+  add_rule(std::move(identity));
+  return m;
+}
+
+}  // namespace ckb
