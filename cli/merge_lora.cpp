@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
@@ -27,7 +28,7 @@ using ojson = nlohmann::ordered_json;
 
 struct MergeCmd {
   std::string base, out, profile, adapter, variant, openpi_config, to, dtype = "F32", report;
-  bool overwrite = false, quiet = false;
+  bool overwrite = false, quiet = false, verify = false;
   std::int64_t step = -1;
   unsigned threads = 0;
 };
@@ -96,7 +97,32 @@ int run(const MergeCmd& o) {
   eo.progress = !o.quiet && ::isatty(2);
   ExecResult res = execute(plan.target, fmt, o.out, {}, eo);
   report["summary"] = {{"merged_modules", groups.size()}, {"tensors", res.names.size()}, {"bytes", res.bytes}, {"seconds", res.seconds}};
+  bool verified = true;
+  if (o.verify) {
+    // The written weights against the online LoRA of the source, on a random input each.
+    Checkpoint written = read_checkpoint(o.out);
+    std::map<std::string, const Tensor*> out_t, src_t;
+    for (const auto& [n, t] : tensor_list(written.root)) out_t[n] = t;
+    for (const auto& [n, t] : tensor_list(src.root)) src_t[n] = t;
+    const double tol = *dt == DType::F32 || *dt == DType::F64 ? 1e-4 : 5e-2;
+    double worst = 0;
+    std::string worst_name;
+    report["verify"] = ojson::array();
+    for (const auto& g : groups) {
+      auto it = out_t.find(g.base);
+      if (it == out_t.end()) throw MappingError(o.out, "--verify: the output has no tensor '" + g.base + "'");
+      LoraVerification v = verify_merge(g, *it->second, *src_t.at(g.base), *src_t.at(g.lora_a), *src_t.at(g.lora_b));
+      report["verify"].push_back({{"weight", g.base}, {"max_abs", v.max_abs}, {"max_ref", v.max_ref}, {"rel", v.rel()}});
+      if (v.rel() >= worst) worst = v.rel(), worst_name = g.base;
+    }
+    verified = worst <= tol;
+    report["summary"]["verify"] = {{"worst_rel", worst}, {"worst", worst_name}, {"tolerance", tol}, {"ok", verified}};
+    if (!o.quiet || !verified)
+      std::cerr << "verify: merged weights vs online LoRA on random inputs, worst relative difference " << worst << " ("
+                << worst_name << "; tolerance " << tol << ")" << (verified ? "" : " -- FAILED") << "\n";
+  }
   write_report();
+  if (!verified) return 2;
   if (!o.quiet)
     std::cerr << "merged " << groups.size() << " LoRA modules into " << dtype_name(*dt) << " weights; wrote "
               << res.names.size() << " tensors (" << human_bytes(res.bytes) << ") to " << o.out << " in " << res.seconds << " s\n";
@@ -118,6 +144,8 @@ Runner add_merge_lora(CLI::App& app) {
   app.add_option("--report", o->report, "JSON report: merged modules, scales, equations, ledger");
   app.add_option("--src-step", o->step, "BASE is an Orbax CheckpointManager root: the step to read (default: latest)");
   app.add_option("--threads", o->threads, "worker threads");
+  app.add_flag("--verify", o->verify,
+               "re-read the output and compare each merged weight with the online LoRA (base + s * x A B) on a random input");
   app.add_flag("--overwrite", o->overwrite, "replace the output if it exists");
   app.add_flag("-q,--quiet", o->quiet, "no summary");
   return [o] { return run(*o); };

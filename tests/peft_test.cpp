@@ -83,6 +83,22 @@ TEST(Peft, MergeMatchesPeftsMergeAndUnloadWithinFloat32Rounding) {
   EXPECT_GT(checked, 10000u);
 }
 
+TEST(Peft, VerifyComparesWithTheOnlineLoraAndCatchesAnUnmergedWeight) {
+  Checkpoint base = read_checkpoint(dir() + "/base/model.safetensors");
+  PeftMerge m = peft_merge(base, dir() + "/adapter", DType::F32);
+  Plan plan = build_plan(m.combined, m.recipe);
+  ASSERT_TRUE(plan.ok());
+  for (const auto& g : m.groups) {
+    const Tensor& w = find_path(m.combined.root, g.base)->tensor();
+    const Tensor& a = find_path(m.combined.root, g.lora_a)->tensor();
+    const Tensor& b = find_path(m.combined.root, g.lora_b)->tensor();
+    LoraVerification ok = verify_merge(g, find_path(plan.target, g.base)->tensor(), w, a, b);
+    EXPECT_LT(ok.rel(), 1e-6) << g.base;   // float32 rounding of W'
+    LoraVerification bad = verify_merge(g, w, w, a, b);  // LoRA silently dropped
+    EXPECT_GT(bad.rel(), 1e-3) << g.base;
+  }
+}
+
 TEST(Peft, ScalesFollowRsloraAndPatterns) {
   {
     TempDir tmp;
@@ -117,13 +133,16 @@ TEST(Peft, ScalesFollowRsloraAndPatterns) {
 TEST(Peft, CliMergeWritesFloat32AndReports) {
   TempDir tmp;
   auto r = test::run_cli("merge-lora " + dir() + "/base/model.safetensors -o " + tmp / "m.safetensors" + " --adapter " +
-                         dir() + "/adapter --report " + tmp / "r.json");
+                         dir() + "/adapter --verify --report " + tmp / "r.json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto rep = test::load_json(tmp / "r.json");
   EXPECT_EQ(rep["profile"], "peft");
   EXPECT_EQ(rep["merged"].size(), 14u);
   EXPECT_EQ(rep["merged"][0]["scale_rule"], "lora_alpha/r = 8.000000/4");
   EXPECT_EQ(rep["ledger"]["ok"], true);
+  EXPECT_EQ(rep["verify"].size(), 14u);
+  EXPECT_EQ(rep["summary"]["verify"]["ok"], true);
+  EXPECT_LT(rep["summary"]["verify"]["worst_rel"].get<double>(), 1e-6);
 }
 
 }  // namespace

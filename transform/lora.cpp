@@ -11,6 +11,7 @@
 #include "core/errors.h"
 #include "io/file.h"
 #include "transform/einsum.h"
+#include "transform/ops.h"
 
 namespace ckb {
 namespace {
@@ -181,6 +182,57 @@ void self_check(const LoraEquations& raw) {
                                     " then " + raw.eqn_b + "); max error " + std::to_string(err));
 }
 
+LoraVerification verify_merge(const LoraGroup& g, const Tensor& merged, const Tensor& base, const Tensor& a,
+                              const Tensor& b, std::uint64_t seed) {
+  LoraEquations e = letters_only({strip_spaces(g.eqs.eqn), strip_spaces(g.eqs.eqn_a), strip_spaces(g.eqs.eqn_b)});
+  std::set<char> used;
+  for (const auto* s : {&e.eqn, &e.eqn_a, &e.eqn_b})
+    for (char c : *s) used.insert(c);
+  std::string lead;
+  for (int i = 0; i < g.extra_leading; ++i) lead += fresh_letter(used);
+  auto with_lead = [&](const std::string& eq) {
+    Eq q = split_eq(eq, eq);
+    for (auto& s : q.in) s = lead + s;
+    return join_eq(q.in, lead + q.out);
+  };
+  const std::string eqn = with_lead(e.eqn), eqn_a = with_lead(e.eqn_a), eqn_b = with_lead(e.eqn_b);
+  Eq base_eq = split_eq(eqn, eqn), ea = split_eq(eqn_a, eqn_a);
+  // label sizes from the tensors; labels only the input has (batch, tokens) get size 2
+  std::map<char, std::int64_t> size;
+  auto take = [&](const std::string& labels, const Shape& shape, const std::string& what) {
+    if (labels.size() != shape.size())
+      throw MappingError(what, "rank " + std::to_string(shape.size()) + " does not fit '" + labels + "'");
+    for (std::size_t i = 0; i < labels.size(); ++i) size[labels[i]] = shape[i];
+  };
+  take(base_eq.in[1], base.info.shape, g.base);
+  take(ea.in[1], a.info.shape, g.lora_a);
+  take(split_eq(eqn_b, eqn_b).in[1], b.info.shape, g.lora_b);
+  Shape xs;
+  for (char c : base_eq.in[0]) xs.push_back(size.count(c) ? size[c] : 2);
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> nd;
+  std::uint64_t n = 1;
+  for (auto d : xs) n *= static_cast<std::uint64_t>(d);
+  std::vector<double> x(n);
+  for (auto& v : x) v = nd(rng);
+  const auto w = ops::to_doubles(base), wm = ops::to_doubles(merged), av = ops::to_doubles(a), bv = ops::to_doubles(b);
+  auto run = [](const std::string& eq, const std::vector<double>& p, const Shape& ps, const std::vector<double>& q,
+                const Shape& qs) { return einsum_f64(parse_einsum(eq, {ps, qs}, eq), {p.data(), q.data()}, {ps, qs}); };
+  Shape zs;
+  for (char c : ea.out) zs.push_back(size.count(c) ? size[c] : 2);
+  const auto y0 = run(eqn, x, xs, w, base.info.shape);
+  const auto z = run(eqn_a, x, xs, av, a.info.shape);
+  const auto dy = run(eqn_b, z, zs, bv, b.info.shape);
+  const auto ym = run(eqn, x, xs, wm, merged.info.shape);
+  LoraVerification v;
+  for (std::size_t i = 0; i < y0.size(); ++i) {
+    const double online = y0[i] + g.scale * dy[i];
+    v.max_abs = std::max(v.max_abs, std::fabs(ym[i] - online));
+    v.max_ref = std::max(v.max_ref, std::fabs(online));
+  }
+  return v;
+}
+
 // --- openpi profile ----------------------------------------------------------------------
 
 std::vector<OpenpiExpertConfig> openpi_variants(const std::string& list) {
@@ -334,6 +386,8 @@ Recipe openpi_merge_recipe(const Checkpoint& src, const LoraMergeOptions& opts, 
       continue;
     }
     g.equation = delta_equation(eqs, extra);
+    g.eqs = eqs;
+    g.extra_leading = extra;
     claimed.insert(g.lora_a);
     claimed.insert(g.lora_b);
     groups.push_back(g);

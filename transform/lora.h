@@ -67,7 +67,19 @@ struct LoraGroup {
   double scale = 1.0;
   std::string scale_rule;            // "alpha/rank = 16/16", "FeedForward: unscaled"
   std::string equation;              // the derived merged equation used
+  LoraEquations eqs;                 // the runtime's forward equations (for verification)
+  int extra_leading = 0;             // leading axes shared by W, A and B (scanned layers, ...)
 };
+
+// --verify: applies the stored merged weight and the online LoRA (base + s * x A B, from the
+// source tensors) to a random input in float64 and compares the outputs.
+struct LoraVerification {
+  double max_abs = 0;   // max |y_merged - y_online|
+  double max_ref = 0;   // max |y_online|
+  double rel() const { return max_ref > 0 ? max_abs / max_ref : max_abs; }
+};
+LoraVerification verify_merge(const LoraGroup& g, const Tensor& merged, const Tensor& base, const Tensor& a,
+                              const Tensor& b, std::uint64_t seed = 1);
 
 struct LoraMergeOptions {
   std::vector<OpenpiExpertConfig> experts;

@@ -149,6 +149,7 @@ PeftMerge peft_merge(const Checkpoint& base, const std::string& adapter_dir, DTy
     const Kind& kind = emb ? kEmbedding : cfg.fan_in_fan_out ? kLinearFanInFanOut : kLinear;
     self_check(kind.eqs);
     g.equation = delta_equation(kind.eqs);
+    g.eqs = kind.eqs;
     Rule rule;
     rule.kind = Rule::Kind::EinsumAdd;
     rule.inputs = {Pattern(g.base), Pattern(g.lora_a), Pattern(g.lora_b)};
