@@ -43,7 +43,12 @@ bool is_prefix(const LeafMetadata& a, const LeafMetadata& b) {
 }
 
 TreeMetadata parse_impl(std::string_view text, const std::string& path) {
-  json j = json::parse(text.begin(), text.end(), nullptr, false);
+  // Nesting is bounded so that no later recursion (dump(), copies) can exhaust the stack.
+  auto limit = [&](int depth, json::parse_event_t, json&) {
+    if (depth > 256) throw FormatError(path, "JSON nested deeper than 256 levels");
+    return true;
+  };
+  json j = json::parse(text.begin(), text.end(), limit, false);
   if (j.is_discarded() || !j.is_object()) throw FormatError(path, "not a JSON object");
   if (!j.contains("tree_metadata") || !j["tree_metadata"].is_object())
     throw FormatError(path, "no 'tree_metadata' object");
@@ -58,10 +63,13 @@ TreeMetadata parse_impl(std::string_view text, const std::string& path) {
     if (!e.contains("key_metadata") || !e["key_metadata"].is_array() || e["key_metadata"].empty())
       throw FormatError(path, "entry " + name + " has no key_metadata");
     for (const auto& k : e["key_metadata"]) {
-      KeyEntry ke{k.at("key").get<std::string>(), k.at("key_type").get<int>()};
-      if (ke.key_type != 1 && ke.key_type != 2)
-        throw FormatError(path, "entry " + name + " has unknown key_type " + std::to_string(ke.key_type));
-      leaf.keys.push_back(std::move(ke));
+      // Checked before conversion: get<int>() of a float such as 2e20 is undefined behaviour.
+      const json& kt = k.at("key_type");
+      const std::int64_t type = kt.is_number_integer() ? kt.get<std::int64_t>() : 0;
+      if (type != 1 && type != 2)
+        throw FormatError(path, "entry " + name + " has unknown key_type " +
+                                    (kt.is_number_integer() ? std::to_string(type) : std::string(kt.type_name())));
+      leaf.keys.push_back(KeyEntry{k.at("key").get<std::string>(), static_cast<int>(type)});
     }
     const json& v = e.at("value_metadata");
     leaf.value_type = v.at("value_type").get<std::string>();
