@@ -9,7 +9,7 @@
 
 #include "core/errors.h"
 #include "formats/format.h"
-#include "formats/zarr/zarr_dtype.h"
+#include "formats/orbax/orbax_writer.h"
 
 namespace ckb {
 namespace {
@@ -84,17 +84,6 @@ void make_sequence(Node& root, const std::string& path) {
     if (c.children[i].key != std::to_string(i)) throw MappingError(path, "optax chain indices are not 0..n-1");
   c.kind = ContainerKind::List;
   c.index.clear();
-}
-
-DType scalar_storage_dtype(const Node& n) {
-  if (auto it = n.attrs.find("orbax.dtype"); it != n.attrs.end()) {
-    auto t = zarr::parse_v2_dtype(it->second);
-    if (!t) t = zarr::parse_v3_dtype(it->second);
-    if (t) return t->dtype;
-  }
-  if (std::holds_alternative<bool>(n.value())) return DType::BOOL;
-  if (std::holds_alternative<double>(n.value())) return DType::F64;
-  return DType::I64;
 }
 
 Tensor zero_tensor(TensorInfo info) {
@@ -276,7 +265,7 @@ class Generator {
         if (s->is_tensor()) {
           t = s->tensor().info.dtype;
         } else if (std::holds_alternative<std::int64_t>(s->value())) {
-          t = scalar_storage_dtype(*s);
+          t = orbax::scalar_storage_dtype(*s);
           attrs = {{"orbax.value_type", "scalar"}};
           if (auto it = s->attrs.find("orbax.dtype"); it != s->attrs.end()) attrs["orbax.dtype"] = it->second;
         }
@@ -320,7 +309,7 @@ Checkpoint expected_layout(const Checkpoint& like, const AdaptOptions& o, bool w
   if (Node* s = find_mut(e.root, "step"); s && !s->is_container() && !s->is_tensor() && ours.count("step")) {
     const Node* produced = find_path(first.target, "step");
     if (produced && produced->is_tensor() && std::holds_alternative<std::int64_t>(s->value()))
-      *s = Node::tensor(zero_tensor({scalar_storage_dtype(*s), {}}));
+      *s = Node::tensor(zero_tensor({orbax::scalar_storage_dtype(*s), {}}));
   }
   return e;
 }

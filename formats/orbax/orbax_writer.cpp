@@ -211,7 +211,7 @@ class OrbaxWriter final : public Writer {
         zarr::WriteSpec s;
         s.zarr_format = zarr3_ ? 3 : 2;
         s.compress = compress_;
-        s.info.dtype = scalar_dtype(*leaf.node);
+        s.info.dtype = scalar_storage_dtype(*leaf.node);
         const std::string bytes = scalar_bytes(*leaf.node, s.info.dtype, path_ + ":" + leaf.param);
         kv_->put(leaf.param + "/" + zarr::metadata_key(s), zarr::metadata_json(s));
         auto enc = zarr::encode_chunk(s, 0, std::as_bytes(std::span(bytes.data(), bytes.size())));
@@ -387,17 +387,6 @@ class OrbaxWriter final : public Writer {
     }
   }
 
-  DType scalar_dtype(const Node& n) const {
-    if (auto it = n.attrs.find("orbax.dtype"); it != n.attrs.end()) {
-      auto t = zarr::parse_v2_dtype(it->second);
-      if (!t) t = zarr::parse_v3_dtype(it->second);
-      if (t) return t->dtype;
-    }
-    if (std::holds_alternative<bool>(n.value())) return DType::BOOL;
-    if (std::holds_alternative<double>(n.value())) return DType::F64;
-    return DType::I64;
-  }
-
   void store_chunk(ArraySlot& a, std::uint64_t i, std::span<const std::byte> raw) {
     const auto enc = zarr::encode_chunk(a.spec, i, raw);
     kv_->put(leaves_[a.leaf].param + "/" + zarr::chunk_key(a.spec, i), enc.bytes());
@@ -418,6 +407,17 @@ class OrbaxWriter final : public Writer {
 };
 
 }  // namespace
+
+DType scalar_storage_dtype(const Node& n) {
+  if (auto it = n.attrs.find("orbax.dtype"); it != n.attrs.end()) {
+    auto t = zarr::parse_v2_dtype(it->second);
+    if (!t) t = zarr::parse_v3_dtype(it->second);
+    if (t) return t->dtype;
+  }
+  if (std::holds_alternative<bool>(n.value())) return DType::BOOL;
+  if (std::holds_alternative<double>(n.value())) return DType::F64;
+  return DType::I64;
+}
 
 std::unique_ptr<Writer> make_writer(const std::string& path, const WriteOptions& opts) {
   return std::make_unique<OrbaxWriter>(path, opts);

@@ -25,10 +25,15 @@
 #include <memory>
 #include <string>
 
+#include "core/tree.h"
 #include "formats/format.h"
 
 namespace ckb::orbax {
 
 std::unique_ptr<Writer> make_writer(const std::string& path, const WriteOptions& opts);
+
+// The dtype a "scalar" leaf is stored with: its "orbax.dtype" attr (as read), else int64,
+// float64 or bool by its value.
+DType scalar_storage_dtype(const Node& n);
 
 }  // namespace ckb::orbax
