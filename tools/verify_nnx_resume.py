@@ -11,11 +11,13 @@ LINEN an `adapt nnx_expected_raw --to linen` output (Orbax item directories).
 For each: Orbax restores it into the abstract state of the model (raw nnx.State, pure dict,
 or flax TrainState), two more training steps run on the same batches the fixture's Linen run
 used, and the losses are compared with model.json's continued_losses with ==.
-The model is the fixture's MaxText-named Linen decoder (nn.scan, params on axis 1); the NNX
+The model is the fixture generator's MaxText-named Linen decoder (nn.scan, params on axis 1,
+imported from tests/data/fixtures/gen/make_fixtures.py so it is the very same); the NNX
 side is a module tree of nnx.Param with the same paths plus nnx.Rngs / nnx.Dropout state, and
 nnx.Optimizer(wrt=nnx.Param) does the updates, as in MaxText's NNX train state.
 """
 import json
+import os
 import sys
 
 import jax
@@ -23,57 +25,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
-import flax.linen as nn
 from flax import nnx
 from flax.training import train_state
 
 
-def decoder(cfg):
-    class RMSNorm(nn.Module):
-        @nn.compact
-        def __call__(self, x):
-            s = self.param("scale", nn.initializers.ones, (x.shape[-1],))
-            return x * jax.lax.rsqrt(jnp.mean(x * x, -1, keepdims=True) + 1e-6) * s
-
-    class Attention(nn.Module):
-        @nn.compact
-        def __call__(self, x):
-            proj = lambda name: nn.DenseGeneral((cfg["heads"], cfg["head_dim"]), use_bias=False, name=name)
-            q, k, v = proj("query")(x), proj("key")(x), proj("value")(x)
-            scores = jnp.einsum("bthd,bshd->bhts", q, k) / np.sqrt(cfg["head_dim"])
-            t = x.shape[1]
-            scores = jax.nn.softmax(jnp.where(jnp.tril(jnp.ones((t, t), bool)), scores, -1e9), -1)
-            o = jnp.einsum("bhts,bshd->bthd", scores, v)
-            return nn.DenseGeneral(x.shape[-1], axis=(-2, -1), use_bias=False, name="out")(o)
-
-    class Mlp(nn.Module):
-        @nn.compact
-        def __call__(self, x):
-            gate = nn.Dense(cfg["mlp"], use_bias=False, name="wi_0")(x)
-            up = nn.Dense(cfg["mlp"], use_bias=False, name="wi_1")(x)
-            return nn.Dense(x.shape[-1], use_bias=False, name="wo")(nn.silu(gate) * up)
-
-    class Layer(nn.Module):
-        @nn.compact
-        def __call__(self, x, _):
-            x = x + Attention(name="self_attention")(RMSNorm(name="pre_self_attention_layer_norm")(x))
-            x = x + Mlp(name="mlp")(RMSNorm(name="post_self_attention_layer_norm")(x))
-            return x, None
-
-    class Decoder(nn.Module):
-        @nn.compact
-        def __call__(self, x):
-            layers = nn.scan(Layer, variable_axes={"params": cfg["scan_axis"]}, split_rngs={"params": True},
-                             length=cfg["layers"])
-            x, _ = layers(name="layers")(x, None)
-            return nn.Dense(cfg["vocab"], use_bias=False, name="logits_dense")(RMSNorm(name="decoder_norm")(x))
-
-    class Transformer(nn.Module):
-        @nn.compact
-        def __call__(self, tokens):
-            return Decoder(name="decoder")(nn.Embed(cfg["vocab"], cfg["emb"], name="token_embedder")(tokens))
-
-    return Transformer()
+def decoder(fixture, cfg):
+    """The fixture's own model: its generator's linen_model (tests/data/fixtures/gen)."""
+    sys.path.insert(0, os.path.join(fixture, "..", "gen"))
+    from make_fixtures import linen_model
+    return linen_model(cfg)
 
 
 def main():
@@ -81,7 +41,7 @@ def main():
     info = json.load(open(f"{fixture}/model.json"))
     cfg, steps, seed = info["config"], info["steps"], info["batches_seed"]
     want = info["continued_losses"]
-    model = decoder(cfg)
+    model = decoder(fixture, cfg)
     rng = np.random.default_rng(seed)
     tokens = jnp.asarray(rng.integers(0, cfg["vocab"], (4, 6)), jnp.int32)
     batches = [jnp.asarray(rng.integers(0, cfg["vocab"], (4, 6)), jnp.int32) for _ in range(steps + 2)]
