@@ -281,3 +281,44 @@ TEST(Plan, StagedRecipeAndItsInverse) {
 
 }  // namespace
 }  // namespace ckb
+
+namespace ckb {
+namespace {
+
+TEST(Recipe, NonTensorFillsPrngKeysAttrsAndScalarToTensor) {
+  Checkpoint ck = hf_like();
+  Recipe r = parse_recipe(nlohmann::json::parse(R"({"recipe": "extras", "rules": [
+    {"map": "epoch", "to": "state/epoch", "ops": [{"cast": "U32"}], "attrs": {"orbax.value_type": "jax.Array"}},
+    {"map": "{p:*}", "to": "{p}"},
+    {"fill": "state/hole", "leaf": null},
+    {"fill": "state/empty", "leaf": {}},
+    {"fill": "state/seven", "leaf": 7, "attrs": {"orbax.value_type": "scalar"}},
+    {"fill": "state/keys", "prng_key": {"impl": "threefry2x32", "seed": 0}, "shape": [4]}]})"), "test");
+  Plan p = build_plan(ck, r);
+  ASSERT_TRUE(p.ok()) << p.problems[0];
+  const Node* epoch = find_path(p.target, "state/epoch");
+  ASSERT_TRUE(epoch && epoch->is_tensor());  // a Python int became a 0-d uint32 tensor
+  EXPECT_EQ(epoch->tensor().info, (TensorInfo{DType::U32, {}}));
+  Bytes e = epoch->tensor().read_all();
+  std::uint32_t v = 0;
+  std::memcpy(&v, e.data(), 4);
+  EXPECT_EQ(v, 3u);
+  EXPECT_EQ(epoch->attrs.at("orbax.value_type"), "jax.Array");
+  EXPECT_TRUE(std::holds_alternative<NoneValue>(find_path(p.target, "state/hole")->value()));
+  EXPECT_TRUE(find_path(p.target, "state/empty")->is_empty_container());
+  EXPECT_EQ(std::get<std::int64_t>(find_path(p.target, "state/seven")->value()), 7);
+  EXPECT_EQ(find_path(p.target, "state/seven")->attrs.at("orbax.value_type"), "scalar");
+  const Node* keys = find_path(p.target, "state/keys");
+  EXPECT_EQ(keys->tensor().info, (TensorInfo{DType::U32, {4, 2}}));
+  EXPECT_EQ(keys->attrs.at("random_key_impl"), "threefry2x32");
+  // printing and re-parsing keeps every new field; inversion drops the fills and the attrs
+  Recipe again = parse_recipe(recipe_to_json(r), "again");
+  EXPECT_EQ(recipe_to_json(again), recipe_to_json(r));
+  Recipe inv = invert(parse_recipe(nlohmann::json::parse(R"({"rules": [
+    {"map": "{p:*}", "to": "x/{p}", "attrs": {"k": "v"}}, {"fill": "x/hole", "leaf": null}]})"), "inv"));
+  EXPECT_TRUE(inv.rules[0].attrs.empty());
+  EXPECT_EQ(inv.rules[1].kind, Rule::Kind::Drop);
+}
+
+}  // namespace
+}  // namespace ckb
