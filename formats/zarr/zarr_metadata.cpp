@@ -44,7 +44,12 @@ namespace {
 [[noreturn]] void bad(const std::string& where, const std::string& msg) { throw FormatError(where, msg); }
 
 json parse_json(std::string_view text, const std::string& where) {
-  json j = json::parse(text.begin(), text.end(), nullptr, false);
+  // Nesting is bounded so that no later recursion (dump() in messages) can exhaust the stack.
+  auto limit = [&](int depth, json::parse_event_t, json&) {
+    if (depth > 64) bad(where, "JSON nested deeper than 64 levels");
+    return true;
+  };
+  json j = json::parse(text.begin(), text.end(), limit, false);
   if (j.is_discarded() || !j.is_object()) bad(where, "not a JSON object");
   return j;
 }
