@@ -9,22 +9,7 @@
 
 #include "fuzz/fuzz_common.h"
 
-#include "fuzz/blosc_fuzz.cpp"
-#include "fuzz/msgpack_fuzz.cpp"
-#include "fuzz/npy_fuzz.cpp"
-#include "fuzz/npz_fuzz.cpp"
-#include "fuzz/ocdbt_btree_fuzz.cpp"
-#include "fuzz/ocdbt_manifest_fuzz.cpp"
-#include "fuzz/orbax_metadata_fuzz.cpp"
-#include "fuzz/pickle_fuzz.cpp"
-#include "fuzz/recipe_fuzz.cpp"
-#include "fuzz/safetensors_fuzz.cpp"
-#include "fuzz/sharding_fuzz.cpp"
-#include "fuzz/torch_fuzz.cpp"
-#include "fuzz/zarr_metadata_fuzz.cpp"
-#include "fuzz/zip_fuzz.cpp"
-#include "fuzz/zlib_fuzz.cpp"
-#include "fuzz/zstd_fuzz.cpp"
+#include "fuzz/all_targets.inc"
 
 #include <filesystem>
 #include <set>
@@ -56,7 +41,7 @@ TEST(FuzzRegress, EveryFuzzSourceIsRegistered) {
   }
   std::set<std::string> registered;
   for (const auto& [name, fn] : fuzz::registry()) registered.insert(name);
-  EXPECT_EQ(sources, registered) << "add the new fuzz/*_fuzz.cpp to the #include list of this test";
+  EXPECT_EQ(sources, registered) << "add the new fuzz/*_fuzz.cpp to fuzz/all_targets.inc";
 }
 
 TEST(FuzzRegress, TrivialInputs) {
