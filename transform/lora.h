@@ -69,6 +69,8 @@ struct LoraGroup {
   std::string equation;              // the derived merged equation used
   LoraEquations eqs;                 // the runtime's forward equations (for verification)
   int extra_leading = 0;             // leading axes shared by W, A and B (scanned layers, ...)
+  std::string base_source;           // where the base weight is read when not `base` itself
+  bool dora = false;                 // PEFT DoRA: rescaled to a magnitude (verify_merge does not apply)
 };
 
 // --verify: applies the stored merged weight and the online LoRA (base + s * x A B, from the

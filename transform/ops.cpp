@@ -2,6 +2,7 @@
 #include "transform/ops.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -250,6 +251,43 @@ class AddSource final : public ComputedSource {
   DType out_;
 };
 
+// v * m[k] / ||v[k]|| along `keep` (DoRA's magnitude renormalisation), k indexing axis `keep`
+// of v and the norm taken over every other axis; float64 throughout, rounded once to `out`.
+class NormRescaleSource final : public ComputedSource {
+ public:
+  NormRescaleSource(Tensor v, Tensor m, int keep, DType out, std::string what)
+      : ComputedSource(TensorInfo{out, v.info.shape}.nbytes(), std::move(what)), v_(std::move(v)), m_(std::move(m)),
+        keep_(keep), out_(out) {}
+
+ protected:
+  Bytes compute() const override {
+    auto x = to_doubles(v_);
+    const auto mag = to_doubles(m_);
+    const auto& shape = v_.info.shape;
+    std::uint64_t inner = 1;
+    for (std::size_t d = static_cast<std::size_t>(keep_) + 1; d < shape.size(); ++d) inner *= static_cast<std::uint64_t>(shape[d]);
+    const auto len = static_cast<std::uint64_t>(shape[static_cast<std::size_t>(keep_)]);
+    std::vector<double> norm(len, 0.0);
+    for (std::uint64_t i = 0; i < x.size(); ++i) norm[(i / inner) % len] += x[i] * x[i];
+    for (auto& n : norm) n = std::sqrt(n);
+    for (std::uint64_t i = 0; i < x.size(); ++i) {
+      const std::uint64_t k = (i / inner) % len;
+      x[i] *= norm[k] > 0 ? mag[k] / norm[k] : 0.0;
+    }
+    return from_doubles(x, out_);
+  }
+
+ private:
+  std::uint64_t inputs_resident() const override { return 8 * (v_.info.numel() + m_.info.numel()); }
+  void release_inputs() const override {
+    v_.source->release();
+    m_.source->release();
+  }
+  Tensor v_, m_;
+  int keep_;
+  DType out_;
+};
+
 void check_real(const Tensor& t, const std::string& what) {
   if (dtype_is_complex(t.info.dtype)) throw MappingError(what, "complex tensors are not supported by this op");
 }
@@ -405,6 +443,16 @@ Tensor add(const Tensor& a, const Tensor& b, double scale, DType out, const std:
   check_real(a, what);
   check_real(b, what);
   return Tensor{{out, a.info.shape}, std::make_shared<AddSource>(a, b, scale, out, what)};
+}
+
+Tensor rescale_to_norm(const Tensor& v, const Tensor& magnitude, int keep_axis, DType out, const std::string& what) {
+  const int k = norm_axis(keep_axis, v.info.shape.size(), what);
+  if (magnitude.info.numel() != static_cast<std::uint64_t>(v.info.shape[static_cast<std::size_t>(k)]))
+    throw MappingError(what, "magnitude of " + std::to_string(magnitude.info.numel()) + " elements does not fit axis " +
+                                 std::to_string(k) + " of " + shape_str(v.info.shape));
+  check_real(v, what);
+  check_real(magnitude, what);
+  return Tensor{{out, v.info.shape}, std::make_shared<NormRescaleSource>(v, magnitude, k, out, what)};
 }
 
 Tensor fill(TensorInfo info, double value, const std::string& what) {

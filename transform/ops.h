@@ -32,6 +32,9 @@ Tensor concat(const std::vector<Tensor>& ts, int axis, const std::string& what);
 Tensor stack(const std::vector<Tensor>& ts, int axis, const std::string& what);
 // Elementwise a + scale * b (same shape), output dtype `out`.
 Tensor add(const Tensor& a, const Tensor& b, double scale, DType out, const std::string& what);
+// v * magnitude[k] / ||v[k]||, the norm over every axis but `keep_axis` (DoRA), in float64,
+// rounded once to `out`. The whole tensor is computed on first read.
+Tensor rescale_to_norm(const Tensor& v, const Tensor& magnitude, int keep_axis, DType out, const std::string& what);
 // A tensor of one value.
 Tensor fill(TensorInfo info, double value, const std::string& what);
 // Einsum over explicit labels ("ab,bc->ac"; one or two operands, no ellipsis) computed in

@@ -76,8 +76,6 @@ PeftConfig parse_peft_config(const std::string& path) {
 PeftMerge peft_merge(const Checkpoint& base, const std::string& adapter_dir, DType out_dtype) {
   const std::string cfg_path = adapter_dir + "/adapter_config.json";
   const PeftConfig cfg = parse_peft_config(cfg_path);
-  if (cfg.dora) throw MappingError(cfg_path, "use_dora: DoRA merging (magnitude renormalisation) is not supported yet");
-  if (cfg.lora_bias) throw MappingError(cfg_path, "lora_bias: merging LoRA biases is not supported yet");
   Checkpoint adapter = read_checkpoint(adapter_dir + "/adapter_model.safetensors");
 
   PeftMerge m;
@@ -107,6 +105,13 @@ PeftMerge peft_merge(const Checkpoint& base, const std::string& adapter_dir, DTy
     rule.index = static_cast<int>(r.rules.size());
     r.rules.push_back(std::move(rule));
   };
+  auto drop_base = [&](const std::string& name, const std::string& reason) {
+    Rule drop;
+    drop.kind = Rule::Kind::Drop;
+    drop.inputs = {Pattern(name)};
+    drop.reason = reason;
+    add_rule(std::move(drop));
+  };
   for (const auto& [name, a] : adapter_t) {
     std::smatch sm;
     if (!std::regex_match(name, sm, lora_re)) continue;
@@ -128,6 +133,20 @@ PeftMerge peft_merge(const Checkpoint& base, const std::string& adapter_dir, DTy
     if (a->info.shape.size() != 2) {
       errors.push_back("'" + name + "' has rank-" + std::to_string(a->info.shape.size()) + " factors (conv LoRA is not supported yet)");
       continue;
+    }
+    // PEFT saves the embedding's base layer with the adapter (save_embedding_layers): that
+    // copy is the weight the adapter was trained on; it replaces the base's.
+    const std::string saved_base = std::string(sm[0]).substr(0, static_cast<std::size_t>(sm.position(2))) + "base_layer.weight";
+    std::string merge_base = w;
+    if (adapter_t.count(saved_base)) {
+      claimed.insert(saved_base);
+      if (adapter_t.at(saved_base)->info != base_t.at(w)->info) {
+        errors.push_back("'" + saved_base + "' is " + shape_str(adapter_t.at(saved_base)->info.shape) + " but the base's '" + w +
+                         "' is " + shape_str(base_t.at(w)->info.shape) + " (resized vocabulary is not supported yet)");
+        continue;
+      }
+      drop_base(w, "replaced by the adapter's saved base layer '" + saved_base + "' (then merged)");
+      merge_base = "adapter/" + saved_base;
     }
     LoraGroup g;
     g.base = w;
@@ -152,12 +171,51 @@ PeftMerge peft_merge(const Checkpoint& base, const std::string& adapter_dir, DTy
     g.eqs = kind.eqs;
     Rule rule;
     rule.kind = Rule::Kind::EinsumAdd;
-    rule.inputs = {Pattern(g.base), Pattern(g.lora_a), Pattern(g.lora_b)};
+    rule.inputs = {Pattern(merge_base), Pattern(g.lora_a), Pattern(g.lora_b)};
     rule.outputs = {Pattern(g.base)};
     rule.equation = g.equation;
     rule.scale = g.scale;
     rule.dtype = out_dtype;
+    if (merge_base != w) g.scale_rule += ", base from the adapter's saved base layer", g.base_source = merge_base;
+    // DoRA: W' = m / ||W + s dW||_row * (W + s dW), the norm per output feature
+    const std::string stem = std::string(sm[0]).substr(0, static_cast<std::size_t>(sm.position(2)));  // "...module."
+    std::string mag;
+    for (const std::string& k : {stem + "lora_magnitude_vector", stem + "lora_magnitude_vector.weight"})
+      if (adapter_t.count(k)) mag = k;
+    if (!mag.empty()) {
+      if (emb) {
+        errors.push_back("'" + mag + "': DoRA on an embedding is not supported yet");
+        continue;
+      }
+      claimed.insert(mag);
+      rule.inputs.push_back(Pattern("adapter/" + mag));
+      rule.magnitude_axis = cfg.fan_in_fan_out ? 1 : 0;  // the output-feature axis of W
+      g.scale_rule += ", DoRA magnitude " + mag;
+      g.dora = true;
+    } else if (cfg.dora) {
+      errors.push_back("use_dora is set but '" + name + "' has no lora_magnitude_vector");
+      continue;
+    }
     add_rule(std::move(rule));
+    // lora_bias: b += s * lora_B.bias
+    const std::string b_bias = b_name.ends_with(".weight") ? b_name.substr(0, b_name.size() - 7) + ".bias" : "";
+    if (!b_bias.empty() && adapter_t.count(b_bias)) {
+      claimed.insert(b_bias);
+      const std::string bias = base_key(module, "bias");
+      if (bias.empty()) {
+        errors.push_back("'" + b_bias + "' (lora_bias) but the base has no bias for module '" + module + "'");
+        continue;
+      }
+      Rule br;
+      br.kind = Rule::Kind::EinsumAdd;
+      br.inputs = {Pattern(bias), Pattern("adapter/" + b_bias)};
+      br.outputs = {Pattern(bias)};
+      br.equation = "o->o";
+      br.scale = g.scale;
+      br.dtype = out_dtype;
+      add_rule(std::move(br));
+      g.scale_rule += ", lora_bias";
+    }
     m.groups.push_back(std::move(g));
   }
   // modules_to_save: the adapter's trained copy replaces the base tensor of the same name.
@@ -181,11 +239,7 @@ PeftMerge peft_merge(const Checkpoint& base, const std::string& adapter_dir, DTy
       errors.push_back("modules_to_save tensor '" + name + "' has no base tensor to replace");
       continue;
     }
-    Rule drop;
-    drop.kind = Rule::Kind::Drop;
-    drop.inputs = {Pattern(target)};
-    drop.reason = "replaced by the adapter's modules_to_save copy '" + name + "'";
-    add_rule(std::move(drop));
+    drop_base(target, "replaced by the adapter's modules_to_save copy '" + name + "'");
     Rule map;
     map.kind = Rule::Kind::Map;
     map.inputs = {Pattern("adapter/" + name)};

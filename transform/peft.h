@@ -7,8 +7,10 @@
 // The delta of each kind is derived by transform/lora.h from the layer's forward einsums
 // (base, x@A, z@B), not written out per kind. modules_to_save copies in the adapter replace
 // the base's tensors (the base ones are dropped by an explicit rule). Adapter key names carry
-// `base_model.model.`; the base's may or may not. DoRA magnitudes, lora_bias, and conv LoRA
-// are refused with a MappingError naming the tensor (not merged wrongly or dropped).
+// `base_model.model.`; the base's may or may not. DoRA (`lora_magnitude_vector`): the merged
+// W + s*dW is rescaled per output feature to the magnitude, W' = m / ||W + s dW||_row *
+// (W + s dW); lora_bias: b += s * lora_B.bias. Conv LoRA and DoRA on embeddings are refused
+// with a MappingError naming the tensor (not merged wrongly or dropped).
 #pragma once
 
 #include <map>

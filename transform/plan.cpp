@@ -376,9 +376,18 @@ class Planner {
       const Tensor& base = tensor_of(*members[0], rule);
       DType out = rule.dtype.value_or(base.info.dtype);
       std::string target = rule.outputs[0].format(group_caps[key]);
-      Tensor t = einsum_add(base, operands, rule.equation, rule.scale, out, target);
+      Tensor t;
+      if (rule.magnitude_axis >= 0) {  // DoRA: W + s*dW in float64, then rescaled to the magnitude
+        Tensor magnitude = operands.back();
+        operands.pop_back();
+        t = ops::rescale_to_norm(einsum_add(base, operands, rule.equation, rule.scale, DType::F64, target), magnitude,
+                                 rule.magnitude_axis, out, target);
+      } else {
+        t = einsum_add(base, operands, rule.equation, rule.scale, out, target);
+      }
       for (auto& m : members) claim(*m, rule, {target});
-      emit(target, Node::tensor(std::move(t)), rule, from, "base + " + std::to_string(rule.scale) + " * einsum '" + rule.equation + "'");
+      emit(target, Node::tensor(std::move(t)), rule, from, "base + " + std::to_string(rule.scale) + " * einsum '" + rule.equation + "'" +
+                                                             (rule.magnitude_axis >= 0 ? ", rescaled to the magnitude's norm (DoRA)" : ""));
     }
   }
 

@@ -169,6 +169,11 @@ Rule parse_rule(const json& r, int index, const std::string& origin) {
     for (const auto& p : e.at("operands")) rule.inputs.push_back(pat(p, where));
     rule.equation = e.at("equation").get<std::string>();
     rule.scale = e.value("scale", 1.0);
+    if (e.contains("magnitude")) {
+      rule.inputs.push_back(pat(e["magnitude"], where));
+      rule.magnitude_axis = e.value("magnitude_axis", 0);
+      if (rule.magnitude_axis < 0) throw MappingError(where, "magnitude_axis must be >= 0");
+    }
     if (r.contains("dtype")) rule.dtype = parse_dtype(r["dtype"], where);
     outputs();
   } else {
@@ -305,7 +310,9 @@ json recipe_to_json(const Recipe& r) {
         break;
       case Rule::Kind::EinsumAdd: {
         json e = {{"base", pat_json(rule.inputs[0])}, {"equation", rule.equation}, {"scale", rule.scale}};
-        for (std::size_t k = 1; k < rule.inputs.size(); ++k) e["operands"].push_back(pat_json(rule.inputs[k]));
+        const std::size_t n_ops = rule.inputs.size() - (rule.magnitude_axis >= 0 ? 1 : 0);
+        for (std::size_t k = 1; k < n_ops; ++k) e["operands"].push_back(pat_json(rule.inputs[k]));
+        if (rule.magnitude_axis >= 0) e["magnitude"] = pat_json(rule.inputs.back()), e["magnitude_axis"] = rule.magnitude_axis;
         o["einsum_add"] = e;
         if (rule.dtype) o["dtype"] = std::string(dtype_name(*rule.dtype));
         to();

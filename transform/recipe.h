@@ -60,6 +60,9 @@ struct Rule {
   // einsum_add
   std::string equation;
   double scale = 1.0;
+  // einsum_add with a DoRA magnitude (the last input): the sum is rescaled so that its norm
+  // over every axis but magnitude_axis equals the magnitude; -1 = none
+  int magnitude_axis = -1;
   std::string describe() const;   // "rule 3 (map 'a' -> 'b')"
 };
 
