@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cerrno>
 #include <filesystem>
 #include <random>
@@ -90,10 +91,20 @@ AtomicDir::~AtomicDir() {
 }
 
 void AtomicDir::commit() {
-  // Replace an existing destination: move it aside, rename the new one in, then delete it.
   std::string old;
   struct stat st {};
   if (::lstat(final_.c_str(), &st) == 0) {
+    // Replace an existing destination in one step: exchange the two names atomically, so
+    // there is no moment at which the destination is missing; tmp_ then holds the previous
+    // output, which is deleted (a kill before that leaves it under the hidden temporary name).
+    if (::renameat2(AT_FDCWD, tmp_.c_str(), AT_FDCWD, final_.c_str(), RENAME_EXCHANGE) == 0) {
+      committed_ = true;
+      fsync_parent(final_);
+      remove_tree(tmp_);
+      return;
+    }
+    // Filesystems without RENAME_EXCHANGE: move the previous output aside, rename the new
+    // one in, then delete the previous one.
     old = temp_name(final_) + ".old";
     if (::rename(final_.c_str(), old.c_str()) != 0) throw_errno(final_, "cannot move the previous output aside");
   }
