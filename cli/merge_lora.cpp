@@ -116,7 +116,8 @@ int run(const MergeCmd& o) {
       auto it = out_t.find(g.base);
       if (it == out_t.end()) throw MappingError(o.out, "--verify: the output has no tensor '" + g.base + "'");
       LoraVerification v = verify_merge(g, *it->second, *src_t.at(g.base_source.empty() ? g.base : g.base_source), *src_t.at(g.lora_a), *src_t.at(g.lora_b));
-      report["verify"].push_back({{"weight", g.base}, {"max_abs", v.max_abs}, {"max_ref", v.max_ref}, {"rel", v.rel()}});
+      report["verify"].push_back({{"weight", g.base}, {"max_abs", v.max_abs}, {"max_ref", v.max_ref}, {"rel", v.rel()},
+                                  {"fidelity", {{"max_abs", v.weight_max_abs}, {"max_rel", v.weight_max_rel}}}});
       if (v.rel() >= worst) worst = v.rel(), worst_name = g.base;
     }
     verified = worst <= tol;

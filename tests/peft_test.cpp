@@ -186,6 +186,8 @@ TEST(Peft, CliMergeWritesFloat32AndReports) {
   EXPECT_EQ(rep["verify"].size(), 14u);
   EXPECT_EQ(rep["summary"]["verify"]["ok"], true);
   EXPECT_LT(rep["summary"]["verify"]["worst_rel"].get<double>(), 1e-6);
+  for (const auto& v : rep["verify"])  // rounded once from float64: at most half a float32 ulp
+    EXPECT_LE(v["fidelity"]["max_rel"].get<double>(), std::ldexp(1.0, -24)) << v["weight"];
 }
 
 }  // namespace

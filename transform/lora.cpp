@@ -225,6 +225,13 @@ LoraVerification verify_merge(const LoraGroup& g, const Tensor& merged, const Te
   const auto dy = run(eqn_b, z, zs, bv, b.info.shape);
   const auto ym = run(eqn, x, xs, wm, merged.info.shape);
   LoraVerification v;
+  const std::string delta = delta_equation(g.eqs, g.extra_leading);
+  const auto dw = run(delta, av, a.info.shape, bv, b.info.shape);
+  for (std::size_t i = 0; i < w.size() && i < dw.size(); ++i) {
+    const double exact = w[i] + g.scale * dw[i], err = std::fabs(wm[i] - exact);
+    v.weight_max_abs = std::max(v.weight_max_abs, err);
+    if (exact != 0) v.weight_max_rel = std::max(v.weight_max_rel, err / std::fabs(exact));
+  }
   for (std::size_t i = 0; i < y0.size(); ++i) {
     const double online = y0[i] + g.scale * dy[i];
     v.max_abs = std::max(v.max_abs, std::fabs(ym[i] - online));

@@ -79,6 +79,8 @@ struct LoraVerification {
   double max_abs = 0;   // max |y_merged - y_online|
   double max_ref = 0;   // max |y_online|
   double rel() const { return max_ref > 0 ? max_abs / max_ref : max_abs; }
+  // fidelity: the stored W' against the float64 merge W + s * dW (the rounding to the output dtype)
+  double weight_max_abs = 0, weight_max_rel = 0;
 };
 LoraVerification verify_merge(const LoraGroup& g, const Tensor& merged, const Tensor& base, const Tensor& a,
                               const Tensor& b, std::uint64_t seed = 1);
