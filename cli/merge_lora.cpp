@@ -63,7 +63,7 @@ int run(const MergeCmd& o) {
   Recipe recipe;
   if (profile == "openpi") {
     LoraMergeOptions lo;
-    lo.experts = o.variant.empty() ? openpi_config_file(o.openpi_config) : openpi_variants(o.variant);
+    lo.experts = openpi_experts(o.variant, o.openpi_config);
     lo.out_dtype = *dt;
     recipe = openpi_merge_recipe(src, lo, &groups);
   } else {

@@ -89,12 +89,7 @@ Pipeline build_pipeline(const std::string& src, const PipelineOptions& o) {
   if (o.reverse) p.recipe = invert(p.recipe);
   PlanOptions po;
   if (o.recipe == "openpi" && !o.reverse) {
-    if (!o.variant.empty() && !o.openpi_config.empty())
-      throw UsageError("pass at most one of --variant and --openpi-config");
-    std::vector<OpenpiExpertConfig> experts;
-    if (!o.variant.empty()) experts = openpi_variants(o.variant);
-    if (!o.openpi_config.empty()) experts = openpi_config_file(o.openpi_config);
-    OpenpiPrepared prep = openpi_prepare(p.source, experts);
+    OpenpiPrepared prep = openpi_prepare(p.source, openpi_experts(o.variant, o.openpi_config));
     p.source = std::move(prep.checkpoint);
     po.sizes = prep.sizes;
     p.openpi = true;

@@ -240,6 +240,13 @@ LoraVerification verify_merge(const LoraGroup& g, const Tensor& merged, const Te
   return v;
 }
 
+std::vector<OpenpiExpertConfig> openpi_experts(const std::string& variant, const std::string& config_file) {
+  if (!variant.empty() && !config_file.empty()) throw UsageError("pass at most one of --variant and --openpi-config");
+  if (!variant.empty()) return openpi_variants(variant);
+  if (!config_file.empty()) return openpi_config_file(config_file);
+  return {};
+}
+
 // --- openpi profile ----------------------------------------------------------------------
 
 std::vector<OpenpiExpertConfig> openpi_variants(const std::string& list) {

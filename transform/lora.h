@@ -58,6 +58,8 @@ std::vector<OpenpiExpertConfig> openpi_variants(const std::string& comma_separat
 // {"experts": [{"attn": {"rank", "alpha", "rslora"}, "ffn": {...}}, ...]} (a fixture's
 // model.json "configs" list with "lora" entries is accepted too).
 std::vector<OpenpiExpertConfig> openpi_config_file(const std::string& path);
+// From `--variant` or `--openpi-config`: UsageError when both are given, empty when neither.
+std::vector<OpenpiExpertConfig> openpi_experts(const std::string& variant, const std::string& config_file);
 
 struct LoraGroup {
   std::string base, lora_a, lora_b;  // leaf names as stored (with any /value suffix)
