@@ -214,7 +214,7 @@ class OrbaxWriter final : public Writer {
         s.info.dtype = scalar_storage_dtype(*leaf.node);
         const std::string bytes = scalar_bytes(*leaf.node, s.info.dtype, path_ + ":" + leaf.param);
         kv_->put(leaf.param + "/" + zarr::metadata_key(s), zarr::metadata_json(s));
-        auto enc = zarr::encode_chunk(s, 0, std::as_bytes(std::span(bytes.data(), bytes.size())));
+        auto enc = zarr::encode_chunk(s, std::as_bytes(std::span(bytes.data(), bytes.size())));
         kv_->put(leaf.param + "/" + zarr::chunk_key(s, 0), enc.bytes());
       }
     }
@@ -388,7 +388,7 @@ class OrbaxWriter final : public Writer {
   }
 
   void store_chunk(ArraySlot& a, std::uint64_t i, std::span<const std::byte> raw) {
-    const auto enc = zarr::encode_chunk(a.spec, i, raw);
+    const auto enc = zarr::encode_chunk(a.spec, raw);
     kv_->put(leaves_[a.leaf].param + "/" + zarr::chunk_key(a.spec, i), enc.bytes());
     a.chunks_done.fetch_add(1);
   }

@@ -131,7 +131,7 @@ std::string chunk_key(const WriteSpec& s, std::uint64_t i) {
   return k;
 }
 
-EncodedChunk encode_chunk(const WriteSpec& s, std::uint64_t i, std::span<const std::byte> raw) {
+EncodedChunk encode_chunk(const WriteSpec& s, std::span<const std::byte> raw) {
   const std::uint64_t full = s.chunk_bytes();
   // A partial last chunk is padded with zeros (the fill value) to the full chunk shape.
   Bytes padded;
@@ -142,7 +142,6 @@ EncodedChunk encode_chunk(const WriteSpec& s, std::uint64_t i, std::span<const s
     std::memset(padded.data() + raw.size(), 0, full - raw.size());
     in = padded.span();
   }
-  (void)i;
   if (!s.compress && s.zarr_format == 2 && !padded.data()) {
     EncodedChunk out;
     out.view = raw;

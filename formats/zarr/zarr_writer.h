@@ -35,7 +35,8 @@ std::string metadata_key(const WriteSpec& s);  // ".zarray" or "zarr.json"
 std::string metadata_json(const WriteSpec& s);  // exactly what TensorStore writes
 std::string chunk_key(const WriteSpec& s, std::uint64_t i);  // "3.0.0" / "c/3/0/0"; "0" / "c" for 0-d
 
-// Encodes chunk `i` from its raw bytes (chunk_range(i) of the array). Returns the value to
+// Encodes one chunk from its raw bytes (chunk_range(i) of the array; a short last chunk is
+// zero-padded). Returns the value to
 // store and its length (the buffer may be larger).
 // Uncompressed full v2 chunks are passed through without a copy (`view` = the input).
 struct EncodedChunk {
@@ -44,7 +45,7 @@ struct EncodedChunk {
   std::span<const std::byte> view;
   std::span<const std::byte> bytes() const { return view.data() ? view : buffer.span().first(size); }
 };
-EncodedChunk encode_chunk(const WriteSpec& s, std::uint64_t i, std::span<const std::byte> raw);
+EncodedChunk encode_chunk(const WriteSpec& s, std::span<const std::byte> raw);
 
 std::string v2_dtype_string(DType t);
 
