@@ -119,6 +119,9 @@ void expect_clean_rejection(const std::vector<std::string>& args, const std::str
   std::string cmd;
   for (const auto& a : args) cmd += a + " ";
   SCOPED_TRACE(cmd);
+  if (std::getenv("CKB_TEST_VERBOSE"))  // prints every message, to review them
+    std::printf("%s-> exit %d, %.2f s, peak RSS %ld MiB: %s", cmd.c_str(), r.exit_code, r.seconds, r.max_rss_kb / 1024,
+                r.err.c_str());
   EXPECT_FALSE(r.timed_out) << "took longer than " << x.timeout_s << " s";
   EXPECT_EQ(r.signal, 0) << "killed by signal " << r.signal << "\n" << r.err;
   EXPECT_EQ(r.exit_code, 2) << r.err;
