@@ -155,6 +155,10 @@ const Node* find_path(const Node& root, std::string_view path) {
   return cur;
 }
 
+Node* find_path(Node& root, std::string_view path) {
+  return const_cast<Node*>(find_path(static_cast<const Node&>(root), path));
+}
+
 bool is_value_wrapper(const Node& n) {
   return n.is_container() && n.container().kind == ContainerKind::Dict && n.container().children.size() == 1 &&
          n.container().children[0].key == "value" && !n.container().children[0].node->is_container();

@@ -132,6 +132,7 @@ void wrap_value_leaves(Node& root);
 
 // Looks a '/'-joined path up; null if absent.
 const Node* find_path(const Node& root, std::string_view path);
+Node* find_path(Node& root, std::string_view path);
 
 // A loaded checkpoint: the tree plus format-level facts.
 struct Checkpoint {

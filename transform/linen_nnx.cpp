@@ -10,6 +10,7 @@
 #include "core/errors.h"
 #include "formats/format.h"
 #include "formats/orbax/orbax_writer.h"
+#include "transform/ops.h"
 
 namespace ckb {
 namespace {
@@ -35,14 +36,19 @@ std::string lit(const std::string& path) {
 // `*_rngs` (bridged Linen modules keep theirs in `to_nnx__rngs`).
 bool is_rng_key(const std::string& k) { return k == "rngs" || (k.size() > 5 && k.ends_with("_rngs")); }
 
-bool has_rng_component(const std::string& path) {
-  std::size_t start = 0;
+// Whether any '/'-separated component of `path` satisfies `pred`.
+template <class Pred>
+bool any_component(std::string_view path, Pred pred) {
   while (true) {
-    auto slash = path.find('/', start);
-    if (is_rng_key(path.substr(start, slash == std::string::npos ? std::string::npos : slash - start))) return true;
-    if (slash == std::string::npos) return false;
-    start = slash + 1;
+    const auto slash = path.find('/');
+    if (pred(path.substr(0, slash))) return true;
+    if (slash == std::string_view::npos) return false;
+    path.remove_prefix(slash + 1);
   }
+}
+
+bool has_rng_component(const std::string& path) {
+  return any_component(path, [](std::string_view k) { return is_rng_key(std::string(k)); });
 }
 
 struct LogicalLeaf {
@@ -61,21 +67,9 @@ void logical_leaves(const Node& n, const std::string& prefix, std::map<std::stri
   }
 }
 
-Node* find_mut(Node& root, const std::string& path) {
-  Node* cur = &root;
-  std::size_t start = 0;
-  while (cur && !path.empty()) {
-    auto slash = path.find('/', start);
-    cur = cur->find(path.substr(start, slash == std::string::npos ? std::string::npos : slash - start));
-    if (slash == std::string::npos) break;
-    start = slash + 1;
-  }
-  return cur;
-}
-
 // Turns the dict at `path` (keys "0".."n-1" in any order) into a sequence.
 void make_sequence(Node& root, const std::string& path) {
-  Node* n = find_mut(root, path);
+  Node* n = find_path(root, path);
   if (!n || !n->is_container()) return;
   auto& c = n->container();
   std::sort(c.children.begin(), c.children.end(),
@@ -84,12 +78,6 @@ void make_sequence(Node& root, const std::string& path) {
     if (c.children[i].key != std::to_string(i)) throw MappingError(path, "optax chain indices are not 0..n-1");
   c.kind = ContainerKind::List;
   c.index.clear();
-}
-
-Tensor zero_tensor(TensorInfo info) {
-  Bytes b(static_cast<std::size_t>(info.nbytes()));
-  std::memset(b.data(), 0, b.size());
-  return make_memory_tensor(info, std::move(b), "expected layout");
 }
 
 // Builds the adaptation recipe for one source.
@@ -293,8 +281,6 @@ Checkpoint expected_layout(const Checkpoint& like, const AdaptOptions& o, bool w
     if (wrap) wrap_value_leaves(e.root);
   }
   const std::string weights = o.to == AdaptOptions::To::Nnx ? "model" : "params";
-  std::set<std::string> ours;
-  for (const auto& t : first.targets) ours.insert(t.name);
   const bool whole = std::any_of(first.targets.begin(), first.targets.end(), [&](const TargetEntry& t) {
     return t.name.starts_with(o.to == AdaptOptions::To::Nnx ? "optimizer/" : "opt_state/");
   });
@@ -306,43 +292,33 @@ Checkpoint expected_layout(const Checkpoint& like, const AdaptOptions& o, bool w
     });
     e.root = std::move(root);
   }
-  if (Node* s = find_mut(e.root, "step"); s && !s->is_container() && !s->is_tensor() && ours.count("step")) {
-    const Node* produced = find_path(first.target, "step");
-    if (produced && produced->is_tensor() && std::holds_alternative<std::int64_t>(s->value()))
-      *s = Node::tensor(zero_tensor({orbax::scalar_storage_dtype(*s), {}}));
+  if (Node* s = find_path(e.root, "step"); s && std::holds_alternative<std::int64_t>(s->value())) {
+    if (const Node* produced = find_path(first.target, "step"); produced && produced->is_tensor())
+      *s = Node::tensor(ops::fill({orbax::scalar_storage_dtype(*s), {}}, 0, "expected layout"));
   }
   return e;
 }
 
-bool has_component(const std::string& path, const std::string& key) {
-  return path == key || path.starts_with(key + "/") || path.ends_with("/" + key) ||
-         path.find("/" + key + "/") != std::string::npos;
-}
-bool has_unscanned_layer(const std::string& path) {
-  for (std::size_t pos = path.find("layers_"); pos != std::string::npos; pos = path.find("layers_", pos + 1)) {
-    if (pos > 0 && path[pos - 1] != '/') continue;
-    std::size_t e = pos + 7;
-    while (e < path.size() && path[e] >= '0' && path[e] <= '9') ++e;
-    if (e > pos + 7 && (e == path.size() || path[e] == '/')) return true;
-  }
-  return false;
+bool is_scanned_layers(std::string_view k) { return k == "layers"; }
+bool is_unscanned_layer(std::string_view k) {  // layers_<digits>
+  return k.size() > 7 && k.starts_with("layers_") && is_digits(std::string(k.substr(7)));
 }
 
 // The second stage: scanned `layers` <-> `layers_<i>`, RNG state on axis 0, the rest on
 // `axis`; every other leaf unchanged.
 json layers_stage(bool unscan, int axis) {
   json rules = json::array();
-  const std::string scanned = "{a:*}/layers/", unscanned = "{a:*}/layers_{i:int}/";
-  auto rule = [&](const std::string& mid, int ax) {
-    const std::string from = (unscan ? scanned : unscanned) + mid, to_pat = (unscan ? "{a}/layers_{i}/" : "{a}/layers/") + mid;
-    std::string to = to_pat;
-    for (const char* ph : {"{b:*}", "{c:*}"})
-      if (auto p = to.find(ph); p != std::string::npos) to.replace(p, std::strlen(ph), std::string(ph).substr(0, 2) + "}");
-    rules.push_back({{unscan ? "unstack" : "stack", from}, {"over", "i"}, {"axis", ax}, {"to", to}});
+  // `from`/`to` are the path below the layer group, as a pattern and as its template
+  auto rule = [&](const std::string& from, const std::string& to, int ax) {
+    const std::string scanned = "{a:*}/layers/", unscanned = "{a:*}/layers_{i:int}/";
+    rules.push_back({{unscan ? "unstack" : "stack", (unscan ? scanned : unscanned) + from},
+                     {"over", "i"},
+                     {"axis", ax},
+                     {"to", (unscan ? "{a}/layers_{i}/" : "{a}/layers/") + to}});
   };
-  rule("rngs/{c:*}", 0);
-  rule("{b:*}/rngs/{c:*}", 0);
-  rule("{b:*}", axis);
+  rule("rngs/{c:*}", "rngs/{c}", 0);
+  rule("{b:*}/rngs/{c:*}", "{b}/rngs/{c}", 0);
+  rule("{b:*}", "{b}", axis);
   rules.push_back({{"map", "{p:*}"}, {"to", "{p}"}});
   return {{"recipe", unscan ? "unscan-layers" : "scan-layers"}, {"rules", rules}};
 }
@@ -482,13 +458,13 @@ Adaptation adapt_flax(const Checkpoint& src, const AdaptOptions& o) {
     bool ours_scanned = false, ours_unscanned = false, like_scanned = false, like_unscanned = false;
     visit_leaves(src.root, [&](const Path& p, const Node&) {
       const std::string n = join_path(p);
-      ours_scanned |= has_component(n, "layers");
-      ours_unscanned |= has_unscanned_layer(n);
+      ours_scanned |= any_component(n, is_scanned_layers);
+      ours_unscanned |= any_component(n, is_unscanned_layer);
     });
     visit_leaves(o.like->root, [&](const Path& p, const Node&) {
       const std::string n = join_path(p);
-      like_scanned |= has_component(n, "layers");
-      like_unscanned |= has_unscanned_layer(n);
+      like_scanned |= any_component(n, is_scanned_layers);
+      like_unscanned |= any_component(n, is_unscanned_layer);
     });
     if (ours_scanned && !ours_unscanned && like_unscanned && !like_scanned) layers = "unscan";
     if (ours_unscanned && !ours_scanned && like_scanned && !like_unscanned) layers = "scan";
@@ -517,16 +493,19 @@ Adaptation adapt_flax(const Checkpoint& src, const AdaptOptions& o) {
       const std::string leaf = p.back() == "value" && p.size() > 1 ? p[p.size() - 2] : p.back();
       const auto& info = n.tensor().info;
       json f = {{"fill", lit(name)}};
-      if (o.rng == AdaptOptions::Rng::Like) {
+      const bool key = leaf == "key" || n.attrs.count("random_key_impl");
+      const bool threefry_data = info.dtype == DType::U32 && !info.shape.empty() && info.shape.back() == 2;
+      if (o.rng == AdaptOptions::Rng::Like || (key && !threefry_data)) {
+        // the like's own leaf (the expected layout may have added or removed its `value` level)
         std::string in_like = name;
         if (!find_path(o.like->root, in_like)) in_like = name.ends_with("/value") ? name.substr(0, name.size() - 6) : name + "/value";
         f["from_checkpoint"] = o.like->path;
         f["tensor"] = in_like;
-      } else if (leaf == "key" || n.attrs.count("random_key_impl")) {
-        if (info.dtype != DType::U32 || info.shape.empty() || info.shape.back() != 2) {
-          extra.push_back(json{{"fill", lit(name)}, {"from_checkpoint", o.like->path}, {"tensor", name}});
+        if (o.rng != AdaptOptions::Rng::Like) {  // not threefry key data: nothing to derive it from
+          extra.push_back(f);
           return;
         }
+      } else if (key) {
         f["prng_key"] = {{"impl", "threefry2x32"}, {"seed", o.rng_seed}};
         f["shape"] = Shape(info.shape.begin(), info.shape.end() - 1);
       } else {
