@@ -65,7 +65,6 @@ PeftConfig parse_peft_config(const std::string& path) {
   c.rslora = j.value("use_rslora", false);
   c.fan_in_fan_out = j.value("fan_in_fan_out", false);
   c.dora = j.value("use_dora", false);
-  c.lora_bias = j.value("lora_bias", false);
   c.rank_pattern = pattern_map<std::int64_t>(j, "rank_pattern", path);
   c.alpha_pattern = pattern_map<double>(j, "alpha_pattern", path);
   if (j.contains("modules_to_save") && j["modules_to_save"].is_array())
@@ -117,8 +116,9 @@ PeftMerge peft_merge(const Checkpoint& base, const std::string& adapter_dir, DTy
     if (!std::regex_match(name, sm, lora_re)) continue;
     const std::string module = sm[1];
     const bool emb = sm[2] == "lora_embedding_A";
-    const std::string b_name = emb ? std::string(sm[0]).replace(sm.position(2), sm.length(2), "lora_embedding_B")
-                                   : std::string(sm[0]).replace(sm.position(2), sm.length(2), "lora_B");
+    const std::string stem = name.substr(0, static_cast<std::size_t>(sm.position(2)));  // "...module."
+    const std::string b_name = std::string(name).replace(static_cast<std::size_t>(sm.position(2)),
+                                                          static_cast<std::size_t>(sm.length(2)), emb ? "lora_embedding_B" : "lora_B");
     claimed.insert(name);
     if (!adapter_t.count(b_name)) {
       errors.push_back("'" + name + "' has no partner '" + b_name + "'");
@@ -136,7 +136,7 @@ PeftMerge peft_merge(const Checkpoint& base, const std::string& adapter_dir, DTy
     }
     // PEFT saves the embedding's base layer with the adapter (save_embedding_layers): that
     // copy is the weight the adapter was trained on; it replaces the base's.
-    const std::string saved_base = std::string(sm[0]).substr(0, static_cast<std::size_t>(sm.position(2))) + "base_layer.weight";
+    const std::string saved_base = stem + "base_layer.weight";
     std::string merge_base = w;
     if (adapter_t.count(saved_base)) {
       claimed.insert(saved_base);
@@ -153,7 +153,7 @@ PeftMerge peft_merge(const Checkpoint& base, const std::string& adapter_dir, DTy
     g.lora_a = "adapter/" + name;
     g.lora_b = "adapter/" + b_name;
     g.module = module;
-    g.rank = emb ? a->info.shape[0] : a->info.shape[0];
+    g.rank = a->info.shape[0];  // A is [r, in] (lora_A) or [r, num_embeddings] (lora_embedding_A)
     const std::int64_t* rp = lookup(cfg.rank_pattern, module);
     const double* ap = lookup(cfg.alpha_pattern, module);
     const std::int64_t rank = rp ? *rp : cfg.r;
@@ -176,9 +176,11 @@ PeftMerge peft_merge(const Checkpoint& base, const std::string& adapter_dir, DTy
     rule.equation = g.equation;
     rule.scale = g.scale;
     rule.dtype = out_dtype;
-    if (merge_base != w) g.scale_rule += ", base from the adapter's saved base layer", g.base_source = merge_base;
+    if (merge_base != w) {
+      g.scale_rule += ", base from the adapter's saved base layer";
+      g.base_source = merge_base;
+    }
     // DoRA: W' = m / ||W + s dW||_row * (W + s dW), the norm per output feature
-    const std::string stem = std::string(sm[0]).substr(0, static_cast<std::size_t>(sm.position(2)));  // "...module."
     std::string mag;
     for (const std::string& k : {stem + "lora_magnitude_vector", stem + "lora_magnitude_vector.weight"})
       if (adapter_t.count(k)) mag = k;
@@ -229,7 +231,7 @@ PeftMerge peft_merge(const Checkpoint& base, const std::string& adapter_dir, DTy
     });
     if (name.find("lora_") != std::string::npos || !saved) {
       errors.push_back("adapter tensor '" + name + "' is " +
-                       (name.find("lora_magnitude_vector") != std::string::npos ? "a DoRA magnitude (not supported yet)"
+                       (name.find("lora_magnitude_vector") != std::string::npos ? "a DoRA magnitude of no LoRA module"
                         : name.find("lora_") != std::string::npos             ? "a LoRA tensor of an unsupported kind"
                                                                               : "neither a LoRA factor nor in modules_to_save"));
       continue;

@@ -26,7 +26,7 @@ namespace ckb {
 struct PeftConfig {
   std::int64_t r = 8;
   double alpha = 8;
-  bool rslora = false, fan_in_fan_out = false, dora = false, lora_bias = false;
+  bool rslora = false, fan_in_fan_out = false, dora = false;  // lora_bias: found as lora_B.bias tensors
   std::vector<std::pair<std::string, std::int64_t>> rank_pattern;  // in the file's order
   std::vector<std::pair<std::string, double>> alpha_pattern;
   std::vector<std::string> modules_to_save;
