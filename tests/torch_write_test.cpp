@@ -12,13 +12,14 @@
 #include "formats/format.h"
 #include "io/zip.h"
 #include "test_util.h"
+#include "torch_samples.h"
 
 namespace ckb {
 namespace {
 
-std::string fixture_file(const std::string& dir) {
-  return test::fixture(dir + (dir == "torch_with_extras" ? "/checkpoint.pt" : "/model.pt"));
-}
+using test::all_kinds_checkpoint;
+using test::fixture_file;
+
 
 // Leaves and empty containers with their values, for exact tree comparison.
 std::vector<std::string> describe_tree(const Node& root) {
@@ -150,61 +151,6 @@ TEST_P(TorchRoundTrip, WriteThenReadIsIdentical) {
 
 INSTANTIATE_TEST_SUITE_P(Torch, TorchRoundTrip, ::testing::Values("torch_zip", "torch_legacy", "torch_with_extras"));
 
-Tensor tensor_of(DType dt, Shape shape, unsigned seed) {
-  TensorInfo info{dt, std::move(shape)};
-  Bytes b(info.nbytes());
-  for (std::size_t i = 0; i < b.size(); ++i) b.data()[i] = static_cast<std::byte>((i * 31 + seed * 17 + 7) & 0xff);
-  if (dt == DType::BOOL)
-    for (std::size_t i = 0; i < b.size(); ++i) b.data()[i] = static_cast<std::byte>(i % 3 == 0);
-  return make_memory_tensor(info, std::move(b));
-}
-
-// Every dtype, 0-d/rank-5/empty tensors, parameters, and every kind of non-tensor leaf.
-Checkpoint all_kinds_checkpoint() {
-  Checkpoint ck;
-  ck.root = Node::dict();
-  unsigned seed = 0;
-  for (DType dt : kAllDTypes) ck.root.add(std::string(dtype_name(dt)), Node::tensor(tensor_of(dt, {2, 3}, ++seed)));
-  ck.root.add("scalar0d", Node::tensor(tensor_of(DType::F32, {}, 99)));
-  ck.root.add("rank5", Node::tensor(tensor_of(DType::I16, {2, 1, 3, 1, 2}, 5)));
-  ck.root.add("zero", Node::tensor(tensor_of(DType::F32, {3, 0}, 5)));
-  Node p = Node::tensor(tensor_of(DType::BF16, {4}, 3));
-  p.attrs["torch.parameter"] = "1";
-  p.attrs["torch.requires_grad"] = "1";
-  ck.root.add("param", std::move(p));
-  Node g = Node::tensor(tensor_of(DType::F16, {2}, 4));
-  g.attrs["torch.requires_grad"] = "1";
-  ck.root.add("grad", std::move(g));
-  Node& extra = ck.root.add("extra", Node::dict());
-  extra.attrs["torch.type"] = "OrderedDict";
-  extra.add("neg", Node(std::int64_t{-5}));
-  extra.add("i16", Node(std::int64_t{40000}));
-  extra.add("i32", Node(std::int64_t{-2000000000}));
-  extra.add("big", Node(std::int64_t{1} << 40));
-  extra.add("min", Node(std::numeric_limits<std::int64_t>::min()));
-  extra.add("max", Node(std::numeric_limits<std::int64_t>::max()));
-  extra.add("pi", Node(3.141592653589793));
-  extra.add("nan", Node(std::numeric_limits<double>::quiet_NaN()));
-  extra.add("yes", Node(true));
-  extra.add("no", Node(false));
-  extra.add("nothing", Node::none());
-  extra.add("text", Node(std::string("héllo/ünïcode")));
-  extra.add("raw", Node(RawBytes{std::string("\x00\x01\xff\x80z", 5)}));
-  Node& tup = extra.add("tup", Node::tuple());
-  for (int i = 0; i < 5; ++i) tup.append(Node(std::int64_t{i}));
-  extra.add("pair", Node::tuple()).append(Node(std::string("a")));
-  Node& lst = extra.add("lst", Node::list());
-  lst.append(Node::tensor(tensor_of(DType::U8, {3}, 8)));
-  lst.append(Node::dict());
-  lst.append(Node::list());
-  extra.add("empty_tuple", Node::tuple());
-  Node& state = extra.add("state", Node::dict());  // optimizer-style int keys
-  state.attrs["torch.keys"] = "int";
-  state.add("0", Node::tensor(tensor_of(DType::F32, {2}, 11)));
-  state.add("-7", Node(std::string("neg")));
-
-  return ck;
-}
 
 TEST(TorchWrite, NewDTypesParametersAndExtrasRoundTrip) {
   Checkpoint ck = all_kinds_checkpoint();
@@ -260,55 +206,6 @@ TEST(TorchWrite, ForcedZip64AndAtomicity) {
   w->begin(in.root);
   EXPECT_THROW(w->commit(), Error);
   EXPECT_FALSE(std::filesystem::exists(tmp / "incomplete.pt"));
-}
-
-// Not a check by itself: with CKB_TORCH_EXPORT_DIR set, writes every fixture's round trip
-// and the all-kinds checkpoint there plus expected.json, for tools/verify_torch_load.py
-// on a machine with torch:  CKB_TORCH_EXPORT_DIR=/tmp/x ckb_tests --gtest_filter=TorchWrite.Export
-//                           python3 tools/verify_torch_load.py /tmp/x /tmp/x/expected.json --mmap
-TEST(TorchWrite, Export) {
-  const char* dir = std::getenv("CKB_TORCH_EXPORT_DIR");
-  if (!dir) GTEST_SKIP() << "set CKB_TORCH_EXPORT_DIR to export files for verify_torch_load.py";
-  std::filesystem::create_directories(dir);
-  nlohmann::json expected;
-  auto manifest_of = [](const Checkpoint& ck) {
-    nlohmann::json m;
-    for (const auto& [name, t] : tensor_list(ck.root))
-      m["tensors"][name] = {{"dtype", dtype_name(t->info.dtype)}, {"shape", t->info.shape}, {"sha256", tensor_sha256(*t)}};
-    return m;
-  };
-  for (std::string fx : {"torch_zip", "torch_legacy", "torch_with_extras"}) {
-    Checkpoint in = read_checkpoint(fixture_file(fx));
-    write_checkpoint(in, std::string(dir) + "/" + fx + ".pt", format_by_name("torch"));
-    expected[fx + ".pt"] = test::load_json(test::fixture(fx + "/manifest.json"));
-    expected[fx + ".pt"].erase("shared_storage");
-  }
-  {
-    WriteOptions z64;
-    z64.extra["zip64"] = "1";
-    write_checkpoint(read_checkpoint(fixture_file("torch_zip")), std::string(dir) + "/forced_zip64.pt",
-                     format_by_name("torch"), z64);
-    expected["forced_zip64.pt"] = expected["torch_zip.pt"];
-  }
-  // Round trips of torch-written samples (see TorchRead.ExternalSamples), when present.
-  if (const char* samples = std::getenv("CKB_TORCH_SAMPLES_DIR")) {
-    auto want = test::load_json(std::string(samples) + "/expected.json");
-    for (const auto& [name, tensors] : want.items()) {
-      write_checkpoint(read_checkpoint(std::string(samples) + "/" + name + ".pt"),
-                       std::string(dir) + "/rt_" + name + ".pt", format_by_name("torch"));
-      expected["rt_" + name + ".pt"] = {{"tensors", tensors}};
-    }
-  }
-  Checkpoint all = all_kinds_checkpoint();
-  write_checkpoint(all, std::string(dir) + "/all_kinds.pt", format_by_name("torch"));
-  expected["all_kinds.pt"] = manifest_of(all);
-  expected["all_kinds.pt"]["non_tensor_leaves"] = {
-      {"extra", {{"neg", -5}, {"i16", 40000}, {"i32", -2000000000}, {"big", std::int64_t{1} << 40},
-                 {"min", std::numeric_limits<std::int64_t>::min()}, {"max", std::numeric_limits<std::int64_t>::max()},
-                 {"pi", 3.141592653589793}, {"yes", true}, {"no", false}, {"text", "héllo/ünïcode"}, {"nothing", nullptr},
-                 {"tup", {0, 1, 2, 3, 4}}, {"pair", {"a"}}}}};
-  test::write_file(std::string(dir) + "/expected.json", expected.dump(1));
-  SUCCEED() << "exported to " << dir;
 }
 
 }  // namespace

@@ -15,6 +15,8 @@ Tensor names are paths in the loaded object: dict keys and list/tuple indices jo
 with '/', so a flat state_dict gives its keys unchanged ("embed.weight").
 
 Usage: verify_torch_load.py DIR EXPECTED.json [--mmap]
+DIR and DIR/expected.json come from
+    CKB_TORCH_EXPORT_DIR=DIR build/tests/ckb_torch_interop --gtest_filter=TorchInterop.Export
 Exit status 0 when every file matches, 1 otherwise.
 """
 import argparse
