@@ -69,6 +69,10 @@ class TensorSource {
   // Bytes this source must hold in memory while it is being read (a computed result, a
   // materialised input); 0 for sources that stream. Used to bound memory.
   virtual std::uint64_t resident_bytes() const { return 0; }
+  // What resident_bytes() becomes when the tensor is read once, front to back, by one reader
+  // (as the executor reads a tensor it does not split): a source that decodes a stream into
+  // the reader's buffers holds nothing then.
+  virtual std::uint64_t sequential_resident_bytes() const { return resident_bytes(); }
   // True when reads of disjoint ranges from several threads at once are efficient (each
   // computes only its range). The executor then splits a large tensor across workers.
   virtual bool parallel_reads() const { return false; }

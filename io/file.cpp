@@ -63,6 +63,14 @@ void MappedFile::drop_pages(std::uint64_t off, std::uint64_t len) const {
   ::madvise(const_cast<std::byte*>(data_) + begin, end - begin, MADV_DONTNEED);
 }
 
+void MappedFile::will_need(std::uint64_t off, std::uint64_t len) const {
+  if (!data_ || len == 0 || off >= size_) return;
+  static const std::uint64_t page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  std::uint64_t begin = off / page * page;
+  std::uint64_t end = std::min(size_, off + len);
+  ::madvise(const_cast<std::byte*>(data_) + begin, end - begin, MADV_WILLNEED);
+}
+
 MappedRangeSource::MappedRangeSource(MappedFilePtr file, std::uint64_t offset, std::uint64_t len, std::string what)
     : file_(std::move(file)), offset_(offset), len_(len), what_(std::move(what)) {
   file_->range(offset_, len_, what_.c_str());

@@ -30,6 +30,9 @@ class MappedFile {
   // madvise(MADV_DONTNEED) on the pages covering [off, off+len): frees resident memory;
   // later reads fault the bytes back in from the page cache.
   void drop_pages(std::uint64_t off, std::uint64_t len) const;
+  // madvise(MADV_WILLNEED) on [off, off+len): starts reading those pages from disk in the
+  // background, so a sequential consumer of a cold file does not wait on each page fault.
+  void will_need(std::uint64_t off, std::uint64_t len) const;
 
  private:
   MappedFile() = default;

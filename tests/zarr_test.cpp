@@ -342,5 +342,113 @@ TEST(ZarrV3, LargeParallelReadMatchesHash) {
   EXPECT_EQ(std::memcmp(part.data(), reinterpret_cast<const char*>(full.data()) + 4097, part.size()), 0);
 }
 
+// zstd without the content-size field, so a wrong size shows only while decoding.
+std::string zstd_unsized(const std::string& s) {
+  ZSTD_CCtx* c = ZSTD_createCCtx();
+  ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 0);
+  std::string z(ZSTD_compressBound(s.size()), '\0');
+  z.resize(ZSTD_compress2(c, z.data(), z.size(), s.data(), s.size()));
+  ZSTD_freeCCtx(c);
+  return z;
+}
+
+// A 10x6 uint16 array in row bands of 4 (three chunks, the last with two padding rows):
+// sequential reads of 7 bytes cross every chunk boundary and stream (nothing resident);
+// reads elsewhere (fallback to whole decoded chunks) and reads that restart at a chunk
+// boundary give the same bytes; zstd, raw and a missing (filled) chunk.
+TEST(ZarrStream, RowBandsStreamInPiecesAcrossChunks) {
+  std::vector<std::uint16_t> want(60);
+  std::iota(want.begin(), want.end(), 100);
+  auto band = [&](int c) {
+    std::vector<std::uint16_t> v(24, 0xDEAD);  // padding rows stay junk
+    for (int k = 0; k < 24 && c * 24 + k < 60; ++k) v[k] = want[c * 24 + k];
+    return raw(v);
+  };
+  for (std::string comp : {"zstd", "null", "missing"}) {
+    Dir d;
+    const std::string cjson = comp == "zstd" ? "{\"id\":\"zstd\"}" : "null";
+    d.put("a/.zarray", "{\"chunks\":[4,6],\"compressor\":" + cjson +
+                           ",\"dtype\":\"<u2\",\"fill_value\":7,\"filters\":null,\"order\":\"C\",\"shape\":[10,6],"
+                           "\"zarr_format\":2}");
+    auto expect = want;
+    for (int c = 0; c < 3; ++c) {
+      if (comp == "missing" && c == 1) {
+        std::fill(expect.begin() + 24, expect.begin() + 48, 7);
+        continue;
+      }
+      d.put("a/" + std::to_string(c) + ".0", comp == "zstd" ? zstd_of(band(c)) : band(c));
+    }
+    auto a = d.open(comp == "missing" ? MissingChunks::Fill : MissingChunks::Error);
+    EXPECT_GT(a->resident_bytes(), 0u);
+    EXPECT_EQ(a->sequential_resident_bytes(), 0u) << comp;
+    const std::string all = raw(expect);
+    std::string got;
+    for (std::size_t off = 0; off < all.size(); off += 7) {
+      std::string piece(std::min<std::size_t>(7, all.size() - off), '\0');
+      a->read(off, std::as_writable_bytes(std::span(piece.data(), piece.size())));
+      got += piece;
+    }
+    EXPECT_EQ(got, all) << comp;
+    for (std::uint64_t off : {48u, 3u, 47u, 0u, 96u}) {  // chunk starts stream, the others do not
+      std::string piece(all.size() - off, '\0');
+      a->read(off, std::as_writable_bytes(std::span(piece.data(), piece.size())));
+      EXPECT_EQ(piece, all.substr(off)) << comp << " at " << off;
+    }
+  }
+}
+
+// Orbax's zarr3 layout (a sharding_indexed shard holding one inner chunk, crc32c index)
+// streams too; a corrupt index or stream is reported with the file while streaming.
+TEST(ZarrStream, SingleInnerChunkShardAndBrokenStreams) {
+  std::vector<std::uint16_t> want(16);
+  std::iota(want.begin(), want.end(), 0);
+  const std::string json = R"({"zarr_format":3,"node_type":"array","shape":[4,4],"data_type":"uint16",
+      "chunk_grid":{"name":"regular","configuration":{"chunk_shape":[4,4]}},"fill_value":0,
+      "codecs":[{"name":"sharding_indexed","configuration":{"chunk_shape":[4,4],
+        "codecs":[{"name":"bytes","configuration":{"endian":"little"}},{"name":"zstd","configuration":{"level":3,"checksum":false}}],
+        "index_codecs":[{"name":"bytes","configuration":{"endian":"little"}},{"name":"crc32c"}],
+        "index_location":"end"}}]})";
+  auto shard = [&](const std::string& inner) {
+    std::string index = le64(0) + le64(inner.size());
+    return inner + index + le32(ocdbt::crc32c(std::as_bytes(std::span(index.data(), index.size()))));
+  };
+  Dir d;
+  d.put("a/zarr.json", json);
+  d.put("a/c/0/0", shard(zstd_of(raw(want))));
+  auto a = d.open();
+  EXPECT_EQ(a->sequential_resident_bytes(), 0u);
+  std::string got(32, '\0');
+  a->read(0, std::as_writable_bytes(std::span(got.data(), 10)));
+  a->read(10, std::as_writable_bytes(std::span(got.data() + 10, 22)));
+  EXPECT_EQ(got, raw(want));
+
+  auto stream_error = [&](const std::string& stored) {
+    d.put("a/c/0/0", stored);
+    return error_of([&] { read_all<std::uint16_t>(*d.open()); });
+  };
+  const std::string frame = zstd_of(raw(want));
+  std::string msg = stream_error(shard(frame.substr(0, frame.size() - 3)));
+  EXPECT_NE(msg.find("truncated"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("array 'a'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(d.tmp / "a/c/0/0"), std::string::npos) << msg;
+  msg = stream_error(shard(frame + "xyz"));
+  EXPECT_NE(msg.find("3 trailing bytes"), std::string::npos) << msg;
+  auto longer = want;
+  longer.push_back(99);
+  msg = stream_error(shard(zstd_unsized(raw(longer))));
+  EXPECT_NE(msg.find("more than the 32 bytes"), std::string::npos) << msg;
+  msg = stream_error(shard(zstd_unsized(raw(std::vector<std::uint16_t>(want.begin(), want.end() - 1)))));
+  EXPECT_NE(msg.find("ends after 30 decoded bytes, expected 32"), std::string::npos) << msg;
+  std::string s = shard(frame);
+  s[s.size() - 6] ^= 1;
+  msg = stream_error(s);
+  EXPECT_NE(msg.find("shard index crc32c mismatch"), std::string::npos) << msg;
+  // After an error the array reads again from a fresh stream.
+  d.put("a/c/0/0", shard(frame));
+  auto b = d.open();
+  EXPECT_THROW(b->read(2, std::as_writable_bytes(std::span(got.data(), 40))), FormatError);
+  EXPECT_EQ(read_all<std::uint16_t>(*b), want);
+}
+
 }  // namespace
 }  // namespace ckb

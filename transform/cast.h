@@ -31,6 +31,7 @@ class CastSource final : public TensorSource {
   void read(std::uint64_t offset, std::span<std::byte> out) const override;
   std::string describe() const override;
   std::uint64_t resident_bytes() const override { return base_.source->resident_bytes(); }
+  std::uint64_t sequential_resident_bytes() const override { return base_.source->sequential_resident_bytes(); }
   bool parallel_reads() const override { return base_.source->contiguous() || base_.source->parallel_reads(); }
   void release() const override { base_.source->release(); }
 

@@ -93,13 +93,21 @@ ExecResult execute(const Node& target, const Format& fmt, const std::string& dst
   const std::uint64_t chunk = std::max<std::uint64_t>(eo.chunk_bytes, 1 << 16);
   // What each tensor holds in memory while it is processed, and the order: largest first, so
   // the longest single-threaded decodes and merges start at once instead of ending the run.
+  // A large tensor whose source computes disjoint ranges independently (a LoRA merge, a cast)
+  // is cut into ranges that several workers produce at once; any other is read front to back
+  // by one worker, which a streaming source serves without holding anything resident.
+  const unsigned nthreads = threads;
+  auto split = [&](const Tensor& t) {
+    return t.info.nbytes() >= 4 * chunk && nthreads > 1 && !t.source->contiguous() && t.source->parallel_reads();
+  };
   std::vector<std::uint64_t> cost(tensors.size());
   std::vector<std::size_t> order(tensors.size());
   std::uint64_t largest = 0;
   for (std::size_t i = 0; i < tensors.size(); ++i) {
     const Tensor& t = *tensors[i].second;
     const std::uint64_t n = t.info.nbytes();
-    cost[i] = (n && t.source->contiguous() ? 0 : std::min(n, chunk)) + t.source->resident_bytes();
+    cost[i] = (n && t.source->contiguous() ? 0 : std::min(n, chunk)) +
+              (split(t) ? t.source->resident_bytes() : t.source->sequential_resident_bytes());
     largest = std::max(largest, cost[i]);
     order[i] = i;
   }
@@ -110,14 +118,12 @@ ExecResult execute(const Node& target, const Format& fmt, const std::string& dst
   // so the largest tensor never runs alone while everything else waits.
   ByteWindow window((eo.max_memory ? eo.max_memory : (1ull << 30)) + largest);
 
-  // Work items: whole tensors, except that a large tensor whose source computes disjoint
-  // ranges independently (a LoRA merge, a cast) is cut into ranges that several workers
-  // produce at once. The source is released when its last range is done.
+  // Work items: whole tensors or ranges of split ones. The source is released when its last
+  // range is done.
   struct Item {
     std::size_t slot;
     std::uint64_t off, len;
   };
-  const unsigned nthreads = threads;
   std::vector<Item> items;
   std::vector<std::atomic<std::size_t>> pending(tensors.size());
   for (std::size_t i : order) {
@@ -125,7 +131,7 @@ ExecResult execute(const Node& target, const Format& fmt, const std::string& dst
     const std::uint64_t n = t.info.nbytes();
     const std::uint64_t esz = dtype_size(t.info.dtype);
     std::uint64_t piece = n;
-    if (n >= 4 * chunk && nthreads > 1 && !t.source->contiguous() && t.source->parallel_reads())
+    if (split(t))
       piece = std::max<std::uint64_t>(chunk, (n / nthreads + esz - 1) / esz * esz);
     std::size_t count = 0;
     for (std::uint64_t off = 0; off < n || (n == 0 && off == 0); off += piece) {

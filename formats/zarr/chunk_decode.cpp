@@ -63,33 +63,13 @@ Bytes decode_shard(const ShardingSpec& spec, std::span<const std::byte> shard, c
   const std::size_t elem = ctx.meta->dtype.itemsize;
   std::vector<std::uint64_t> grid(rank);
   for (std::size_t d = 0; d < rank; ++d) grid[d] = shape[d] / spec.inner_chunk[d];
-  const std::uint64_t n = prod(grid);
-  const std::uint64_t index_bytes = 16 * n + (spec.index_crc32c ? 4 : 0);
-  if (shard.size() < index_bytes)
-    throw FormatError(ctx.path,
-                      ctx.what + ": shard of " + std::to_string(shard.size()) + " bytes is smaller than its " +
-                          std::to_string(index_bytes) + "-byte index",
-                      ctx.offset);
-  const std::uint64_t index_at = spec.index_at_end ? shard.size() - index_bytes : 0;
-  auto index = shard.subspan(index_at, index_bytes);
-  if (spec.index_crc32c) {
-    std::uint32_t stored;
-    std::memcpy(&stored, index.data() + 16 * n, 4);
-    if (stored != ocdbt::crc32c(index.first(16 * n)))
-      throw FormatError(ctx.path, ctx.what + ": shard index crc32c mismatch", ctx.offset + index_at);
-  }
+  const auto index = shard_index(spec, shard, prod(grid), ctx);
   Bytes out(static_cast<std::size_t>(prod(shape) * elem));
   std::vector<std::uint64_t> inner_idx(rank, 0), origin(rank), zero(rank, 0);
-  for (std::uint64_t j = 0; j < n; ++j) {
-    std::uint64_t off, nb;
-    std::memcpy(&off, index.data() + 16 * j, 8);
-    std::memcpy(&nb, index.data() + 16 * j + 8, 8);
-    if (spec.index_big_endian) {
-      off = __builtin_bswap64(off);
-      nb = __builtin_bswap64(nb);
-    }
+  for (std::size_t j = 0; j < index.size(); ++j) {
+    const auto [off, nb] = index[j];
     for (std::size_t d = 0; d < rank; ++d) origin[d] = inner_idx[d] * spec.inner_chunk[d];
-    if (off == ~0ull && nb == ~0ull) {
+    if (off == kMissingInner) {
       if (ctx.missing_is_error)
         throw FormatError(ctx.path, ctx.what + ": inner chunk " + std::to_string(j) + " of the shard is missing",
                           ctx.offset);
@@ -97,11 +77,6 @@ Bytes decode_shard(const ShardingSpec& spec, std::span<const std::byte> shard, c
       fill_elements(fillbuf.span(), ctx.meta->fill);
       copy_box(fillbuf.data(), spec.inner_chunk, zero, out.data(), shape, origin, spec.inner_chunk, elem);
     } else {
-      if (off > shard.size() || nb > shard.size() - off)
-        throw FormatError(ctx.path,
-                          ctx.what + ": inner chunk " + std::to_string(j) + " [" + std::to_string(off) + ", +" +
-                              std::to_string(nb) + ") lies outside the " + std::to_string(shard.size()) + "-byte shard",
-                          ctx.offset + index_at);
       ChunkContext inner = ctx;
       inner.offset = ctx.offset + off;
       inner.what = ctx.what + " inner chunk " + std::to_string(j);
@@ -117,6 +92,45 @@ Bytes decode_shard(const ShardingSpec& spec, std::span<const std::byte> shard, c
 }
 
 }  // namespace
+
+std::vector<std::pair<std::uint64_t, std::uint64_t>> shard_index(const ShardingSpec& spec, std::span<const std::byte> shard,
+                                                                 std::uint64_t n, const ChunkContext& ctx) {
+  const std::uint64_t index_bytes = 16 * n + (spec.index_crc32c ? 4 : 0);
+  if (shard.size() < index_bytes)
+    throw FormatError(ctx.path,
+                      ctx.what + ": shard of " + std::to_string(shard.size()) + " bytes is smaller than its " +
+                          std::to_string(index_bytes) + "-byte index",
+                      ctx.offset);
+  const std::uint64_t index_at = spec.index_at_end ? shard.size() - index_bytes : 0;
+  auto index = shard.subspan(index_at, index_bytes);
+  if (spec.index_crc32c) {
+    std::uint32_t stored;
+    std::memcpy(&stored, index.data() + 16 * n, 4);
+    if (stored != ocdbt::crc32c(index.first(16 * n)))
+      throw FormatError(ctx.path, ctx.what + ": shard index crc32c mismatch", ctx.offset + index_at);
+  }
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> out(n);
+  for (std::uint64_t j = 0; j < n; ++j) {
+    std::uint64_t off, nb;
+    std::memcpy(&off, index.data() + 16 * j, 8);
+    std::memcpy(&nb, index.data() + 16 * j + 8, 8);
+    if (spec.index_big_endian) {
+      off = __builtin_bswap64(off);
+      nb = __builtin_bswap64(nb);
+    }
+    if (off == kMissingInner && nb == kMissingInner) {
+      out[j] = {kMissingInner, kMissingInner};
+      continue;
+    }
+    if (off > shard.size() || nb > shard.size() - off)
+      throw FormatError(ctx.path,
+                        ctx.what + ": inner chunk " + std::to_string(j) + " [" + std::to_string(off) + ", +" +
+                            std::to_string(nb) + ") lies outside the " + std::to_string(shard.size()) + "-byte shard",
+                        ctx.offset + index_at);
+    out[j] = {off, nb};
+  }
+  return out;
+}
 
 void fill_elements(std::span<std::byte> out, const std::optional<std::vector<std::byte>>& fill) {
   if (!fill || std::all_of(fill->begin(), fill->end(), [](std::byte b) { return b == std::byte{0}; })) {

@@ -8,6 +8,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/tensor.h"
@@ -26,6 +27,13 @@ struct ChunkContext {
 // `shape` is the full (not edge-cropped) chunk shape.
 Bytes decode_chunk(const CodecChain& chain, std::span<const std::byte> encoded, const std::vector<std::uint64_t>& shape,
                    const ChunkContext& ctx);
+
+// The (offset, length) of each of the `n` inner chunks of a sharding_indexed shard, checked
+// (index size, crc32c, every range inside the shard); a missing inner chunk is
+// {kMissingInner, kMissingInner}.
+inline constexpr std::uint64_t kMissingInner = ~0ull;
+std::vector<std::pair<std::uint64_t, std::uint64_t>> shard_index(const ShardingSpec& spec, std::span<const std::byte> shard,
+                                                                 std::uint64_t n, const ChunkContext& ctx);
 
 // Fills `out` with repetitions of the fill element (zeros when there is none).
 void fill_elements(std::span<std::byte> out, const std::optional<std::vector<std::byte>>& fill);

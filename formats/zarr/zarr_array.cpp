@@ -55,6 +55,10 @@ std::shared_ptr<const ZarrArray> ZarrArray::open(KvStorePtr store, std::string p
   } catch (const std::exception& e) {
     a->rethrow(e);
   }
+  const ZarrMetadata& m = a->meta_;
+  bool bands = m.numel() > 0 && streamable(m.codecs, m.chunks, m.dtype.itemsize);
+  for (std::size_t d = 1; d < m.shape.size(); ++d) bands = bands && m.chunks[d] == static_cast<std::uint64_t>(m.shape[d]);
+  if (bands) a->band_ = m.chunk_numel() * m.dtype.itemsize;
   return a;
 }
 
@@ -63,8 +67,56 @@ Tensor ZarrArray::tensor() const { return Tensor{info(), shared_from_this()}; }
 std::string ZarrArray::describe() const { return store_->describe() + ":" + prefix_ + " (zarr array '" + name_ + "')"; }
 
 void ZarrArray::release() const {
-  std::lock_guard lk(cache_mu_);
-  cache_.clear();
+  {
+    std::lock_guard lk(cache_mu_);
+    cache_.clear();
+  }
+  std::lock_guard lk(stream_mu_);
+  stream_.reset();
+}
+
+std::uint64_t ZarrArray::sequential_resident_bytes() const { return band_ ? 0 : resident_bytes(); }
+
+bool ZarrArray::read_streaming(std::uint64_t offset, std::span<std::byte> out) const {
+  std::lock_guard lk(stream_mu_);
+  const bool continues = stream_ && offset == stream_pos_;
+  if (!continues && offset % band_ != 0) return false;
+  if (!continues) {
+    stream_.reset();
+    stream_pos_ = offset;
+  }
+  const std::uint64_t total = meta_.numel() * meta_.dtype.itemsize;
+  try {
+    std::size_t done = 0;
+    while (done < out.size()) {
+      if (!stream_) {
+        const std::uint64_t c = stream_pos_ / band_;
+        std::vector<std::uint64_t> idx(meta_.shape.size(), 0);
+        if (!idx.empty()) idx[0] = c;
+        const std::string key = prefix_ + meta_.chunk_key(idx);
+        auto v = store_->get(key);
+        if (!v && missing_ == MissingChunks::Error)
+          throw FormatError(store_->locate(key), "chunk '" + key + "' is missing");
+        ChunkContext ctx{&meta_, missing_ == MissingChunks::Error, v ? v->file : store_->locate(key),
+                         v ? v->offset : 0, "chunk '" + key + "'"};
+        stream_ = std::make_unique<ChunkStream>(meta_.codecs, std::move(v), meta_.chunks, std::move(ctx));
+        stream_end_ = std::min(total, (c + 1) * band_);
+        if (stream_pos_ != c * band_) throw FormatError(describe(), "stream opened inside a chunk");
+      }
+      const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(out.size() - done, stream_end_ - stream_pos_));
+      stream_->read(out.subspan(done, n));
+      done += n;
+      stream_pos_ += n;
+      if (stream_pos_ == stream_end_) {
+        stream_->finish();
+        stream_.reset();
+      }
+    }
+  } catch (...) {
+    stream_.reset();
+    throw;
+  }
+  return true;
 }
 
 std::uint64_t ZarrArray::resident_bytes() const {
@@ -144,6 +196,7 @@ void ZarrArray::read(std::uint64_t offset, std::span<std::byte> out) const {
       throw FormatError(describe(), "read [" + std::to_string(offset) + ", +" + std::to_string(out.size()) +
                                         ") beyond the array's " + std::to_string(total) + " bytes");
     if (out.empty()) return;
+    if (band_ && read_streaming(offset, out)) return;
     // Work in an "effective" rank >= 1 (a 0-d array is one element in one chunk).
     const bool scalar = meta_.shape.empty();
     std::vector<std::uint64_t> shape, chunks;

@@ -8,6 +8,11 @@
 // A chunk the grid refers to that is absent is a FormatError unless the array was opened with
 // missing_chunks = Fill (then it reads as the fill value, zeros for a null fill value):
 // Orbax writes every chunk and reads with fill_missing_data_reads=false.
+// When every chunk is a band of whole rows (chunks split at most axis 0, as Orbax's default
+// one-chunk-per-array layout does) and the codecs allow it (formats/zarr/chunk_stream.h),
+// reads that continue where the previous one ended, or start at a chunk boundary, decode
+// straight into the caller's buffer without materialising the chunk: a front-to-back reader
+// holds nothing resident. Other reads use the chunk cache above.
 #pragma once
 
 #include <future>
@@ -19,6 +24,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "formats/zarr/chunk_stream.h"
 #include "formats/zarr/zarr_metadata.h"
 #include "io/kvstore.h"
 
@@ -47,11 +53,15 @@ class ZarrArray : public TensorSource, public std::enable_shared_from_this<ZarrA
   void release() const override;
   // Decoded chunk bytes a sequential reader keeps resident (the chunks one read may span).
   std::uint64_t resident_bytes() const override;
+  // 0 when chunks stream (see above), else resident_bytes().
+  std::uint64_t sequential_resident_bytes() const override;
 
  private:
   ZarrArray() = default;
   std::shared_ptr<const Bytes> decode_chunk_at(const std::vector<std::uint64_t>& idx) const;
   [[noreturn]] void rethrow(const std::exception& e) const;
+  // Serves the read from the chunk stream when it can (see above); false otherwise.
+  bool read_streaming(std::uint64_t offset, std::span<std::byte> out) const;
 
   KvStorePtr store_;
   std::string prefix_, name_, metadata_file_;
@@ -63,6 +73,12 @@ class ZarrArray : public TensorSource, public std::enable_shared_from_this<ZarrA
   // Chunks being decoded now: a second reader of the same chunk waits for that decode
   // instead of decoding it again (several workers may read ranges of one array at once).
   mutable std::map<std::vector<std::uint64_t>, std::shared_future<std::shared_ptr<const Bytes>>> inflight_;
+  // Streaming: chunks are bands of band_ bytes along axis 0 (0 = chunks do not stream).
+  std::uint64_t band_ = 0;
+  mutable std::mutex stream_mu_;
+  mutable std::unique_ptr<ChunkStream> stream_;  // the chunk being streamed, if any
+  mutable std::uint64_t stream_pos_ = 0;         // array byte offset the stream is at
+  mutable std::uint64_t stream_end_ = 0;         // where that chunk's bytes inside the array end
 };
 
 }  // namespace ckb::zarr

@@ -14,11 +14,11 @@ namespace {
 struct DctxFree {
   void operator()(ZSTD_DCtx* d) const { ZSTD_freeDCtx(d); }
 };
-}  // namespace
 
-Bytes zstd_decode(std::span<const std::byte> in, std::uint64_t limit, bool exact, const std::string& path,
-                  std::uint64_t offset, const std::string& what) {
-  auto fail = [&](const std::string& msg) -> FormatError { return FormatError(path, what + ": " + msg, offset); };
+// The frame header's content size (ZSTD_CONTENTSIZE_UNKNOWN when absent), checked against
+// the limit before anything is decoded.
+template <class Fail>
+unsigned long long checked_content_size(std::span<const std::byte> in, std::uint64_t limit, bool exact, Fail fail) {
   if (in.size() < 4) throw fail("zstd frame truncated (" + std::to_string(in.size()) + " bytes)");
   const unsigned long long declared = ZSTD_getFrameContentSize(in.data(), in.size());
   if (declared == ZSTD_CONTENTSIZE_ERROR) throw fail("not a valid zstd frame");
@@ -30,8 +30,21 @@ Bytes zstd_decode(std::span<const std::byte> in, std::uint64_t limit, bool exact
       throw fail("zstd frame declares " + std::to_string(declared) + " decoded bytes, expected " +
                  std::to_string(limit));
   }
+  return declared;
+}
+
+std::unique_ptr<ZSTD_DCtx, DctxFree> new_dctx() {
   std::unique_ptr<ZSTD_DCtx, DctxFree> dctx(ZSTD_createDCtx());
   if (!dctx) throw std::bad_alloc();
+  return dctx;
+}
+}  // namespace
+
+Bytes zstd_decode(std::span<const std::byte> in, std::uint64_t limit, bool exact, const std::string& path,
+                  std::uint64_t offset, const std::string& what) {
+  auto fail = [&](const std::string& msg) -> FormatError { return FormatError(path, what + ": " + msg, offset); };
+  const unsigned long long declared = checked_content_size(in, limit, exact, fail);
+  auto dctx = new_dctx();
   // Output grows in steps; never more than limit (+1 byte to detect overrun).
   const std::uint64_t cap = limit + 1;
   std::uint64_t want = declared != ZSTD_CONTENTSIZE_UNKNOWN ? declared + 1 : std::min<std::uint64_t>(cap, 1u << 20);
@@ -68,6 +81,60 @@ Bytes zstd_decode(std::span<const std::byte> in, std::uint64_t limit, bool exact
   Bytes exact_out(produced);
   if (produced) std::memcpy(exact_out.data(), out.data(), produced);
   return exact_out;
+}
+
+struct ZstdStream::State {
+  std::unique_ptr<ZSTD_DCtx, DctxFree> dctx;
+  ZSTD_inBuffer in;
+  std::size_t ret = 1;  // 0 once the frame is complete
+};
+
+ZstdStream::ZstdStream(std::span<const std::byte> in, std::uint64_t total, std::string path, std::uint64_t offset,
+                       std::string what)
+    : s_(std::make_unique<State>()), total_(total), path_(std::move(path)), offset_(offset), what_(std::move(what)) {
+  checked_content_size(in, total, true, [&](const std::string& m) { return fail(m); });
+  s_->dctx = new_dctx();
+  s_->in = {in.data(), in.size(), 0};
+}
+
+ZstdStream::~ZstdStream() = default;
+
+FormatError ZstdStream::fail(const std::string& msg) const { return FormatError(path_, what_ + ": " + msg, offset_); }
+
+std::uint64_t ZstdStream::consumed() const { return s_->in.pos; }
+
+void ZstdStream::read(std::span<std::byte> out) {
+  if (out.size() > total_ - produced_) throw fail("read past the " + std::to_string(total_) + " decoded bytes");
+  ZSTD_outBuffer ob{out.data(), out.size(), 0};
+  while (ob.pos < ob.size) {
+    if (s_->ret == 0)
+      throw fail("zstd frame ends after " + std::to_string(produced_ + ob.pos) + " decoded bytes, expected " +
+                 std::to_string(total_));
+    const std::size_t before = s_->in.pos, had = ob.pos;
+    s_->ret = ZSTD_decompressStream(s_->dctx.get(), &ob, &s_->in);
+    if (ZSTD_isError(s_->ret)) throw fail(std::string("corrupt zstd data: ") + ZSTD_getErrorName(s_->ret));
+    if (s_->ret != 0 && s_->in.pos == s_->in.size && s_->in.pos == before && ob.pos == had)
+      throw fail("zstd frame truncated");
+  }
+  produced_ += out.size();
+}
+
+void ZstdStream::finish() {
+  if (produced_ != total_)
+    throw fail("zstd stream finished after " + std::to_string(produced_) + " of " + std::to_string(total_) + " bytes");
+  // The frame may still hold its last (empty) block or checksum: decoding on must end it
+  // without producing anything.
+  std::byte extra[1];
+  while (s_->ret != 0) {
+    ZSTD_outBuffer ob{extra, sizeof extra, 0};
+    const std::size_t before = s_->in.pos;
+    s_->ret = ZSTD_decompressStream(s_->dctx.get(), &ob, &s_->in);
+    if (ZSTD_isError(s_->ret)) throw fail(std::string("corrupt zstd data: ") + ZSTD_getErrorName(s_->ret));
+    if (ob.pos) throw fail("zstd data decodes to more than the " + std::to_string(total_) + " bytes expected");
+    if (s_->ret != 0 && s_->in.pos == s_->in.size && s_->in.pos == before) throw fail("zstd frame truncated");
+  }
+  if (s_->in.pos != s_->in.size)
+    throw fail(std::to_string(s_->in.size - s_->in.pos) + " trailing bytes after the zstd frame");
 }
 
 }  // namespace ckb

@@ -6,9 +6,11 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 
+#include "core/errors.h"
 #include "core/tensor.h"
 
 namespace ckb {
@@ -18,5 +20,34 @@ namespace ckb {
 // Errors are FormatError(path, "<what>: ...", offset).
 Bytes zstd_decode(std::span<const std::byte> in, std::uint64_t limit, bool exact, const std::string& path,
                   std::uint64_t offset, const std::string& what);
+
+// Incremental decoding of one zstd frame that must decode to exactly `total` bytes, into
+// buffers the caller owns: a multi-GB frame streams through a small buffer instead of being
+// materialised. The checks are zstd_decode's with exact = true: a frame declaring another
+// size is refused at construction, one producing more or fewer bytes, or followed by
+// trailing bytes, fails in read() or finish().
+class ZstdStream {
+ public:
+  ZstdStream(std::span<const std::byte> in, std::uint64_t total, std::string path, std::uint64_t offset,
+             std::string what);
+  ~ZstdStream();
+  ZstdStream(const ZstdStream&) = delete;
+  ZstdStream& operator=(const ZstdStream&) = delete;
+  // Decodes the next out.size() bytes (produced() + out.size() <= total).
+  void read(std::span<std::byte> out);
+  // Checks that the frame ends after `total` bytes with nothing after it.
+  void finish();
+  std::uint64_t produced() const { return produced_; }
+  std::uint64_t consumed() const;  // input bytes consumed so far
+
+ private:
+  FormatError fail(const std::string& msg) const;
+  struct State;
+  std::unique_ptr<State> s_;
+  std::uint64_t total_, produced_ = 0;
+  std::string path_;
+  std::uint64_t offset_;
+  std::string what_;
+};
 
 }  // namespace ckb
