@@ -51,6 +51,37 @@ TEST(Cast, GenericPathAgreesWithBf16FastPathOnManyValues) {
   for (std::uint32_t b = 1; b < 0x00800000; b += 0x777) EXPECT_EQ(f32_to_bf16(bits_f32(b)), f64_to(DType::BF16, bits_f32(b)));
 }
 
+// The uncounted loops (no stats: the merge path) give the same bytes as the counted ones,
+// and the counts of f64 -> f32 are exact on specials: NaN, +-inf in and out, f32 subnormals,
+// a tie, FLT_MAX and just past it.
+TEST(Cast, UncountedWideningAndNarrowingMatchTheCountedPath) {
+  const std::vector<double> d = {1.0, -0.0, NAN, INFINITY, -INFINITY, 0x1p-149, 0x1p-150, 0x1.8p-149,
+                                 1.0 + 0x1p-24, 1.0 + 0x1.8p-24, 3.4028234663852886e38, 3.5e38, -1e300, 0.1};
+  std::vector<float> counted(d.size()), plain(d.size());
+  CastStats s;
+  auto in = reinterpret_cast<const std::byte*>(d.data());
+  convert_elements(DType::F64, DType::F32, in, reinterpret_cast<std::byte*>(counted.data()), d.size(), &s);
+  convert_elements(DType::F64, DType::F32, in, reinterpret_cast<std::byte*>(plain.data()), d.size(), nullptr);
+  EXPECT_EQ(std::memcmp(counted.data(), plain.data(), 4 * d.size()), 0);
+  EXPECT_EQ(s.nan.load(), 1u);
+  EXPECT_EQ(s.overflow.load(), 2u);  // 3.5e38 and -1e300
+  EXPECT_EQ(s.inexact.load(), 7u);   // 0x1p-150, 0x1.8p-149, the tie, 1+1.5ulp, 3.5e38, -1e300, 0.1
+  for (DType from : {DType::BF16, DType::F32}) {
+    std::vector<std::uint32_t> bits;
+    for (std::uint32_t b = 0; b < 0xffff0000u; b += 0x10101) bits.push_back(b);
+    std::vector<std::uint16_t> halves;
+    for (auto b : bits) halves.push_back(static_cast<std::uint16_t>(b >> 16));
+    const std::byte* src = from == DType::BF16 ? reinterpret_cast<const std::byte*>(halves.data())
+                                               : reinterpret_cast<const std::byte*>(bits.data());
+    std::vector<double> a(bits.size()), b(bits.size());
+    CastStats w;
+    convert_elements(from, DType::F64, src, reinterpret_cast<std::byte*>(a.data()), bits.size(), &w);
+    convert_elements(from, DType::F64, src, reinterpret_cast<std::byte*>(b.data()), bits.size(), nullptr);
+    EXPECT_EQ(std::memcmp(a.data(), b.data(), 8 * a.size()), 0) << dtype_name(from);
+    EXPECT_GT(w.nan.load(), 0u);
+  }
+}
+
 TEST(Cast, F16SpecialsAndSubnormals) {
   EXPECT_EQ(f64_to(DType::F16, 65504.0), 0x7bff);
   EXPECT_EQ(f64_to(DType::F16, 65519.99), 0x7bff);  // below the rounding boundary

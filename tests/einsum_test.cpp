@@ -78,6 +78,8 @@ TEST(Einsum, MatchesReferenceOnLoraAndGeneralEquations) {
       {"ij,kl->ijkl", {{2, 3}, {2, 2}}},                         // outer product (no K)
       {"bij,bjk->bik", {{2, 3, 4}, {2, 4, 2}}},
       {"abc->cb", {{2, 3, 4}}},                                  // one operand: sum + permute
+      {"ij,kl->ikjl", {{2, 3}, {2, 2}}},                         // interleaved output: block path
+      {"bij,bjk->ibk", {{2, 3, 4}, {2, 4, 2}}},                  // batch label not leading: block path
   };
   unsigned seed = 1;
   for (const auto& c : cases) {
@@ -111,6 +113,24 @@ TEST(Einsum, BaseAddScaleAndRoundingToF32) {
   for (std::size_t i = 0; i < 60; ++i) EXPECT_EQ(got[i], static_cast<float>(w[i] + 0.5 * delta[i])) << i;  // rounded once
   EXPECT_THROW(einsum_add(W, {A, B}, "NHL,MLD->NHL", 1.0, DType::F32, "bad"), MappingError);
   EXPECT_THROW(einsum_add(std::nullopt, {A, W}, "NHL,NLD->NHD", 1.0, DType::F32, "bad"), MappingError);  // L is 2 and 4
+}
+
+// Any byte range of a merged tensor, aligned or not, crossing GEMM rows and batches, equals
+// the same bytes of the whole tensor.
+TEST(Einsum, RangesOfTheProductMatchTheWhole) {
+  const Shape a{2, 3, 5, 4}, b{2, 3, 4, 7};  // lNHL,lMLD->lNHD: [2, 3, 5, 7]
+  auto A = f64_tensor(randn(2 * 3 * 5 * 4, 11), a), B = f64_tensor(randn(2 * 3 * 4 * 7, 12), b);
+  auto W = cast_tensor(f64_tensor(randn(2 * 3 * 5 * 7, 13), {2, 3, 5, 7}), DType::BF16, nullptr);
+  auto t = einsum_add(W, {A, B}, "lNHL,lMLD->lNHD", 0.75, DType::F32, "m");
+  const Bytes whole = t.read_all();
+  for (std::uint64_t off : {0u, 1u, 3u, 27u, 28u, 140u, 417u}) {
+    for (std::uint64_t len : {1u, 5u, 28u, 29u, 333u}) {
+      if (off + len > whole.size()) continue;
+      std::vector<std::byte> part(len);
+      t.source->read(off, part);
+      EXPECT_EQ(std::memcmp(part.data(), whole.data() + off, len), 0) << off << "+" << len;
+    }
+  }
 }
 
 // Large computed tensors are cut into ranges that several workers produce at once; the

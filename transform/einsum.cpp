@@ -8,12 +8,14 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <map>
 #include <mutex>
 #include <set>
 
 #include "core/errors.h"
+#include "transform/cast.h"
 #include "transform/ops.h"
 
 namespace ckb {
@@ -23,6 +25,13 @@ std::uint64_t prod(const Shape& s) {
   std::uint64_t p = 1;
   for (auto d : s) p *= static_cast<std::uint64_t>(d);
   return p;
+}
+
+// Products are computed by many workers at once and are small (a LoRA rank deep): OpenBLAS's
+// own threads would only contend with the workers.
+void single_threaded_blas() {
+  static std::once_flag once;
+  std::call_once(once, [] { openblas_set_num_threads(1); });
 }
 
 // Copies `data` (shape `shape`) into the axis order `perm` (output axis i = input axis perm[i]).
@@ -189,6 +198,7 @@ std::vector<double> einsum_f64(const EinsumSpec& spec, const std::vector<const d
   std::unique_ptr<double[]> C(new double[std::max<std::uint64_t>(nc, 1)]);
   if (!(nm && nn && nk)) std::fill(C.get(), C.get() + nc, 0.0);
   if (nm && nn && nk) {
+    single_threaded_blas();
     for (std::uint64_t i = 0; i < nb; ++i)
       cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(nm), static_cast<int>(nn),
                   static_cast<int>(nk), 1.0, A.data() + i * nm * nk, static_cast<int>(nk), B.data() + i * nk * nn,
@@ -204,12 +214,83 @@ std::vector<double> einsum_f64(const EinsumSpec& spec, const std::vector<const d
 
 namespace {
 
+// A two-operand einsum seen as one batched product laid out like its output:
+// out[b, m, n] = sum_k A'[b, m, k] * B'[b, k, n], where b, m and n are groups of output labels
+// (batch labels, then all free labels of one operand, then all of the other's) and A', B' are
+// the operands with their private labels summed out, permuted to [b, m, k] and [b, k, n].
+// Every LoRA delta has this shape (and openpi's attn_vec is the case with a private label),
+// so a range of output elements is a run of GEMM rows computed straight from A' and B'.
+struct GemmLayout {
+  std::size_t first = 0;                 // the operand playing A
+  std::array<std::set<char>, 2> keep;    // labels each operand keeps
+  std::string a_order, b_order;          // labels of A' (b+m+k) and B' (b+k+n)
+  std::uint64_t nb = 1, nm = 1, nk = 1, nn = 1;
+};
+
+std::optional<GemmLayout> gemm_layout(const EinsumSpec& spec, const std::vector<Shape>& shapes) {
+  if (spec.inputs.size() != 2) return std::nullopt;
+  const std::string& out = spec.output;
+  std::map<char, std::uint64_t> dim;
+  for (std::size_t k = 0; k < 2; ++k)
+    for (std::size_t d = 0; d < spec.inputs[k].size(); ++d)
+      dim[spec.inputs[k][d]] = static_cast<std::uint64_t>(shapes[k][d]);
+  auto has = [](const std::string& s, char c) { return s.find(c) != std::string::npos; };
+  GemmLayout g;
+  std::array<std::string, 2> kept;
+  for (std::size_t k = 0; k < 2; ++k)
+    for (char c : spec.inputs[k])
+      if (has(out, c) || has(spec.inputs[1 - k], c)) {
+        g.keep[k].insert(c);
+        kept[k] += c;
+      }
+  std::string batch, contracted;
+  std::array<std::string, 2> free;
+  for (char c : kept[0])
+    if (has(kept[1], c) && !has(out, c)) contracted += c;
+  std::size_t p = 0;
+  while (p < out.size() && has(kept[0], out[p]) && has(kept[1], out[p])) batch += out[p++];
+  for (std::size_t k = 0; k < 2; ++k)
+    for (char c : out.substr(p))
+      if (has(kept[k], c)) free[k] += c;
+  const std::string rest = out.substr(p);
+  if (free[0].size() + free[1].size() != rest.size()) return std::nullopt;  // a batch label after a free one
+  g.first = !rest.empty() && has(free[1], rest[0]) ? 1 : 0;
+  const std::string& m = free[g.first];
+  const std::string& n = free[1 - g.first];
+  if (rest != m + n) return std::nullopt;  // the operands' labels interleave in the output
+  g.a_order = batch + m + contracted;
+  g.b_order = batch + contracted + n;
+  auto span = [&](const std::string& labels) {
+    std::uint64_t r = 1;
+    for (char c : labels) r *= dim[c];
+    return r;
+  };
+  g.nb = span(batch);
+  g.nm = span(m);
+  g.nk = span(contracted);
+  g.nn = span(n);
+  return g;
+}
+
+// Per-thread scratch reused across ranges (no allocation, and no page faults, per range).
+struct Scratch {
+  std::vector<double> y, base;
+  std::vector<std::byte> raw;
+};
+Scratch& scratch() {
+  thread_local Scratch s;
+  return s;
+}
+
 class EinsumAddSource final : public TensorSource {
  public:
   EinsumAddSource(std::optional<Tensor> base, std::vector<Tensor> ops, EinsumSpec spec, Shape out_shape, double scale,
                   DType out, std::uint64_t block_elems, std::string what)
       : base_(std::move(base)), ops_(std::move(ops)), spec_(std::move(spec)), shape_(std::move(out_shape)), scale_(scale),
         out_(out), what_(std::move(what)) {
+    std::vector<Shape> shapes;
+    for (const auto& t : ops_) shapes.push_back(t.info.shape);
+    gemm_ = gemm_layout(spec_, shapes);
     const std::size_t rank = shape_.size();
     axis_ = 0;
     inner_ = prod(shape_);
@@ -229,6 +310,127 @@ class EinsumAddSource final : public TensorSource {
   }
 
   void read(std::uint64_t offset, std::span<std::byte> out) const override {
+    if (gemm_) read_gemm(offset, out);
+    else read_blocks(offset, out);
+  }
+  std::string describe() const override { return what_; }
+  // The GEMM path holds the prepared operands (float64) plus what the base keeps (a decoded
+  // chunk, say); the block path one block and the inputs' own.
+  std::uint64_t resident_bytes() const override {
+    std::uint64_t r = 0;
+    if (gemm_) {
+      r = 8 * (gemm_->nb * gemm_->nk * (gemm_->nm + gemm_->nn));
+    } else {
+      r = rows_ * inner_ * (dtype_size(out_) + 3 * 8);
+      for (const auto& t : ops_) r += t.source->resident_bytes();
+    }
+    if (base_) r += base_->source->resident_bytes();
+    return r;
+  }
+  // Ranges compute independently, so a large merge is split across workers, unless the base
+  // streams (a zarr array in row bands, formats/zarr/zarr_array.h): then one worker reads it
+  // front to back, decoding as it merges with nothing resident, while the other workers merge
+  // other tensors; split, each worker would wait for one thread to decode the whole chunk.
+  bool parallel_reads() const override {
+    return !base_ || base_->source->sequential_resident_bytes() >= base_->source->resident_bytes();
+  }
+  std::uint64_t sequential_resident_bytes() const override {
+    std::uint64_t r = resident_bytes();
+    if (base_) r -= base_->source->resident_bytes() - base_->source->sequential_resident_bytes();
+    return r;
+  }
+  void release() const override {
+    std::lock_guard lock(mu_);
+    cache_.reset();
+    cached_ = ~0ull;
+    prepared_.reset();
+    if (base_) base_->source->release();
+  }
+
+ private:
+  struct Prepared {
+    std::vector<double> a, b;  // A' [nb, nm, nk], B' [nb, nk, nn]
+  };
+
+  // A' and B' from the operands, once per tensor (they are small: rank-deep factors).
+  std::shared_ptr<const Prepared> prepared() const {
+    std::lock_guard lock(mu_);
+    if (prepared_) return prepared_;
+    auto p = std::make_shared<Prepared>();
+    for (std::size_t role = 0; role < 2; ++role) {
+      const std::size_t k = role == 0 ? gemm_->first : 1 - gemm_->first;
+      const std::string& order = role == 0 ? gemm_->a_order : gemm_->b_order;
+      auto v = ops::to_doubles(ops_[k]);
+      Shape rs;
+      auto [r, lab] = reduce_f64(v.data(), ops_[k].info.shape, spec_.inputs[k], gemm_->keep[k], rs);
+      std::vector<std::size_t> perm;
+      for (char c : order) perm.push_back(lab.find(c));
+      (role == 0 ? p->a : p->b) = permute_f64(r.data(), rs, perm);
+    }
+    prepared_ = p;
+    return p;
+  }
+
+  // out elements [e0, e0 + count) of scale * einsum into y.
+  void product(const Prepared& p, std::uint64_t e0, std::uint64_t count, double* y) const {
+    const GemmLayout& g = *gemm_;
+    if (g.nk == 0) {
+      std::fill(y, y + count, 0.0);
+      return;
+    }
+    std::uint64_t pos = e0;
+    const std::uint64_t end = e0 + count;
+    while (pos < end) {
+      const std::uint64_t row = pos / g.nn, col = pos % g.nn;
+      const std::uint64_t bi = row / g.nm, mi = row % g.nm;
+      const double* a = p.a.data() + (bi * g.nm + mi) * g.nk;
+      const double* b = p.b.data() + bi * g.nk * g.nn;
+      std::uint64_t rows = 1, cols = std::min(g.nn - col, end - pos);
+      if (col == 0 && cols == g.nn) rows = std::min((end - pos) / g.nn, g.nm - mi);  // whole rows, one batch
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows), static_cast<int>(cols),
+                  static_cast<int>(g.nk), scale_, a, static_cast<int>(g.nk), b + col, static_cast<int>(g.nn), 0.0,
+                  y + (pos - e0), static_cast<int>(rows > 1 ? g.nn : cols));
+      pos += rows * cols;
+    }
+  }
+
+  void read_gemm(std::uint64_t offset, std::span<std::byte> out) const {
+    single_threaded_blas();
+    const std::size_t esz = dtype_size(out_);
+    const std::uint64_t e_begin = offset / esz, e_end = (offset + out.size() + esz - 1) / esz;
+    if (offset % esz || out.size() % esz) {  // unaligned: compute the covering elements
+      Bytes whole((e_end - e_begin) * esz);
+      read_gemm(e_begin * esz, whole.span());
+      std::memcpy(out.data(), whole.data() + (offset - e_begin * esz), out.size());
+      return;
+    }
+    auto p = prepared();
+    Scratch& s = scratch();
+    // Elements per step: small enough for the working set to stay in cache, at least 16 GEMM
+    // rows so packing B' is amortised.
+    const std::uint64_t kStep = std::clamp<std::uint64_t>(16 * gemm_->nn, 1u << 14, 1u << 18);
+    s.y.resize(kStep);
+    const DType bt = base_ ? base_->info.dtype : DType::F64;
+    const std::size_t bsz = dtype_size(bt);
+    if (base_) {
+      s.base.resize(kStep);
+      s.raw.resize(kStep * bsz);
+    }
+    for (std::uint64_t e = e_begin; e < e_end; e += kStep) {
+      const std::uint64_t n = std::min(kStep, e_end - e);
+      double* y = s.y.data();
+      product(*p, e, n, y);  // y = scale * delta, as the block path's y *= scale
+      if (base_) {
+        base_->source->read(e * bsz, {s.raw.data(), static_cast<std::size_t>(n * bsz)});
+        convert_elements(bt, DType::F64, s.raw.data(), reinterpret_cast<std::byte*>(s.base.data()), n, nullptr);
+        for (std::uint64_t i = 0; i < n; ++i) y[i] += s.base[i];
+      }
+      convert_elements(DType::F64, out_, reinterpret_cast<const std::byte*>(y), out.data() + (e - e_begin) * esz, n,
+                       nullptr);
+    }
+  }
+
+  void read_blocks(std::uint64_t offset, std::span<std::byte> out) const {
     const std::uint64_t esz = dtype_size(out_);
     const std::uint64_t row_bytes = inner_ * esz;  // one index along axis_
     const std::uint64_t axis_len = shape_.empty() ? 1 : static_cast<std::uint64_t>(shape_[axis_]);
@@ -259,22 +461,7 @@ class EinsumAddSource final : public TensorSource {
       cached_ = blk;
     }
   }
-  std::string describe() const override { return what_; }
-  // One block in flight plus what the inputs keep (a decoded base chunk, say).
-  std::uint64_t resident_bytes() const override {
-    std::uint64_t r = rows_ * inner_ * (dtype_size(out_) + 3 * 8);
-    if (base_) r += base_->source->resident_bytes();
-    for (const auto& t : ops_) r += t.source->resident_bytes();
-    return r;
-  }
-  bool parallel_reads() const override { return true; }
-  void release() const override {
-    std::lock_guard lock(mu_);
-    cache_.reset();
-    cached_ = ~0ull;
-  }
 
- private:
   // Restricts tensor `t` (labels `lab`) to the block: fixed indices for output axes < axis_
   // (given by `fixed`), [r0, r1) on axis_. Returns the sub-tensor and its remaining labels.
   std::pair<Tensor, std::string> restrict(const Tensor& t, std::string lab, const std::vector<std::int64_t>& fixed,
@@ -329,11 +516,13 @@ class EinsumAddSource final : public TensorSource {
   double scale_;
   DType out_;
   std::string what_;
+  std::optional<GemmLayout> gemm_;
   std::size_t axis_ = 0;
   std::uint64_t inner_ = 1, rows_ = 1;
   mutable std::mutex mu_;
   mutable std::shared_ptr<const Bytes> cache_;
   mutable std::uint64_t cached_ = ~0ull;
+  mutable std::shared_ptr<const Prepared> prepared_;
 };
 
 }  // namespace

@@ -36,6 +36,6 @@ std::vector<double> einsum_f64(const EinsumSpec& spec, const std::vector<const d
 // base + scale * einsum(equation, operands), rounded to `out` (round to nearest even);
 // without a base, just scale * einsum. Lazy and blocked; `block_elems` bounds one block.
 Tensor einsum_add(const std::optional<Tensor>& base, const std::vector<Tensor>& operands, const std::string& equation,
-                  double scale, DType out, const std::string& what, std::uint64_t block_elems = 1u << 20);
+                  double scale, DType out, const std::string& what, std::uint64_t block_elems = 1u << 16);
 
 }  // namespace ckb

@@ -44,11 +44,17 @@ Bytes zstd_decode(std::span<const std::byte> in, std::uint64_t limit, bool exact
                   std::uint64_t offset, const std::string& what) {
   auto fail = [&](const std::string& msg) -> FormatError { return FormatError(path, what + ": " + msg, offset); };
   const unsigned long long declared = checked_content_size(in, limit, exact, fail);
+  if (declared != ZSTD_CONTENTSIZE_UNKNOWN) {  // decoded straight into a buffer of the declared size
+    Bytes out(static_cast<std::size_t>(declared));
+    ZstdStream stream(in, declared, path, offset, what);
+    stream.read(out.span());
+    stream.finish();
+    return out;
+  }
   auto dctx = new_dctx();
   // Output grows in steps; never more than limit (+1 byte to detect overrun).
   const std::uint64_t cap = limit + 1;
-  std::uint64_t want = declared != ZSTD_CONTENTSIZE_UNKNOWN ? declared + 1 : std::min<std::uint64_t>(cap, 1u << 20);
-  Bytes out(static_cast<std::size_t>(std::min(want, cap)));
+  Bytes out(static_cast<std::size_t>(std::min<std::uint64_t>(cap, 1u << 20)));
   std::size_t produced = 0;
   ZSTD_inBuffer ib{in.data(), in.size(), 0};
   std::size_t ret = 1;
@@ -72,9 +78,6 @@ Bytes zstd_decode(std::span<const std::byte> in, std::uint64_t limit, bool exact
   }
   if (ib.pos != ib.size)
     throw fail(std::to_string(ib.size - ib.pos) + " trailing bytes after the zstd frame");
-  if (declared != ZSTD_CONTENTSIZE_UNKNOWN && produced != declared)
-    throw fail("zstd frame decoded to " + std::to_string(produced) + " bytes but declares " +
-               std::to_string(declared));
   if (exact && produced != limit)
     throw fail("zstd data decoded to " + std::to_string(produced) + " bytes, expected " + std::to_string(limit));
   if (produced == out.size()) return out;
