@@ -34,6 +34,8 @@ for phase in "$@"; do
     $T ckb_safetensors_to_orbax_raw -- "$CKB" convert -q "$W/ours.safetensors" "$W/ours_orbax" --to orbax --compression none
     rm -rf "$W/ours_orbax" "$W/ours.safetensors"
     $T ckb_merge_lora_f32 --cold -- "$CKB" merge-lora -q "$CK" -o "$W/merged.safetensors" --variant gemma_2b_lora,gemma_300m_lora
+    $T raw_copy_fsync_merged_bytes -- dd if="$W/merged.safetensors" of="$W/copy.safetensors" bs=16M conv=fsync status=none
+    rm -f "$W/copy.safetensors"
     ;;
   openpi)
     mkdir -p "$W/pt"
@@ -46,6 +48,8 @@ for phase in "$@"; do
     rm -rf "$W/baseline.safetensors" "$W/merged.safetensors" "$W/pt"
     $T orbax_restore_then_save --cold -- python3 "$HERE/orbax_roundtrip.py" "$CK/1000/params" "$W/orbax_resaved"
     rm -rf "$W/orbax_resaved"
+    $T python_orbax_to_safetensors --cold -- python3 "$HERE/orbax_to_safetensors.py" "$CK/1000/params" "$W/py.safetensors"
+    rm -f "$W/py.safetensors"
     ;;
   *) echo "unknown phase $phase" >&2; exit 2 ;;
   esac

@@ -103,9 +103,20 @@ void ChunkStream::read(std::span<std::byte> out) {
   pos_ += out.size();
 }
 
-void ChunkStream::finish() {
+void ChunkStream::skip_to(std::uint64_t pos) {
+  if (pos < pos_ || pos > total_)
+    throw FormatError(ctx_.path, ctx_.what + ": cannot skip back or past the chunk's end", ctx_.offset);
+  if (!zstd_ && !fill_) {
+    track_pages(pos);
+    pos_ = pos;
+    return;
+  }
   std::byte scratch[1 << 14];
-  while (pos_ < total_) read({scratch, static_cast<std::size_t>(std::min<std::uint64_t>(sizeof scratch, total_ - pos_))});
+  while (pos_ < pos) read({scratch, static_cast<std::size_t>(std::min<std::uint64_t>(sizeof scratch, pos - pos_))});
+}
+
+void ChunkStream::finish() {
+  skip_to(total_);
   if (zstd_) zstd_->finish();
 }
 

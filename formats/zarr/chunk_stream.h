@@ -41,8 +41,10 @@ class ChunkStream {
 
   // The next out.size() decoded bytes.
   void read(std::span<std::byte> out);
-  // Decodes and discards the rest of the chunk (edge padding), then checks that the stored
-  // chunk holds exactly the chunk's bytes.
+  // Decodes and discards bytes up to decoded offset `pos` (>= produced(): edge padding).
+  void skip_to(std::uint64_t pos);
+  // Skips the rest of the chunk, then checks that the stored chunk holds exactly the
+  // chunk's bytes.
   void finish();
   std::uint64_t produced() const { return pos_; }
 

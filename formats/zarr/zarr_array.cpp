@@ -17,6 +17,7 @@ namespace ckb::zarr {
 namespace {
 constexpr std::uint64_t kParallelBytes = 8u << 20;  // reads at least this large use threads
 constexpr unsigned kMaxThreads = 4;
+constexpr std::uint64_t kMaxBandStreams = 64;  // chunks of one band open at once when streaming
 }  // namespace
 
 void ZarrArray::rethrow(const std::exception& e) const {
@@ -55,10 +56,21 @@ std::shared_ptr<const ZarrArray> ZarrArray::open(KvStorePtr store, std::string p
   } catch (const std::exception& e) {
     a->rethrow(e);
   }
+  // Streaming needs one open stream per chunk of a band: allowed up to kMaxBandStreams.
   const ZarrMetadata& m = a->meta_;
-  bool bands = m.numel() > 0 && streamable(m.codecs, m.chunks, m.dtype.itemsize);
-  for (std::size_t d = 1; d < m.shape.size(); ++d) bands = bands && m.chunks[d] == static_cast<std::uint64_t>(m.shape[d]);
-  if (bands) a->band_ = m.chunk_numel() * m.dtype.itemsize;
+  const auto grid = m.grid();
+  std::uint64_t per_band = 1, row = m.dtype.itemsize;
+  for (std::size_t d = 1; d < m.shape.size(); ++d) {
+    per_band *= grid[d];
+    row *= static_cast<std::uint64_t>(m.shape[d]);
+  }
+  if (m.numel() > 0 && per_band <= kMaxBandStreams && streamable(m.codecs, m.chunks, m.dtype.itemsize)) {
+    a->band_ = m.shape.empty() ? row : m.chunks[0] * row;
+    a->contiguous_from_ = m.shape.empty() ? 0 : m.shape.size() - 1;
+    while (a->contiguous_from_ > 0 &&
+           m.chunks[a->contiguous_from_] == static_cast<std::uint64_t>(m.shape[a->contiguous_from_]))
+      --a->contiguous_from_;
+  }
   return a;
 }
 
@@ -72,48 +84,86 @@ void ZarrArray::release() const {
     cache_.clear();
   }
   std::lock_guard lk(stream_mu_);
-  stream_.reset();
+  streams_.clear();
+  band_open_ = false;
 }
 
 std::uint64_t ZarrArray::sequential_resident_bytes() const { return band_ ? 0 : resident_bytes(); }
 
 bool ZarrArray::read_streaming(std::uint64_t offset, std::span<std::byte> out) const {
   std::lock_guard lk(stream_mu_);
-  const bool continues = stream_ && offset == stream_pos_;
+  const bool continues = band_open_ && offset == stream_pos_;
   if (!continues && offset % band_ != 0) return false;
   if (!continues) {
-    stream_.reset();
+    streams_.clear();
+    band_open_ = false;
     stream_pos_ = offset;
   }
-  const std::uint64_t total = meta_.numel() * meta_.dtype.itemsize;
+  const std::size_t es = meta_.dtype.itemsize;
+  const std::uint64_t total = meta_.numel() * es;
+  const std::size_t rank = meta_.shape.size();
+  const auto grid = meta_.grid();
+  std::vector<std::uint64_t> shape(meta_.shape.begin(), meta_.shape.end()), astride(rank, 1), cstride(rank, 1);
+  for (std::size_t d = rank; d-- > 1;) {
+    astride[d - 1] = astride[d] * shape[d];
+    cstride[d - 1] = cstride[d] * meta_.chunks[d];
+  }
   try {
+    std::vector<std::uint64_t> idx(rank), cidx(rank);
     std::size_t done = 0;
     while (done < out.size()) {
-      if (!stream_) {
-        const std::uint64_t c = stream_pos_ / band_;
-        std::vector<std::uint64_t> idx(meta_.shape.size(), 0);
-        if (!idx.empty()) idx[0] = c;
-        const std::string key = prefix_ + meta_.chunk_key(idx);
+      if (!band_open_) {
+        std::uint64_t per_band = 1;
+        for (std::size_t d = 1; d < rank; ++d) per_band *= grid[d];
+        streams_.resize(per_band);
+        band_end_ = std::min(total, (stream_pos_ / band_ + 1) * band_);
+        band_open_ = true;
+      }
+      // Where the next byte lies: which chunk of the band, where in that chunk's stream, and
+      // how many bytes from here on are contiguous in both.
+      const std::uint64_t e = stream_pos_ / es, part = stream_pos_ % es;
+      std::uint64_t k = 0, local = 0, run = es;
+      if (rank > 0) {
+        std::uint64_t rest = e;
+        for (std::size_t d = 0; d < rank; ++d) {
+          idx[d] = rest / astride[d];
+          rest %= astride[d];
+          cidx[d] = idx[d] / meta_.chunks[d];
+          local += (idx[d] % meta_.chunks[d]) * cstride[d];
+          if (d > 0) k = k * grid[d] + cidx[d];
+        }
+        const std::size_t j = contiguous_from_;
+        const std::uint64_t end_j = std::min(shape[j], (cidx[j] + 1) * meta_.chunks[j]);
+        std::uint64_t within = 0;
+        for (std::size_t d = j + 1; d < rank; ++d) within += idx[d] * astride[d];
+        run = (end_j - idx[j]) * astride[j] - within;
+      }
+      if (!streams_[k]) {
+        std::vector<std::uint64_t> chunk(cidx.begin(), cidx.end());
+        const std::string key = prefix_ + meta_.chunk_key(chunk);
         auto v = store_->get(key);
         if (!v && missing_ == MissingChunks::Error)
           throw FormatError(store_->locate(key), "chunk '" + key + "' is missing");
         ChunkContext ctx{&meta_, missing_ == MissingChunks::Error, v ? v->file : store_->locate(key),
                          v ? v->offset : 0, "chunk '" + key + "'"};
-        stream_ = std::make_unique<ChunkStream>(meta_.codecs, std::move(v), meta_.chunks, std::move(ctx));
-        stream_end_ = std::min(total, (c + 1) * band_);
-        if (stream_pos_ != c * band_) throw FormatError(describe(), "stream opened inside a chunk");
+        streams_[k] = std::make_unique<ChunkStream>(meta_.codecs, std::move(v), meta_.chunks, std::move(ctx));
       }
-      const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(out.size() - done, stream_end_ - stream_pos_));
-      stream_->read(out.subspan(done, n));
+      streams_[k]->skip_to(local * es + part);
+      const std::size_t n = static_cast<std::size_t>(
+          std::min({run * es - part, static_cast<std::uint64_t>(out.size() - done), band_end_ - stream_pos_}));
+      streams_[k]->read(out.subspan(done, n));
       done += n;
       stream_pos_ += n;
-      if (stream_pos_ == stream_end_) {
-        stream_->finish();
-        stream_.reset();
+      if (stream_pos_ == band_end_) {
+        for (auto& st : streams_)
+          if (st) st->finish();
+        streams_.clear();
+        band_open_ = false;
       }
     }
   } catch (...) {
-    stream_.reset();
+    streams_.clear();
+    band_open_ = false;
     throw;
   }
   return true;

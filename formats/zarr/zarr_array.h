@@ -8,11 +8,13 @@
 // A chunk the grid refers to that is absent is a FormatError unless the array was opened with
 // missing_chunks = Fill (then it reads as the fill value, zeros for a null fill value):
 // Orbax writes every chunk and reads with fill_missing_data_reads=false.
-// When every chunk is a band of whole rows (chunks split at most axis 0, as Orbax's default
-// one-chunk-per-array layout does) and the codecs allow it (formats/zarr/chunk_stream.h),
-// reads that continue where the previous one ended, or start at a chunk boundary, decode
-// straight into the caller's buffer without materialising the chunk: a front-to-back reader
-// holds nothing resident. Other reads use the chunk cache above.
+// When the codecs allow it (formats/zarr/chunk_stream.h), reads that continue where the
+// previous one ended, or start at a band boundary (a multiple of chunks[0] rows), decode
+// straight into the caller's buffer without materialising chunks: a C-order traversal visits
+// every chunk's elements in that chunk's own C order, so the chunks of the current band
+// (one per chunk along the other axes: Orbax's one chunk per array, or the two halves Orbax
+// writes of an array above its 2 GiB target) are open streams read in turn, edge padding
+// skipped. A front-to-back reader holds nothing resident. Other reads use the chunk cache.
 #pragma once
 
 #include <future>
@@ -73,12 +75,15 @@ class ZarrArray : public TensorSource, public std::enable_shared_from_this<ZarrA
   // Chunks being decoded now: a second reader of the same chunk waits for that decode
   // instead of decoding it again (several workers may read ranges of one array at once).
   mutable std::map<std::vector<std::uint64_t>, std::shared_future<std::shared_ptr<const Bytes>>> inflight_;
-  // Streaming: chunks are bands of band_ bytes along axis 0 (0 = chunks do not stream).
+  // Streaming: array bytes per band of chunks along axis 0 (0 = chunks do not stream), and
+  // the first axis after which chunks span the array (runs are contiguous in both).
   std::uint64_t band_ = 0;
+  std::size_t contiguous_from_ = 0;
   mutable std::mutex stream_mu_;
-  mutable std::unique_ptr<ChunkStream> stream_;  // the chunk being streamed, if any
-  mutable std::uint64_t stream_pos_ = 0;         // array byte offset the stream is at
-  mutable std::uint64_t stream_end_ = 0;         // where that chunk's bytes inside the array end
+  mutable std::vector<std::unique_ptr<ChunkStream>> streams_;  // the open band's chunks
+  mutable bool band_open_ = false;
+  mutable std::uint64_t stream_pos_ = 0;  // array byte offset the streams are at
+  mutable std::uint64_t band_end_ = 0;    // where the open band ends in the array
 };
 
 }  // namespace ckb::zarr
