@@ -16,6 +16,8 @@
 namespace ckb {
 namespace {
 
+constexpr std::size_t kWritebackBytes = 1u << 20;  // pieces at least this large start writeback
+
 std::string temp_name(const std::string& final_path) {
   static std::atomic<unsigned> counter{0};
   std::random_device rd;
@@ -61,6 +63,12 @@ void AtomicFile::pwrite(std::uint64_t offset, std::span<const std::byte> data) {
     left -= static_cast<std::size_t>(n);
     offset += static_cast<std::uint64_t>(n);
   }
+  // Start writing a large piece to disk now (asynchronously): on a machine with a lot of RAM
+  // the kernel would otherwise keep gigabytes dirty until commit()'s fsync and only then
+  // write them, after the conversion's compute instead of during it.
+  if (data.size() >= kWritebackBytes)
+    ::sync_file_range(fd_, static_cast<off_t>(offset - data.size()), static_cast<off_t>(data.size()),
+                      SYNC_FILE_RANGE_WRITE);
 }
 
 void AtomicFile::truncate(std::uint64_t size) {
