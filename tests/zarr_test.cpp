@@ -13,6 +13,7 @@
 
 #include "core/errors.h"
 #include "core/hash.h"
+#include "formats/zarr/chunk_stream.h"
 #include "formats/zarr/zarr_array.h"
 #include "formats/zarr/zarr_dtype.h"
 #include "io/kvstore.h"
@@ -461,6 +462,54 @@ TEST(ZarrStream, BandsOfSeveralChunksWithPadding) {
     EXPECT_EQ(got, all) << c.shape.size() << "-d " << c.shape[0];
     EXPECT_EQ(read_all<std::uint16_t>(*a), want);
   }
+}
+
+// A large zstd chunk is decoded ahead by a helper thread through a 4-block ring: 18 MiB
+// (five 4 MiB blocks, so the ring wraps) read in odd pieces and skips equals the data; a
+// truncated frame and trailing bytes surface in read() / finish(); dropping a stream
+// mid-way stops its helper.
+TEST(ZarrStream, DecodeAheadMatchesAndReportsErrors) {
+  Dir d;
+  d.put("a/.zarray", "{\"chunks\":[4718592],\"compressor\":{\"id\":\"zstd\"},\"dtype\":\"<u4\",\"fill_value\":0,"
+                     "\"filters\":null,\"order\":\"C\",\"shape\":[4718592],\"zarr_format\":2}");
+  auto a = d.open();
+  const auto& meta = a->metadata();
+  std::vector<std::uint32_t> v(4718592);
+  for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<std::uint32_t>(i * 2654435761u);
+  const std::string plain = raw(v), frame = zstd_of(plain);
+  auto stream = [&](const std::string& stored) {
+    KvValue kv;
+    kv.bytes = std::as_bytes(std::span(stored.data(), stored.size()));
+    kv.file = "mem";
+    return std::make_unique<zarr::ChunkStream>(meta.codecs, kv, meta.chunks,
+                                               zarr::ChunkContext{&meta, true, "mem", 0, "chunk 'a/0'"}, 0);
+  };
+  auto s = stream(frame);
+  std::string got(plain.size(), '\0');
+  std::uint64_t pos = 0;
+  for (std::uint64_t piece : {7u, 1048583u, 5000000u, 3u}) {
+    s->read(std::as_writable_bytes(std::span(got.data() + pos, piece)));
+    pos += piece;
+  }
+  s->skip_to(pos + 4096);
+  pos += 4096;
+  s->read(std::as_writable_bytes(std::span(got.data() + pos, got.size() - pos)));
+  s->finish();
+  EXPECT_EQ(got.compare(0, pos - 4096, plain, 0, pos - 4096), 0);
+  EXPECT_EQ(got.compare(pos, std::string::npos, plain, pos), 0);
+
+  const std::string cut = frame.substr(0, frame.size() / 2);
+  auto t = stream(cut);
+  auto msg = error_of([&] { t->read(std::as_writable_bytes(std::span(got.data(), got.size()))); });
+  EXPECT_NE(msg.find("truncated"), std::string::npos) << msg;
+  const std::string longer = frame + "zz";
+  auto u = stream(longer);
+  u->read(std::as_writable_bytes(std::span(got.data(), got.size())));
+  msg = error_of([&] { u->finish(); });
+  EXPECT_NE(msg.find("2 trailing bytes"), std::string::npos) << msg;
+  auto w = stream(frame);
+  w->read(std::as_writable_bytes(std::span(got.data(), 100)));
+  w.reset();  // the helper is parked on a full ring: it must stop and join
 }
 
 // Orbax's zarr3 layout (a sharding_indexed shard holding one inner chunk, crc32c index)

@@ -2,7 +2,11 @@
 #include "formats/zarr/chunk_stream.h"
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstring>
+#include <exception>
+#include <mutex>
+#include <thread>
 
 #include "core/errors.h"
 #include "io/file.h"
@@ -35,8 +39,21 @@ bool streamable(const CodecChain& chain, const std::vector<std::uint64_t>& shape
          plain(s.inner, elem);
 }
 
+// The decode-ahead ring: block b of the decoded stream lives in blocks[b % kBlocks]; the
+// helper fills a block only when the reader has consumed the one it replaces.
+struct ChunkStream::Ahead {
+  static constexpr std::size_t kBlock = 4u << 20, kBlocks = 4;
+  std::vector<Bytes> blocks;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::uint64_t produced = 0, consumed = 0;
+  bool stop = false, done = false;
+  std::exception_ptr error;
+  std::thread thread;
+};
+
 ChunkStream::ChunkStream(const CodecChain& chain, std::optional<KvValue> value, const std::vector<std::uint64_t>& shape,
-                         ChunkContext ctx)
+                         ChunkContext ctx, std::uint64_t decode_ahead_from)
     : ctx_(std::move(ctx)), value_(std::move(value)) {
   const std::size_t elem = ctx_.meta->dtype.itemsize;
   total_ = prod(shape) * elem;
@@ -71,10 +88,84 @@ ChunkStream::ChunkStream(const CodecChain& chain, std::optional<KvValue> value, 
     zstd_ = std::make_unique<ZstdStream>(encoded_, total_, ctx_.path, encoded_at_, ctx_.what + " (zstd)");
   }
   if (value_->mapped) value_->mapped->will_need(value_->offset + (encoded_at_ - ctx_.offset), kReadAhead);
+  if (zstd_ && encoded_.size() >= decode_ahead_from) {
+    ahead_ = std::make_unique<Ahead>();
+    for (std::size_t b = 0; b < Ahead::kBlocks; ++b)
+      ahead_->blocks.emplace_back(static_cast<std::size_t>(std::min<std::uint64_t>(Ahead::kBlock, total_)));
+    ahead_->thread = std::thread([this] { run_ahead(); });
+  }
 }
 
 ChunkStream::~ChunkStream() {
+  if (ahead_) {
+    {
+      std::lock_guard lk(ahead_->mu);
+      ahead_->stop = true;
+    }
+    ahead_->cv.notify_all();
+    ahead_->thread.join();
+  }
   if (value_ && value_->mapped) value_->mapped->drop_pages(value_->offset, value_->bytes.size());
+}
+
+void ChunkStream::run_ahead() {
+  Ahead& a = *ahead_;
+  try {
+    std::uint64_t at = 0;
+    while (at < total_) {
+      {
+        std::unique_lock lk(a.mu);
+        a.cv.wait(lk, [&] { return a.stop || at + Ahead::kBlock <= a.consumed + Ahead::kBlocks * Ahead::kBlock; });
+        if (a.stop) return;
+      }
+      const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(Ahead::kBlock, total_ - at));
+      zstd_->read({a.blocks[(at / Ahead::kBlock) % Ahead::kBlocks].data(), n});
+      track_pages(zstd_->consumed());
+      at += n;
+      {
+        std::lock_guard lk(a.mu);
+        a.produced = at;
+      }
+      a.cv.notify_all();
+    }
+    zstd_->finish();
+  } catch (...) {
+    std::lock_guard lk(a.mu);
+    a.error = std::current_exception();
+  }
+  {
+    std::lock_guard lk(a.mu);
+    a.done = true;
+  }
+  a.cv.notify_all();
+}
+
+void ChunkStream::read_ahead(std::span<std::byte> out) {
+  Ahead& a = *ahead_;
+  std::size_t copied = 0;
+  while (copied < out.size()) {
+    std::uint64_t avail;
+    {
+      std::unique_lock lk(a.mu);
+      a.cv.wait(lk, [&] { return a.produced > pos_ || a.done; });
+      if (a.produced <= pos_) {
+        if (a.error) std::rethrow_exception(a.error);
+        throw FormatError(ctx_.path, ctx_.what + ": decoding stopped early", ctx_.offset);
+      }
+      avail = a.produced - pos_;
+    }
+    const std::size_t off = static_cast<std::size_t>(pos_ % Ahead::kBlock);
+    const std::size_t take = static_cast<std::size_t>(
+        std::min<std::uint64_t>({avail, Ahead::kBlock - off, static_cast<std::uint64_t>(out.size() - copied)}));
+    std::memcpy(out.data() + copied, a.blocks[(pos_ / Ahead::kBlock) % Ahead::kBlocks].data() + off, take);
+    copied += take;
+    pos_ += take;
+    {
+      std::lock_guard lk(a.mu);
+      a.consumed = pos_;
+    }
+    a.cv.notify_all();
+  }
 }
 
 void ChunkStream::track_pages(std::uint64_t consumed) {
@@ -93,20 +184,24 @@ void ChunkStream::read(std::span<std::byte> out) {
     const std::size_t e = fill ? fill->size() : 1;
     for (std::size_t i = 0; i < out.size(); ++i)
       out[i] = fill ? (*fill)[(pos_ + i) % e] : std::byte{0};
+    pos_ += out.size();
+  } else if (ahead_) {
+    read_ahead(out);  // advances pos_
   } else if (zstd_) {
     zstd_->read(out);
     track_pages(zstd_->consumed());
+    pos_ += out.size();
   } else {
     std::memcpy(out.data(), encoded_.data() + pos_, out.size());
     track_pages(pos_ + out.size());
+    pos_ += out.size();
   }
-  pos_ += out.size();
 }
 
 void ChunkStream::skip_to(std::uint64_t pos) {
   if (pos < pos_ || pos > total_)
     throw FormatError(ctx_.path, ctx_.what + ": cannot skip back or past the chunk's end", ctx_.offset);
-  if (!zstd_ && !fill_) {
+  if (!zstd_ && !fill_) {  // raw bytes: nothing to decode on the way
     track_pages(pos);
     pos_ = pos;
     return;
@@ -117,7 +212,13 @@ void ChunkStream::skip_to(std::uint64_t pos) {
 
 void ChunkStream::finish() {
   skip_to(total_);
-  if (zstd_) zstd_->finish();
+  if (ahead_) {
+    std::unique_lock lk(ahead_->mu);
+    ahead_->cv.wait(lk, [&] { return ahead_->done; });
+    if (ahead_->error) std::rethrow_exception(ahead_->error);
+  } else if (zstd_) {
+    zstd_->finish();
+  }
 }
 
 }  // namespace ckb::zarr

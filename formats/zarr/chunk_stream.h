@@ -4,7 +4,9 @@
 // holds a single inner chunk (Orbax's zarr3 layout). Orbax writes one chunk per array unless
 // told otherwise, so a multi-GB array is one zstd frame: streamed, it never has to be resident,
 // and its decoding overlaps with whatever consumes it. Input pages are prefetched ahead of the
-// decoder (cold reads) and dropped behind it (the resident set stays flat).
+// decoder (cold reads) and dropped behind it (the resident set stays flat). A large zstd chunk
+// is decoded ahead by a helper thread into a small ring of blocks, so decoding overlaps with
+// the reader's own work (writing, merging) and the chunks of one band decode in parallel.
 // Everything decode_chunk checks is checked here too (sizes, truncation, trailing bytes, the
 // shard index); errors name the file and offset.
 #pragma once
@@ -33,8 +35,10 @@ class ChunkStream {
   // `value` is the stored chunk, or nullopt for a missing one (it reads as the fill value;
   // whether a missing chunk is allowed is the caller's decision). `shape` is the full chunk
   // shape; `chain` must be streamable for it. `ctx` as for decode_chunk.
+  // Chunks whose zstd frame is at least `decode_ahead_from` bytes are decoded ahead.
   ChunkStream(const CodecChain& chain, std::optional<KvValue> value, const std::vector<std::uint64_t>& shape,
-              ChunkContext ctx);
+              ChunkContext ctx, std::uint64_t decode_ahead_from = kDecodeAheadFrom);
+  static constexpr std::uint64_t kDecodeAheadFrom = 32u << 20;
   ~ChunkStream();
   ChunkStream(const ChunkStream&) = delete;
   ChunkStream& operator=(const ChunkStream&) = delete;
@@ -50,6 +54,9 @@ class ChunkStream {
 
  private:
   void track_pages(std::uint64_t consumed);
+  struct Ahead;
+  void run_ahead();        // the helper thread's loop
+  void read_ahead(std::span<std::byte> out);
 
   ChunkContext ctx_;
   std::optional<KvValue> value_;
@@ -59,6 +66,7 @@ class ChunkStream {
   bool fill_ = false;  // a missing chunk or inner chunk
   std::uint64_t total_ = 0, pos_ = 0;
   std::uint64_t released_ = 0;  // encoded bytes whose pages were dropped
+  std::unique_ptr<Ahead> ahead_;
 };
 
 }  // namespace ckb::zarr
