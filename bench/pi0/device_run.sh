@@ -27,6 +27,10 @@ for phase in "$@"; do
       $T raw_read_ckpt --cold -- sh -c "find $CK -type f -exec cat {} + > /dev/null"
       $T ckb_orbax_read_discard --cold -- "$CKB" convert -q "$CK" - --to discard
     done
+    # Two copy baselines: the checkpoint's own bytes from a cold cache (read and written, as
+    # convert does), and the output's bytes from a warm one (written only).
+    $T raw_copy_ckpt_cold --cold -- sh -c "cp -r '$CK' '$W/ckcopy' && sync"
+    rm -rf "$W/ckcopy"
     $T ckb_orbax_to_safetensors --cold -- "$CKB" convert -q "$CK" "$W/ours.safetensors"
     $T raw_copy_fsync_same_bytes -- dd if="$W/ours.safetensors" of="$W/copy.safetensors" bs=16M conv=fsync status=none
     rm -f "$W/copy.safetensors"
@@ -35,9 +39,12 @@ for phase in "$@"; do
     rm -rf "$W/ours_orbax"
     $T ckb_safetensors_to_orbax_raw -- "$CKB" convert -q "$W/ours.safetensors" "$W/ours_orbax" --to orbax --compression none
     rm -rf "$W/ours_orbax" "$W/ours.safetensors"
-    $T ckb_merge_lora_f32 --cold -- "$CKB" merge-lora -q "$CK" -o "$W/merged.safetensors" --variant gemma_2b_lora,gemma_300m_lora
-    $T raw_copy_fsync_merged_bytes -- dd if="$W/merged.safetensors" of="$W/copy.safetensors" bs=16M conv=fsync status=none
-    rm -f "$W/copy.safetensors"
+    for rep in 1 2; do
+      rm -f "$W/merged.safetensors"
+      $T ckb_merge_lora_f32 --cold -- "$CKB" merge-lora -q "$CK" -o "$W/merged.safetensors" --variant gemma_2b_lora,gemma_300m_lora
+      $T raw_copy_fsync_merged_bytes -- dd if="$W/merged.safetensors" of="$W/copy.safetensors" bs=16M conv=fsync status=none
+      rm -f "$W/copy.safetensors"
+    done
     ;;
   openpi)
     mkdir -p "$W/pt"
