@@ -5,7 +5,13 @@
 #include <map>
 #include <random>
 
+#include <zstd.h>
+
+#include <filesystem>
+
 #include "core/errors.h"
+#include "formats/zarr/zarr_array.h"
+#include "io/kvstore.h"
 #include "test_util.h"
 #include "formats/format.h"
 #include "transform/cast.h"
@@ -131,6 +137,38 @@ TEST(Einsum, RangesOfTheProductMatchTheWhole) {
       EXPECT_EQ(std::memcmp(part.data(), whole.data() + off, len), 0) << off << "+" << len;
     }
   }
+}
+
+// A merge over a streaming base (a zstd zarr array) reads the base once, front to back, and
+// helpers merge parts of each request: the bytes equal the same merge over an in-memory base.
+TEST(Einsum, StreamedBaseMergedByHelpersEqualsInMemoryBase) {
+  const std::int64_t L = 2, N = 1024, D = 1024, R = 4;
+  auto w = randn(static_cast<std::size_t>(L * N * D), 21);
+  std::vector<float> wf(w.begin(), w.end());
+  test::TempDir tmp;
+  std::filesystem::create_directories(tmp / "w");
+  test::write_file(tmp / "w/.zarray",
+                   "{\"chunks\":[2,1024,1024],\"compressor\":{\"id\":\"zstd\"},\"dtype\":\"<f4\",\"fill_value\":0,"
+                   "\"filters\":null,\"order\":\"C\",\"shape\":[2,1024,1024],\"zarr_format\":2}");
+  std::string plain(reinterpret_cast<const char*>(wf.data()), wf.size() * 4);
+  std::string z(ZSTD_compressBound(plain.size()), '\0');
+  z.resize(ZSTD_compress(z.data(), z.size(), plain.data(), plain.size(), 1));
+  test::write_file(tmp / "w/0.0.0", z);
+  auto store = std::make_shared<DirectoryKvStore>(tmp.path());
+  auto zw = zarr::ZarrArray::open(store, "w/", "w")->tensor();
+  ASSERT_EQ(zw.source->sequential_resident_bytes(), 0u);  // it streams
+  auto A = f64_tensor(randn(static_cast<std::size_t>(L * N * R), 22), {L, N, R});
+  auto B = f64_tensor(randn(static_cast<std::size_t>(L * R * D), 23), {L, R, D});
+  Bytes wbytes(plain.size());
+  std::memcpy(wbytes.data(), plain.data(), plain.size());
+  auto mem = make_memory_tensor({DType::F32, {L, N, D}}, std::move(wbytes));
+  auto streamed = einsum_add(zw, {A, B}, "lnr,lrd->lnd", 0.5, DType::F32, "m");
+  auto in_memory = einsum_add(mem, {A, B}, "lnr,lrd->lnd", 0.5, DType::F32, "m");
+  EXPECT_FALSE(streamed.source->parallel_reads());  // read by one worker, helped inside
+  EXPECT_TRUE(in_memory.source->parallel_reads());
+  const Bytes got = streamed.read_all(), want = in_memory.read_all();
+  ASSERT_EQ(got.size(), want.size());
+  EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size()), 0);
 }
 
 // Large computed tensors are cut into ranges that several workers produce at once; the

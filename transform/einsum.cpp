@@ -13,6 +13,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <thread>
 
 #include "core/errors.h"
 #include "transform/cast.h"
@@ -272,6 +273,9 @@ std::optional<GemmLayout> gemm_layout(const EinsumSpec& spec, const std::vector<
   return g;
 }
 
+constexpr std::uint64_t kMaxHelpers = 4;            // threads merging one request of a streamed base
+constexpr std::uint64_t kHelperElems = 1u << 20;     // at least this many elements per helper
+
 // Per-thread scratch reused across ranges (no allocation, and no page faults, per range).
 struct Scratch {
   std::vector<double> y, base;
@@ -405,28 +409,67 @@ class EinsumAddSource final : public TensorSource {
       return;
     }
     auto p = prepared();
+    const std::uint64_t count = e_end - e_begin;
+    const unsigned parts = static_cast<unsigned>(
+        std::min<std::uint64_t>({kMaxHelpers, std::max(2u, std::thread::hardware_concurrency() / 4), count / kHelperElems}));
+    if (!base_ || parts <= 1 || sequential_resident_bytes() >= resident_bytes()) {
+      merge_range(*p, e_begin, count, nullptr, out.data());
+      return;
+    }
+    // A streaming base is read by this one worker, front to back: its bytes for the whole
+    // request are fetched in one pass, then helpers merge disjoint parts of them, so a big
+    // tensor's merge is not one thread's work.
+    const std::size_t bsz = dtype_size(base_->info.dtype);
+    Bytes raw(static_cast<std::size_t>(count * bsz));
+    base_->source->read(e_begin * bsz, raw.span());
+    const std::uint64_t per = (count + parts - 1) / parts;
+    std::vector<std::thread> helpers;
+    std::exception_ptr failure;
+    std::mutex fail_mu;
+    for (unsigned k = 0; k < parts; ++k) {
+      const std::uint64_t e0 = k * per, n = std::min(per, count - std::min(count, e0));
+      if (n == 0) break;
+      auto job = [&, e0, n] {
+        try {
+          merge_range(*p, e_begin + e0, n, raw.data() + e0 * bsz, out.data() + e0 * esz);
+        } catch (...) {
+          std::lock_guard lk(fail_mu);
+          if (!failure) failure = std::current_exception();
+        }
+      };
+      if (k + 1 < parts) helpers.emplace_back(job);
+      else job();
+    }
+    for (auto& h : helpers) h.join();
+    if (failure) std::rethrow_exception(failure);
+  }
+
+  // Elements [e, e + count) into dst: scale * delta + base, rounded once. The base's bytes for
+  // the range are `base_raw` when given, else read from the base per step.
+  void merge_range(const Prepared& p, std::uint64_t e_begin, std::uint64_t count, const std::byte* base_raw,
+                   std::byte* dst) const {
     Scratch& s = scratch();
     // Elements per step: small enough for the working set to stay in cache, at least 16 GEMM
     // rows so packing B' is amortised.
     const std::uint64_t kStep = std::clamp<std::uint64_t>(16 * gemm_->nn, 1u << 14, 1u << 18);
     s.y.resize(kStep);
     const DType bt = base_ ? base_->info.dtype : DType::F64;
-    const std::size_t bsz = dtype_size(bt);
+    const std::size_t bsz = dtype_size(bt), esz = dtype_size(out_);
     if (base_) {
       s.base.resize(kStep);
       s.raw.resize(kStep * bsz);
     }
-    for (std::uint64_t e = e_begin; e < e_end; e += kStep) {
-      const std::uint64_t n = std::min(kStep, e_end - e);
+    for (std::uint64_t e = e_begin; e < e_begin + count; e += kStep) {
+      const std::uint64_t n = std::min(kStep, e_begin + count - e);
       double* y = s.y.data();
-      product(*p, e, n, y);  // y = scale * delta, as the block path's y *= scale
+      product(p, e, n, y);  // y = scale * delta, as the block path's y *= scale
       if (base_) {
-        base_->source->read(e * bsz, {s.raw.data(), static_cast<std::size_t>(n * bsz)});
-        convert_elements(bt, DType::F64, s.raw.data(), reinterpret_cast<std::byte*>(s.base.data()), n, nullptr);
+        const std::byte* b = base_raw ? base_raw + (e - e_begin) * bsz : s.raw.data();
+        if (!base_raw) base_->source->read(e * bsz, {s.raw.data(), static_cast<std::size_t>(n * bsz)});
+        convert_elements(bt, DType::F64, b, reinterpret_cast<std::byte*>(s.base.data()), n, nullptr);
         for (std::uint64_t i = 0; i < n; ++i) y[i] += s.base[i];
       }
-      convert_elements(DType::F64, out_, reinterpret_cast<const std::byte*>(y), out.data() + (e - e_begin) * esz, n,
-                       nullptr);
+      convert_elements(DType::F64, out_, reinterpret_cast<const std::byte*>(y), dst + (e - e_begin) * esz, n, nullptr);
     }
   }
 
