@@ -55,20 +55,22 @@ std::span<const std::byte> MappedFile::range(std::uint64_t off, std::uint64_t le
   return {data_ + off, static_cast<std::size_t>(len)};
 }
 
-void MappedFile::drop_pages(std::uint64_t off, std::uint64_t len) const {
-  if (!data_ || len == 0 || off >= size_) return;
+namespace {
+// madvise on the whole pages covering [off, off+len) of a mapping of `size` bytes.
+void advise(const std::byte* data, std::uint64_t size, std::uint64_t off, std::uint64_t len, int advice) {
+  if (!data || len == 0 || off >= size) return;
   static const std::uint64_t page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
-  std::uint64_t begin = off / page * page;
-  std::uint64_t end = std::min(size_, off + len);
-  ::madvise(const_cast<std::byte*>(data_) + begin, end - begin, MADV_DONTNEED);
+  const std::uint64_t begin = off / page * page, end = std::min(size, off + len);
+  ::madvise(const_cast<std::byte*>(data) + begin, end - begin, advice);
+}
+}  // namespace
+
+void MappedFile::drop_pages(std::uint64_t off, std::uint64_t len) const {
+  advise(data_, size_, off, len, MADV_DONTNEED);
 }
 
 void MappedFile::will_need(std::uint64_t off, std::uint64_t len) const {
-  if (!data_ || len == 0 || off >= size_) return;
-  static const std::uint64_t page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
-  std::uint64_t begin = off / page * page;
-  std::uint64_t end = std::min(size_, off + len);
-  ::madvise(const_cast<std::byte*>(data_) + begin, end - begin, MADV_WILLNEED);
+  advise(data_, size_, off, len, MADV_WILLNEED);
 }
 
 MappedRangeSource::MappedRangeSource(MappedFilePtr file, std::uint64_t offset, std::uint64_t len, std::string what)

@@ -6,14 +6,11 @@ NumPy array in its stored dtype (no cast), then saves the tree again with PyTree
 import os, sys, time
 import numpy as np, jax
 import orbax.checkpoint as ocp
+from orbax_restore import restore_numpy
 
 src, out = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
 t0 = time.time()
-with ocp.PyTreeCheckpointer() as c:
-    meta = c.metadata(src)
-    tree = meta.item_metadata.tree if hasattr(meta, "item_metadata") else meta
-    args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
-    t = c.restore(src, args=ocp.args.PyTreeRestore(item=tree, restore_args=args))
+t = restore_numpy(src)
 t1 = time.time()
 nbytes = sum(x.nbytes for x in jax.tree.leaves(t) if hasattr(x, "nbytes"))
 with ocp.PyTreeCheckpointer() as c:

@@ -7,16 +7,12 @@ timed.py for wall time and peak RSS.
 """
 import os, sys, time
 import numpy as np, jax, torch
-import orbax.checkpoint as ocp
+from orbax_restore import restore_numpy
 from safetensors.torch import save_file
 
 src, out = os.path.abspath(sys.argv[1]), sys.argv[2]
 t0 = time.time()
-with ocp.PyTreeCheckpointer() as c:
-    meta = c.metadata(src)
-    tree = meta.item_metadata.tree if hasattr(meta, "item_metadata") else meta
-    args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
-    t = c.restore(src, args=ocp.args.PyTreeRestore(item=tree, restore_args=args))
+t = restore_numpy(src)
 t1 = time.time()
 flat = {}
 for path, x in jax.tree_util.tree_flatten_with_path(t)[0]:
