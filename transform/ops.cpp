@@ -227,11 +227,29 @@ class FillSource final : public TensorSource {
   std::string what_;
 };
 
-class AddSource final : public ComputedSource {
+// A computed source over two inputs that it reads whole as float64; its output has the first
+// input's shape.
+class TwoInputSource : public ComputedSource {
+ public:
+  TwoInputSource(Tensor a, Tensor b, DType out, std::string what)
+      : ComputedSource(TensorInfo{out, a.info.shape}.nbytes(), std::move(what)), a_(std::move(a)), b_(std::move(b)),
+        out_(out) {}
+
+ protected:
+  std::uint64_t inputs_resident() const override { return 8 * (a_.info.numel() + b_.info.numel()); }
+  void release_inputs() const override {
+    a_.source->release();
+    b_.source->release();
+  }
+  Tensor a_, b_;
+  DType out_;
+};
+
+// a + scale * b.
+class AddSource final : public TwoInputSource {
  public:
   AddSource(Tensor a, Tensor b, double scale, DType out, std::string what)
-      : ComputedSource(TensorInfo{out, a.info.shape}.nbytes(), std::move(what)), a_(std::move(a)), b_(std::move(b)),
-        scale_(scale), out_(out) {}
+      : TwoInputSource(std::move(a), std::move(b), out, std::move(what)), scale_(scale) {}
 
  protected:
   Bytes compute() const override {
@@ -241,29 +259,22 @@ class AddSource final : public ComputedSource {
   }
 
  private:
-  std::uint64_t inputs_resident() const override { return 8 * (a_.info.numel() + b_.info.numel()); }
-  void release_inputs() const override {
-    a_.source->release();
-    b_.source->release();
-  }
-  Tensor a_, b_;
   double scale_;
-  DType out_;
 };
 
 // v * m[k] / ||v[k]|| along `keep` (DoRA's magnitude renormalisation), k indexing axis `keep`
 // of v and the norm taken over every other axis; float64 throughout, rounded once to `out`.
-class NormRescaleSource final : public ComputedSource {
+// v is the first input, m the second.
+class NormRescaleSource final : public TwoInputSource {
  public:
   NormRescaleSource(Tensor v, Tensor m, int keep, DType out, std::string what)
-      : ComputedSource(TensorInfo{out, v.info.shape}.nbytes(), std::move(what)), v_(std::move(v)), m_(std::move(m)),
-        keep_(keep), out_(out) {}
+      : TwoInputSource(std::move(v), std::move(m), out, std::move(what)), keep_(keep) {}
 
  protected:
   Bytes compute() const override {
-    auto x = to_doubles(v_);
-    const auto mag = to_doubles(m_);
-    const auto& shape = v_.info.shape;
+    auto x = to_doubles(a_);
+    const auto mag = to_doubles(b_);
+    const auto& shape = a_.info.shape;
     std::uint64_t inner = 1;
     for (std::size_t d = static_cast<std::size_t>(keep_) + 1; d < shape.size(); ++d) inner *= static_cast<std::uint64_t>(shape[d]);
     const auto len = static_cast<std::uint64_t>(shape[static_cast<std::size_t>(keep_)]);
@@ -278,14 +289,7 @@ class NormRescaleSource final : public ComputedSource {
   }
 
  private:
-  std::uint64_t inputs_resident() const override { return 8 * (v_.info.numel() + m_.info.numel()); }
-  void release_inputs() const override {
-    v_.source->release();
-    m_.source->release();
-  }
-  Tensor v_, m_;
   int keep_;
-  DType out_;
 };
 
 void check_real(const Tensor& t, const std::string& what) {
