@@ -66,6 +66,7 @@ std::shared_ptr<const ZarrArray> ZarrArray::open(KvStorePtr store, std::string p
   }
   if (m.numel() > 0 && per_band <= kMaxBandStreams && streamable(m.codecs, m.chunks, m.dtype.itemsize)) {
     a->band_ = m.shape.empty() ? row : m.chunks[0] * row;
+    a->band_chunks_ = per_band;
     a->contiguous_from_ = m.shape.empty() ? 0 : m.shape.size() - 1;
     while (a->contiguous_from_ > 0 &&
            m.chunks[a->contiguous_from_] == static_cast<std::uint64_t>(m.shape[a->contiguous_from_]))
@@ -86,6 +87,15 @@ void ZarrArray::release() const {
   std::lock_guard lk(stream_mu_);
   streams_.clear();
   band_open_ = false;
+}
+
+std::pair<std::optional<KvValue>, ChunkContext> ZarrArray::stored_chunk(const std::vector<std::uint64_t>& idx) const {
+  const std::string key = prefix_ + meta_.chunk_key(idx);
+  auto v = store_->get(key);
+  const bool strict = missing_ == MissingChunks::Error;
+  if (!v && strict) throw FormatError(store_->locate(key), "chunk '" + key + "' is missing");
+  ChunkContext ctx{&meta_, strict, v ? v->file : store_->locate(key), v ? v->offset : 0, "chunk '" + key + "'"};
+  return {std::move(v), std::move(ctx)};
 }
 
 std::uint64_t ZarrArray::sequential_resident_bytes() const { return band_ ? 0 : resident_bytes(); }
@@ -113,9 +123,7 @@ bool ZarrArray::read_streaming(std::uint64_t offset, std::span<std::byte> out) c
     std::size_t done = 0;
     while (done < out.size()) {
       if (!band_open_) {
-        std::uint64_t per_band = 1;
-        for (std::size_t d = 1; d < rank; ++d) per_band *= grid[d];
-        streams_.resize(per_band);
+        streams_.resize(band_chunks_);
         band_end_ = std::min(total, (stream_pos_ / band_ + 1) * band_);
         band_open_ = true;
       }
@@ -139,13 +147,7 @@ bool ZarrArray::read_streaming(std::uint64_t offset, std::span<std::byte> out) c
         run = (end_j - idx[j]) * astride[j] - within;
       }
       if (!streams_[k]) {
-        std::vector<std::uint64_t> chunk(cidx.begin(), cidx.end());
-        const std::string key = prefix_ + meta_.chunk_key(chunk);
-        auto v = store_->get(key);
-        if (!v && missing_ == MissingChunks::Error)
-          throw FormatError(store_->locate(key), "chunk '" + key + "' is missing");
-        ChunkContext ctx{&meta_, missing_ == MissingChunks::Error, v ? v->file : store_->locate(key),
-                         v ? v->offset : 0, "chunk '" + key + "'"};
+        auto [v, ctx] = stored_chunk(cidx);
         streams_[k] = std::make_unique<ChunkStream>(meta_.codecs, std::move(v), meta_.chunks, std::move(ctx));
       }
       streams_[k]->skip_to(local * es + part);
@@ -204,17 +206,12 @@ std::shared_ptr<const Bytes> ZarrArray::decode_chunk_at(const std::vector<std::u
     inflight_.erase(idx);
   };
   try {
-    const std::string key = prefix_ + meta_.chunk_key(idx);
     std::shared_ptr<Bytes> out;
-    auto v = store_->get(key);
-    const std::uint64_t n = meta_.chunk_numel() * meta_.dtype.itemsize;
+    auto [v, ctx] = stored_chunk(idx);
     if (!v) {
-      if (missing_ == MissingChunks::Error)
-        throw FormatError(store_->locate(key), "chunk '" + key + "' is missing");
-      out = std::make_shared<Bytes>(static_cast<std::size_t>(n));
+      out = std::make_shared<Bytes>(static_cast<std::size_t>(meta_.chunk_numel() * meta_.dtype.itemsize));
       fill_elements(out->span(), meta_.fill);
     } else {
-      ChunkContext ctx{&meta_, missing_ == MissingChunks::Error, v->file, v->offset, "chunk '" + key + "'"};
       out = std::make_shared<Bytes>(decode_chunk(meta_.codecs, v->bytes, meta_.chunks, ctx));
       if (v->mapped) v->mapped->drop_pages(v->offset, v->bytes.size());
     }

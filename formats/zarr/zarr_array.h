@@ -62,6 +62,9 @@ class ZarrArray : public TensorSource, public std::enable_shared_from_this<ZarrA
   ZarrArray() = default;
   std::shared_ptr<const Bytes> decode_chunk_at(const std::vector<std::uint64_t>& idx) const;
   [[noreturn]] void rethrow(const std::exception& e) const;
+  // The stored bytes of chunk `idx` (nullopt when absent and missing chunks read as the fill
+  // value; a FormatError naming the file when they may not be absent) and their context.
+  std::pair<std::optional<KvValue>, ChunkContext> stored_chunk(const std::vector<std::uint64_t>& idx) const;
   // Serves the read from the chunk stream when it can (see above); false otherwise.
   bool read_streaming(std::uint64_t offset, std::span<std::byte> out) const;
 
@@ -75,9 +78,9 @@ class ZarrArray : public TensorSource, public std::enable_shared_from_this<ZarrA
   // Chunks being decoded now: a second reader of the same chunk waits for that decode
   // instead of decoding it again (several workers may read ranges of one array at once).
   mutable std::map<std::vector<std::uint64_t>, std::shared_future<std::shared_ptr<const Bytes>>> inflight_;
-  // Streaming: array bytes per band of chunks along axis 0 (0 = chunks do not stream), and
-  // the first axis after which chunks span the array (runs are contiguous in both).
-  std::uint64_t band_ = 0;
+  // Streaming: array bytes per band of chunks along axis 0 (0 = chunks do not stream), chunks
+  // per band, and the first axis after which chunks span the array (runs are contiguous in both).
+  std::uint64_t band_ = 0, band_chunks_ = 0;
   std::size_t contiguous_from_ = 0;
   mutable std::mutex stream_mu_;
   mutable std::vector<std::unique_ptr<ChunkStream>> streams_;  // the open band's chunks
