@@ -335,12 +335,10 @@ class EinsumAddSource final : public TensorSource {
   // streams (a zarr array in row bands, formats/zarr/zarr_array.h): then one worker reads it
   // front to back, decoding as it merges with nothing resident, while the other workers merge
   // other tensors; split, each worker would wait for one thread to decode the whole chunk.
-  bool parallel_reads() const override {
-    return !base_ || base_->source->sequential_resident_bytes() >= base_->source->resident_bytes();
-  }
+  bool parallel_reads() const override { return !base_streams(); }
   std::uint64_t sequential_resident_bytes() const override {
     std::uint64_t r = resident_bytes();
-    if (base_) r -= base_->source->resident_bytes() - base_->source->sequential_resident_bytes();
+    if (base_streams()) r -= base_->source->resident_bytes() - base_->source->sequential_resident_bytes();
     return r;
   }
   void release() const override {
@@ -352,6 +350,11 @@ class EinsumAddSource final : public TensorSource {
   }
 
  private:
+  // The base holds less when read front to back (a streamed zarr array) than for random access.
+  bool base_streams() const {
+    return base_ && base_->source->sequential_resident_bytes() < base_->source->resident_bytes();
+  }
+
   struct Prepared {
     std::vector<double> a, b;  // A' [nb, nm, nk], B' [nb, nk, nn]
   };
@@ -412,7 +415,7 @@ class EinsumAddSource final : public TensorSource {
     const std::uint64_t count = e_end - e_begin;
     const unsigned parts = static_cast<unsigned>(
         std::min<std::uint64_t>({kMaxHelpers, std::max(2u, std::thread::hardware_concurrency() / 4), count / kHelperElems}));
-    if (!base_ || parts <= 1 || sequential_resident_bytes() >= resident_bytes()) {
+    if (parts <= 1 || !base_streams()) {
       merge_range(*p, e_begin, count, nullptr, out.data());
       return;
     }
