@@ -119,7 +119,7 @@ int run(const InspectOptions& o) {
   if (const FlaxLayout fl = detect_flax_layout(ck.root); (ck.format == "orbax" || ck.format == "msgpack") && fl.kind != FlaxKind::Unknown) {
     std::cout << "flax layout: " << fl.name() << "; weights at " << fl.weights;
     if (!fl.step.empty()) std::cout << "; step " << fl.step << " (" << fl.step_type << ")";
-    if (!fl.chain.empty()) std::cout << "; optax state at " << fl.opt_state << " (" << fl.chain << ")";
+    if (!fl.chain.empty()) std::cout << "; optimizer state at " << fl.opt_state << " (" << fl.chain << ")";
     if (!fl.rng.empty()) std::cout << "; " << fl.rng.size() << " RNG state subtree(s)";
     std::cout << "\n";
   }

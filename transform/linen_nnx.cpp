@@ -112,8 +112,12 @@ class Generator {
     } else {
       const std::string why = o_.weights_only ? "--weights-only: the training state is not carried"
                                               : "params-only Linen checkpoint: no training state";
-      if (find_path(root, "step")) drop("step", why);
-      drop_subtree("opt_state", why);
+      if (from_.kind == FlaxKind::FlaxOptim) {
+        if (!from_.train_state.empty()) drop_subtree(from_.train_state, why);
+      } else {
+        if (find_path(root, "step")) drop("step", why);
+        drop_subtree("opt_state", why);
+      }
       notes.push_back(why + "; the NNX result holds the model only");
     }
   }
@@ -132,9 +136,15 @@ class Generator {
     const bool train = from_.kind == FlaxKind::NnxFull && !o_.weights_only;
     if (train) {
       if (!from_.step.empty()) linen_step();
-      opt_to_linen(*find_path(root, from_.opt_state), from_.opt_state, "opt_state");
+      if (!from_.opt_state.empty()) opt_to_linen(*find_path(root, from_.opt_state), from_.opt_state, "opt_state");
+      else if (find_path(root, "optimizer/opt_state")) map(lit("optimizer/opt_state"), "opt_state");  // empty: as it is
     } else {
-      if (find_path(root, "optimizer")) drop_subtree("optimizer", "--weights-only: the training state is not carried");
+      const std::string why = "--weights-only: the training state is not carried";
+      if (from_.kind == FlaxKind::FlaxOptim) {
+        if (!from_.train_state.empty()) drop_subtree(from_.train_state, why);
+      } else if (find_path(root, "optimizer")) {
+        drop_subtree("optimizer", why);
+      }
       // MaxText's params-only layout: TrainState(step=0, params={"params": w}, opt_state={}).
       fill_leaf("step", 0, {{"orbax.value_type", "scalar"}});
       fill_leaf("opt_state", json::object(), {});
@@ -331,6 +341,8 @@ std::string FlaxLayout::name() const {
     case FlaxKind::LinenParams: return "linen (params only)";
     case FlaxKind::NnxFull: return std::string("nnx (model + optimizer, ") + (value_wrappers ? "raw State)" : "pure dict)");
     case FlaxKind::NnxModel: return std::string("nnx (model only, ") + (value_wrappers ? "raw State)" : "pure dict)");
+    case FlaxKind::FlaxOptim: return "flax.optim / T5X (weights at " + weights + ", optimizer state at " +
+                                     (train_state.empty() ? std::string("none") : train_state) + ")";
     case FlaxKind::Unknown: break;
   }
   return "unknown";
@@ -348,6 +360,29 @@ nlohmann::ordered_json FlaxLayout::to_json() const {
   return j;
 }
 
+namespace {
+
+// flax.optim's Optimizer.state_dict(): `target` (the weights) beside `state` (step,
+// param_states), both containers.
+bool is_flax_optim(const Node& n) {
+  if (!n.is_container()) return false;
+  const Node* target = n.find("target");
+  const Node* state = n.find("state");
+  return target && target->is_container() && !target->is_empty_container() && state && state->is_container();
+}
+
+// "optimizer" when the tree is T5X's `{optimizer: {target, state}, ...}`, else "".
+std::string flax_optim_base(const Node& root) {
+  const Node* o = root.find("optimizer");
+  if (!o || !o->is_container()) return "";
+  const Node* target = o->find("target");
+  const Node* state = o->find("state");
+  const bool ok = target && target->is_container() && !target->is_empty_container() && (!state || state->is_container());
+  return ok ? "optimizer" : "";
+}
+
+}  // namespace
+
 FlaxLayout detect_flax_layout(const Node& root) {
   FlaxLayout l;
   if (!root.is_container()) return l;
@@ -363,24 +398,32 @@ FlaxLayout detect_flax_layout(const Node& root) {
     const Node* o = root.find("opt_state");
     l.kind = o && o->is_container() && !o->is_empty_container() ? FlaxKind::LinenFull : FlaxKind::LinenParams;
     if (const Node* aux = find_path(root, "nnx_aux/model"); aux && aux->is_container()) l.rng.push_back("nnx_aux/model");
-  } else if ((model && model->is_container()) || (optimizer && optimizer->is_container())) {
+  } else if (model && model->is_container()) {
     l.weights = "model";
-    if (optimizer && optimizer->is_container()) {
+    const bool full = optimizer && optimizer->is_container();
+    if (full) {
       if (const Node* s = optimizer->find("step")) l.step = is_value_wrapper(*s) ? "optimizer/step/value" : "optimizer/step";
       opt = "optimizer/opt_state";
     }
-    l.kind = optimizer ? FlaxKind::NnxFull : FlaxKind::NnxModel;
+    l.kind = full ? FlaxKind::NnxFull : FlaxKind::NnxModel;
     // RNG state: every subtree of the model under a `rngs` key (outermost only)
-    if (model) {
-      std::function<void(const Node&, const std::string&)> walk = [&](const Node& n, const std::string& p) {
-        if (!n.is_container()) return;
-        for (const auto& ch : n.container().children) {
-          const std::string cp = join(p, ch.key);
-          if (is_rng_key(ch.key)) l.rng.push_back(cp);
-          else walk(*ch.node, cp);
-        }
-      };
-      walk(*model, "model");
+    std::function<void(const Node&, const std::string&)> walk = [&](const Node& n, const std::string& p) {
+      if (!n.is_container()) return;
+      for (const auto& ch : n.container().children) {
+        const std::string cp = join(p, ch.key);
+        if (is_rng_key(ch.key)) l.rng.push_back(cp);
+        else walk(*ch.node, cp);
+      }
+    };
+    walk(*model, "model");
+  } else if (const std::string base = flax_optim_base(root); !base.empty() || is_flax_optim(root)) {
+    l.kind = FlaxKind::FlaxOptim;
+    l.weights = join(base, "target");
+    const std::string state = join(base, "state");
+    if (const Node* st = find_path(root, state); st && st->is_container()) {
+      l.train_state = state;
+      if (const Node* s = st->find("step")) l.step = join(state, is_value_wrapper(*s) ? "step/value" : "step");
+      opt = join(state, "param_states");
     }
   } else {
     return l;
@@ -408,6 +451,7 @@ FlaxLayout detect_flax_layout(const Node& root) {
     if (o->container().kind != ContainerKind::Dict) l.chain = "sequence";
     else if (std::all_of(kids.begin(), kids.end(), [](const Child& c) { return is_digits(c.key); })) l.chain = "int-keyed dict";
     else l.chain = "flat";
+    if (l.kind == FlaxKind::FlaxOptim) l.chain = "flax.optim param_states";
   }
   return l;
 }
@@ -419,6 +463,10 @@ Adaptation adapt_flax(const Checkpoint& src, const AdaptOptions& o) {
   if (a.from.kind == FlaxKind::Unknown)
     throw MappingError(src.path, "neither a Flax Linen (params/params, step, opt_state) nor an NNX (model, optimizer) "
                                  "checkpoint layout");
+  if (a.from.kind == FlaxKind::FlaxOptim && !o.weights_only)
+    throw MappingError(src.path, "a " + a.from.name() + " checkpoint: its optimizer state (flax.optim param_states, "
+                                 "e.g. Adafactor's) has no optax/NNX equivalent; pass --weights-only to adapt the "
+                                 "weights alone (the optimizer state is then dropped and listed in the report)");
   if (to_nnx ? a.from.is_nnx() : a.from.is_linen())
     throw MappingError(src.path, "already in the " + std::string(to_nnx ? "NNX" : "Linen") + " layout (" + a.from.name() + ")");
 

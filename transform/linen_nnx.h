@@ -34,7 +34,11 @@
 
 namespace ckb {
 
-enum class FlaxKind { Unknown, LinenFull, LinenParams, NnxFull, NnxModel };
+// FlaxOptim: the legacy `flax.optim` / T5X train state, `{optimizer: {target, state}}` or
+// `{target, state}` (weights at `target`, `state/step` and per-parameter `state/param_states`,
+// e.g. Adafactor's v_row/v_col). Its optimizer state has no optax equivalent, so `adapt`
+// carries only its weights (--weights-only) and refuses otherwise, naming the state.
+enum class FlaxKind { Unknown, LinenFull, LinenParams, NnxFull, NnxModel, FlaxOptim };
 
 // What detect_flax_layout() read off a tree.
 struct FlaxLayout {
@@ -46,12 +50,16 @@ struct FlaxLayout {
   std::string opt_state;        // path of the optax state, "" when there is none (or it is empty)
   std::string chain;            // "sequence", "int-keyed dict", "flat", ""
   std::vector<std::string> rng; // RNG state subtrees (NNX `.../rngs`, Linen `nnx_aux/model`)
+  std::string train_state;      // FlaxOptim: the optimizer state subtree ("optimizer/state", "state")
   bool is_linen() const { return kind == FlaxKind::LinenFull || kind == FlaxKind::LinenParams; }
   bool is_nnx() const { return kind == FlaxKind::NnxFull || kind == FlaxKind::NnxModel; }
   std::string name() const;     // "linen (full state)", "nnx (model only, raw State)", ...
   nlohmann::ordered_json to_json() const;
 };
 
+// Decided by what is present, never by one key alone: `params` (Linen), `model` (NNX, with
+// `optimizer` for the full state), `optimizer/target` or `target` + `state` (flax.optim /
+// T5X). Every path in the result exists in `root`; anything else is FlaxKind::Unknown.
 FlaxLayout detect_flax_layout(const Node& root);
 
 struct AdaptOptions {
