@@ -92,6 +92,16 @@ TEST(JsonBounded, EveryCallSiteRefusesDuplicateKeys) {
   test::write_file(d / "adapter_config.json", R"({"r":8,"lora_alpha":16,"r":4})");
   EXPECT_HAS(format_error([&] { parse_peft_config(d / "adapter_config.json"); }),
              d / "adapter_config.json: JSON object at the top level has the key 'r' twice");
+  // Orbax item files read beside _METADATA: the string leaves and the array metadata.
+  std::filesystem::copy(test::fixture("orbax_ocdbt_zarr3/ckpt"), d / "ob", std::filesystem::copy_options::recursive);
+  test::write_file(d / "ob/_strings.json", R"({"run_name":"a","run_name":"b"})");
+  EXPECT_HAS(format_error([&] { read_checkpoint(d / "ob"); }),
+             d / "ob/_strings.json: JSON object at the top level has the key 'run_name' twice");
+  test::write_file(d / "ob/_strings.json", R"({"run_name":"tiny-run"})");
+  EXPECT_NO_THROW(read_checkpoint(d / "ob"));
+  test::write_file(d / "ob/array_metadatas/process_0", R"({"array_metadatas":[],"array_metadatas":[]})");
+  EXPECT_HAS(format_error([&] { read_checkpoint(d / "ob"); }),
+             d / "ob/array_metadatas/process_0: JSON object at the top level has the key 'array_metadatas' twice");
   // openpi LoRA config.
   test::write_file(d / "openpi.json", R"({"experts":[],"experts":[]})");
   EXPECT_HAS(format_error([&] { openpi_config_file(d / "openpi.json"); }),
