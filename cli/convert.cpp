@@ -131,6 +131,8 @@ int run(const ConvertOptions& o) {
   std::map<std::string, std::pair<std::string, std::shared_ptr<CastStats>>> casts;
   if (cast_to) {
     visit_leaves_mut(target, [&](const Path& path, Node& n) {
+      if (n.is_tensor() && dtype_is_bytes_only(n.tensor().info.dtype))
+        refuse_bytes_only(join_path(path), n.tensor().info.dtype, "--dtype cannot cast it");
       if (!n.is_tensor() || !dtype_is_float(n.tensor().info.dtype) || n.tensor().info.dtype == *cast_to) return;
       auto stats = std::make_shared<CastStats>();
       casts[join_path(path)] = {std::string(dtype_name(n.tensor().info.dtype)), stats};

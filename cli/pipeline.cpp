@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/errors.h"
+#include "core/json_bounded.h"
 #include "formats/format.h"
 #include "io/file.h"
 #include "transform/openpi.h"
@@ -98,7 +99,7 @@ Pipeline build_pipeline(const std::string& src, const PipelineOptions& o) {
     // The head counts a PyTorch layout hides, from the config.json the forward run wrote.
     const auto cfg = std::filesystem::path(src).parent_path() / "config.json";
     if (std::filesystem::exists(cfg)) {
-      auto j = nlohmann::json::parse(read_text_file(cfg.string()), nullptr, false);
+      auto j = parse_json_bounded(read_text_file(cfg.string()), cfg.string(), {.allow_exceptions = false});
       if (j.is_object() && j.contains("sizes") && j["sizes"].is_object())
         for (const auto& [k, v] : j["sizes"].items())
           if (v.is_number_integer()) po.sizes.emplace(k, v.get<std::int64_t>());

@@ -36,7 +36,7 @@ std::uint64_t TensorInfo::numel() const {
   for (auto d : shape) n *= static_cast<std::uint64_t>(d);
   return n;
 }
-std::uint64_t TensorInfo::nbytes() const { return numel() * dtype_size(dtype); }
+std::uint64_t TensorInfo::nbytes() const { return dtype_storage_bytes(dtype, numel()); }
 
 namespace {
 constexpr std::size_t kHugeAlloc = 32u << 20;

@@ -1,7 +1,7 @@
 // Tensors as the engine sees them: metadata (dtype, shape) plus a lazy source of bytes.
 //
 // Contract: a TensorSource yields the tensor's bytes in C (row-major) order, little-endian,
-// exactly dtype_size * numel bytes; nothing is read until read() is called. Sources are
+// exactly nbytes() bytes (numel * bits / 8); nothing is read until read() is called. Sources are
 // immutable and safe to read from several threads at once. Formats provide their own
 // sources (an mmap'd range, a strided view of a torch storage, a zarr chunk set, ...).
 #pragma once
@@ -28,7 +28,7 @@ struct TensorInfo {
   DType dtype = DType::F32;
   Shape shape;
   std::uint64_t numel() const;   // shape must already be validated
-  std::uint64_t nbytes() const;  // numel * dtype_size
+  std::uint64_t nbytes() const;  // numel * bits / 8 (dtype_storage_bytes)
   bool operator==(const TensorInfo&) const = default;
 };
 

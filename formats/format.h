@@ -56,17 +56,28 @@ struct Format {
   std::function<Checkpoint(const std::string& path, const ReadOptions&)> read;
   // Null when the format is read-only.
   std::function<std::unique_ptr<Writer>(const std::string& path, const WriteOptions&)> make_writer;
+  // The bytes-only dtypes (core/dtype.h) the writer stores as what they are; a tensor of any
+  // other bytes-only dtype is refused before anything is written (check_bytes_only_dtypes).
+  std::vector<DType> bytes_only_dtypes;
 };
 
 // All known formats, in detection order.
 const std::vector<Format>& formats();
 // UsageError listing the known names if unknown.
 const Format& format_by_name(const std::string& name);
-// FormatError naming the path if nothing matches.
+// FormatError naming the path if nothing matches (see throw_unrecognised).
 const Format& detect_format(const std::string& path);
+// Why no format claims `path`: IoError "no such file or directory" / "cannot be opened";
+// FormatError when it is, or a directory holds, Git LFS pointers; else FormatError "not a
+// checkpoint format ckptbridge recognises".
+[[noreturn]] void throw_unrecognised(const std::string& path);
 // The format an output path's extension names ("x.safetensors" -> "safetensors", ".pt"/".pth"/
 // ".bin" -> "torch", ".npz", ".npy", ".msgpack"); "" when the extension says nothing.
 std::string format_from_extension(const std::string& path);
+
+// MappingError naming the first tensor of `layout` whose dtype is bytes-only and not in
+// fmt.bytes_only_dtypes.
+void check_bytes_only_dtypes(const Node& layout, const Format& fmt);
 
 // detect + read.
 Checkpoint read_checkpoint(const std::string& path, const ReadOptions& opts = {});

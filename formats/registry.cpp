@@ -26,7 +26,7 @@ const Format& format_by_name(const std::string& name) {
 const Format& detect_format(const std::string& path) {
   for (const auto& f : formats())
     if (f.detect && f.detect(path)) return f;
-  throw FormatError(path, "not a checkpoint format ckptbridge recognises");
+  throw_unrecognised(path);
 }
 
 std::string format_from_extension(const std::string& path) {

@@ -275,7 +275,7 @@ TEST(PickleHostile, UnsupportedTensorKindsNameTheTensor) {
   EXPECT_EQ(find_path(ok.root, "f8")->tensor().info.dtype, DType::F8_E4M3);
   EXPECT_MSG(read_error(write_torch_zip(dir, state_dict({{"q", tensor_v2("QInt8Storage", "0", 16, 0, {16}, {1})}}),
                                         {{"t/data/0", storage}})),
-             "'q': quantized storage torch.QInt8Storage is not supported");
+             "'q': quantized tensors are not supported (storage torch.QInt8Storage)");
   EXPECT_MSG(read_error(write_torch_zip(dir, state_dict({{"s", glob("torch._utils", "_rebuild_sparse_tensor") + ")R"}}), {})),
              "'s': sparse tensors are not supported");
   EXPECT_MSG(read_error(write_torch_zip(

@@ -278,6 +278,11 @@ CastSource::CastSource(Tensor base, DType to, std::shared_ptr<CastStats> stats)
     : base_(std::move(base)), to_(to), stats_(std::move(stats)) {
   if (dtype_is_complex(base_.info.dtype) || dtype_is_complex(to_))
     throw MappingError(base_.source->describe(), "complex casts are not supported");
+  if (dtype_is_bytes_only(base_.info.dtype))
+    refuse_bytes_only(base_.source->describe(), base_.info.dtype, "cannot be cast to " + std::string(dtype_name(to_)));
+  if (dtype_is_bytes_only(to_))
+    refuse_bytes_only(base_.source->describe(), to_,
+                      "a " + std::string(dtype_name(base_.info.dtype)) + " tensor cannot be cast to it");
 }
 
 void CastSource::read(std::uint64_t offset, std::span<std::byte> out) const {

@@ -23,12 +23,35 @@ std::int64_t ordered_bits(DType t, const std::byte* p) {
   return sign ? -static_cast<std::int64_t>(mag) : static_cast<std::int64_t>(mag);
 }
 
+// Bytes-only dtypes have no values to compare: equal bytes or different (mismatches counts
+// the differing bytes).
+void compare_raw(const Tensor& a, const Tensor& b, LeafDiff& d) {
+  d.detail = a.info.dtype == b.info.dtype ? "compared as raw " + std::string(dtype_name(a.info.dtype)) + " bytes"
+                                          : std::string(dtype_name(a.info.dtype)) + " vs " + std::string(dtype_name(b.info.dtype));
+  if (a.info.dtype != b.info.dtype) {
+    d.status = "different";
+    return;
+  }
+  const std::uint64_t n = a.info.nbytes(), kBlock = 1u << 20;
+  std::vector<std::byte> ba, bb;
+  for (std::uint64_t off = 0; off < n; off += kBlock) {
+    const std::size_t len = static_cast<std::size_t>(std::min(kBlock, n - off));
+    ba.resize(len);
+    bb.resize(len);
+    a.source->read(off, ba);
+    b.source->read(off, bb);
+    for (std::size_t k = 0; k < len; ++k) d.mismatches += ba[k] != bb[k];
+  }
+  d.status = d.mismatches ? "different" : "equal";
+}
+
 void compare_tensors(const Tensor& a, const Tensor& b, const DiffOptions& o, LeafDiff& d) {
   if (a.info.shape != b.info.shape) {
     d.status = "shape_mismatch";
     d.detail = shape_str(a.info.shape) + " vs " + shape_str(b.info.shape);
     return;
   }
+  if (dtype_is_bytes_only(a.info.dtype) || dtype_is_bytes_only(b.info.dtype)) return compare_raw(a, b, d);
   const bool same_dtype = a.info.dtype == b.info.dtype;
   const bool numeric = !dtype_is_complex(a.info.dtype) && !dtype_is_complex(b.info.dtype);
   const std::uint64_t n = a.info.numel();

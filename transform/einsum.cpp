@@ -578,8 +578,11 @@ Tensor einsum_add(const std::optional<Tensor>& base, const std::vector<Tensor>& 
   std::vector<Shape> shapes;
   for (const auto& t : operands) {
     if (dtype_is_complex(t.info.dtype)) throw MappingError(what, "complex tensors are not supported by einsum");
+    if (dtype_is_bytes_only(t.info.dtype)) refuse_bytes_only(what, t.info.dtype, "einsum computes with its values");
     shapes.push_back(t.info.shape);
   }
+  if (base && dtype_is_bytes_only(base->info.dtype)) refuse_bytes_only(what, base->info.dtype, "einsum adds to its values");
+  if (dtype_is_bytes_only(out)) refuse_bytes_only(what, out, "einsum cannot compute into it");
   auto spec = parse_einsum(equation, shapes, what);
   Shape shape = einsum_shape(spec, shapes);
   if (base && base->info.shape != shape)

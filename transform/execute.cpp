@@ -80,6 +80,7 @@ ExecResult execute(const Node& target, const Format& fmt, const std::string& dst
                    const ExecOptions& eo) {
   if (!fmt.make_writer) throw UsageError("writing " + fmt.name + " is not supported");
   auto t0 = std::chrono::steady_clock::now();
+  check_bytes_only_dtypes(target, fmt);
   auto writer = fmt.make_writer(dst, wo);
   writer->begin(target);
   auto tensors = tensor_list(target);
@@ -129,7 +130,7 @@ ExecResult execute(const Node& target, const Format& fmt, const std::string& dst
   for (std::size_t i : order) {
     const Tensor& t = *tensors[i].second;
     const std::uint64_t n = t.info.nbytes();
-    const std::uint64_t esz = dtype_size(t.info.dtype);
+    const std::uint64_t esz = dtype_is_subbyte(t.info.dtype) ? 1 : dtype_size(t.info.dtype);
     std::uint64_t piece = n;
     if (split(t))
       piece = std::max<std::uint64_t>(chunk, (n / nthreads + esz - 1) / esz * esz);
@@ -190,7 +191,7 @@ ExecResult execute(const Node& target, const Format& fmt, const std::string& dst
             p = buf.data();
           }
           if (!direct) writer->write(i, off, {p, len});
-          if (eo.stats) accumulate_stats(st, t.info.dtype, p, len / dtype_size(t.info.dtype), sum);
+          if (eo.stats && !dtype_is_bytes_only(t.info.dtype)) accumulate_stats(st, t.info.dtype, p, len / dtype_size(t.info.dtype), sum);
           done_bytes += len;
         }
         if (eo.stats) {

@@ -9,6 +9,7 @@
 #include <set>
 
 #include "core/errors.h"
+#include "core/json_bounded.h"
 #include "io/file.h"
 #include "transform/einsum.h"
 #include "transform/ops.h"
@@ -275,7 +276,7 @@ std::vector<OpenpiExpertConfig> openpi_variants(const std::string& list) {
 std::vector<OpenpiExpertConfig> openpi_config_file(const std::string& path) {
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(read_text_file(path));
+    j = parse_json_bounded(read_text_file(path), path);
   } catch (const nlohmann::json::exception& e) {
     throw UsageError(path + ": not valid JSON: " + e.what());
   }

@@ -294,6 +294,15 @@ class NormRescaleSource final : public TwoInputSource {
 
 void check_real(const Tensor& t, const std::string& what) {
   if (dtype_is_complex(t.info.dtype)) throw MappingError(what, "complex tensors are not supported by this op");
+  if (dtype_is_bytes_only(t.info.dtype)) refuse_bytes_only(what, t.info.dtype, "this op computes with its values");
+}
+
+// Ops that address single elements (permute, slice, concat) cannot take packed sub-byte types.
+void check_whole_bytes(const Tensor& t, const std::string& what, const char* op) {
+  if (dtype_is_subbyte(t.info.dtype))
+    refuse_bytes_only(what, t.info.dtype,
+                      std::string(op) + " addresses single elements, which are " +
+                          std::to_string(dtype_bits(t.info.dtype)) + " bits packed across bytes");
 }
 
 }  // namespace
@@ -360,6 +369,7 @@ Tensor permute(const Tensor& t, const std::vector<int>& perm, const std::string&
     identity &= a == static_cast<int>(i);
   }
   if (identity) return t;
+  check_whole_bytes(t, what, "permute");
   std::vector<int> p(rank);
   for (std::size_t i = 0; i < rank; ++i) p[i] = norm_axis(perm[i], rank, what);
   auto info = TensorInfo{t.info.dtype, out};
@@ -373,6 +383,7 @@ Tensor slice(const Tensor& t, int axis, std::int64_t start, std::int64_t stop, c
   if (start < 0 || stop > n || start > stop)
     throw MappingError(what, "slice [" + std::to_string(start) + ", " + std::to_string(stop) + ") out of range for axis " +
                                  std::to_string(a) + " of size " + std::to_string(n));
+  check_whole_bytes(t, what, "slice");
   Shape out = s;
   out[static_cast<std::size_t>(a)] = stop - start;
   const std::uint64_t inner = prod(s, static_cast<std::size_t>(a) + 1, s.size()) * dtype_size(t.info.dtype);
@@ -410,6 +421,7 @@ Tensor concat(const std::vector<Tensor>& ts, int axis, const std::string& what) 
   out[static_cast<std::size_t>(a)] = 0;
   std::vector<std::uint64_t> inner;
   for (const auto& t : ts) {
+    check_whole_bytes(t, what, "concat");
     if (t.info.dtype != ts[0].info.dtype)
       throw MappingError(what, "concat of " + std::string(dtype_name(ts[0].info.dtype)) + " and " +
                                    std::string(dtype_name(t.info.dtype)));
@@ -446,6 +458,7 @@ Tensor add(const Tensor& a, const Tensor& b, double scale, DType out, const std:
     throw MappingError(what, "add of shapes " + shape_str(a.info.shape) + " and " + shape_str(b.info.shape));
   check_real(a, what);
   check_real(b, what);
+  if (dtype_is_bytes_only(out)) refuse_bytes_only(what, out, "this op cannot compute into it");
   return Tensor{{out, a.info.shape}, std::make_shared<AddSource>(a, b, scale, out, what)};
 }
 
@@ -456,10 +469,12 @@ Tensor rescale_to_norm(const Tensor& v, const Tensor& magnitude, int keep_axis, 
                                  std::to_string(k) + " of " + shape_str(v.info.shape));
   check_real(v, what);
   check_real(magnitude, what);
+  if (dtype_is_bytes_only(out)) refuse_bytes_only(what, out, "this op cannot compute into it");
   return Tensor{{out, v.info.shape}, std::make_shared<NormRescaleSource>(v, magnitude, k, out, what)};
 }
 
 Tensor fill(TensorInfo info, double value, const std::string& what) {
+  if (dtype_is_bytes_only(info.dtype)) refuse_bytes_only(what, info.dtype, "a fill computes its value");
   checked_numel(info.shape, what);
   return Tensor{info, std::make_shared<FillSource>(info, value, what)};
 }

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/errors.h"
+#include "core/json_bounded.h"
 #include "formats/format.h"
 #include "io/file.h"
 
@@ -54,7 +55,7 @@ const Kind kEmbedding{"Embedding", {"bn,nd->bd", "bn,rn->br", "br,dr->bd"}};
 }  // namespace
 
 PeftConfig parse_peft_config(const std::string& path) {
-  nlohmann::ordered_json j = nlohmann::ordered_json::parse(read_text_file(path), nullptr, false);
+  nlohmann::ordered_json j = parse_ordered_json_bounded(read_text_file(path), path, {.allow_exceptions = false});
   if (j.is_discarded() || !j.is_object()) throw FormatError(path, "not a JSON object");
   if (j.value("peft_type", "LORA") != "LORA")
     throw MappingError(path, "peft_type '" + j.value("peft_type", "") + "' is not LoRA");

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "core/errors.h"
+#include "core/json_bounded.h"
 #include "io/file.h"
 #include "transform/builtin_recipes.h"
 #include "transform/rearrange.h"
@@ -232,18 +233,13 @@ Recipe parse_recipe(const json& j, const std::string& origin) {
 }
 
 Recipe load_recipe(const std::string& path_or_name) {
-  if (auto text = builtin_recipe(path_or_name)) return parse_recipe(json::parse(*text), "builtin:" + path_or_name);
+  if (auto text = builtin_recipe(path_or_name)) return parse_recipe(parse_json_bounded(*text, "builtin:" + path_or_name), "builtin:" + path_or_name);
   if (!path_exists(path_or_name))
     throw UsageError("recipe '" + path_or_name + "' is neither a file nor a built-in recipe (" + builtin_recipe_names() + ")");
   try {
     // Recipes nest a few levels; a hostile file nesting thousands of "stages" would
-    // otherwise overflow the stack in parse_recipe's recursion.
-    constexpr int kMaxDepth = 64;
-    auto limit = [&](int depth, json::parse_event_t, json&) {
-      if (depth > kMaxDepth) throw MappingError(path_or_name, "recipe JSON is nested deeper than 64 levels");
-      return true;
-    };
-    return parse_recipe(json::parse(read_text_file(path_or_name), limit), path_or_name);
+    // otherwise overflow the stack in parse_recipe's recursion (the parser caps depth at 64).
+    return parse_recipe(parse_json_bounded(read_text_file(path_or_name), path_or_name), path_or_name);
   } catch (const json::exception& e) {
     throw MappingError(path_or_name, std::string("recipe is not valid JSON: ") + e.what());
   }

@@ -434,12 +434,16 @@ std::optional<std::string> npy_descr(DType t) {
     case DType::C64: return "<c8";
     case DType::C128: return "<c16";
     case DType::BF16: case DType::F8_E4M3: case DType::F8_E5M2: return std::nullopt;
+    case DType::F8_E8M0: case DType::F8_E4M3FNUZ: case DType::F8_E5M2FNUZ:
+    case DType::F6_E2M3: case DType::F6_E3M2: case DType::F4: return std::nullopt;
   }
   return std::nullopt;
 }
 
 std::string npy_header_bytes(const TensorInfo& info, const std::string& tensor_name) {
   auto descr = npy_descr(info.dtype);
+  if (!descr && dtype_is_bytes_only(info.dtype))
+    refuse_bytes_only(tensor_name, info.dtype, "NumPy .npy has no " + std::string(dtype_name(info.dtype)) + " type");
   if (!descr)
     throw MappingError(tensor_name, "dtype " + std::string(dtype_name(info.dtype)) +
                                         " has no NumPy .npy descr (numpy would store it as raw '<V" +

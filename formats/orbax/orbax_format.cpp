@@ -9,6 +9,7 @@ namespace ckb {
 Format make_orbax_format() {
   Format f;
   f.name = "orbax";
+  f.bytes_only_dtypes = {DType::F8_E4M3FNUZ, DType::F8_E5M2FNUZ};  // TensorStore's float8_e4m3fnuz, float8_e5m2fnuz
   f.description = "Orbax PyTree checkpoint directory (OCDBT or per-array zarr v2/v3; item, step or manager root)";
   f.detect = [](const std::string& path) {
     try {

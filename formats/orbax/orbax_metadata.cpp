@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "core/errors.h"
+#include "core/json_bounded.h"
 
 namespace ckb::orbax {
 
@@ -44,11 +45,7 @@ bool is_prefix(const LeafMetadata& a, const LeafMetadata& b) {
 
 TreeMetadata parse_impl(std::string_view text, const std::string& path) {
   // Nesting is bounded so that no later recursion (dump(), copies) can exhaust the stack.
-  auto limit = [&](int depth, json::parse_event_t, json&) {
-    if (depth > 256) throw FormatError(path, "JSON nested deeper than 256 levels");
-    return true;
-  };
-  json j = json::parse(text.begin(), text.end(), limit, false);
+  json j = parse_json_bounded(text, path, {.max_depth = 256, .allow_exceptions = false});
   if (j.is_discarded() || !j.is_object()) throw FormatError(path, "not a JSON object");
   if (!j.contains("tree_metadata") || !j["tree_metadata"].is_object())
     throw FormatError(path, "no 'tree_metadata' object");

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/errors.h"
+#include "core/json_bounded.h"
 #include "core/float_bits.h"
 #include "formats/orbax/orbax_metadata.h"
 #include "formats/orbax/orbax_paths.h"
@@ -31,7 +32,7 @@ std::map<std::string, std::string> random_key_impls(const std::string& item_dir)
     const std::string name = it->path().filename().string();
     if (name.rfind("process_", 0) != 0) continue;
     const std::string file = it->path().string();
-    json j = json::parse(read_text_file(file), nullptr, false);
+    json j = parse_json_bounded(read_text_file(file), file, {.allow_exceptions = false});
     if (j.is_discarded() || !j.is_object()) throw FormatError(file, "not a JSON object");
     try {
       for (const auto& e : j.at("array_metadatas")) {
@@ -137,7 +138,7 @@ Node read_item(const std::string& item_dir) {
       } else if (vt == "string") {
         if (!strings) {
           if (!path_exists(strings_path)) throw FormatError(strings_path, "missing, but '" + param + "' is a string leaf");
-          strings = json::parse(read_text_file(strings_path), nullptr, false);
+          strings = parse_json_bounded(read_text_file(strings_path), strings_path, {.allow_exceptions = false});
           if (strings->is_discarded() || !strings->is_object()) throw FormatError(strings_path, "not a JSON object");
         }
         if (!strings->contains(param) || !(*strings)[param].is_string())

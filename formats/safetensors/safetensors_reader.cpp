@@ -7,9 +7,11 @@
 #include <set>
 
 #include "core/errors.h"
+#include "core/json_bounded.h"
 #include "formats/safetensors/safetensors.h"
 #include "io/byte_reader.h"
 #include "io/file.h"
+#include "io/lfs_pointer.h"
 
 namespace ckb::safetensors {
 namespace fs = std::filesystem;
@@ -17,14 +19,11 @@ using ojson = nlohmann::ordered_json;
 
 namespace {
 
-// Parses JSON with a nesting limit so hostile headers cannot exhaust the stack.
+// Parses JSON with a nesting limit (hostile headers cannot exhaust the stack) and no
+// duplicate keys (core/json_bounded.h).
 ojson parse_json_limited(std::string_view text, const std::string& path, std::uint64_t offset) {
-  constexpr int kMaxDepth = 64;
   try {
-    return ojson::parse(text, [&](int depth, ojson::parse_event_t, ojson&) {
-      if (depth > kMaxDepth) throw FormatError(path, "JSON header nested deeper than 64 levels", offset);
-      return true;
-    });
+    return parse_ordered_json_bounded(text, path, {.offset = offset});
   } catch (const ojson::exception& e) {
     throw FormatError(path, std::string("header is not valid JSON: ") + e.what(), offset);
   }
@@ -40,13 +39,14 @@ struct Entry {
 void read_file(const std::string& path, Node& root, std::map<std::string, std::string>* metadata,
                std::set<std::string>* names_out) {
   auto file = MappedFile::open(path);
+  if (auto lfs = parse_lfs_pointer(file->bytes())) throw FormatError(path, lfs->describe());
   ByteReader r(file->bytes(), path);
   const std::uint64_t n = r.le<std::uint64_t>("header length");
   if (n > kMaxHeaderBytes)
     throw FormatError(path, "header length " + std::to_string(n) + " exceeds the 100 MB limit", 0);
   if (n > r.remaining())
-    throw FormatError(path, "header length " + std::to_string(n) + " runs past the end of the file (" +
-                                std::to_string(file->size()) + " bytes)", 0);
+    throw FormatError(path, "truncated: header declares " + std::to_string(n) + " bytes but the file has " +
+                                std::to_string(r.remaining()) + " after its 8-byte length", 0);
   auto text = r.take_str(static_cast<std::size_t>(n), "header");
   if (text.empty() || text.front() != '{') throw FormatError(path, "header does not start with '{'", 8);
   ojson h = parse_json_limited(text, path, 8);
@@ -70,7 +70,7 @@ void read_file(const std::string& path, Node& root, std::map<std::string, std::s
     const auto& dt = v["dtype"];
     if (!dt.is_string()) throw FormatError(path, where + ": dtype is not a string", 8);
     auto dtype = dtype_from_name(dt.get<std::string>());
-    if (!dtype || *dtype == DType::C128)
+    if (!dtype || *dtype == DType::C128)  // safetensors has no complex128
       throw FormatError(path, where + ": unsupported dtype '" + dt.get<std::string>() + "'", 8);
     Shape shape;
     if (!v["shape"].is_array()) throw FormatError(path, where + ": shape is not a list", 8);
@@ -85,9 +85,13 @@ void read_file(const std::string& path, Node& root, std::map<std::string, std::s
       throw FormatError(path, where + ": data_offsets must be [begin, end]", 8);
     Entry e{key, {*dtype, shape}, off[0].get<std::uint64_t>(), off[1].get<std::uint64_t>()};
     std::uint64_t numel = checked_numel(shape, path + ": " + where);
-    std::uint64_t nbytes = 0;
-    if (__builtin_mul_overflow(numel, dtype_size(*dtype), &nbytes))
+    std::uint64_t nbits = 0;  // as safetensors' Metadata::validate: numel * bitsize, whole bytes
+    if (__builtin_mul_overflow(numel, static_cast<std::uint64_t>(dtype_bits(*dtype)), &nbits))
       throw FormatError(path, where + ": byte size overflows", 8);
+    if (nbits % 8)
+      throw FormatError(path, where + ": " + std::string(dtype_name(*dtype)) + " " + shape_str(shape) + " is " +
+                                  std::to_string(nbits) + " bits, not a whole number of bytes", 8);
+    const std::uint64_t nbytes = nbits / 8;
     if (e.end < e.begin || e.end - e.begin != nbytes)
       throw FormatError(path, where + ": data_offsets [" + std::to_string(e.begin) + ", " + std::to_string(e.end) +
                                   ") do not hold " + std::string(dtype_name(*dtype)) + " " + shape_str(shape) + " (" +
@@ -101,10 +105,29 @@ void read_file(const std::string& path, Node& root, std::map<std::string, std::s
   std::stable_sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
     return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
   });
-  for (std::size_t i = 1; i < entries.size(); ++i)
-    if (entries[i].begin < entries[i - 1].end)
-      throw FormatError(path, "tensors '" + entries[i - 1].name + "' and '" + entries[i].name + "' overlap",
-                        data_start + entries[i].begin);
+  // As safetensors' Metadata::validate: in offset order the tensors cover the byte buffer
+  // exactly, each starting where the previous one ends, and nothing follows the last one.
+  std::uint64_t covered = 0;
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    const Entry& e = entries[i];
+    const std::string before = i ? "tensor '" + entries[i - 1].name + "' ends" : "the data buffer starts";
+    if (e.begin < covered)
+      throw FormatError(path, "tensors '" + entries[i - 1].name + "' and '" + e.name + "' overlap",
+                        data_start + e.begin);
+    if (e.begin > covered)
+      throw FormatError(path, "gap of " + std::to_string(e.begin - covered) + " bytes before tensor '" + e.name +
+                                  "': its data starts at buffer offset " + std::to_string(e.begin) + " but " + before +
+                                  " at " + std::to_string(covered),
+                        data_start + covered);
+    covered = e.end;
+  }
+  if (covered != buffer)
+    throw FormatError(path, std::to_string(buffer - covered) + " trailing bytes after the last tensor" +
+                                (entries.empty() ? std::string(" (the header lists none)")
+                                                 : " ('" + entries.back().name + "' ends at buffer offset " +
+                                                       std::to_string(covered) + ")") +
+                                ": the data buffer has " + std::to_string(buffer) + " bytes",
+                      data_start + covered);
   for (auto& e : entries) {
     if (names_out && !names_out->insert(e.name).second)
       throw FormatError(path, "tensor '" + e.name + "' appears in more than one shard");
@@ -138,7 +161,8 @@ bool looks_like_safetensors_file(const std::string& path) {
     if (f->size() < 10) return false;
     std::uint64_t n;
     std::memcpy(&n, f->data(), 8);
-    return n >= 2 && n <= kMaxHeaderBytes && n <= f->size() - 8 && static_cast<char>(f->data()[8]) == '{';
+    // A header longer than the file still detects, so that reading says "truncated".
+    return n >= 2 && n <= kMaxHeaderBytes && static_cast<char>(f->data()[8]) == '{';
   } catch (const Error&) {
     return false;
   }
@@ -147,7 +171,7 @@ bool looks_like_safetensors_file(const std::string& path) {
 bool is_index_file(const std::string& path) {
   if (!path.ends_with(".json")) return false;
   try {
-    auto j = nlohmann::json::parse(read_text_file(path));
+    auto j = parse_json_bounded(read_text_file(path), path, {.reject_duplicate_keys = false});
     return j.is_object() && j.contains("weight_map") && j["weight_map"].is_object();
   } catch (...) {
     return false;
@@ -222,6 +246,7 @@ namespace ckb {
 Format make_safetensors_format() {
   Format f;
   f.name = "safetensors";
+  f.bytes_only_dtypes = {std::begin(kBytesOnlyDTypes), std::end(kBytesOnlyDTypes)};
   f.description = "safetensors file, or a directory with a sharded set + model.safetensors.index.json";
   f.detect = safetensors::detect;
   f.read = [](const std::string& p, const ReadOptions&) { return safetensors::read(p); };

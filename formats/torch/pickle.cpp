@@ -154,6 +154,11 @@ constexpr StorageName kStorageClasses[] = {
     {"ShortStorage", DType::I16},  {"CharStorage", DType::I8},     {"ByteStorage", DType::U8},
     {"BoolStorage", DType::BOOL},  {"ComplexFloatStorage", DType::C64}, {"ComplexDoubleStorage", DType::C128},
 };
+// torch.layout values other than strided, and torch.qscheme values (torch/csrc/utils/tensor_layouts.cpp,
+// tensor_qschemes.cpp): as GLOBALs they mean a sparse or quantized tensor.
+constexpr const char* kSparseLayouts[] = {"sparse_coo", "sparse_csr", "sparse_csc", "sparse_bsr", "sparse_bsc"};
+constexpr const char* kQSchemes[] = {"per_tensor_affine", "per_channel_affine", "per_tensor_symmetric",
+                                     "per_channel_symmetric", "per_channel_affine_float_qparams"};
 constexpr const char* kQuantizedStorages[] = {"QInt8Storage", "QInt32Storage", "QUInt8Storage", "QUInt4x2Storage",
                                               "QUInt2x4Storage"};
 
@@ -311,7 +316,8 @@ Value* Unpickler::resolve_global(const std::string& module, const std::string& n
     else if (name == "_rebuild_parameter") g->role = GlobalRole::RebuildParameter;
     else if (name == "_rebuild_parameter_with_state") g->role = GlobalRole::RebuildParameterWithState;
     else if (name == "_rebuild_qtensor") return unsupported("quantized tensors are not supported");
-    else if (name == "_rebuild_sparse_tensor") return unsupported("sparse tensors are not supported");
+    else if (name == "_rebuild_sparse_tensor" || name == "_rebuild_sparse_csr_tensor")  // the latter: torch 1.10-1.13
+      return unsupported("sparse tensors are not supported");
     else if (name == "_rebuild_meta_tensor_no_storage") return unsupported("meta tensors (no data) are not supported");
     else if (name == "_rebuild_nested_tensor") return unsupported("nested tensors are not supported");
     else if (name == "_rebuild_wrapper_subclass" || name == "_rebuild_device_tensor_from_numpy" ||
@@ -320,6 +326,9 @@ Value* Unpickler::resolve_global(const std::string& module, const std::string& n
     else fail(refusal(full), at);
     return g;
   }
+  // torch.layout pickles as _get_layout('torch.sparse_coo'); only sparse tensors carry one.
+  if (module == "torch.serialization" && name == "_get_layout")
+    return unsupported("sparse tensors are not supported (torch layout object)");
   if (module == "torch._tensor" && name == "_rebuild_from_type_v2")
     return unsupported("tensor subclasses (_rebuild_from_type_v2) are not supported");
   if (module == "_codecs" && name == "encode") {
@@ -344,7 +353,7 @@ Value* Unpickler::resolve_global(const std::string& module, const std::string& n
     for (const char* q : kQuantizedStorages)
       if (name == q) {
         g->role = GlobalRole::StorageClass;
-        g->unsupported = "quantized storage " + full + " is not supported";
+        g->unsupported = "quantized tensors are not supported (storage " + full + ")";
         return g;
       }
     if (auto d = torch_dtype_from_name(name)) {
@@ -355,9 +364,15 @@ Value* Unpickler::resolve_global(const std::string& module, const std::string& n
     for (const char* u : kUnsupportedTorchDTypes)
       if (name == u) {
         g->role = GlobalRole::DTypeObject;
-        g->unsupported = "dtype " + full + " is not supported";
+        g->unsupported = name[0] == 'q' ? "quantized tensors are not supported (dtype " + full + ")"
+                                        : "dtype " + full + " is not supported";
         return g;
       }
+    // Layout and qscheme objects appear only inside sparse and quantized tensors' arguments.
+    for (const char* l : kSparseLayouts)
+      if (name == l) return unsupported("sparse tensors are not supported (layout " + full + ")");
+    for (const char* q : kQSchemes)
+      if (name == q) return unsupported("quantized tensors are not supported (qscheme " + full + ")");
     if (name == "device" || name == "Tensor" || name == "Counter")
       return unsupported(full + " objects are not supported in checkpoints read by ckptbridge");
   }

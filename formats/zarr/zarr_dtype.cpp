@@ -13,6 +13,8 @@ std::optional<ZarrDType> parse_v2_dtype(const std::string& s) {
   if (s == "bfloat16") return ZarrDType{DType::BF16, 2, false, s};
   if (s == "float8_e4m3fn") return ZarrDType{DType::F8_E4M3, 1, false, s};
   if (s == "float8_e5m2") return ZarrDType{DType::F8_E5M2, 1, false, s};
+  if (s == "float8_e4m3fnuz") return ZarrDType{DType::F8_E4M3FNUZ, 1, false, s};
+  if (s == "float8_e5m2fnuz") return ZarrDType{DType::F8_E5M2FNUZ, 1, false, s};
   if (s.size() < 3) return std::nullopt;
   const char endian = s[0];
   if (endian != '<' && endian != '>' && endian != '|') return std::nullopt;
@@ -45,6 +47,7 @@ std::optional<ZarrDType> parse_v3_dtype(const std::string& s) {
       {"uint64", DType::U64},      {"float16", DType::F16},   {"bfloat16", DType::BF16}, {"float32", DType::F32},
       {"float64", DType::F64},     {"complex64", DType::C64}, {"complex128", DType::C128},
       {"float8_e4m3fn", DType::F8_E4M3}, {"float8_e5m2", DType::F8_E5M2},
+      {"float8_e4m3fnuz", DType::F8_E4M3FNUZ}, {"float8_e5m2fnuz", DType::F8_E5M2FNUZ},
   };
   for (const auto& e : table)
     if (s == e.name) return ZarrDType{e.t, dtype_size(e.t), false, s};
@@ -103,6 +106,8 @@ std::vector<std::byte> float_bytes(double d, DType t) {
     case DType::BF16: return bytes_of(float_to_bf16_bits(static_cast<float>(d)));
     case DType::F8_E4M3:
     case DType::F8_E5M2:
+    case DType::F8_E4M3FNUZ:  // zero is 0x00 in these too (0x80 is their NaN)
+    case DType::F8_E5M2FNUZ:
       if (d == 0.0 && !std::signbit(d)) return {std::byte{0}};
       throw std::invalid_argument("only 0 or a raw-bits fill value is supported for float8");
     default: break;

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/errors.h"
+#include "core/json_bounded.h"
 
 namespace ckb::zarr {
 
@@ -45,11 +46,7 @@ namespace {
 
 json parse_json(std::string_view text, const std::string& where) {
   // Nesting is bounded so that no later recursion (dump() in messages) can exhaust the stack.
-  auto limit = [&](int depth, json::parse_event_t, json&) {
-    if (depth > 64) bad(where, "JSON nested deeper than 64 levels");
-    return true;
-  };
-  json j = json::parse(text.begin(), text.end(), limit, false);
+  json j = parse_json_bounded(text, where, {.allow_exceptions = false});
   if (j.is_discarded() || !j.is_object()) bad(where, "not a JSON object");
   return j;
 }

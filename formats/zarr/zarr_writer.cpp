@@ -31,6 +31,8 @@ std::string v2_dtype_string(DType t) {
     case DType::BF16: return "bfloat16";
     case DType::F8_E4M3: return "float8_e4m3fn";
     case DType::F8_E5M2: return "float8_e5m2";
+    case DType::F8_E4M3FNUZ: return "float8_e4m3fnuz";
+    case DType::F8_E5M2FNUZ: return "float8_e5m2fnuz";
     case DType::BOOL: return "|b1";
     case DType::I8: return "|i1";
     case DType::U8: return "|u1";
