@@ -78,6 +78,18 @@ class OverlayStore final : public KvStore {
   std::string origin_;
 };
 
+// Whether `key` exists; storage errors (a corrupt OCDBT node) name the array as ZarrArray's
+// own errors do.
+bool has_key(const KvStore& store, const std::string& key, const std::string& param) {
+  try {
+    return store.get(key).has_value();
+  } catch (const Error& e) {
+    const std::string detail = "array '" + param + "': " + e.detail();
+    if (e.kind() == ErrorKind::Io) throw IoError(e.path(), detail);
+    throw FormatError(e.path(), detail, e.offset());
+  }
+}
+
 void resolve(Node& n, Path& keys, const ArrayContext& c) {
   if (is_tensorstore_spec(n)) {
     n = open_spec_array(c, n, join_path(keys, '.'));
@@ -134,8 +146,8 @@ bool is_tensorstore_spec(const Node& n) {
 std::shared_ptr<const zarr::ZarrArray> open_param_zarr(const ArrayContext& c, const std::string& param,
                                                        const std::string& origin) {
   const std::string prefix = param + "/";
-  const bool v2 = c.store->get(prefix + ".zarray").has_value();
-  const bool v3 = c.store->get(prefix + "zarr.json").has_value();
+  const bool v2 = has_key(*c.store, prefix + ".zarray", param);
+  const bool v3 = has_key(*c.store, prefix + "zarr.json", param);
   const std::string what = "array '" + param + "'" + origin;
   if (!v2 && !v3)
     throw FormatError(c.store->locate(prefix), what + ": no zarr metadata ('" + prefix + ".zarray' or '" + prefix +
@@ -182,7 +194,8 @@ Node open_spec_array(const ArrayContext& c, const Node& spec_node, const std::st
   ac.version = driver == "zarr3" ? zarr::ZarrVersion::V3 : zarr::ZarrVersion::V2;
   ac.declared_by = "its TensorStore spec (driver '" + driver + "')";
   bool synthesized = false;
-  if (driver == "zarr" && !c.store->get(prefix + ".zarray") && !c.store->get(prefix + "zarr.json")) {
+  if (driver == "zarr" && !has_key(*c.store, prefix + ".zarray", param) &&
+      !has_key(*c.store, prefix + "zarr.json", param)) {
     // What TensorStore writes for this spec: everything it leaves to defaults is fixed.
     for (const char* k : {"shape", "chunks", "compressor"})
       if (!meta.contains(k))
