@@ -6,6 +6,7 @@
 #include <map>
 
 #include "core/errors.h"
+#include "formats/orbax/orbax_aggregate.h"
 #include "io/file.h"
 
 namespace ckb::orbax {
@@ -15,7 +16,7 @@ bool is_tmp_name(const std::string& name) { return name.find(".orbax-checkpoint-
 
 bool is_item_dir(const std::string& dir) {
   const std::string m = dir + "/_METADATA";
-  return is_directory(dir) && path_exists(m) && !is_directory(m);
+  return is_directory(dir) && ((path_exists(m) && !is_directory(m)) || has_aggregate(dir));
 }
 
 namespace {
@@ -64,6 +65,11 @@ std::vector<std::pair<std::string, std::string>> items_of(const std::string& dir
 std::optional<ResolvedPath> resolve_path(const std::string& path_in, const ReadOptions& opts) {
   std::string path = path_in;
   while (path.size() > 1 && path.back() == '/') path.pop_back();
+  // The aggregate file of an item (T5X users name `checkpoint_<step>/checkpoint`).
+  if (!is_directory(path) && fs::path(path).filename() == kAggregateFile) {
+    const std::string parent = fs::path(path).parent_path().empty() ? "." : fs::path(path).parent_path().string();
+    if (is_item_dir(parent) && has_aggregate(parent)) path = parent;
+  }
   if (!is_directory(path)) return std::nullopt;
   ResolvedPath r;
   if (is_item_dir(path)) {

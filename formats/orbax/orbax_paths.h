@@ -1,5 +1,6 @@
 // Finding the Orbax PyTree item directories behind a user-supplied path (formats.md §1.1):
-//  - an item directory (holds `_METADATA`);
+//  - an item directory (holds `_METADATA`, or an aggregate `checkpoint` msgpack: a
+//    pre-_METADATA Orbax or T5X item), or that aggregate `checkpoint` file itself;
 //  - a step directory (holds item directories: one item is used as the root, several become
 //    a Dict keyed by item name);
 //  - a CheckpointManager root (directories named by step, "23" or "<prefix>_0023"): the

@@ -10,6 +10,7 @@
 #include "core/errors.h"
 #include "core/json_bounded.h"
 #include "core/float_bits.h"
+#include "formats/orbax/orbax_aggregate.h"
 #include "formats/orbax/orbax_metadata.h"
 #include "formats/orbax/orbax_paths.h"
 #include "formats/zarr/zarr_array.h"
@@ -108,14 +109,72 @@ Node& parent_of(Node& root, const LeafMetadata& e, const std::string& meta_path)
 
 }  // namespace
 
+namespace {
+
+// The aggregate value at `e`'s key path; null when the aggregate has none.
+const Node* aggregate_at(const Node* aggregate, const LeafMetadata& e) {
+  const Node* cur = aggregate;
+  for (const auto& k : e.keys) {
+    if (!cur || !cur->is_container()) return nullptr;
+    cur = cur->find(k.key);
+  }
+  return cur;
+}
+
+bool is_empty_type(const std::string& vt) {
+  return vt == "None" || vt == "placeholder" || vt == "Dict" || vt == "List" || vt == "Tuple" || vt == "NamedTuple";
+}
+
+// Leaves of the aggregate holding a value (not None, not an empty container) that the tree
+// built from _METADATA does not have: Orbax would drop them; we refuse rather than lose them.
+void check_aggregate_covered(const Node& aggregate, const Node& root, const std::string& agg_path) {
+  visit_leaves(aggregate, [&](const Path& p, const Node& n) {
+    if (n.is_empty_container() || std::holds_alternative<NoneValue>(n.value())) return;
+    const Node* cur = &root;
+    for (const auto& k : p) cur = cur && cur->is_container() ? cur->find(k) : nullptr;
+    if (!cur)
+      throw FormatError(agg_path, "holds a value for '" + join_path(p) + "' that _METADATA does not list");
+  });
+}
+
+KvStorePtr item_store(const std::string& item_dir, std::optional<bool> use_ocdbt) {
+  const bool ocdbt = use_ocdbt ? *use_ocdbt : path_exists(item_dir + "/manifest.ocdbt");
+  return ocdbt ? KvStorePtr(std::make_shared<ocdbt::OcdbtKvStore>(item_dir))
+               : KvStorePtr(std::make_shared<DirectoryKvStore>(item_dir));
+}
+
+// An item without _METADATA: the aggregate file is the tree (formats/orbax/orbax_aggregate.h).
+Node read_legacy_item(const std::string& item_dir, Node aggregate) {
+  ArrayContext c;
+  c.item_dir = item_dir;
+  c.store = item_store(item_dir, std::nullopt);
+  // Orbax wrote every chunk only when told to; without _METADATA nothing says so.
+  c.missing = zarr::MissingChunks::Fill;
+  // Nothing declares the zarr version: Orbax then restores with its default (zarr v2), so a
+  // directory holding both documents is read as v2; one holding only zarr.json as v3.
+  c.version = zarr::ZarrVersion::Auto;
+  resolve_legacy_tree(aggregate, c);
+  return aggregate;
+}
+
+}  // namespace
+
 Node read_item(const std::string& item_dir) {
   const std::string meta_path = item_dir + "/_METADATA";
+  const std::string agg_path = item_dir + "/" + kAggregateFile;
+  std::optional<Node> aggregate = read_aggregate(item_dir);
+  if (!path_exists(meta_path)) {
+    if (!aggregate) throw FormatError(item_dir, "not an Orbax item: no _METADATA and no aggregate 'checkpoint' file");
+    return read_legacy_item(item_dir, std::move(*aggregate));
+  }
   TreeMetadata tm = parse_tree_metadata(read_text_file(meta_path), meta_path);
-  const bool ocdbt = tm.use_ocdbt ? *tm.use_ocdbt : path_exists(item_dir + "/manifest.ocdbt");
-  KvStorePtr store = ocdbt ? KvStorePtr(std::make_shared<ocdbt::OcdbtKvStore>(item_dir))
-                           : KvStorePtr(std::make_shared<DirectoryKvStore>(item_dir));
-  const auto missing =
-      tm.store_array_data_equal_to_fill_value ? zarr::MissingChunks::Error : zarr::MissingChunks::Fill;
+  ArrayContext c;
+  c.item_dir = item_dir;
+  c.store = item_store(item_dir, tm.use_ocdbt);
+  c.missing = tm.store_array_data_equal_to_fill_value ? zarr::MissingChunks::Error : zarr::MissingChunks::Fill;
+  // Orbax opens every array with the driver _METADATA names (use_zarr3, absent = false).
+  c.version = tm.use_zarr3 ? zarr::ZarrVersion::V3 : zarr::ZarrVersion::V2;
+  c.declared_by = meta_path + std::string(tm.use_zarr3 ? " (use_zarr3: true)" : " (use_zarr3: false)");
   const auto key_impls = random_key_impls(item_dir);
   std::optional<json> strings;
   const std::string strings_path = item_dir + "/_strings.json";
@@ -125,16 +184,32 @@ Node read_item(const std::string& item_dir) {
   for (const auto& e : tm.entries) {
     const std::string param = e.param_name();
     const std::string& vt = e.value_type;
+    const Node* agg = aggregate ? aggregate_at(&*aggregate, e) : nullptr;
     auto make_leaf = [&]() -> Node {
+      // A value in the aggregate file (not a placeholder) is the leaf, whatever
+      // skip_deserialize says (as Orbax restores it).
+      if (agg && !placeholder_name(*agg)) {
+        if (agg->is_container() && !agg->is_empty_container())
+          throw FormatError(agg_path, "conflicting tree structure at '" + param + "': _METADATA has a leaf there");
+        Node leaf = *agg;
+        leaf.attrs["orbax.aggregate"] = "1";
+        return leaf;
+      }
+      if (e.skip_deserialize && !is_empty_type(vt))
+        throw FormatError(aggregate ? agg_path : meta_path,
+                          "leaf '" + param + "' is marked skip_deserialize in _METADATA (its value lives in the aggregate '" +
+                              kAggregateFile + "' file), but " +
+                              (!aggregate ? std::string("there is no aggregate file")
+                               : agg     ? "the aggregate file holds only a placeholder for it"
+                                         : "the aggregate file has no value for it"));
+      const std::string origin = agg ? " (" + std::get<std::string>(agg->value()) + " in " + agg_path + ")" : "";
       if (vt == "jax.Array" || vt == "np.ndarray") {
-        auto arr = zarr::ZarrArray::open(store, param + "/", param, missing);
-        Node t = Node::tensor(arr->tensor());
+        Node t = open_param_array(c, param, origin);
         auto it = key_impls.find(param);
         if (it != key_impls.end()) t.attrs["random_key_impl"] = it->second;
         return t;
       } else if (vt == "scalar") {
-        auto arr = zarr::ZarrArray::open(store, param + "/", param, missing);
-        return scalar_leaf(*arr, param);
+        return scalar_leaf(*open_param_zarr(c, param, origin), param);
       } else if (vt == "string") {
         if (!strings) {
           if (!path_exists(strings_path)) throw FormatError(strings_path, "missing, but '" + param + "' is a string leaf");
@@ -165,6 +240,7 @@ Node read_item(const std::string& item_dir) {
     if (parent.find(key)) throw FormatError(meta_path, "duplicate entry '" + param + "'");
     parent.add(key, std::move(leaf));
   }
+  if (aggregate) check_aggregate_covered(*aggregate, root, agg_path);
   return root;
 }
 

@@ -1,7 +1,9 @@
 // Reading an Orbax PyTree checkpoint (formats.md §1) into a ckb::Checkpoint: `_METADATA`
 // gives the tree; arrays are lazy zarr tensors in the item's OCDBT database or per-array
 // directories; scalars are read at once; strings come from `_strings.json`; None and empty
-// containers come from the metadata alone.
+// containers come from the metadata alone. Items with an aggregate `checkpoint` msgpack
+// (Orbax's aggregate layout, pre-_METADATA Orbax and T5X items) take the values it holds and
+// resolve its placeholders / TensorStore specs (formats/orbax/orbax_aggregate.h).
 #pragma once
 
 #include <string>
@@ -11,7 +13,7 @@
 
 namespace ckb::orbax {
 
-// Reads one item directory (has `_METADATA`) into a tree.
+// Reads one item directory (has `_METADATA`, an aggregate `checkpoint` file, or both).
 Node read_item(const std::string& item_dir);
 
 // Resolves `path` (item, step or CheckpointManager root) and reads it. FormatError when the

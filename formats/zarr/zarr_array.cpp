@@ -36,22 +36,28 @@ void ZarrArray::rethrow(const std::exception& e) const {
 }
 
 std::shared_ptr<const ZarrArray> ZarrArray::open(KvStorePtr store, std::string prefix, std::string name,
-                                                 MissingChunks missing) {
+                                                 MissingChunks missing, ZarrVersion version) {
   auto a = std::shared_ptr<ZarrArray>(new ZarrArray());
   a->store_ = std::move(store);
   a->prefix_ = std::move(prefix);
   a->name_ = std::move(name);
   a->missing_ = missing;
   try {
-    if (auto v2 = a->store_->get(a->prefix_ + ".zarray")) {
+    auto v2 = version != ZarrVersion::V3 ? a->store_->get(a->prefix_ + ".zarray") : std::nullopt;
+    auto v3 = version != ZarrVersion::V2 && !v2 ? a->store_->get(a->prefix_ + "zarr.json") : std::nullopt;
+    if (v2) {
       a->metadata_file_ = v2->file;
       a->meta_ = parse_zarray(v2->text(), v2->file);
-    } else if (auto v3 = a->store_->get(a->prefix_ + "zarr.json")) {
+    } else if (v3) {
       a->metadata_file_ = v3->file;
       a->meta_ = parse_zarr_json(v3->text(), v3->file);
-    } else {
+    } else if (version == ZarrVersion::Auto) {
       throw FormatError(a->store_->describe(),
                         "no '" + a->prefix_ + ".zarray' or '" + a->prefix_ + "zarr.json': the array data is missing");
+    } else {
+      const std::string want = a->prefix_ + (version == ZarrVersion::V2 ? ".zarray" : "zarr.json");
+      throw FormatError(a->store_->locate(want), std::string("no '") + want + "' (zarr v" +
+                                                     (version == ZarrVersion::V2 ? "2" : "3") + " metadata was requested)");
     }
   } catch (const std::exception& e) {
     a->rethrow(e);

@@ -33,13 +33,18 @@
 namespace ckb::zarr {
 
 enum class MissingChunks { Error, Fill };
+// Which metadata document open() reads when the prefix holds both a v2 `.zarray` and a v3
+// `zarr.json` (a directory rewritten in place): Auto takes `.zarray` when present, else
+// `zarr.json`; V2 / V3 read only that version's document (absent: FormatError naming it).
+enum class ZarrVersion { Auto, V2, V3 };
 
 class ZarrArray : public TensorSource, public std::enable_shared_from_this<ZarrArray> {
  public:
-  // Reads `<prefix>.zarray` (v2) or `<prefix>zarr.json` (v3); `prefix` is "" or ends in
-  // '/'. `name` is the array's name for messages (the Orbax param name).
+  // Reads `<prefix>.zarray` (v2) or `<prefix>zarr.json` (v3), as `version` says; `prefix`
+  // is "" or ends in '/'. `name` is the array's name for messages (the Orbax param name).
   static std::shared_ptr<const ZarrArray> open(KvStorePtr store, std::string prefix, std::string name,
-                                               MissingChunks missing = MissingChunks::Error);
+                                               MissingChunks missing = MissingChunks::Error,
+                                               ZarrVersion version = ZarrVersion::Auto);
 
   const ZarrMetadata& metadata() const { return meta_; }
   TensorInfo info() const { return {meta_.dtype.dtype, meta_.shape}; }
