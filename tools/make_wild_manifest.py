@@ -481,7 +481,7 @@ def numpy_data():
         else:
             with zipfile.ZipFile(full) as z:
                 assert z.namelist() == ["x.npy"]
-        msg = ["|O", "pickle"] if f.endswith(".npy") else ["x.npy", "|O", "pickle"]
+        msg = ["Python objects", "pickle"] if f.endswith(".npy") else ["x.npy", "Python objects", "pickle"]
         cases.append(refuse_case(p, msg, "object array: its elements are a pickle (Python " + f[2] +
                                  "), which ckptbridge never unpickles"))
     write_manifest("numpy", "github:numpy/numpy@1f90bbb55e65e7de68921bc3f1a2d94492fdf689", "BSD-3-Clause", cases)
@@ -600,10 +600,10 @@ def picklescan():
     cases = []
     benign_torch = {"tests/data/pytorch_model.bin", "tests/data/new_pytorch_model.bin"}
     benign_numpy = {"tests/data2/int_array.npy", "tests/data2/int_arrays.npz", "tests/data2/int_arrays_compressed.npz"}
-    pickled_numpy = {"tests/data2/object_array.npy": ["|O", "pickle"],
-                     "tests/data2/dns_exfiltration.npy": ["|O", "pickle"],
-                     "tests/data2/object_arrays.npz": ["a.npy", "|O", "pickle"],
-                     "tests/data2/object_arrays_compressed.npz": ["a.npy", "|O", "pickle"]}
+    pickled_numpy = {"tests/data2/object_array.npy": ["Python objects", "pickle"],
+                     "tests/data2/dns_exfiltration.npy": ["Python objects", "pickle"],
+                     "tests/data2/object_arrays.npz": ["a.npy", "Python objects", "pickle"],
+                     "tests/data2/object_arrays_compressed.npz": ["a.npy", "Python objects", "pickle"]}
     files = []
     for sub in ["tests/data", "tests/data2"]:
         files += [f"{sub}/{f}" for f in sorted(os.listdir(os.path.join(base, sub)))]
