@@ -158,6 +158,16 @@ class Generator {
     if (!from_.train_state.empty()) drop_subtree(from_.train_state, why);
     if (const Node* v = src_.root.find("version"); v && !v->is_container() && !v->is_tensor())
       drop("version", "T5X checkpoint format version: the target layout has no place for it");
+    // T5X's partitioning annotations (axis names, or None) and empty mutable collections;
+    // mutable collections with content (e.g. batch stats) stay unmapped and fail the plan.
+    for (const char* k : {"params_axes", "flax_mutables_axes", "flax_mutables"}) {
+      const Node* n = src_.root.find(k);
+      if (!n) continue;
+      const bool axes = std::string(k).ends_with("_axes");
+      const bool empty = std::holds_alternative<NoneValue>(n->value()) || n->is_empty_container();
+      if (axes) drop_subtree(k, "T5X partitioning axis names: the target layout has no place for them");
+      else if (empty) drop(lit(k), "empty T5X flax_mutables");
+    }
   }
 
   void map(const std::string& from, const std::string& to, json ops = nullptr, json attrs = nullptr) {
@@ -370,22 +380,22 @@ nlohmann::ordered_json FlaxLayout::to_json() const {
 namespace {
 
 // flax.optim's Optimizer.state_dict(): `target` (the weights) beside `state` (step,
-// param_states), both containers.
+// param_states); T5X's own test checkpoints hold an empty target.
 bool is_flax_optim(const Node& n) {
   if (!n.is_container()) return false;
   const Node* target = n.find("target");
   const Node* state = n.find("state");
-  return target && target->is_container() && !target->is_empty_container() && state && state->is_container();
+  if (!target || !target->is_container() || (state && !state->is_container())) return false;
+  const bool has_state = state && (state->find("step") || state->find("param_states"));
+  return has_state || (!target->is_empty_container() && !state);
 }
 
-// "optimizer" when the tree is T5X's `{optimizer: {target, state}, ...}`, else "".
+// "optimizer" (or "_optimizer", as T5X's Orbax checkpoints name it) when the tree is T5X's
+// `{optimizer: {target, state}, ...}`, else "".
 std::string flax_optim_base(const Node& root) {
-  const Node* o = root.find("optimizer");
-  if (!o || !o->is_container()) return "";
-  const Node* target = o->find("target");
-  const Node* state = o->find("state");
-  const bool ok = target && target->is_container() && !target->is_empty_container() && (!state || state->is_container());
-  return ok ? "optimizer" : "";
+  for (const char* base : {"optimizer", "_optimizer"})
+    if (const Node* o = root.find(base); o && is_flax_optim(*o)) return base;
+  return "";
 }
 
 }  // namespace
