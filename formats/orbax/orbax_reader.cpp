@@ -107,14 +107,14 @@ Node& parent_of(Node& root, const LeafMetadata& e, const std::string& meta_path)
 
 }  // namespace
 
-Node read_item(const std::string& item_dir) {
+Node read_item(const std::string& item_dir, bool strict_chunks) {
   const std::string meta_path = item_dir + "/_METADATA";
   TreeMetadata tm = parse_tree_metadata(read_text_file(meta_path), meta_path);
   const bool ocdbt = tm.use_ocdbt ? *tm.use_ocdbt : path_exists(item_dir + "/manifest.ocdbt");
   KvStorePtr store = ocdbt ? KvStorePtr(std::make_shared<ocdbt::OcdbtKvStore>(item_dir))
                            : KvStorePtr(std::make_shared<DirectoryKvStore>(item_dir));
-  const auto missing =
-      tm.store_array_data_equal_to_fill_value ? zarr::MissingChunks::Error : zarr::MissingChunks::Fill;
+  const auto missing = strict_chunks || tm.store_array_data_equal_to_fill_value ? zarr::MissingChunks::Error
+                                                                                  : zarr::MissingChunks::Fill;
   const auto key_impls = random_key_impls(item_dir);
   std::optional<json> strings;
   const std::string strings_path = item_dir + "/_strings.json";
@@ -176,13 +176,13 @@ Checkpoint read_checkpoint(const std::string& path, const ReadOptions& opts) {
   if (r->step) ck.metadata["orbax.step"] = std::to_string(*r->step);
   ck.metadata["orbax.step_dir"] = r->step_dir;
   if (r->items.size() == 1) {
-    ck.root = read_item(r->items.front().second);
+    ck.root = read_item(r->items.front().second, opts.strict_chunks);
     if (!r->items.front().first.empty()) ck.metadata["orbax.item"] = r->items.front().first;
   } else {
     ck.root = Node::dict();
     std::string names;
     for (const auto& [name, dir] : r->items) {
-      ck.root.add(name, read_item(dir));
+      ck.root.add(name, read_item(dir, opts.strict_chunks));
       names += (names.empty() ? "" : ",") + name;
     }
     ck.metadata["orbax.items"] = names;
