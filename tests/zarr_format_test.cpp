@@ -22,7 +22,8 @@ std::string case_path(const std::string& rel) { return cases_dir() + "/" + rel; 
 
 TEST(ZarrFormat, ManifestHasTheCasesTheIssueAsksFor) {
   std::set<std::string> paths;
-  for (const auto& c : manifest().at("cases")) paths.insert(c.at("path").get<std::string>());
+  const json m = manifest();
+  for (const auto& c : m.at("cases")) paths.insert(c.at("path").get<std::string>());
   for (const char* p : {"v2/bz2", "v2/lz4", "v2/delta", "v2/shuffle", "v2/fixedscaleoffset", "v2/zstd", "v2/blosc",
                         "v2/gzip", "v2/missing_chunk", "v2/group", "v2/group_consolidated", "v3/must_understand_false",
                         "v3/unknown_codec", "v3/group"})
@@ -30,7 +31,8 @@ TEST(ZarrFormat, ManifestHasTheCasesTheIssueAsksFor) {
 }
 
 TEST(ZarrFormat, EveryCaseReadsExactlyOrIsRefusedInProcess) {
-  for (const auto& c : manifest().at("cases")) {
+  const json m = manifest();
+  for (const auto& c : m.at("cases")) {
     const std::string path = case_path(c.at("path").get<std::string>());
     SCOPED_TRACE(path);
     EXPECT_EQ(detect_format(path).name, "zarr");
@@ -49,7 +51,8 @@ TEST(ZarrFormat, EveryCaseReadsExactlyOrIsRefusedInProcess) {
 }
 
 TEST(ZarrFormat, EveryCaseThroughTheCli) {
-  for (const auto& c : manifest().at("cases")) {
+  const json m = manifest();
+  for (const auto& c : m.at("cases")) {
     const std::string path = case_path(c.at("path").get<std::string>());
     SCOPED_TRACE(path);
     auto r = test::run_cli("inspect --json --hash '" + path + "'");
@@ -95,7 +98,7 @@ TEST(ZarrFormat, OrbaxDirectoriesStayOrbaxAndTheirArraysAreZarr) {
   const auto tensors = tensor_list(a.root);
   ASSERT_EQ(tensors.size(), 1u);
   EXPECT_EQ(tensors[0].first, "embed.weight");
-  EXPECT_EQ(tensor_sha256(*tensors[0].second), m.at("tensors").at("embed.weight").at("sha256"));
+  EXPECT_EQ(tensor_sha256(*tensors[0].second), m.at("tensors").at("embed/weight").at("sha256"));
 }
 
 TEST(ZarrMissingChunks, CountedByDefaultAndRefusedWhenStrict) {
@@ -145,7 +148,8 @@ TEST(ZarrMissingChunks, CliStrictOptionReportAndWarning) {
   auto back = test::run_cli("inspect --json --hash " + tmp / "o.safetensors");
   ASSERT_EQ(back.exit_code, 0) << back.err;
   json want;
-  for (const auto& c : manifest().at("cases"))
+  const json m = manifest();
+  for (const auto& c : m.at("cases"))
     if (c.at("path") == "v2/missing_chunk") want = c.at("tensors").at("missing_chunk");
   EXPECT_EQ(json::parse(back.out).at("tensors").at("missing_chunk").at("sha256"), want.at("sha256"));
 

@@ -71,9 +71,13 @@ bool must_understand(const json& e, const std::string& where) {
   return e["must_understand"].get<bool>();
 }
 
-[[noreturn]] void not_understood(const std::string& where, const std::string& point, const std::string& name) {
-  bad(where, "unsupported " + point + " '" + name +
-                 "' (must_understand is true: the zarr v3 spec requires refusing the array)");
+// `ignorable`: whether must_understand: false could have applied to this extension point
+// (not to data types, chunk grids and chunk key encodings).
+[[noreturn]] void not_understood(const std::string& where, const std::string& point, const std::string& name,
+                                 bool ignorable = true) {
+  bad(where, "unsupported " + point + " '" + name + "' (" +
+                 (ignorable ? "must_understand is true" : "must_understand cannot be false for a " + point) +
+                 ": the zarr v3 spec requires refusing the array)");
 }
 
 // Fails for top-level fields outside `known` unless they are objects marked
@@ -281,11 +285,11 @@ ZarrMetadata parse_zarr_json_impl(std::string_view text, const std::string& wher
   // must_understand: false is not honoured for data types, chunk grids and chunk key encodings.
   const auto dt_name = ext_name(j["data_type"], "data type", where);
   auto dt = parse_v3_dtype(dt_name);
-  if (!dt) not_understood(where, "data type", dt_name);
+  if (!dt) not_understood(where, "data type", dt_name, false);
   m.dtype = *dt;
   const json& grid = j["chunk_grid"];
   const auto grid_name = ext_name(grid, "chunk grid", where);
-  if (grid_name != "regular") not_understood(where, "chunk grid", grid_name);
+  if (grid_name != "regular") not_understood(where, "chunk grid", grid_name, false);
   if (!grid.is_object() || !grid.contains("configuration") || !grid["configuration"].contains("chunk_shape"))
     bad(where, "regular chunk grid without configuration.chunk_shape");
   finish(m, j["shape"], grid["configuration"]["chunk_shape"], where);
@@ -311,7 +315,7 @@ ZarrMetadata parse_zarr_json_impl(std::string_view text, const std::string& wher
       m.v3_default_keys = false;
       m.separator = '.';
     } else if (name != "default") {
-      not_understood(where, "chunk key encoding", name);
+      not_understood(where, "chunk key encoding", name, false);
     }
     if (e.is_object() && e.contains("configuration") && e["configuration"].contains("separator")) {
       const auto sep = e["configuration"]["separator"].get<std::string>();
