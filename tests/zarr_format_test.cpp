@@ -161,6 +161,32 @@ TEST(ZarrMissingChunks, CliStrictOptionReportAndWarning) {
   EXPECT_EQ(test::load_json(tmp / "f.json").at("tensors").at("bz2").at("missing_chunks"), 0);
 }
 
+TEST(ZarrMissingChunks, OrbaxItemsFollowTheSameRule) {
+  // An Orbax item whose _METADATA allows missing chunks (store_array_data_equal_to_fill_value
+  // false): counted by default, an error with strict_chunks.
+  test::TempDir tmp;
+  const std::string item = tmp / "ckpt";
+  fs::copy(test::fixture("orbax_plain_zarr2/ckpt"), item, fs::copy_options::recursive);
+  std::string meta = test::read_file(item + "/_METADATA");
+  const std::string flag = "\"store_array_data_equal_to_fill_value\": true";
+  ASSERT_NE(meta.find(flag), std::string::npos);
+  meta.replace(meta.find(flag), flag.size(), "\"store_array_data_equal_to_fill_value\": false");
+  test::write_file(item + "/_METADATA", meta);
+  fs::remove(item + "/embed.weight/0.0");
+  Checkpoint ck = read_checkpoint(item);
+  EXPECT_EQ(ck.format, "orbax");
+  const Tensor& t = find_path(ck.root, "embed/weight")->tensor();
+  tensor_sha256(t);
+  EXPECT_EQ(t.source->missing_chunks(), 1u);
+  ReadOptions strict;
+  strict.strict_chunks = true;
+  const std::string err = test::error_of([&] {
+    Checkpoint s = read_checkpoint(item, strict);
+    tensor_sha256(find_path(s.root, "embed/weight")->tensor());
+  });
+  EXPECT_NE(err.find("array 'embed.weight': chunk 'embed.weight/0.0' is missing"), std::string::npos) << err;
+}
+
 // A copy of case `rel` in a temp dir, to corrupt.
 std::string copy_case(const test::TempDir& tmp, const std::string& rel) {
   const std::string dst = tmp / fs::path(rel).filename().string();
