@@ -167,6 +167,12 @@ int run(const ConvertOptions& o) {
   ExecResult res = execute(target, fmt, o.dst, wo, eo);
 
   report["tensors"] = ojson::object();
+  // Missing zarr chunks read as the fill value: per target tensor, those of its sources.
+  const auto missing = missing_chunks(p.source);
+  std::map<std::string, std::uint64_t> target_missing;
+  for (const auto& te : p.plan.targets)
+    for (const auto& f : te.from)
+      if (auto it = missing.find(f); it != missing.end()) target_missing[te.name] += it->second;
   std::uint64_t overflow = 0, nan = 0, inexact = 0;
   auto tensors = tensor_list(target);
   for (std::size_t i = 0; i < tensors.size(); ++i) {
@@ -184,6 +190,7 @@ int run(const ConvertOptions& o) {
       nan += s.nan;
       inexact += s.inexact;
     }
+    e["missing_chunks"] = target_missing.count(name) ? target_missing[name] : 0;
     report["tensors"][name] = e;
   }
   if (p.openpi) {  // config.json and openpi's assets beside the weights, each published atomically
@@ -207,7 +214,7 @@ int run(const ConvertOptions& o) {
     if (!o.quiet) std::cerr << "wrote " << cfg << (assets.empty() ? " (no assets/ found beside the checkpoint)" : " and assets/") << "\n";
   }
   report["summary"] = {{"tensors", tensors.size()}, {"bytes", res.bytes}, {"seconds", res.seconds},
-                       {"peak_window_bytes", res.peak_window_bytes}};
+                       {"peak_window_bytes", res.peak_window_bytes}, {"missing_chunks", warn_missing_chunks(missing)}};
   if (!o.report.empty()) write_report(o.report, report);
   if (!o.quiet) {
     std::cerr << "wrote " << tensors.size() << " tensors (" << human_bytes(res.bytes) << ") as " << fmt.name << " to "

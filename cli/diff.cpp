@@ -25,6 +25,8 @@ int run(const DiffCmd& o) {
   Checkpoint b = open_checkpoint(o.b, -1);
   DiffOptions d{o.atol, o.rtol, o.threads};
   auto r = diff_trees(p.plan.target, b.root, d);
+  warn_missing_chunks(missing_chunks(p.source));
+  warn_missing_chunks(missing_chunks(b));
   if (o.json) {
     std::cout << r.to_json().dump(1) << "\n";
   } else {

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "cli/pipeline.h"
 #include "cli/util.h"
 #include "core/hash.h"
 #include "formats/format.h"
@@ -66,12 +67,11 @@ std::vector<std::string> hash_all(const std::vector<std::pair<std::string, const
 }
 
 int run(const InspectOptions& o) {
-  ReadOptions ro;
-  if (o.step >= 0) ro.step = o.step;
-  Checkpoint ck = read_checkpoint(o.path, ro);
+  Checkpoint ck = read_checkpoint(o.path, source_read_options(o.step));
   auto tensors = tensor_list(ck.root);
   std::vector<std::string> hashes;
   if (o.hash) hashes = hash_all(tensors, o.threads);
+  if (o.hash) warn_missing_chunks(missing_chunks(ck));
 
   if (o.json) {
     ojson j;

@@ -96,7 +96,8 @@ int run(const MergeCmd& o) {
   eo.threads = o.threads;
   eo.progress = !o.quiet && ::isatty(2);
   ExecResult res = execute(plan.target, fmt, o.out, {}, eo);
-  report["summary"] = {{"merged_modules", groups.size()}, {"tensors", res.names.size()}, {"bytes", res.bytes}, {"seconds", res.seconds}};
+  report["summary"] = {{"merged_modules", groups.size()}, {"tensors", res.names.size()}, {"bytes", res.bytes}, {"seconds", res.seconds},
+                       {"missing_chunks", warn_missing_chunks(missing_chunks(src))}};
   bool verified = true;
   if (o.verify) {
     // The written weights against the online LoRA of the source, on a random input each.

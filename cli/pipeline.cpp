@@ -2,6 +2,7 @@
 #include "cli/pipeline.h"
 
 #include <filesystem>
+#include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "core/errors.h"
@@ -11,6 +12,44 @@
 #include "transform/openpi.h"
 
 namespace ckb::cli {
+
+namespace {
+bool strict_chunks = false;  // --strict-chunks (one process, one command)
+}  // namespace
+
+void add_source_options(CLI::App& app) {
+  app.add_flag("--strict-chunks", strict_chunks,
+               "zarr (bare or inside Orbax): a missing chunk is an error naming the array and chunk key (default: it "
+               "reads as the fill value, as the zarr spec says, and is counted and warned about)");
+}
+
+ReadOptions source_read_options(std::int64_t step) {
+  ReadOptions ro;
+  if (step >= 0) ro.step = step;
+  ro.strict_chunks = strict_chunks;
+  return ro;
+}
+
+std::map<std::string, std::uint64_t> missing_chunks(const Checkpoint& ck) {
+  std::map<std::string, std::uint64_t> out;
+  for (const auto& [name, t] : tensor_list(ck.root))
+    if (const std::uint64_t n = t->source ? t->source->missing_chunks() : 0) out[name] = n;
+  return out;
+}
+
+std::uint64_t warn_missing_chunks(const std::map<std::string, std::uint64_t>& missing) {
+  std::uint64_t total = 0;
+  std::string list;
+  for (const auto& [name, n] : missing) {
+    total += n;
+    if (list.size() < 300) list += (list.empty() ? "" : ", ") + name + " (" + std::to_string(n) + ")";
+  }
+  if (total)
+    std::cerr << "warning: " << total << " missing zarr chunk" << (total == 1 ? "" : "s")
+              << " read as the fill value: " << list << (list.size() >= 300 ? ", ..." : "")
+              << " (--strict-chunks makes this an error)\n";
+  return total;
+}
 
 void add_pipeline_options(CLI::App& app, PipelineOptions& o) {
   app.add_option("--recipe", o.recipe, "mapping recipe: a JSON file or a built-in name (default: identity)");
@@ -46,9 +85,7 @@ void add_adapt_options(CLI::App& app, PipelineOptions& o) {
 }
 
 Checkpoint open_checkpoint(const std::string& path, std::int64_t step) {
-  ReadOptions ro;
-  if (step >= 0) ro.step = step;
-  return read_checkpoint(path, ro);
+  return read_checkpoint(path, source_read_options(step));
 }
 
 Pipeline build_pipeline(const std::string& src, const PipelineOptions& o) {
@@ -70,7 +107,7 @@ Pipeline build_pipeline(const std::string& src, const PipelineOptions& o) {
       throw UsageError("--pure, --raw, --rng-fill and --rng-seed apply to --adapt nnx");
     if (ao.to == AdaptOptions::To::Nnx && o.keep_rng) throw UsageError("--keep-rng applies to --adapt linen");
     if (!o.like.empty()) {
-      p.expect = std::make_unique<Checkpoint>(read_checkpoint(o.like));
+      p.expect = std::make_unique<Checkpoint>(open_checkpoint(o.like, -1));
       ao.like = p.expect.get();
     }
     if (o.pure) ao.pure = true;
@@ -110,7 +147,7 @@ Pipeline build_pipeline(const std::string& src, const PipelineOptions& o) {
     throw UsageError("--variant and --openpi-config apply to --recipe openpi (forward); merge-lora takes them too");
   }
   if (!o.expect.empty()) {
-    p.expect = std::make_unique<Checkpoint>(read_checkpoint(o.expect));
+    p.expect = std::make_unique<Checkpoint>(open_checkpoint(o.expect, -1));
     po.expect = p.expect.get();
   }
   for (const auto& kv : o.sizes) {

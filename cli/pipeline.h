@@ -5,12 +5,14 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "core/tree.h"
+#include "formats/format.h"
 #include "transform/linen_nnx.h"
 #include "transform/lora.h"
 #include "transform/plan.h"
@@ -43,6 +45,16 @@ struct Pipeline {
   Recipe recipe;
   Plan plan;
 };
+
+// Options of every command that reads checkpoints (main adds them to each subcommand once):
+// --strict-chunks. They apply to every checkpoint the command reads.
+void add_source_options(CLI::App& app);
+// The ReadOptions those options give, for Orbax step `step` (-1: latest).
+ReadOptions source_read_options(std::int64_t step = -1);
+// Missing zarr chunks read as the fill value so far, per source tensor with any (read the data first).
+std::map<std::string, std::uint64_t> missing_chunks(const Checkpoint& ck);
+// A warning line on stderr when `missing` is not empty; returns the total.
+std::uint64_t warn_missing_chunks(const std::map<std::string, std::uint64_t>& missing);
 
 void add_pipeline_options(CLI::App& app, PipelineOptions& o);
 // The Linen <-> NNX options (--like, --pure, --raw, --rng-fill, ...), without --adapt itself.

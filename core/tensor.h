@@ -79,6 +79,9 @@ class TensorSource {
   // Drops cached/computed data once the consumer has read everything it needs. A later
   // read recomputes. Must be safe to call when nothing is cached.
   virtual void release() const {}
+  // Chunked formats (zarr): how many distinct stored chunks were absent and read as the fill
+  // value by the reads so far (reported, never silent); 0 for everything else.
+  virtual std::uint64_t missing_chunks() const { return 0; }
 };
 
 using SourcePtr = std::shared_ptr<const TensorSource>;

@@ -25,6 +25,9 @@ namespace ckb {
 
 struct ReadOptions {
   std::optional<std::int64_t> step;  // Orbax CheckpointManager root: which step (default latest)
+  // zarr (bare or inside Orbax): a missing chunk is a FormatError naming the array and the
+  // chunk key, instead of reading as the fill value (counted: TensorSource::missing_chunks()).
+  bool strict_chunks = false;
 };
 
 struct WriteOptions {
@@ -49,7 +52,7 @@ class Writer {
 };
 
 struct Format {
-  std::string name;         // "safetensors", "torch", "npy", "npz", "msgpack", "orbax"
+  std::string name;         // "safetensors", "torch", "npy", "npz", "msgpack", "orbax", "zarr"
   std::string description;  // one line for --help
   // Cheap content sniffing; must not throw for inputs of other formats.
   std::function<bool(const std::string& path)> detect;
@@ -96,6 +99,7 @@ Format make_npy_format();
 Format make_npz_format();
 Format make_msgpack_format();
 Format make_orbax_format();
+Format make_zarr_format();
 Format make_discard_format();
 
 }  // namespace ckb

@@ -5,9 +5,10 @@
 namespace ckb {
 
 const std::vector<Format>& formats() {
-  // Order matters only where signatures overlap: npz and torch zips are both zip files.
+  // Order matters only where signatures overlap: npz and torch zips are both zip files; an
+  // Orbax item holds zarr arrays, so orbax is tried before zarr.
   static const std::vector<Format> all = {
-      make_orbax_format(),  make_safetensors_format(), make_torch_format(),
+      make_orbax_format(),  make_zarr_format(),        make_safetensors_format(), make_torch_format(),
       make_npz_format(),    make_npy_format(),         make_msgpack_format(),
       make_discard_format(),
   };

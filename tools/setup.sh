@@ -9,7 +9,7 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
   build-essential cmake ninja-build pkg-config git \
-  libzstd-dev zlib1g-dev libssl-dev libblosc-dev libopenblas-dev \
+  libzstd-dev zlib1g-dev libssl-dev libblosc-dev libopenblas-dev libbz2-dev liblz4-dev \
   nlohmann-json3-dev libfmt-dev libcli11-dev \
   libgtest-dev libgmock-dev libbenchmark-dev \
   python3 python3-numpy time >/dev/null

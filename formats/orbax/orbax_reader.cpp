@@ -144,12 +144,12 @@ KvStorePtr item_store(const std::string& item_dir, std::optional<bool> use_ocdbt
 }
 
 // An item without _METADATA: the aggregate file is the tree (formats/orbax/orbax_aggregate.h).
-Node read_legacy_item(const std::string& item_dir, Node aggregate) {
+Node read_legacy_item(const std::string& item_dir, Node aggregate, bool strict_chunks) {
   ArrayContext c;
   c.item_dir = item_dir;
   c.store = item_store(item_dir, std::nullopt);
   // Orbax wrote every chunk only when told to; without _METADATA nothing says so.
-  c.missing = zarr::MissingChunks::Fill;
+  c.missing = strict_chunks ? zarr::MissingChunks::Error : zarr::MissingChunks::Fill;
   // Nothing declares the zarr version: Orbax then restores with its default (zarr v2), so a
   // directory holding both documents is read as v2; one holding only zarr.json as v3.
   c.version = zarr::ZarrVersion::Auto;
@@ -159,19 +159,20 @@ Node read_legacy_item(const std::string& item_dir, Node aggregate) {
 
 }  // namespace
 
-Node read_item(const std::string& item_dir) {
+Node read_item(const std::string& item_dir, bool strict_chunks) {
   const std::string meta_path = item_dir + "/_METADATA";
   const std::string agg_path = item_dir + "/" + kAggregateFile;
   std::optional<Node> aggregate = read_aggregate(item_dir);
   if (!path_exists(meta_path)) {
     if (!aggregate) throw FormatError(item_dir, "not an Orbax item: no _METADATA and no aggregate 'checkpoint' file");
-    return read_legacy_item(item_dir, std::move(*aggregate));
+    return read_legacy_item(item_dir, std::move(*aggregate), strict_chunks);
   }
   TreeMetadata tm = parse_tree_metadata(read_text_file(meta_path), meta_path);
   ArrayContext c;
   c.item_dir = item_dir;
   c.store = item_store(item_dir, tm.use_ocdbt);
-  c.missing = tm.store_array_data_equal_to_fill_value ? zarr::MissingChunks::Error : zarr::MissingChunks::Fill;
+  c.missing = strict_chunks || tm.store_array_data_equal_to_fill_value ? zarr::MissingChunks::Error
+                                                                    : zarr::MissingChunks::Fill;
   // Orbax opens every array with the driver _METADATA names (use_zarr3, absent = false).
   c.version = tm.use_zarr3 ? zarr::ZarrVersion::V3 : zarr::ZarrVersion::V2;
   c.declared_by = meta_path + std::string(tm.use_zarr3 ? " (use_zarr3: true)" : " (use_zarr3: false)");
@@ -253,13 +254,13 @@ Checkpoint read_checkpoint(const std::string& path, const ReadOptions& opts) {
   if (r->step) ck.metadata["orbax.step"] = std::to_string(*r->step);
   ck.metadata["orbax.step_dir"] = r->step_dir;
   if (r->items.size() == 1) {
-    ck.root = read_item(r->items.front().second);
+    ck.root = read_item(r->items.front().second, opts.strict_chunks);
     if (!r->items.front().first.empty()) ck.metadata["orbax.item"] = r->items.front().first;
   } else {
     ck.root = Node::dict();
     std::string names;
     for (const auto& [name, dir] : r->items) {
-      ck.root.add(name, read_item(dir));
+      ck.root.add(name, read_item(dir, opts.strict_chunks));
       names += (names.empty() ? "" : ",") + name;
     }
     ck.metadata["orbax.items"] = names;

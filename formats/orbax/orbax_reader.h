@@ -14,7 +14,8 @@
 namespace ckb::orbax {
 
 // Reads one item directory (has `_METADATA`, an aggregate `checkpoint` file, or both).
-Node read_item(const std::string& item_dir);
+// `strict_chunks`: missing zarr chunks are errors (ReadOptions::strict_chunks).
+Node read_item(const std::string& item_dir, bool strict_chunks = false);
 
 // Resolves `path` (item, step or CheckpointManager root) and reads it. FormatError when the
 // path is not an Orbax checkpoint.

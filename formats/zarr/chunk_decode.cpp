@@ -6,6 +6,7 @@
 
 #include "core/errors.h"
 #include "formats/zarr/codecs.h"
+#include "formats/zarr/filters.h"
 #include "io/ocdbt/crc32c.h"
 
 namespace ckb::zarr {
@@ -73,6 +74,7 @@ Bytes decode_shard(const ShardingSpec& spec, std::span<const std::byte> shard, c
       if (ctx.missing_is_error)
         throw FormatError(ctx.path, ctx.what + ": inner chunk " + std::to_string(j) + " of the shard is missing",
                           ctx.offset);
+      if (ctx.missing_log) ctx.missing_log->note(ctx.what + " inner chunk " + std::to_string(j));
       Bytes fillbuf(static_cast<std::size_t>(prod(spec.inner_chunk) * elem));
       fill_elements(fillbuf.span(), ctx.meta->fill);
       copy_box(fillbuf.data(), spec.inner_chunk, zero, out.data(), shape, origin, spec.inner_chunk, elem);
@@ -92,6 +94,16 @@ Bytes decode_shard(const ShardingSpec& spec, std::span<const std::byte> shard, c
 }
 
 }  // namespace
+
+void MissingChunkLog::note(const std::string& what) {
+  std::lock_guard lk(mu_);
+  seen_.insert(what);
+}
+
+std::uint64_t MissingChunkLog::count() const {
+  std::lock_guard lk(mu_);
+  return seen_.size();
+}
 
 std::vector<std::pair<std::uint64_t, std::uint64_t>> shard_index(const ShardingSpec& spec, std::span<const std::byte> shard,
                                                                  std::uint64_t n, const ChunkContext& ctx) {
@@ -180,7 +192,10 @@ Bytes decode_chunk(const CodecChain& chain, std::span<const std::byte> encoded, 
     for (std::size_t i = 0; i < perm.size(); ++i) t[i] = shapes.back()[perm[i]];
     shapes.push_back(std::move(t));
   }
-  const std::uint64_t bound = chain.sharding ? raw + raw / 2 + (1u << 16) + 16 * prod(shape) : raw;
+  // Sizes through the filters (encode order): sizes[k] is what filter k encodes.
+  std::vector<std::uint64_t> sizes{raw};
+  for (const auto& f : chain.filters) sizes.push_back(filter_encoded_size(f, sizes.back(), ctx.path));
+  const std::uint64_t bound = chain.sharding ? raw + raw / 2 + (1u << 16) + 16 * prod(shape) : sizes.back();
   std::span<const std::byte> cur = encoded;
   Bytes holder;
   bool owned = false;
@@ -196,11 +211,16 @@ Bytes decode_chunk(const CodecChain& chain, std::span<const std::byte> encoded, 
   if (chain.sharding) {
     data = decode_shard(*chain.sharding, cur, shapes.back(), ctx);
   } else {
-    if (cur.size() != raw)
+    if (cur.size() != sizes.back())
       throw FormatError(ctx.path,
                         ctx.what + ": chunk holds " + std::to_string(cur.size()) + " bytes, expected " +
-                            std::to_string(raw),
+                            std::to_string(sizes.back()),
                         ctx.offset);
+    for (std::size_t k = chain.filters.size(); k-- > 0;) {
+      holder = decode_filter(chain.filters[k], cur, sizes[k], ctx.path, ctx.offset, ctx.what);
+      cur = holder.span();
+      owned = true;
+    }
     if (owned) {
       data = std::move(holder);
     } else {

@@ -1,11 +1,13 @@
 // Decoding one stored zarr chunk into its C-order little-endian element bytes: the
-// bytes->bytes codecs in reverse, then `bytes` (byte order) or `sharding_indexed` (shard
+// bytes->bytes codecs in reverse, then the v2 filters in reverse, then `bytes` (byte order) or `sharding_indexed` (shard
 // index + inner chunks, recursively), then the transposes undone. Sizes are checked
 // against the expected chunk size before any buffer for them is allocated.
 #pragma once
 
 #include <cstdint>
+#include <mutex>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <utility>
@@ -16,12 +18,25 @@
 
 namespace ckb::zarr {
 
+// The distinct chunks (and inner chunks of shards) an array found missing and read as the
+// fill value; thread-safe.
+class MissingChunkLog {
+ public:
+  void note(const std::string& what);
+  std::uint64_t count() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::set<std::string> seen_;
+};
+
 struct ChunkContext {
   const ZarrMetadata* meta;
   bool missing_is_error = true;  // a missing inner chunk of a shard: error, or fill value
   std::string path;              // file holding the encoded chunk (messages)
   std::uint64_t offset = 0;      // where the encoded chunk starts in it
   std::string what;              // "array 'x' chunk 'x/0.0'"
+  MissingChunkLog* missing_log = nullptr;  // where missing inner chunks read as fill are noted
 };
 
 // `shape` is the full (not edge-cropped) chunk shape.

@@ -26,7 +26,7 @@ std::uint64_t prod(const std::vector<std::uint64_t>& s) {
 
 // The bytes codecs and byte order of a chain make its output a plain stream.
 bool plain(const CodecChain& c, std::size_t elem) {
-  if (!c.transposes.empty() || (c.big_endian && elem > 1)) return false;
+  if (!c.transposes.empty() || !c.filters.empty() || (c.big_endian && elem > 1)) return false;
   return c.bytes_codecs.empty() || (c.bytes_codecs.size() == 1 && c.bytes_codecs[0] == BytesCodecKind::Zstd);
 }
 
@@ -70,6 +70,7 @@ ChunkStream::ChunkStream(const CodecChain& chain, std::optional<KvValue> value, 
     if (off == kMissingInner) {
       if (ctx_.missing_is_error)
         throw FormatError(ctx_.path, ctx_.what + ": inner chunk 0 of the shard is missing", ctx_.offset);
+      if (ctx_.missing_log) ctx_.missing_log->note(ctx_.what + " inner chunk 0");
       fill_ = true;
       return;
     }

@@ -1,6 +1,7 @@
-// Zarr bytes->bytes codecs (decode direction only): zstd, zlib, gzip, blosc and crc32c.
+// Zarr bytes->bytes codecs (decode direction only): zstd, zlib, gzip, blosc, crc32c, and
+// numcodecs' bz2 (libbz2) and lz4 (a 4-byte little-endian decoded size + one LZ4 block, liblz4).
 // Every decoder is given the most bytes it may produce and checks it before allocating
-// (zstd content size, blosc header) or while streaming (zlib/gzip), so a corrupt or
+// (zstd content size, blosc header, lz4 size prefix) or while streaming (zlib/gzip/bz2), so a corrupt or
 // hostile chunk cannot make us allocate more than the chunk it is supposed to hold.
 #pragma once
 

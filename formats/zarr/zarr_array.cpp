@@ -100,7 +100,9 @@ std::pair<std::optional<KvValue>, ChunkContext> ZarrArray::stored_chunk(const st
   auto v = store_->get(key);
   const bool strict = missing_ == MissingChunks::Error;
   if (!v && strict) throw FormatError(store_->locate(key), "chunk '" + key + "' is missing");
-  ChunkContext ctx{&meta_, strict, v ? v->file : store_->locate(key), v ? v->offset : 0, "chunk '" + key + "'"};
+  if (!v) missing_log_.note(key);
+  ChunkContext ctx{&meta_, strict, v ? v->file : store_->locate(key), v ? v->offset : 0, "chunk '" + key + "'",
+                   &missing_log_};
   return {std::move(v), std::move(ctx)};
 }
 

@@ -6,8 +6,8 @@
 // as Orbax does for arrays above its 2 GiB target file size, consecutive reads keep needing
 // the same set of chunks: each is decoded once, not once per read). Every error names the array and the file.
 // A chunk the grid refers to that is absent is a FormatError unless the array was opened with
-// missing_chunks = Fill (then it reads as the fill value, zeros for a null fill value):
-// Orbax writes every chunk and reads with fill_missing_data_reads=false.
+// missing_chunks = Fill (then it reads as the fill value, zeros for a null fill value, and is
+// counted: missing_chunks()): Orbax writes every chunk and reads with fill_missing_data_reads=false.
 // When the codecs allow it (formats/zarr/chunk_stream.h), reads that continue where the
 // previous one ended, or start at a band boundary (a multiple of chunks[0] rows), decode
 // straight into the caller's buffer without materialising chunks: a C-order traversal visits
@@ -62,6 +62,8 @@ class ZarrArray : public TensorSource, public std::enable_shared_from_this<ZarrA
   std::uint64_t resident_bytes() const override;
   // 0 when chunks stream (see above), else resident_bytes().
   std::uint64_t sequential_resident_bytes() const override;
+  // Distinct chunks (and inner chunks of shards) read so far as the fill value because they are absent.
+  std::uint64_t missing_chunks() const override { return missing_log_.count(); }
 
  private:
   ZarrArray() = default;
@@ -77,6 +79,7 @@ class ZarrArray : public TensorSource, public std::enable_shared_from_this<ZarrA
   std::string prefix_, name_, metadata_file_;
   ZarrMetadata meta_;
   MissingChunks missing_ = MissingChunks::Error;
+  mutable MissingChunkLog missing_log_;
   mutable std::mutex cache_mu_;
   // The decoded chunks the most recent read() used (replaced by the next read's set).
   mutable std::vector<std::pair<std::vector<std::uint64_t>, std::shared_ptr<const Bytes>>> cache_;

@@ -51,6 +51,45 @@ json parse_json(std::string_view text, const std::string& where) {
   return j;
 }
 
+// v3 extension objects (spec §"Extension definition"): {"name", "configuration"?,
+// "must_understand"?} or a short-hand name string.
+std::string ext_name(const json& e, const std::string& point, const std::string& where) {
+  if (e.is_string()) return e.get<std::string>();
+  if (!e.is_object() || !e.contains("name") || !e["name"].is_string()) bad(where, point + " without a name: " + e.dump());
+  if (e.contains("configuration") && !e["configuration"].is_object())
+    bad(where, point + " '" + e["name"].get<std::string>() + "': configuration must be an object");
+  return e["name"].get<std::string>();
+}
+
+// An extension's must_understand flag (implicitly true).
+bool must_understand(const json& e, const std::string& where) {
+  if (!e.is_object() || !e.contains("must_understand")) return true;
+  if (!e["must_understand"].is_boolean()) bad(where, "'must_understand' must be true or false: " + e.dump());
+  return e["must_understand"].get<bool>();
+}
+
+// `ignorable`: whether must_understand: false could have applied to this extension point
+// (not to data types, chunk grids and chunk key encodings).
+[[noreturn]] void not_understood(const std::string& where, const std::string& point, const std::string& name,
+                                 bool ignorable = true) {
+  bad(where, "unsupported " + point + " '" + name + "' (" +
+                 (ignorable ? "must_understand is true" : "must_understand cannot be false for a " + point) +
+                 ": the zarr v3 spec requires refusing the array)");
+}
+
+// Fails for top-level fields outside `known` unless they are objects marked
+// "must_understand": false.
+void check_fields(const json& j, std::initializer_list<const char*> known, const std::string& where) {
+  for (const auto& [k, v] : j.items()) {
+    bool ok = false;
+    for (const char* n : known) ok = ok || k == n;
+    if (ok) continue;
+    if (v.is_object() && !must_understand(v, where)) continue;
+    bad(where, "unknown metadata field '" + k +
+                   "' (not marked \"must_understand\": false: the zarr v3 spec requires refusing the node)");
+  }
+}
+
 std::vector<std::uint64_t> uint_array(const json& j, const char* field, const std::string& where, bool positive) {
   if (!j.is_array()) bad(where, std::string("'") + field + "' must be an array of integers");
   std::vector<std::uint64_t> v;
@@ -93,7 +132,9 @@ BytesCodecKind v2_compressor(const json& c, const std::string& where) {
   if (id == "zlib") return BytesCodecKind::Zlib;
   if (id == "gzip") return BytesCodecKind::Gzip;
   if (id == "blosc") return BytesCodecKind::Blosc;
-  bad(where, "unsupported compressor '" + id + "'");
+  if (id == "bz2") return BytesCodecKind::Bz2;
+  if (id == "lz4") return BytesCodecKind::Lz4;
+  bad(where, "unsupported compressor '" + id + "' (supported: zstd, zlib, gzip, blosc, bz2, lz4)");
 }
 
 CodecChain parse_v3_codecs(const json& codecs, std::size_t rank, std::size_t itemsize, const std::string& where);
@@ -123,7 +164,7 @@ std::vector<std::size_t> transpose_order(const json& cfg, std::size_t rank, cons
 }
 
 bool endian_of(const json& codec, std::size_t itemsize, const std::string& where) {
-  if (!codec.contains("configuration") || !codec["configuration"].contains("endian")) {
+  if (!codec.is_object() || !codec.contains("configuration") || !codec["configuration"].contains("endian")) {
     if (itemsize > 1) bad(where, "bytes codec without 'endian' for a multi-byte type");
     return false;
   }
@@ -137,9 +178,8 @@ CodecChain parse_v3_codecs(const json& codecs, std::size_t rank, std::size_t ite
   CodecChain chain;
   bool have_array_to_bytes = false;
   for (const auto& c : codecs) {
-    if (!c.is_object() || !c.contains("name") || !c["name"].is_string()) bad(where, "codec without a name");
-    const auto name = c["name"].get<std::string>();
-    const json cfg = c.contains("configuration") ? c["configuration"] : json::object();
+    const auto name = ext_name(c, "codec", where);
+    const json cfg = c.is_object() && c.contains("configuration") ? c["configuration"] : json::object();
     if (name == "transpose") {
       if (have_array_to_bytes) bad(where, "transpose codec after the array->bytes codec");
       chain.transposes.push_back(transpose_order(cfg, rank, where));
@@ -160,11 +200,11 @@ CodecChain parse_v3_codecs(const json& codecs, std::size_t rank, std::size_t ite
       if (loc != "end" && loc != "start") bad(where, "unknown index_location '" + loc + "'");
       spec->index_at_end = loc == "end";
       const json& ic = cfg.contains("index_codecs") ? cfg["index_codecs"] : json::array();
-      if (!ic.is_array() || ic.empty() || !ic[0].contains("name") || ic[0]["name"] != "bytes")
+      if (!ic.is_array() || ic.empty() || ext_name(ic[0], "index codec", where) != "bytes")
         bad(where, "sharding index_codecs must start with the bytes codec");
       spec->index_big_endian = endian_of(ic[0], 8, where);
       for (std::size_t i = 1; i < ic.size(); ++i) {
-        if (ic[i].contains("name") && ic[i]["name"] == "crc32c" && !spec->index_crc32c && i == ic.size() - 1)
+        if (ext_name(ic[i], "index codec", where) == "crc32c" && !spec->index_crc32c && i == ic.size() - 1)
           spec->index_crc32c = true;
         else
           bad(where, "unsupported sharding index codec " + ic[i].dump());
@@ -176,8 +216,10 @@ CodecChain parse_v3_codecs(const json& codecs, std::size_t rank, std::size_t ite
                                    : name == "gzip" ? BytesCodecKind::Gzip
                                    : name == "blosc" ? BytesCodecKind::Blosc
                                                      : BytesCodecKind::Crc32c);
+    } else if (!must_understand(c, where)) {
+      continue;  // the writer declared that readers may ignore it
     } else {
-      bad(where, "unsupported codec '" + name + "'");
+      not_understood(where, "codec", name);
     }
   }
   if (!have_array_to_bytes) bad(where, "codec pipeline has no array->bytes codec");
@@ -210,8 +252,15 @@ ZarrMetadata parse_zarray_impl(std::string_view text, const std::string& where) 
   m.codecs.big_endian = m.dtype.big_endian;
   if (j.contains("compressor") && !j["compressor"].is_null())
     m.codecs.bytes_codecs.push_back(v2_compressor(j["compressor"], where));
-  if (j.contains("filters") && !j["filters"].is_null() && !(j["filters"].is_array() && j["filters"].empty()))
-    bad(where, "filters are not supported");
+  if (j.contains("filters") && !j["filters"].is_null()) {
+    if (!j["filters"].is_array()) bad(where, "'filters' must be null or an array");
+    std::uint64_t size = m.chunk_numel() * m.dtype.itemsize;
+    for (const auto& f : j["filters"]) {
+      m.codecs.filters.push_back(parse_filter(f, where));
+      size = filter_encoded_size(m.codecs.filters.back(), size, where);
+      if (size > kMaxChunkBytes) bad(where, "filters make a chunk larger than " + std::to_string(kMaxChunkBytes) + " bytes");
+    }
+  }
   const std::string sep = j.contains("dimension_separator") ? j["dimension_separator"].get<std::string>() : ".";
   if (sep != "." && sep != "/") bad(where, "dimension_separator must be \".\" or \"/\"");
   m.separator = sep[0];
@@ -226,14 +275,20 @@ ZarrMetadata parse_zarr_json_impl(std::string_view text, const std::string& wher
   if (j.contains("node_type") && j["node_type"] != "array") bad(where, "node_type is not \"array\"");
   for (const char* f : {"shape", "data_type", "chunk_grid", "codecs"})
     if (!j.contains(f)) bad(where, std::string("missing '") + f + "'");
-  if (!j["data_type"].is_string()) bad(where, "unsupported data_type " + j["data_type"].dump());
-  auto dt = parse_v3_dtype(j["data_type"].get<std::string>());
-  if (!dt) bad(where, "unsupported data_type '" + j["data_type"].get<std::string>() + "'");
+  check_fields(j,
+               {"zarr_format", "node_type", "shape", "data_type", "chunk_grid", "chunk_key_encoding", "fill_value",
+                "codecs", "attributes", "storage_transformers", "dimension_names"},
+               where);
+  // must_understand: false is not honoured for data types, chunk grids and chunk key encodings.
+  const auto dt_name = ext_name(j["data_type"], "data type", where);
+  auto dt = parse_v3_dtype(dt_name);
+  if (!dt) not_understood(where, "data type", dt_name, false);
   m.dtype = *dt;
   const json& grid = j["chunk_grid"];
-  if (!grid.is_object() || grid.value("name", "") != "regular" || !grid.contains("configuration") ||
-      !grid["configuration"].contains("chunk_shape"))
-    bad(where, "only the regular chunk grid is supported");
+  const auto grid_name = ext_name(grid, "chunk grid", where);
+  if (grid_name != "regular") not_understood(where, "chunk grid", grid_name, false);
+  if (!grid.is_object() || !grid.contains("configuration") || !grid["configuration"].contains("chunk_shape"))
+    bad(where, "regular chunk grid without configuration.chunk_shape");
   finish(m, j["shape"], grid["configuration"]["chunk_shape"], where);
   fill(m, j.contains("fill_value") ? j["fill_value"] : json(), where);
   m.codecs = parse_v3_codecs(j["codecs"], m.shape.size(), m.dtype.itemsize, where);
@@ -241,26 +296,58 @@ ZarrMetadata parse_zarr_json_impl(std::string_view text, const std::string& wher
     for (std::size_t d = 0; d < m.chunks.size(); ++d)
       if (m.chunks[d] % m.codecs.sharding->inner_chunk[d] != 0)
         bad(where, "shard shape is not a multiple of the inner chunk shape");
-  if (j.contains("storage_transformers") && !j["storage_transformers"].empty())
-    bad(where, "storage transformers are not supported");
+  if (j.contains("storage_transformers")) {
+    if (!j["storage_transformers"].is_array()) bad(where, "'storage_transformers' must be an array");
+    for (const auto& t : j["storage_transformers"]) {
+      const auto name = ext_name(t, "storage transformer", where);
+      if (must_understand(t, where)) not_understood(where, "storage transformer", name);
+    }
+  }
   m.v3_default_keys = true;
   m.separator = '/';
   if (j.contains("chunk_key_encoding")) {
     const json& e = j["chunk_key_encoding"];
-    const auto name = e.value("name", "default");
+    const auto name = ext_name(e, "chunk key encoding", where);
     if (name == "v2") {
       m.v3_default_keys = false;
       m.separator = '.';
     } else if (name != "default") {
-      bad(where, "unknown chunk_key_encoding '" + name + "'");
+      not_understood(where, "chunk key encoding", name, false);
     }
-    if (e.contains("configuration") && e["configuration"].contains("separator")) {
+    if (e.is_object() && e.contains("configuration") && e["configuration"].contains("separator")) {
       const auto sep = e["configuration"]["separator"].get<std::string>();
       if (sep != "." && sep != "/") bad(where, "chunk key separator must be \".\" or \"/\"");
       m.separator = sep[0];
     }
   }
   return m;
+}
+
+json parse_v3_group_impl(std::string_view text, const std::string& where) {
+  json j = parse_json(text, where);
+  if (!j.contains("zarr_format") || j["zarr_format"] != 3) bad(where, "zarr_format must be 3");
+  if (!j.contains("node_type") || j["node_type"] != "group") bad(where, "node_type is not \"group\"");
+  // consolidated_metadata deviates from the extension form but is always must_understand: false.
+  check_fields(j, {"zarr_format", "node_type", "attributes", "consolidated_metadata"}, where);
+  const json a = j.contains("attributes") ? j["attributes"] : json::object();
+  if (!a.is_object()) bad(where, "'attributes' must be an object");
+  return a;
+}
+
+json parse_v3_group(std::string_view text, const std::string& where) {
+  try {
+    return parse_v3_group_impl(text, where);
+  } catch (const json::exception& e) {
+    bad(where, std::string("malformed zarr.json: ") + e.what());
+  }
+}
+
+json parse_json_object(std::string_view text, const std::string& where) {
+  try {
+    return parse_json(text, where);
+  } catch (const json::exception& e) {
+    bad(where, std::string("malformed JSON: ") + e.what());
+  }
 }
 
 ZarrMetadata parse_zarray(std::string_view text, const std::string& where) {

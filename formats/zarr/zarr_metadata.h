@@ -1,7 +1,12 @@
 // Zarr array metadata (formats.md §3): v2 `.zarray` and v3 `zarr.json`, parsed into one
 // representation. A v2 array becomes the equivalent v3 pipeline: order "F" is a transpose
 // with the reversed axis order, the dtype's byte order is the `bytes` codec's endianness, and
-// the compressor is a bytes->bytes codec.
+// the compressor is a bytes->bytes codec; numcodecs filters (formats/zarr/filters.h) sit
+// between the byte order and the bytes->bytes codecs.
+// v3 extensions (spec §"must_understand"): an unknown codec or storage transformer marked
+// "must_understand": false is ignored, and so is an unknown top-level field whose value is an
+// object marked so; any other unknown extension, field, data type, chunk grid or chunk key
+// encoding is a FormatError naming the file and the extension.
 #pragma once
 
 #include <cstdint>
@@ -11,12 +16,15 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "core/tensor.h"
+#include "formats/zarr/filters.h"
 #include "formats/zarr/zarr_dtype.h"
 
 namespace ckb::zarr {
 
-enum class BytesCodecKind { Zstd, Zlib, Gzip, Blosc, Crc32c };
+enum class BytesCodecKind { Zstd, Zlib, Gzip, Blosc, Crc32c, Bz2, Lz4 };
 
 struct ShardingSpec;
 
@@ -25,6 +33,7 @@ struct ShardingSpec;
 struct CodecChain {
   std::vector<std::vector<std::size_t>> transposes;  // each: order[i] = input axis of output axis i
   bool big_endian = false;                           // `bytes` codec endianness
+  std::vector<Filter> filters;                       // v2 numcodecs filters (encode order)
   std::shared_ptr<const ShardingSpec> sharding;      // set: array->bytes is sharding_indexed
   std::vector<BytesCodecKind> bytes_codecs;
 };
@@ -57,6 +66,10 @@ struct ZarrMetadata {
 // Parse and validate; errors are FormatError(`where`, ...).
 ZarrMetadata parse_zarray(std::string_view text, const std::string& where);
 ZarrMetadata parse_zarr_json(std::string_view text, const std::string& where);
+// A v3 group's zarr.json (node_type "group"), checked as above; returns its attributes.
+nlohmann::json parse_v3_group(std::string_view text, const std::string& where);
+// Any JSON object (.zgroup, .zattrs, .zmetadata), nesting bounded; FormatError otherwise.
+nlohmann::json parse_json_object(std::string_view text, const std::string& where);
 
 // Chunks larger than this are refused (a corrupt or hostile header must not make us
 // allocate without bound; Orbax chunks are at most the 2 GiB OCDBT target file size).
