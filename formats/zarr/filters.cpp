@@ -28,7 +28,10 @@ ZarrDType filter_dtype(const json& cfg, const char* field, const std::string& id
   if (!cfg.contains(field) || !cfg[field].is_string())
     throw FormatError(where, "filter '" + id + "': '" + field + "' must be a dtype string");
   const auto s = cfg[field].get<std::string>();
+  // numcodecs writes NumPy's typestr ("<i4"); zarr-python 3's numcodecs.* v3 codecs may
+  // keep the name the user gave ("int32", native = little-endian), a v3 data type name.
   auto t = parse_v2_dtype(s);
+  if (!t) t = parse_v3_dtype(s);
   if (!t) throw FormatError(where, "filter '" + id + "': unsupported " + field + " '" + s + "'");
   if (t->big_endian && t->itemsize > 1)
     throw FormatError(where, "filter '" + id + "': big-endian " + field + " '" + s + "' is not supported");

@@ -182,6 +182,9 @@ CodecChain parse_v3_codecs(const json& codecs, std::size_t rank, std::size_t ite
     const json cfg = c.is_object() && c.contains("configuration") ? c["configuration"] : json::object();
     if (name == "transpose") {
       if (have_array_to_bytes) bad(where, "transpose codec after the array->bytes codec");
+      // chunks are decoded as filters, then transposes: a transpose encoded after a filter
+      // would need the other order
+      if (!chain.filters.empty()) bad(where, "transpose codec after a numcodecs array->array codec is not supported");
       chain.transposes.push_back(transpose_order(cfg, rank, where));
     } else if (name == "bytes") {
       if (have_array_to_bytes) bad(where, "more than one array->bytes codec");
@@ -216,6 +219,22 @@ CodecChain parse_v3_codecs(const json& codecs, std::size_t rank, std::size_t ite
                                    : name == "gzip" ? BytesCodecKind::Gzip
                                    : name == "blosc" ? BytesCodecKind::Blosc
                                                      : BytesCodecKind::Crc32c);
+    } else if (name.starts_with("numcodecs.")) {
+      // zarr-python 3's wrappers of numcodecs: the v2 codec of that id, configured alike.
+      json conf = cfg;
+      conf["id"] = name.substr(10);
+      const std::string id = conf["id"];
+      if (id == "delta" || id == "fixedscaleoffset") {  // array -> array
+        if (have_array_to_bytes) bad(where, "array->array codec '" + name + "' after the array->bytes codec");
+        chain.filters.push_back(parse_filter(conf, where));
+      } else if (id == "zstd" || id == "zlib" || id == "gzip" || id == "blosc" || id == "bz2" || id == "lz4") {
+        if (!have_array_to_bytes) bad(where, "bytes->bytes codec '" + name + "' before the array->bytes codec");
+        chain.bytes_codecs.push_back(v2_compressor(conf, where));
+      } else if (!must_understand(c, where)) {
+        continue;
+      } else {
+        not_understood(where, "codec", name);
+      }
     } else if (!must_understand(c, where)) {
       continue;  // the writer declared that readers may ignore it
     } else {
@@ -223,6 +242,8 @@ CodecChain parse_v3_codecs(const json& codecs, std::size_t rank, std::size_t ite
     }
   }
   if (!have_array_to_bytes) bad(where, "codec pipeline has no array->bytes codec");
+  if (!chain.filters.empty() && chain.big_endian && itemsize > 1)
+    bad(where, "numcodecs array->array codecs with a big-endian bytes codec are not supported");
   return chain;
 }
 
