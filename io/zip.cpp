@@ -7,6 +7,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <set>
@@ -23,6 +24,7 @@ constexpr std::uint32_t kCentralSig = 0x02014b50;
 constexpr std::uint32_t kEocdSig = 0x06054b50;
 constexpr std::uint32_t kZip64EocdSig = 0x06064b50;
 constexpr std::uint32_t kZip64LocatorSig = 0x07064b50;
+constexpr std::uint32_t kDescriptorSig = 0x08074b50;
 constexpr std::uint32_t kMax32 = 0xFFFFFFFFu;
 constexpr std::uint16_t kMax16 = 0xFFFFu;
 constexpr std::size_t kEocdSize = 22;
@@ -33,20 +35,7 @@ constexpr std::size_t kCentralHeaderSize = 46;
 constexpr std::uint16_t kZip64ExtraId = 0x0001;
 constexpr std::uint16_t kPaddingExtraId = 0x4246;  // "FB", as torch's writer pads
 
-static_assert(sizeof(z_off_t) == 8, "crc32_combine needs a 64-bit z_off_t");
-
-std::uint32_t crc32_of(std::span<const std::byte> data) {
-  uLong crc = ::crc32(0L, Z_NULL, 0);
-  const auto* p = reinterpret_cast<const Bytef*>(data.data());
-  std::size_t left = data.size();
-  while (left > 0) {
-    uInt n = static_cast<uInt>(std::min<std::size_t>(left, 1u << 30));
-    crc = ::crc32(crc, p, n);
-    p += n;
-    left -= n;
-  }
-  return static_cast<std::uint32_t>(crc);
-}
+std::uint32_t crc32_of(std::span<const std::byte> data) { return zip_crc32(data); }
 
 // Names must stay inside the extraction root: no absolute paths, drive letters, ".."
 // components (with either separator), NUL or control bytes.
@@ -85,8 +74,10 @@ void check_name(const std::string& name, const std::string& path, std::uint64_t 
 }
 
 // Inflates a raw-deflate member into exactly `e.uncompressed_size` bytes; never writes past
-// the declared size and fails if the stream wants to produce more or ends early.
-Bytes inflate_member(const MappedFile& file, const ZipEntry& e) {
+// the declared size and fails if the stream wants to produce more or ends early. The CRC-32
+// is accumulated over each small output window right after it is produced (still in cache)
+// and checked against the central directory's when `check_crc`.
+Bytes inflate_member(const MappedFile& file, const ZipEntry& e, bool check_crc) {
   auto in = file.range(e.data_offset, e.compressed_size, "deflated zip member");
   if (e.uncompressed_size > std::numeric_limits<std::size_t>::max() / 2)
     throw FormatError(file.path(), "zip member '" + e.name + "' declares an absurd size", e.local_header_offset);
@@ -98,12 +89,13 @@ Bytes inflate_member(const MappedFile& file, const ZipEntry& e) {
     ~Guard() { inflateEnd(s); }
   } guard{&zs};
   std::size_t in_pos = 0, out_pos = 0;
-  const std::size_t kStep = 1u << 30;
+  const std::size_t kInStep = 1u << 30, kOutWindow = 1u << 18;
   Bytef probe = 0;
+  uLong crc = ::crc32(0L, Z_NULL, 0);
   int rc = Z_OK;
   while (true) {
     if (zs.avail_in == 0 && in_pos < in.size()) {
-      std::size_t n = std::min(kStep, in.size() - in_pos);
+      std::size_t n = std::min(kInStep, in.size() - in_pos);
       zs.next_in = const_cast<Bytef*>(reinterpret_cast<const Bytef*>(in.data() + in_pos));
       zs.avail_in = static_cast<uInt>(n);
       in_pos += n;
@@ -111,7 +103,7 @@ Bytes inflate_member(const MappedFile& file, const ZipEntry& e) {
     bool probing = false;
     if (zs.avail_out == 0) {
       if (out_pos < out.size()) {
-        std::size_t n = std::min(kStep, out.size() - out_pos);
+        std::size_t n = std::min(kOutWindow, out.size() - out_pos);
         zs.next_out = reinterpret_cast<Bytef*>(out.data() + out_pos);
         zs.avail_out = static_cast<uInt>(n);
         out_pos += n;
@@ -122,12 +114,15 @@ Bytes inflate_member(const MappedFile& file, const ZipEntry& e) {
         probing = true;
       }
     }
+    Bytef* const produced_from = zs.next_out;
     rc = inflate(&zs, Z_NO_FLUSH);
     if (probing && zs.avail_out == 0)
       throw FormatError(file.path(), "deflated zip member '" + e.name + "' inflates beyond its declared size of " +
                                          std::to_string(e.uncompressed_size) + " bytes",
                         e.data_offset);
     if (probing) zs.avail_out = 0;
+    else if (zs.next_out > produced_from)
+      crc = ::crc32(crc, produced_from, static_cast<uInt>(zs.next_out - produced_from));
     if (rc == Z_STREAM_END) break;
     if (rc == Z_BUF_ERROR && zs.avail_in == 0 && in_pos == in.size()) break;
     if (rc != Z_OK) break;
@@ -138,8 +133,9 @@ Bytes inflate_member(const MappedFile& file, const ZipEntry& e) {
                           ", " + std::to_string(zs.total_out) + " of " + std::to_string(e.uncompressed_size) +
                           " bytes)",
                       e.data_offset);
-  if (crc32_of(out.span()) != e.crc32)
-    throw FormatError(file.path(), "CRC-32 mismatch in zip member '" + e.name + "'", e.data_offset);
+  if (check_crc && static_cast<std::uint32_t>(crc) != e.crc32)
+    throw FormatError(file.path(), crc_mismatch_message(file.path(), e.name, e.crc32, static_cast<std::uint32_t>(crc)),
+                      e.data_offset);
   return out;
 }
 
@@ -149,7 +145,7 @@ class DeflatedMemberSource final : public TensorSource {
   DeflatedMemberSource(MappedFilePtr file, ZipEntry e, std::uint64_t skip, std::uint64_t len)
       : file_(std::move(file)), entry_(std::move(e)), skip_(skip), len_(len) {}
   void read(std::uint64_t offset, std::span<std::byte> out) const override {
-    std::call_once(once_, [&] { bytes_ = inflate_member(*file_, entry_); });
+    std::call_once(once_, [&] { bytes_ = inflate_member(*file_, entry_, entry_.crc_recorded); });
     if (offset > len_ || out.size() > len_ - offset)
       throw FormatError(file_->path(), "read past the end of zip member '" + entry_.name + "'");
     if (!out.empty()) std::memcpy(out.data(), bytes_.data() + skip_ + offset, out.size());
@@ -162,6 +158,34 @@ class DeflatedMemberSource final : public TensorSource {
   std::uint64_t skip_, len_;
   mutable std::once_flag once_;
   mutable Bytes bytes_;
+};
+
+// A stored member's bytes by range, copied out of the mapping and checksummed on the way
+// (io/zip_crc.h): not contiguous, so every consumer goes through read().
+class StoredMemberSource final : public TensorSource {
+ public:
+  StoredMemberSource(MappedFilePtr file, std::string name, std::uint64_t data_offset, std::uint64_t skip,
+                     std::uint64_t len, std::shared_ptr<const ZipCrcVerifier> crc)
+      : file_(std::move(file)), name_(std::move(name)), begin_(data_offset + skip), skip_(skip), len_(len),
+        crc_(std::move(crc)) {
+    file_->range(begin_, len_, "stored zip member");
+  }
+  void read(std::uint64_t offset, std::span<std::byte> out) const override {
+    if (offset > len_ || out.size() > len_ - offset)
+      throw FormatError(file_->path(), "read past the end of zip member '" + name_ + "'", begin_ + offset);
+    if (out.empty()) return;
+    std::memcpy(out.data(), file_->data() + begin_ + offset, out.size());
+    crc_->cover(skip_ + offset, out);
+  }
+  std::string describe() const override { return file_->path() + ":" + name_ + " @" + std::to_string(begin_); }
+  bool parallel_reads() const override { return true; }
+  void release() const override { file_->drop_pages(begin_, len_); }
+
+ private:
+  MappedFilePtr file_;
+  std::string name_;
+  std::uint64_t begin_, skip_, len_;
+  std::shared_ptr<const ZipCrcVerifier> crc_;
 };
 
 // Little-endian appenders for building headers.
@@ -185,7 +209,7 @@ bool is_ascii(const std::string& s) {
 // ---------------------------------------------------------------------------------------
 // Reader
 
-ZipReader::ZipReader(MappedFilePtr file) : file_(std::move(file)) {
+ZipReader::ZipReader(MappedFilePtr file, ZipReadOptions opts) : file_(std::move(file)), opts_(opts) {
   const std::string& path = file_->path();
   const std::uint64_t size = file_->size();
   auto bytes = file_->bytes();
@@ -324,7 +348,11 @@ ZipReader::ZipReader(MappedFilePtr file) : file_(std::move(file)) {
     ByteReader lr(bytes.subspan(e.local_header_offset, kLocalHeaderSize), path, e.local_header_offset);
     if (lr.le<std::uint32_t>("local header signature") != kLocalSig)
       throw FormatError(path, "bad local header signature for '" + e.name + "'", e.local_header_offset);
-    lr.skip(22, "local header");
+    lr.skip(2, "local header version");
+    const std::uint16_t lflags = lr.le<std::uint16_t>("local header flags");
+    lr.skip(6, "local header method/time/date");
+    const std::uint32_t lcrc = lr.le<std::uint32_t>("local header crc32");
+    lr.skip(8, "local header sizes");
     std::uint64_t lname = lr.le<std::uint16_t>("local name length");
     std::uint64_t lextra = lr.le<std::uint16_t>("local extra length");
     e.data_offset = e.local_header_offset + kLocalHeaderSize + lname + lextra;
@@ -333,6 +361,24 @@ ZipReader::ZipReader(MappedFilePtr file) : file_(std::move(file)) {
                         "data of zip entry '" + e.name + "' (" + std::to_string(e.compressed_size) +
                             " bytes at offset " + std::to_string(e.data_offset) + ") runs past the central directory",
                         e.local_header_offset);
+    // The CRC-32 the local side records: the local header's, or with flag bit 3 the data
+    // descriptor's ([signature 0x08074b50] crc32 sizes) right after the data, when it fits.
+    if (!(lflags & 0x0008)) {
+      e.local_crc32 = lcrc;
+    } else {
+      const std::uint64_t d = e.data_offset + e.compressed_size;
+      auto word = [&](std::uint64_t at) -> std::optional<std::uint32_t> {
+        if (at > cd_off || cd_off - at < 4) return std::nullopt;
+        return ByteReader(bytes.subspan(at, 4), path, at).le<std::uint32_t>("data descriptor");
+      };
+      const auto first = word(d);
+      const auto second = first && *first == kDescriptorSig ? word(d + 4) : std::nullopt;
+      if (first && *first == e.crc32) e.local_crc32 = *first;
+      else if (second) e.local_crc32 = *second;
+      else e.local_crc32 = first;
+      if (lcrc != 0 && lcrc != e.crc32) e.local_crc32 = lcrc;
+    }
+    e.crc_recorded = !(opts_.zero_crc_means_unset && e.crc32 == 0 && e.uncompressed_size > 0);
     entries_.push_back(std::move(e));
   }
   index_.reserve(entries_.size());
@@ -351,13 +397,39 @@ std::span<const std::byte> ZipReader::stored_bytes(const ZipEntry& e) const {
   return file_->range(e.data_offset, e.uncompressed_size, "stored zip member");
 }
 
+void ZipReader::check_local_crc(const ZipEntry& e) const {
+  if (!e.crc_recorded || !e.local_crc32 || *e.local_crc32 == e.crc32) return;
+  char central[16], local[16];
+  std::snprintf(central, sizeof central, "0x%08x", e.crc32);
+  std::snprintf(local, sizeof local, "0x%08x", *e.local_crc32);
+  throw FormatError(file_->path(),
+                    "CRC-32 of member '" + e.name + "' of " + file_->path() + " differs between the central directory (" +
+                        central + ") and the local header (" + local + ")",
+                    e.local_header_offset);
+}
+
+std::shared_ptr<const ZipCrcVerifier> ZipReader::verifier(const ZipEntry& e) const {
+  auto it = index_.find(e.name);
+  if (it == index_.end()) throw UsageError("zip entry '" + e.name + "' is not from this archive");
+  const ZipEntry& own = entries_[it->second];
+  std::lock_guard lock(verifiers_mu_);
+  if (verifiers_.empty()) verifiers_.resize(entries_.size());
+  auto& v = verifiers_[it->second];
+  if (!v) v = std::make_shared<const ZipCrcVerifier>(file_, own.name, own.data_offset, own.uncompressed_size, own.crc32);
+  return v;
+}
+
 Bytes ZipReader::read(const ZipEntry& e) const {
-  if (e.method == 8) return inflate_member(*file_, e);
+  check_local_crc(e);
+  if (e.method == 8) return inflate_member(*file_, e, e.crc_recorded);
   auto src = stored_bytes(e);
-  if (crc32_of(src) != e.crc32)
-    throw FormatError(file_->path(), "CRC-32 mismatch in zip member '" + e.name + "'", e.data_offset);
   Bytes out(src.size());
   if (!src.empty()) std::memcpy(out.data(), src.data(), src.size());
+  if (e.crc_recorded) {
+    const std::uint32_t crc = crc32_of(out.span());
+    if (crc != e.crc32)
+      throw FormatError(file_->path(), crc_mismatch_message(file_->path(), e.name, e.crc32, crc), e.data_offset);
+  }
   return out;
 }
 
@@ -367,9 +439,13 @@ SourcePtr ZipReader::member_source(const ZipEntry& e, std::uint64_t skip, std::u
                       "zip member '" + e.name + "' has " + std::to_string(e.uncompressed_size) + " bytes, needs " +
                           std::to_string(skip) + " + " + std::to_string(len),
                       e.data_offset);
-  if (e.method == 0)
-    return std::make_shared<MappedRangeSource>(file_, e.data_offset + skip, len, e.name);
-  return std::make_shared<DeflatedMemberSource>(file_, e, skip, len);
+  check_local_crc(e);
+  if (e.method != 0) return std::make_shared<DeflatedMemberSource>(file_, e, skip, len);
+  if (!e.crc_recorded) return std::make_shared<MappedRangeSource>(file_, e.data_offset + skip, len, e.name);
+  auto crc = verifier(e);
+  crc->cover_mapped(0, skip);
+  crc->cover_mapped(skip + len, e.uncompressed_size - skip - len);
+  return std::make_shared<StoredMemberSource>(file_, e.name, e.data_offset, skip, len, std::move(crc));
 }
 
 // ---------------------------------------------------------------------------------------

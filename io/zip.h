@@ -9,12 +9,24 @@
 // Reader safety: sizes and offsets come from the central directory (and zip64 extra
 // fields), are checked against the file size, names with "..", absolute paths or NUL are
 // rejected, and inflation stops at the declared uncompressed size (zip bombs cannot grow
-// past it) and verifies CRC-32.
+// past it).
+//
+// CRC-32: the central directory's CRC-32 is authoritative. Every way to get a member's bytes
+// except stored_bytes() checks it, without a second pass over the data: read() and deflated
+// sources check while inflating/copying; stored-member sources check as their ranges are
+// read, in any order and from several threads (io/zip_crc.h, which also says what happens to
+// members read only in part). Whether the local header (or, with general-purpose flag bit 3,
+// the data descriptor) records the same CRC-32 is checked when the member is accessed. With
+// ZipReadOptions::zero_crc_means_unset (torch.save with
+// torch.serialization.set_crc32_options(False) writes 0 for every record, and torch.load
+// never checks) a CRC-32 of 0 on a non-empty member means "none recorded": such a member is
+// not verified and its stored source stays zero-copy.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -24,6 +36,7 @@
 #include "core/tensor.h"
 #include "io/file.h"
 #include "io/output.h"
+#include "io/zip_crc.h"
 
 namespace ckb {
 
@@ -35,28 +48,46 @@ struct ZipEntry {
   std::uint64_t uncompressed_size = 0;
   std::uint64_t local_header_offset = 0;
   std::uint64_t data_offset = 0;  // absolute offset of the member's (compressed) bytes
+  // The CRC-32 the local header (or data descriptor) records; nullopt when none is readable.
+  std::optional<std::uint32_t> local_crc32;
+  bool crc_recorded = true;  // false: a 0 CRC-32 read with ZipReadOptions::zero_crc_means_unset
+};
+
+struct ZipReadOptions {
+  bool zero_crc_means_unset = false;
 };
 
 class ZipReader {
  public:
   // Parses the end-of-central-directory (zip64 aware) and the central directory.
-  explicit ZipReader(MappedFilePtr file);
+  explicit ZipReader(MappedFilePtr file, ZipReadOptions opts = {});
   const std::vector<ZipEntry>& entries() const { return entries_; }
   const ZipEntry* find(std::string_view name) const;
   const MappedFilePtr& file() const { return file_; }
-  // Zero-copy bytes of a stored (method 0) member; FormatError for compressed members.
+  // Raw bytes of a stored (method 0) member, NOT CRC-checked (for peeking at headers);
+  // FormatError for compressed members.
   std::span<const std::byte> stored_bytes(const ZipEntry& e) const;
   // The member's uncompressed bytes (inflated if needed), CRC-32 checked.
   Bytes read(const ZipEntry& e) const;
-  // A lazy tensor source over the member: zero-copy for stored members, inflated on first
-  // read (and cached) for deflated ones. `skip` bytes at the start are not part of the tensor
-  // (e.g. an .npy header); `len` is the tensor's byte size.
+  // A lazy tensor source over the member: a copying, CRC-32 verifying range source for
+  // stored members (parallel_reads, not contiguous; zero-copy only when no CRC is
+  // recorded), inflated (and CRC-checked) on first read and cached for deflated ones. `skip`
+  // bytes at the start are not part of the tensor (e.g. an .npy header); `len` is the
+  // tensor's byte size. The bytes outside [skip, skip + len) are checksummed now; all
+  // sources over one member share one verifier.
   SourcePtr member_source(const ZipEntry& e, std::uint64_t skip, std::uint64_t len) const;
 
  private:
+  // FormatError when the local header's CRC-32 disagrees with the central directory's.
+  void check_local_crc(const ZipEntry& e) const;
+  std::shared_ptr<const ZipCrcVerifier> verifier(const ZipEntry& e) const;
+
   MappedFilePtr file_;
+  ZipReadOptions opts_;
   std::vector<ZipEntry> entries_;
   std::unordered_map<std::string, std::size_t> index_;  // name -> entries_ slot
+  mutable std::mutex verifiers_mu_;
+  mutable std::vector<std::shared_ptr<const ZipCrcVerifier>> verifiers_;  // by entries_ slot, lazily
 };
 
 // Writes stored members at offsets fixed before any data arrives, so tensors can be

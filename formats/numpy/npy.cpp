@@ -3,7 +3,9 @@
 #include "formats/numpy/npy.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <vector>
 
@@ -254,6 +256,55 @@ std::string shape_repr(const Shape& s) {
   return r + ")";
 }
 
+// A string or object descr ('<U5', '>U5', '|S3', '|a3', '|O'): fills kind/itemsize/
+// big_endian and returns true; false for anything else (left to parse_descr).
+bool parse_non_numeric_descr(const std::string& descr, NpyHeader& h, const std::string& path, std::uint64_t off) {
+  if (descr.size() < 2) return false;
+  const char order = descr[0], kind = descr[1];
+  if (order != '<' && order != '>' && order != '|' && order != '=') return false;
+  if (kind == 'O' && (descr.size() == 2 || descr.substr(2) == "8")) {
+    h.kind = NpyKind::Object;
+    return true;
+  }
+  if (kind != 'U' && kind != 'S' && kind != 'a') return false;
+  const std::string digits = descr.substr(2);
+  if (digits.empty() || digits.size() > 12 || !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return false;
+  const std::uint64_t n = std::stoull(digits);
+  if (kind == 'U') {
+    if (order == '|' || order == '=')
+      throw FormatError(path, "unsupported .npy dtype '" + descr + "': a Unicode array needs '<' or '>' byte order", off);
+    h.kind = NpyKind::Unicode;
+    h.itemsize = 4 * n;
+    h.big_endian = order == '>';
+  } else {
+    h.kind = NpyKind::Bytes;
+    h.itemsize = n;
+  }
+  return true;
+}
+
+// Appends the UTF-8 encoding of code point `c`; false when c is not a Unicode scalar value.
+bool append_utf8(std::string& out, std::uint32_t c) {
+  if (c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) return false;
+  if (c < 0x80) {
+    out += static_cast<char>(c);
+  } else if (c < 0x800) {
+    out += static_cast<char>(0xC0 | (c >> 6));
+    out += static_cast<char>(0x80 | (c & 0x3F));
+  } else if (c < 0x10000) {
+    out += static_cast<char>(0xE0 | (c >> 12));
+    out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (c & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (c >> 18));
+    out += static_cast<char>(0x80 | ((c >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (c & 0x3F));
+  }
+  return true;
+}
+
 }  // namespace
 
 bool is_npy_magic(std::span<const std::byte> bytes) {
@@ -279,15 +330,70 @@ NpyHeader parse_npy_header(std::span<const std::byte> bytes, const std::string& 
   const std::uint64_t text_off = r.abs_pos();
   auto text = r.take_str(static_cast<std::size_t>(hlen), ".npy header");
   auto parsed = HeaderParser(text, path, text_off).parse();
-  h.info.dtype = parse_descr(parsed.descr, h.big_endian, opts, path, text_off);
+  h.descr = parsed.descr;
+  if (opts.non_numeric && parse_non_numeric_descr(parsed.descr, h, path, text_off)) {
+    h.info.dtype = DType::U8;
+  } else {
+    h.info.dtype = parse_descr(parsed.descr, h.big_endian, opts, path, text_off);
+    h.itemsize = dtype_size(h.info.dtype);
+  }
   h.info.shape = std::move(parsed.shape);
   h.fortran_order = parsed.fortran_order;
   h.data_offset = r.pos();
   std::uint64_t numel = checked_numel(h.info.shape, path);
-  if (__builtin_mul_overflow(numel, static_cast<std::uint64_t>(dtype_size(h.info.dtype)), &h.nbytes))
+  if (__builtin_mul_overflow(numel, h.itemsize, &h.nbytes))
     throw FormatError(path, ".npy shape " + shape_str(h.info.shape) + " of " + parsed.descr + " overflows a 64-bit byte count",
                       text_off);
   return h;
+}
+
+Node npy_string_node(const NpyHeader& h, std::span<const std::byte> data, const std::string& path) {
+  if (h.kind != NpyKind::Unicode && h.kind != NpyKind::Bytes)
+    throw FormatError(path, "npy_string_node: dtype '" + h.descr + "' is not a string dtype");
+  if (data.size() != h.nbytes) throw FormatError(path, "string array data is truncated");
+  const Shape& shape = h.info.shape;
+  const std::size_t rank = shape.size();
+  // Element strides of the stored order, so leaves come out in C order either way.
+  std::vector<std::uint64_t> stride(rank, 1);
+  if (h.fortran_order) {
+    for (std::size_t d = 1; d < rank; ++d) stride[d] = stride[d - 1] * static_cast<std::uint64_t>(shape[d - 1]);
+  } else {
+    for (std::size_t d = rank; d-- > 1;) stride[d - 1] = stride[d] * static_cast<std::uint64_t>(shape[d]);
+  }
+  auto leaf = [&](std::uint64_t k) -> Node {
+    auto elem = data.subspan(static_cast<std::size_t>(k * h.itemsize), static_cast<std::size_t>(h.itemsize));
+    if (h.kind == NpyKind::Bytes) {
+      std::size_t n = elem.size();
+      while (n > 0 && elem[n - 1] == std::byte{0}) --n;
+      return Node(RawBytes{std::string(reinterpret_cast<const char*>(elem.data()), n)});
+    }
+    std::vector<std::uint32_t> cps(elem.size() / 4);
+    for (std::size_t i = 0; i < cps.size(); ++i) {
+      std::uint32_t c = 0;
+      for (int b = 0; b < 4; ++b) {
+        const auto byte = std::to_integer<std::uint32_t>(elem[4 * i + static_cast<std::size_t>(h.big_endian ? 3 - b : b)]);
+        c |= byte << (8 * b);
+      }
+      cps[i] = c;
+    }
+    while (!cps.empty() && cps.back() == 0) cps.pop_back();
+    std::string out;
+    for (std::uint32_t c : cps)
+      if (!append_utf8(out, c)) {
+        char hex[16];
+        std::snprintf(hex, sizeof hex, "U+%X", c);
+        throw FormatError(path, "string array element " + std::to_string(k) + " holds " + hex +
+                                    ", which is not a Unicode character");
+      }
+    return Node(std::move(out));
+  };
+  std::function<Node(std::size_t, std::uint64_t)> build = [&](std::size_t d, std::uint64_t at) -> Node {
+    if (d == rank) return leaf(at);
+    Node list = Node::list();
+    for (std::int64_t i = 0; i < shape[d]; ++i) list.append(build(d + 1, at + static_cast<std::uint64_t>(i) * stride[d]));
+    return list;
+  };
+  return build(0, 0);
 }
 
 SourcePtr npy_tensor_source(const NpyHeader& h, SourcePtr raw, const std::string& what) {

@@ -9,8 +9,11 @@
 // any order, optional trailing comma) and nothing else: it is not a Python evaluator.
 // Supported descr: '<f8 <f4 <f2 |b1 |i1 |u1 <i2 <i4 <i8 <u2 <u4 <u8 <c8 <c16' and their
 // big-endian '>' forms (byte-swapped lazily on read). '<V2' (what ml_dtypes' bfloat16 turns
-// into) is rejected unless the caller asks to read it as BF16. Object ('|O'), string,
-// structured and other dtypes are rejected with a FormatError naming the descr.
+// into) is rejected unless the caller asks to read it as BF16. Structured and other dtypes
+// are rejected with a FormatError naming the descr. Object ('|O') and string ('<U5', '|S3')
+// dtypes too, unless NpyReadOptions::non_numeric: then the header reports their kind (the
+// npz reader turns string arrays into tree leaves and refuses object arrays by name; Python
+// objects are pickles and are never unpickled).
 //
 // Sources built by npy_tensor_source() always yield C-order little-endian bytes: Fortran
 // order is undone with a strided view, big-endian data is swapped.
@@ -38,12 +41,24 @@ inline constexpr std::uint64_t kNpyMaxHeaderLen = 100000;
 inline constexpr std::uint64_t kNpyMaxPrefixLen = 12;
 
 struct NpyReadOptions {
-  bool v2_as_bf16 = false;  // read descr '<V2' / '|V2' as BF16 instead of failing
+  bool v2_as_bf16 = false;   // read descr '<V2' / '|V2' as BF16 instead of failing
+  bool non_numeric = false;  // report string/object descrs in NpyHeader::kind instead of failing
+};
+
+// What the array holds. Only Numeric arrays are tensors.
+enum class NpyKind : std::uint8_t {
+  Numeric,
+  Unicode,  // '<Un' / '>Un': n UCS-4 code points per element
+  Bytes,    // '|Sn' (or the old '|an'): n bytes per element
+  Object,   // '|O': pickled Python objects (shape known, data not interpretable)
 };
 
 struct NpyHeader {
   int major = 1, minor = 0;
-  TensorInfo info;
+  NpyKind kind = NpyKind::Numeric;
+  std::string descr;                // as written in the header
+  TensorInfo info;                  // for non-numeric kinds only the shape is meaningful
+  std::uint64_t itemsize = 0;       // bytes per element (0 for Object)
   bool fortran_order = false;
   bool big_endian = false;          // data needs byte swapping to become little-endian
   std::uint64_t data_offset = 0;    // from the start of the .npy bytes
@@ -58,6 +73,14 @@ bool is_npy_magic(std::span<const std::byte> bytes);
 // for error messages. Throws FormatError.
 NpyHeader parse_npy_header(std::span<const std::byte> bytes, const std::string& path, std::uint64_t base = 0,
                            const NpyReadOptions& opts = {});
+
+// The leaves of a Unicode or Bytes array whose stored data (exactly h.nbytes bytes, in the
+// header's order and byte order) is `data`, as NumPy returns its elements: each element with
+// its trailing NULs removed, Unicode as a UTF-8 string leaf, Bytes as a bytes leaf. A 0-d
+// array is one leaf; an N-d array nested Lists (shape (2, 3): a List of 2 Lists of 3
+// leaves), in C order whatever the stored order. FormatError (naming `path`) for a code
+// point that is not a Unicode scalar value.
+Node npy_string_node(const NpyHeader& h, std::span<const std::byte> data, const std::string& path);
 
 // A source yielding C-order little-endian bytes of the array whose raw data (as stored:
 // possibly Fortran order, possibly big-endian; exactly h.nbytes bytes) is `raw`.

@@ -1,6 +1,9 @@
 // The "npz" format: a zip of .npy members (np.savez stored, np.savez_compressed deflated).
-// Reading is lazy: stored members are zero-copy ranges of the mmap'd archive; for deflated
-// members only the .npy header is inflated up front, the data on first read. Writing stores
+// Reading is lazy: stored members are ranges of the mmap'd archive, CRC-32 verified as they
+// are read (io/zip.h); for deflated members only the .npy header is inflated up front, the
+// data (and its CRC-32 check) on first read. String members ('<U5', '|S3') become string /
+// bytes leaves (npy_string_node: a 0-d array one leaf, an N-d one nested Lists); object
+// members ('|O', pickles) are refused by name. Every error about a member names it. Writing stores
 // one 64-byte aligned member per tensor, named "<'/'-joined path>.npy".
 #include <zlib.h>
 
@@ -53,6 +56,58 @@ std::string inflate_prefix(const ZipReader& zip, const ZipEntry& e, std::uint64_
                       e.data_offset);
   out.resize(static_cast<std::size_t>(got));
   return out;
+}
+
+// String members are read whole (CRC-checked) into leaves; bounded so a tree of leaves
+// cannot exhaust memory.
+constexpr std::uint64_t kMaxStringMemberBytes = 256ull << 20;
+constexpr std::uint64_t kMaxStringElements = 1ull << 22;
+
+// One member: a lazy tensor, string leaves, or a FormatError (object arrays are refused: their
+// data is a pickle, which ckptbridge never loads). Messages may name the member or not; the
+// caller adds it. Offsets are absolute for stored members, inside the inflated member for
+// deflated ones.
+Child read_member(const ZipReader& zip, const ZipEntry& e, const NpyReadOptions& opts,
+                  std::unordered_set<std::string>& seen) {
+  const std::string& path = zip.file()->path();
+  if (!ends_with_npy(e.name))
+    throw FormatError(path, "npz member '" + e.name + "' is not a .npy array", e.local_header_offset);
+  const std::string name = e.name.substr(0, e.name.size() - kNpySuffix.size());
+  const std::string where = path + ":" + e.name;
+  NpyHeader h;
+  if (e.method == 0) {
+    h = parse_npy_header(zip.stored_bytes(e), path, e.data_offset, opts);
+  } else {
+    const std::string prefix = inflate_prefix(zip, e, kNpyMaxPrefixLen + kNpyMaxHeaderLen);
+    h = parse_npy_header(std::as_bytes(std::span(prefix.data(), prefix.size())), path, 0, opts);
+  }
+  if (h.kind == NpyKind::Object)
+    throw FormatError(path, "member '" + e.name + "' holds Python objects (dtype object); ckptbridge does not unpickle",
+                      e.data_offset);
+  if (h.data_offset > e.uncompressed_size || h.nbytes > e.uncompressed_size - h.data_offset)
+    throw FormatError(path, "npz member '" + e.name + "' is truncated: shape " + shape_str(h.info.shape) + " of " +
+                                h.descr + " needs " + std::to_string(h.nbytes) + " data bytes after its " +
+                                std::to_string(h.data_offset) + "-byte header, the member has " +
+                                std::to_string(e.uncompressed_size),
+                      e.data_offset);
+  if (!seen.insert(name).second) throw FormatError(path, "two npz members named '" + name + "'", e.local_header_offset);
+  if (h.kind != NpyKind::Numeric) {
+    const std::uint64_t numel = h.info.numel();
+    if (h.nbytes > kMaxStringMemberBytes || numel > kMaxStringElements)
+      throw FormatError(path,
+                        "npz member '" + e.name + "' is a string array of " + std::to_string(numel) + " elements (" +
+                            std::to_string(h.nbytes) + " bytes); string arrays over " +
+                            std::to_string(kMaxStringElements) + " elements or " +
+                            std::to_string(kMaxStringMemberBytes >> 20) + " MiB are not read as tree leaves",
+                        e.data_offset);
+    const Bytes whole = zip.read(e);  // CRC-32 checked
+    auto data = whole.span().subspan(static_cast<std::size_t>(h.data_offset), static_cast<std::size_t>(h.nbytes));
+    return Child(name, std::make_unique<Node>(npy_string_node(h, data, path)));
+  }
+  // A member whose array has no data bytes is verified now (no read will ever reach it).
+  if (h.nbytes == 0) zip.read(e);
+  SourcePtr raw = zip.member_source(e, h.data_offset, h.nbytes);
+  return Child(name, std::make_unique<Node>(Node::tensor(Tensor{h.info, npy_tensor_source(h, std::move(raw), where)})));
 }
 
 class NpzWriter final : public Writer {
@@ -135,27 +190,22 @@ Checkpoint read_npz_file(const std::string& path, const NpyReadOptions& opts) {
   Node root;  // a Dict (built without Node::dict(), which GCC 12 + sanitizers falsely flag)
   auto& children = root.container().children;
   std::unordered_set<std::string> seen;
+  NpyReadOptions member_opts = opts;
+  member_opts.non_numeric = true;
   for (const ZipEntry& e : zip.entries()) {
-    if (!ends_with_npy(e.name))
-      throw FormatError(path, "npz member '" + e.name + "' is not a .npy array", e.local_header_offset);
-    const std::string name = e.name.substr(0, e.name.size() - kNpySuffix.size());
-    const std::string where = path + ":" + e.name;
-    NpyHeader h;
-    if (e.method == 0) {
-      h = parse_npy_header(zip.stored_bytes(e), path, e.data_offset, opts);
-    } else {
-      const std::string prefix = inflate_prefix(zip, e, kNpyMaxPrefixLen + kNpyMaxHeaderLen);
-      h = parse_npy_header(std::as_bytes(std::span(prefix.data(), prefix.size())), where, 0, opts);
-    }
-    if (h.data_offset > e.uncompressed_size || h.nbytes > e.uncompressed_size - h.data_offset)
-      throw FormatError(path, "npz member '" + e.name + "' is truncated: shape " + shape_str(h.info.shape) + " of " +
-                                  std::string(dtype_name(h.info.dtype)) + " needs " + std::to_string(h.nbytes) +
-                                  " data bytes after its " + std::to_string(h.data_offset) + "-byte header, the member has " +
-                                  std::to_string(e.uncompressed_size),
+    const bool deflated = e.method != 0;
+    try {
+      children.emplace_back(read_member(zip, e, member_opts, seen));
+    } catch (const FormatError& err) {
+      // Every error about a member names it (and the archive, and an absolute offset).
+      if (err.detail().find("member '" + e.name + "'") != std::string::npos) throw;
+      if (!deflated) throw FormatError(path, "npz member '" + e.name + "': " + err.detail(), err.offset());
+      throw FormatError(path,
+                        "npz member '" + e.name + "' (deflated" +
+                            (err.offset() ? "; offset " + std::to_string(*err.offset()) + " in the inflated member" : "") +
+                            "): " + err.detail(),
                         e.data_offset);
-    if (!seen.insert(name).second) throw FormatError(path, "two npz members named '" + name + "'", e.local_header_offset);
-    SourcePtr raw = zip.member_source(e, h.data_offset, h.nbytes);
-    children.emplace_back(name, std::make_unique<Node>(Node::tensor(Tensor{h.info, npy_tensor_source(h, std::move(raw), where)})));
+    }
   }
   return Checkpoint{"npz", path, std::move(root), {}};
 }

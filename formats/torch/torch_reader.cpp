@@ -1,5 +1,6 @@
 // Reading torch.save checkpoints: the zip format (<archive>/data.pkl + <archive>/data/<key>
-// storage records, mapped zero-copy) and the legacy format (magic, protocol and sys_info
+// storage records, read by range from the mapping with their CRC-32 verified as they stream,
+// io/zip.h) and the legacy format (magic, protocol and sys_info
 // pickles, the object pickle, the storage-key list, then raw storages). Detection sniffs
 // content only and never throws. Tensors are lazy strided views over their storage, so
 // tied weights share one source and transposed/offset views read correctly.
@@ -42,8 +43,12 @@ std::uint64_t storage_nbytes(const pickle::StorageRef& s, const std::string& pat
   return n;
 }
 
+// torch.save with torch.serialization.set_crc32_options(False) records CRC-32 0 for every
+// record (torch.load never checks CRCs); any other CRC-32 is verified as data is read.
+constexpr ZipReadOptions kTorchZip{.zero_crc_means_unset = true};
+
 Checkpoint read_zip(const std::string& path, MappedFilePtr file) {
-  ZipReader zr(file);
+  ZipReader zr(file, kTorchZip);
   const std::string archive = archive_name(zr, path);
   const ZipEntry* pkl = zr.find(archive + "/data.pkl");
   if (!pkl) throw FormatError(path, "torch zip has no '" + archive + "/data.pkl' record");
@@ -183,7 +188,7 @@ bool detect(const std::string& path) {
     auto data = file->bytes();
     if (starts_with_bytes(data, kLegacyMagic, sizeof kLegacyMagic)) return true;
     if (!is_zip(data)) return false;
-    ZipReader zr(file);
+    ZipReader zr(file, kTorchZip);
     const std::string& first = zr.entries().empty() ? std::string() : zr.entries().front().name;
     auto slash = first.find('/');
     if (slash == std::string::npos || slash == 0) return false;
