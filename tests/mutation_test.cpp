@@ -331,6 +331,7 @@ std::size_t run_seed_in_process(const Seed& seed, Watchdog& dog, std::map<std::s
     Case c = make_case(copy, seed.name, k);
     const std::string where = label + " (" + copy.rel(c.file) + ": " + c.m.what + ")";
     copy.put(c.file, c.m.bytes);
+    if (c.m.guarded) ++outcomes["checksum-guarded"];
     dog.arm(where, case_deadline_s());
     std::string failure;
     try {
