@@ -11,6 +11,7 @@
 #include "formats/format.h"
 #include "io/file.h"
 #include "io/lfs_pointer.h"
+#include "io/zip.h"
 
 namespace ckb {
 namespace {
@@ -50,6 +51,15 @@ void throw_unrecognised(const std::string& path) {
     if (fd < 0) throw_errno(path, "cannot be opened");
     ::close(fd);
     if (auto p = read_lfs_pointer(path)) throw FormatError(path, p->describe());
+    // A zip archive (.npz, PyTorch) that no format took: its own defect, if it has one.
+    auto file = MappedFile::open(path);
+    const auto b = file->bytes();
+    if (b.size() >= 4 && b[0] == std::byte{'P'} && b[1] == std::byte{'K'} &&
+        ((b[2] == std::byte{3} && b[3] == std::byte{4}) || (b[2] == std::byte{5} && b[3] == std::byte{6}))) {
+      ZipReader zip(file);  // throws a FormatError naming what is wrong with the archive
+      throw FormatError(path, "a zip archive that is neither an .npz (.npy members) nor a PyTorch checkpoint "
+                              "(<name>/data.pkl)");
+    }
   } else if (fs::is_directory(st)) {
     std::size_t count = 0;
     auto [file, p] = find_lfs_pointer(path, count);

@@ -361,6 +361,16 @@ ZipReader::ZipReader(MappedFilePtr file, ZipReadOptions opts) : file_(std::move(
                         "data of zip entry '" + e.name + "' (" + std::to_string(e.compressed_size) +
                             " bytes at offset " + std::to_string(e.data_offset) + ") runs past the central directory",
                         e.local_header_offset);
+    // The local header must name the same member (NumPy/zipfile: "File name in directory
+    // ... and header ... differ"): a changed central name would rename a tensor silently.
+    if (const std::string_view lname_bytes(reinterpret_cast<const char*>(bytes.data() + e.local_header_offset +
+                                                                          kLocalHeaderSize),
+                                           static_cast<std::size_t>(lname));
+        lname_bytes != e.name)
+      throw FormatError(path,
+                        "zip member name in the central directory ('" + printable(e.name) +
+                            "') differs from its local header ('" + printable(std::string(lname_bytes)) + "')",
+                        e.local_header_offset);
     // The CRC-32 the local side records: the local header's, or with flag bit 3 the data
     // descriptor's ([signature 0x08074b50] crc32 sizes) right after the data, when it fits.
     if (!(lflags & 0x0008)) {
@@ -381,6 +391,13 @@ ZipReader::ZipReader(MappedFilePtr file, ZipReadOptions opts) : file_(std::move(
     e.crc_recorded = !(opts_.zero_crc_means_unset && e.crc32 == 0 && e.uncompressed_size > 0);
     entries_.push_back(std::move(e));
   }
+  // The entry count and the directory's size must agree (a lowered count would hide members).
+  if (cr.remaining() != 0)
+    throw FormatError(path,
+                      "the end-of-central-directory record declares " + std::to_string(count) +
+                          " entries, but the central directory has " + std::to_string(cr.remaining()) +
+                          " bytes after them",
+                      cr.abs_pos());
   index_.reserve(entries_.size());
   for (std::size_t i = 0; i < entries_.size(); ++i) index_.emplace(entries_[i].name, i);
 }

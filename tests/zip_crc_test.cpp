@@ -450,3 +450,42 @@ TEST(NpzCrc, ParallelRangeReadsVerify) {
 
 }  // namespace
 }  // namespace ckb
+
+namespace ckb {
+namespace {
+
+// Two edits the mutation test found reading silently (NumPy refuses both): a member renamed
+// in the central directory only, and an end-of-central-directory entry count lowered to 0.
+std::string npz_with(const std::function<void(std::string&)>& edit) {
+  std::string z = test::read_file(test::fixture("peft_llama_lora/logits.npz"));
+  edit(z);
+  return z;
+}
+
+TEST(ZipDirectory, CentralNameMustMatchTheLocalHeader) {
+  test::TempDir dir;
+  const std::string p = dir / "renamed.npz";
+  test::write_file(p, npz_with([](std::string& z) {
+    const auto cd = z.rfind(std::string("PK\x01\x02", 4));
+    ASSERT_NE(cd, std::string::npos);
+    z[cd + 46] ^= 0x20;  // first byte of the name: a case flip
+  }));
+  const std::string err = test::error_of([&] { read_checkpoint(p); });
+  EXPECT_NE(err.find("differs from its local header"), std::string::npos) << err;
+  EXPECT_NE(err.find(p), std::string::npos) << err;
+}
+
+TEST(ZipDirectory, EntryCountMustCoverTheDirectory) {
+  test::TempDir dir;
+  const std::string p = dir / "hidden.npz";
+  test::write_file(p, npz_with([](std::string& z) {
+    const auto eocd = z.rfind(std::string("PK\x05\x06", 4));
+    ASSERT_NE(eocd, std::string::npos);
+    for (int i = 8; i < 12; ++i) z[eocd + i] = 0;  // entries on this disk, entries in all
+  }));
+  const std::string err = test::error_of([&] { read_checkpoint(p); });
+  EXPECT_NE(err.find("declares 0 entries, but the central directory has"), std::string::npos) << err;
+}
+
+}  // namespace
+}  // namespace ckb

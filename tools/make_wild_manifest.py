@@ -628,7 +628,9 @@ def picklescan():
             kind = "a zip holding a bare pickle (not a torch.save archive)" if b[:2] == b"PK" else \
                    "a bare pickle stream (not torch.save's format)" if p.endswith((".pkl", ".pickle")) or b[:1] in (b"\x80", b"c", b"(", b"V", b"S") else \
                    "not a checkpoint (PNG magic in a .pt)"
-            cases.append(refuse_case(p, ["not a checkpoint format"],
+            # a zip no format takes is refused with its own defect (encrypted, names that
+            # disagree, ...) or as "a zip archive that is neither an .npz nor a PyTorch checkpoint"
+            cases.append(refuse_case(p, ["zip"] if b[:2] == b"PK" else ["not a checkpoint format"],
                                      f"picklescan test case: {kind}; ckptbridge recognises no such format and "
                                      "never runs a pickle's GLOBAL/REDUCE"))
     write_manifest("picklescan", "github:mmaitre314/picklescan@f15d54da3dec9aa28a87ede82f87882bb80f1023", "MIT", cases)
