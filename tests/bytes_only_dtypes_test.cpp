@@ -16,11 +16,7 @@
 namespace ckb {
 namespace {
 
-std::string le64(std::uint64_t n) {
-  std::string s(8, '\0');
-  for (int i = 0; i < 8; ++i) s[static_cast<std::size_t>(i)] = static_cast<char>((n >> (8 * i)) & 0xff);
-  return s;
-}
+using test::le64;
 
 struct Raw {
   std::string dtype;

@@ -15,16 +15,7 @@
 namespace ckb {
 namespace {
 
-std::string format_error(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const FormatError& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    return std::string("WRONG TYPE: ") + e.what();
-  }
-  return "NO ERROR";
-}
+using test::error_of;
 
 #define EXPECT_HAS(hay, needle) EXPECT_NE((hay).find(needle), std::string::npos) << (hay)
 
@@ -37,11 +28,11 @@ TEST(JsonBounded, ParsesOrdinaryJson) {
 }
 
 TEST(JsonBounded, DuplicateKeysNameFileKeyAndPlace) {
-  EXPECT_EQ(format_error([] { parse_json_bounded(R"({"a":1,"b":2,"a":3})", "f.json"); }),
+  EXPECT_EQ(error_of([] { parse_json_bounded(R"({"a":1,"b":2,"a":3})", "f.json"); }),
             "f.json: JSON object at the top level has the key 'a' twice");
-  EXPECT_EQ(format_error([] { parse_json_bounded(R"({"x":{"y":[{"k":1},{"k":1,"k":2}]}})", "f.json"); }),
+  EXPECT_EQ(error_of([] { parse_json_bounded(R"({"x":{"y":[{"k":1},{"k":1,"k":2}]}})", "f.json"); }),
             "f.json: JSON object 'x/y/[]' has the key 'k' twice");
-  EXPECT_EQ(format_error([] { parse_ordered_json_bounded(R"({"x":{"q":1,"q":1}})", "g.json", {.offset = 8}); }),
+  EXPECT_EQ(error_of([] { parse_ordered_json_bounded(R"({"x":{"q":1,"q":1}})", "g.json", {.offset = 8}); }),
             "g.json (offset 8): JSON object 'x' has the key 'q' twice");
   // The same key in sibling objects is fine.
   EXPECT_NO_THROW(parse_json_bounded(R"({"a":{"k":1},"b":{"k":2},"c":[{"k":1},{"k":2}]})", "f.json"));
@@ -51,7 +42,7 @@ TEST(JsonBounded, DuplicateKeysNameFileKeyAndPlace) {
 
 TEST(JsonBounded, DepthAndSyntax) {
   const std::string deep = std::string(100, '[') + std::string(100, ']');
-  EXPECT_EQ(format_error([&] { parse_json_bounded(deep, "d.json"); }), "d.json: JSON nested deeper than 64 levels");
+  EXPECT_EQ(error_of([&] { parse_json_bounded(deep, "d.json"); }), "d.json: JSON nested deeper than 64 levels");
   EXPECT_NO_THROW(parse_json_bounded(deep, "d.json", {.max_depth = 256}));
   EXPECT_TRUE(parse_json_bounded("{\"a\":", "s.json", {.allow_exceptions = false}).is_discarded());
   EXPECT_THROW(parse_json_bounded("{\"a\":", "s.json"), nlohmann::json::parse_error);
@@ -75,36 +66,36 @@ TEST(JsonBounded, EveryCallSiteRefusesDuplicateKeys) {
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_HAS(r.err, "model.safetensors.index.json (offset 0): JSON object 'weight_map' has the key 'w' twice");
   // Orbax _METADATA.
-  EXPECT_HAS(format_error([] { orbax::parse_tree_metadata(R"({"tree_metadata":{},"tree_metadata":{}})", "ck/_METADATA"); }),
+  EXPECT_HAS(error_of([] { orbax::parse_tree_metadata(R"({"tree_metadata":{},"tree_metadata":{}})", "ck/_METADATA"); }),
              "ck/_METADATA: JSON object at the top level has the key 'tree_metadata' twice");
   // zarr v2 and v3 metadata.
-  EXPECT_HAS(format_error([] {
+  EXPECT_HAS(error_of([] {
                zarr::parse_zarray(R"({"zarr_format":2,"shape":[2],"shape":[4],"chunks":[2],"dtype":"<f4","compressor":null,"fill_value":0,"order":"C","filters":null})",
                                   "a/.zarray");
              }),
              "a/.zarray: JSON object at the top level has the key 'shape' twice");
-  EXPECT_HAS(format_error([] { zarr::parse_zarr_json(R"({"zarr_format":3,"node_type":"array","node_type":"group"})", "a/zarr.json"); }),
+  EXPECT_HAS(error_of([] { zarr::parse_zarr_json(R"({"zarr_format":3,"node_type":"array","node_type":"group"})", "a/zarr.json"); }),
              "a/zarr.json: JSON object at the top level has the key 'node_type' twice");
   // Recipe file.
   test::write_file(d / "r.json", R"({"recipe":"x","rules":[{"match":"a","match":"b"}]})");
-  EXPECT_HAS(format_error([&] { load_recipe(d / "r.json"); }), d / "r.json: JSON object 'rules/[]' has the key 'match' twice");
+  EXPECT_HAS(error_of([&] { load_recipe(d / "r.json"); }), d / "r.json: JSON object 'rules/[]' has the key 'match' twice");
   // PEFT adapter_config.json.
   test::write_file(d / "adapter_config.json", R"({"r":8,"lora_alpha":16,"r":4})");
-  EXPECT_HAS(format_error([&] { parse_peft_config(d / "adapter_config.json"); }),
+  EXPECT_HAS(error_of([&] { parse_peft_config(d / "adapter_config.json"); }),
              d / "adapter_config.json: JSON object at the top level has the key 'r' twice");
   // Orbax item files read beside _METADATA: the string leaves and the array metadata.
   std::filesystem::copy(test::fixture("orbax_ocdbt_zarr3/ckpt"), d / "ob", std::filesystem::copy_options::recursive);
   test::write_file(d / "ob/_strings.json", R"({"run_name":"a","run_name":"b"})");
-  EXPECT_HAS(format_error([&] { read_checkpoint(d / "ob"); }),
+  EXPECT_HAS(error_of([&] { read_checkpoint(d / "ob"); }),
              d / "ob/_strings.json: JSON object at the top level has the key 'run_name' twice");
   test::write_file(d / "ob/_strings.json", R"({"run_name":"tiny-run"})");
   EXPECT_NO_THROW(read_checkpoint(d / "ob"));
   test::write_file(d / "ob/array_metadatas/process_0", R"({"array_metadatas":[],"array_metadatas":[]})");
-  EXPECT_HAS(format_error([&] { read_checkpoint(d / "ob"); }),
+  EXPECT_HAS(error_of([&] { read_checkpoint(d / "ob"); }),
              d / "ob/array_metadatas/process_0: JSON object at the top level has the key 'array_metadatas' twice");
   // openpi LoRA config.
   test::write_file(d / "openpi.json", R"({"experts":[],"experts":[]})");
-  EXPECT_HAS(format_error([&] { openpi_config_file(d / "openpi.json"); }),
+  EXPECT_HAS(error_of([&] { openpi_config_file(d / "openpi.json"); }),
              d / "openpi.json: JSON object at the top level has the key 'experts' twice");
 }
 

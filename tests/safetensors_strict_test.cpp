@@ -12,11 +12,7 @@
 namespace ckb {
 namespace {
 
-std::string le64(std::uint64_t n) {
-  std::string s(8, '\0');
-  for (int i = 0; i < 8; ++i) s[static_cast<std::size_t>(i)] = static_cast<char>((n >> (8 * i)) & 0xff);
-  return s;
-}
+using test::le64;
 std::string st_file(const std::string& header, const std::string& data) { return le64(header.size()) + header + data; }
 
 // Kind and full message of the ckb::Error `fn` throws.

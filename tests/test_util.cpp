@@ -60,6 +60,12 @@ CliResult run_cli(const std::string& args) {
   return {code, read_file(d / "out"), read_file(d / "err")};
 }
 
+std::string le64(std::uint64_t n) {
+  std::string s(8, '\0');
+  for (int i = 0; i < 8; ++i) s[static_cast<std::size_t>(i)] = static_cast<char>((n >> (8 * i)) & 0xff);
+  return s;
+}
+
 std::string error_of(const std::function<void()>& fn) {
   try {
     fn();

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <cstdint>
 #include <functional>
 #include <string>
 
@@ -48,5 +49,7 @@ std::string error_of(const std::function<void()>& fn);
 // Byte-level helpers for corrupting copies of fixtures.
 std::string read_file(const std::string& path);
 void write_file(const std::string& path, const std::string& data);
+// `n` as 8 little-endian bytes (safetensors' header length).
+std::string le64(std::uint64_t n);
 
 }  // namespace ckb::test
