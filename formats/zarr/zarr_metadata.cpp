@@ -355,36 +355,34 @@ json parse_v3_group_impl(std::string_view text, const std::string& where) {
   return a;
 }
 
-json parse_v3_group(std::string_view text, const std::string& where) {
+namespace {
+
+// nlohmann's type/range errors met while reading a document, as a FormatError naming it.
+template <class F>
+auto rethrow_json_errors(const std::string& where, const char* what, F&& f) -> decltype(f()) {
   try {
-    return parse_v3_group_impl(text, where);
+    return f();
   } catch (const json::exception& e) {
-    bad(where, std::string("malformed zarr.json: ") + e.what());
+    bad(where, std::string("malformed ") + what + ": " + e.what());
   }
+}
+
+}  // namespace
+
+json parse_v3_group(std::string_view text, const std::string& where) {
+  return rethrow_json_errors(where, "zarr.json", [&] { return parse_v3_group_impl(text, where); });
 }
 
 json parse_json_object(std::string_view text, const std::string& where) {
-  try {
-    return parse_json(text, where);
-  } catch (const json::exception& e) {
-    bad(where, std::string("malformed JSON: ") + e.what());
-  }
+  return rethrow_json_errors(where, "JSON", [&] { return parse_json(text, where); });
 }
 
 ZarrMetadata parse_zarray(std::string_view text, const std::string& where) {
-  try {
-    return parse_zarray_impl(text, where);
-  } catch (const json::exception& e) {
-    bad(where, std::string("malformed .zarray: ") + e.what());
-  }
+  return rethrow_json_errors(where, ".zarray", [&] { return parse_zarray_impl(text, where); });
 }
 
 ZarrMetadata parse_zarr_json(std::string_view text, const std::string& where) {
-  try {
-    return parse_zarr_json_impl(text, where);
-  } catch (const json::exception& e) {
-    bad(where, std::string("malformed zarr.json: ") + e.what());
-  }
+  return rethrow_json_errors(where, "zarr.json", [&] { return parse_zarr_json_impl(text, where); });
 }
 
 }  // namespace ckb::zarr
