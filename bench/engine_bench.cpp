@@ -6,9 +6,9 @@
 #include <random>
 
 #include "core/hash.h"
-#include "transform/cast.h"
-#include "transform/einsum.h"
-#include "transform/ops.h"
+#include "ops/cast.h"
+#include "ops/einsum.h"
+#include "ops/ops.h"
 
 namespace ckb {
 namespace {

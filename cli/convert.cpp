@@ -1,6 +1,6 @@
 // `ckptbridge convert SRC DST [--recipe R] [--to FORMAT] [--dtype DTYPE] ...`, and
 // `ckptbridge adapt SRC DST --to nnx|linen [--like T]` (Flax Linen <-> NNX, written as Orbax;
-// transform/linen_nnx.h), which is the same pipeline with a generated recipe. Reads any
+// profiles/flax.h), which is the same pipeline with a generated recipe. Reads any
 // supported format, maps it through a recipe (identity by default; the plan must account
 // for every leaf), optionally casts floating-point tensors (round-to-nearest-even,
 // overflow/NaN counted), and streams it into any writable format. Output goes to a temporary name and is renamed on success; an
@@ -19,10 +19,10 @@
 #include "core/errors.h"
 #include "formats/format.h"
 #include "io/file.h"
-#include "transform/cast.h"
-#include "transform/execute.h"
-#include "transform/recipe.h"
-#include "transform/openpi.h"
+#include "ops/cast.h"
+#include "engine/execute.h"
+#include "recipe/recipe.h"
+#include "profiles/openpi.h"
 #include "io/output.h"
 
 namespace ckb::cli {

@@ -6,7 +6,7 @@
 #include "cli/commands.h"
 #include "cli/pipeline.h"
 #include "cli/util.h"
-#include "transform/diff.h"
+#include "recipe/diff.h"
 
 namespace ckb::cli {
 namespace {

@@ -14,7 +14,7 @@
 #include "cli/util.h"
 #include "core/hash.h"
 #include "formats/format.h"
-#include "transform/linen_nnx.h"
+#include "profiles/flax.h"
 
 namespace ckb::cli {
 namespace {

@@ -1,7 +1,7 @@
 // `ckptbridge merge-lora BASE -o OUT --profile openpi [--variant V,...|--openpi-config F]`
-// or `merge-lora BASE -o OUT --adapter DIR` (profile peft, transform/peft.h):
+// or `merge-lora BASE -o OUT --adapter DIR` (profile peft, profiles/peft.h):
 // folds LoRA adapters into their base weights the way the training runtime applied them
-// (transform/lora.h), writes float32 merged weights by default, and fails if any LoRA tensor
+// (profiles/lora.h), writes float32 merged weights by default, and fails if any LoRA tensor
 // is left unmerged. The report lists every merged module with its scale rule and equation.
 #include <unistd.h>
 
@@ -17,9 +17,9 @@
 #include "core/errors.h"
 #include "formats/format.h"
 #include "io/file.h"
-#include "transform/execute.h"
-#include "transform/lora.h"
-#include "transform/peft.h"
+#include "engine/execute.h"
+#include "profiles/lora.h"
+#include "profiles/peft.h"
 
 namespace ckb::cli {
 namespace {

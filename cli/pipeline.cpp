@@ -9,7 +9,7 @@
 #include "core/json_bounded.h"
 #include "formats/format.h"
 #include "io/file.h"
-#include "transform/openpi.h"
+#include "profiles/openpi.h"
 
 namespace ckb::cli {
 

@@ -87,7 +87,7 @@ Checkpoint read_checkpoint(const std::string& path, const ReadOptions& opts = {}
 
 // Streams every tensor of `ck` into `fmt`'s writer at `dst` using `threads` workers
 // (0 = hardware concurrency). Contiguous sources are written zero-copy; others through a
-// bounded chunk buffer per worker. Implemented by the executor (transform/execute.h), which
+// bounded chunk buffer per worker. Implemented by the executor (engine/execute.h), which
 // also offers a memory window, progress and statistics.
 void write_checkpoint(const Checkpoint& ck, const std::string& dst, const Format& fmt,
                       const WriteOptions& opts = {}, unsigned threads = 0);

@@ -52,6 +52,6 @@ Checkpoint read_checkpoint(const std::string& path, const ReadOptions& opts) {
   return ck;
 }
 
-// write_checkpoint() is implemented by the streaming executor (transform/execute.cpp).
+// write_checkpoint() is implemented by the streaming executor (engine/execute.cpp).
 
 }  // namespace ckb

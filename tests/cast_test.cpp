@@ -6,7 +6,7 @@
 #include "core/float_bits.h"
 #include "core/hash.h"
 #include "test_util.h"
-#include "transform/cast.h"
+#include "ops/cast.h"
 
 namespace ckb {
 namespace {

@@ -14,10 +14,10 @@
 #include "io/kvstore.h"
 #include "test_util.h"
 #include "formats/format.h"
-#include "transform/cast.h"
-#include "transform/einsum.h"
-#include "transform/execute.h"
-#include "transform/ops.h"
+#include "ops/cast.h"
+#include "ops/einsum.h"
+#include "engine/execute.h"
+#include "ops/ops.h"
 
 namespace ckb {
 namespace {

@@ -1,4 +1,4 @@
-// Flax layout detection (transform/linen_nnx.h detect_flax_layout) on trees that are not
+// Flax layout detection (profiles/flax.h detect_flax_layout) on trees that are not
 // MaxText's: the legacy flax.optim / T5X train state (`optimizer/target` + `optimizer/state`,
 // or `target` + `state` at the root), and every combination of the keys the detection looks
 // at, present as nothing, a leaf, an empty dict or a dict of weights. The detection must name
@@ -12,8 +12,8 @@
 #include "core/hash.h"
 #include "formats/format.h"
 #include "tests/test_util.h"
-#include "transform/linen_nnx.h"
-#include "transform/ops.h"
+#include "profiles/flax.h"
+#include "ops/ops.h"
 
 namespace ckb {
 namespace {

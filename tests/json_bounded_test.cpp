@@ -8,9 +8,9 @@
 #include "formats/orbax/orbax_metadata.h"
 #include "formats/zarr/zarr_metadata.h"
 #include "test_util.h"
-#include "transform/lora.h"
-#include "transform/peft.h"
-#include "transform/recipe.h"
+#include "profiles/lora.h"
+#include "profiles/peft.h"
+#include "recipe/recipe.h"
 
 namespace ckb {
 namespace {

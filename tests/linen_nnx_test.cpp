@@ -1,4 +1,4 @@
-// Flax Linen <-> NNX adaptation (transform/linen_nnx.h, `ckptbridge adapt`) against the
+// Flax Linen <-> NNX adaptation (profiles/flax.h, `ckptbridge adapt`) against the
 // MaxText-style fixtures written by flax/optax/orbax (tests/data/fixtures/maxtext_linen_nnx):
 // linen_full -> NNX equals the expected raw and pure NNX states leaf for leaf (values, dtypes,
 // shapes, key types, PRNG key impls, and _METADATA / array_metadatas as JSON); NNX -> Linen
@@ -13,8 +13,8 @@
 #include "formats/format.h"
 #include "io/file.h"
 #include "tests/test_util.h"
-#include "transform/linen_nnx.h"
-#include "transform/prng.h"
+#include "profiles/flax.h"
+#include "ops/prng.h"
 
 namespace ckb {
 namespace {

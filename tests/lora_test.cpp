@@ -8,10 +8,10 @@
 #include "core/errors.h"
 #include "formats/format.h"
 #include "test_util.h"
-#include "transform/einsum.h"
-#include "transform/lora.h"
-#include "transform/ops.h"
-#include "transform/plan.h"
+#include "ops/einsum.h"
+#include "profiles/lora.h"
+#include "ops/ops.h"
+#include "recipe/plan.h"
 
 namespace ckb {
 namespace {

@@ -8,7 +8,7 @@
 #include "formats/format.h"
 #include "test_util.h"
 #include "io/file.h"
-#include "transform/diff.h"
+#include "recipe/diff.h"
 
 namespace ckb {
 namespace {

@@ -8,7 +8,7 @@
 
 #include "core/errors.h"
 #include "io/byte_reader.h"
-#include "io/ocdbt/crc32c.h"
+#include "codec/crc32c.h"
 #include "io/ocdbt/framing.h"
 #include "io/ocdbt/ocdbt_kvstore.h"
 #include "io/ocdbt/varint.h"

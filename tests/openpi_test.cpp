@@ -1,4 +1,4 @@
-// The built-in "openpi" recipe (transform/openpi.h, openpi.md §4.2): openpi's JAX parameter
+// The built-in "openpi" recipe (profiles/openpi.h, openpi.md §4.2): openpi's JAX parameter
 // tree -> PI0Pytorch names and layouts, from the released and the training layout, with and
 // without LoRA. Every JAX tensor must be consumed, every PyTorch key and shape must be the
 // table's, and the values must land where the table says (including o_proj where N*H != D,
@@ -12,12 +12,12 @@
 #include "core/errors.h"
 #include "formats/format.h"
 #include "test_util.h"
-#include "transform/lora.h"
-#include "transform/openpi.h"
-#include "transform/plan.h"
-#include "transform/recipe.h"
-#include "transform/diff.h"
-#include "transform/ops.h"
+#include "profiles/lora.h"
+#include "profiles/openpi.h"
+#include "recipe/plan.h"
+#include "recipe/recipe.h"
+#include "recipe/diff.h"
+#include "ops/ops.h"
 
 namespace ckb {
 namespace {

@@ -6,7 +6,7 @@
 #include "core/errors.h"
 #include "core/hash.h"
 #include "test_util.h"
-#include "transform/ops.h"
+#include "ops/ops.h"
 
 namespace ckb {
 namespace {

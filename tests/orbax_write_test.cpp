@@ -18,7 +18,7 @@
 #include "io/ocdbt/ocdbt_kvstore.h"
 #include "io/ocdbt/ocdbt_writer.h"
 #include "test_util.h"
-#include "transform/diff.h"
+#include "recipe/diff.h"
 
 namespace ckb {
 namespace {

@@ -1,4 +1,4 @@
-// The PEFT LoRA profile (transform/peft.h) against PEFT's own merge_and_unload: the shared
+// The PEFT LoRA profile (profiles/peft.h) against PEFT's own merge_and_unload: the shared
 // fixture's tiny Llama (tests/data/fixtures/peft_llama_lora) and golden cases written by PEFT
 // (tests/data/peft_cases: DoRA; rsLoRA + rank/alpha patterns + an embedding + modules_to_save;
 // GPT-2 Conv1D fan_in_fan_out + lora_bias): every merged weight within the float32 rounding
@@ -12,10 +12,10 @@
 #include "core/errors.h"
 #include "formats/format.h"
 #include "tests/test_util.h"
-#include "transform/peft.h"
-#include "transform/plan.h"
-#include "transform/einsum.h"
-#include "transform/ops.h"
+#include "profiles/peft.h"
+#include "recipe/plan.h"
+#include "ops/einsum.h"
+#include "ops/ops.h"
 
 namespace ckb {
 namespace {

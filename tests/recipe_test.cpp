@@ -5,10 +5,10 @@
 #include "core/errors.h"
 #include "core/hash.h"
 #include "test_util.h"
-#include "transform/ops.h"
-#include "transform/pattern.h"
-#include "transform/plan.h"
-#include "transform/recipe.h"
+#include "ops/ops.h"
+#include "recipe/pattern.h"
+#include "recipe/plan.h"
+#include "recipe/recipe.h"
 
 namespace ckb {
 namespace {

@@ -17,7 +17,7 @@
 #include "formats/zarr/zarr_array.h"
 #include "formats/zarr/zarr_dtype.h"
 #include "io/kvstore.h"
-#include "io/ocdbt/crc32c.h"
+#include "codec/crc32c.h"
 #include "test_util.h"
 
 namespace ckb {

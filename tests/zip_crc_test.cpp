@@ -20,7 +20,7 @@
 #include "io/zip.h"
 #include "io/zip_crc.h"
 #include "test_util.h"
-#include "transform/execute.h"
+#include "engine/execute.h"
 
 namespace ckb {
 namespace {

@@ -7,7 +7,7 @@
 #include "core/errors.h"
 #include "formats/zarr/codecs.h"
 #include "formats/zarr/filters.h"
-#include "io/ocdbt/crc32c.h"
+#include "codec/crc32c.h"
 
 namespace ckb::zarr {
 namespace {

@@ -10,7 +10,7 @@
 
 #include "core/errors.h"
 #include "io/file.h"
-#include "io/ocdbt/zstd_decode.h"
+#include "codec/zstd_decode.h"
 
 namespace ckb::zarr {
 namespace {

@@ -11,8 +11,8 @@
 #include <cstring>
 
 #include "core/errors.h"
-#include "io/ocdbt/crc32c.h"
-#include "io/ocdbt/zstd_decode.h"
+#include "codec/crc32c.h"
+#include "codec/zstd_decode.h"
 
 namespace ckb::zarr {
 

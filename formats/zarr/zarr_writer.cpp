@@ -6,8 +6,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "io/ocdbt/crc32c.h"
-#include "io/zstd_encode.h"
+#include "codec/crc32c.h"
+#include "codec/zstd_encode.h"
 
 namespace ckb::zarr {
 namespace {

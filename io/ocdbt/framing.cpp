@@ -6,10 +6,10 @@
 
 #include "core/errors.h"
 #include "io/byte_reader.h"
-#include "io/ocdbt/crc32c.h"
+#include "codec/crc32c.h"
 #include "io/ocdbt/varint.h"
-#include "io/ocdbt/zstd_decode.h"
-#include "io/zstd_encode.h"
+#include "codec/zstd_decode.h"
+#include "codec/zstd_encode.h"
 
 namespace ckb::ocdbt {
 

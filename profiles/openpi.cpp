@@ -1,10 +1,10 @@
-// Preparation of openpi checkpoints for the "openpi" recipe (transform/openpi.h).
-#include "transform/openpi.h"
+// Preparation of openpi checkpoints for the "openpi" recipe (profiles/openpi.h).
+#include "profiles/openpi.h"
 
 #include <filesystem>
 
 #include "core/errors.h"
-#include "transform/plan.h"
+#include "recipe/plan.h"
 
 namespace ckb {
 

@@ -1,5 +1,5 @@
-// Implementation of transform/diff.h.
-#include "transform/diff.h"
+// Implementation of recipe/diff.h.
+#include "recipe/diff.h"
 
 #include <algorithm>
 #include <atomic>
@@ -8,7 +8,7 @@
 #include <map>
 #include <thread>
 
-#include "transform/cast.h"
+#include "ops/cast.h"
 
 namespace ckb {
 namespace {

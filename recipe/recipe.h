@@ -23,7 +23,7 @@
 
 #include "core/dtype.h"
 #include "core/tensor.h"
-#include "transform/pattern.h"
+#include "recipe/pattern.h"
 
 namespace ckb {
 
@@ -53,7 +53,7 @@ struct Rule {
   std::optional<double> value;
   std::string copy_of, from_checkpoint, tensor;
   std::optional<nlohmann::json> leaf;        // fill: null, a number, bool, string, {} or []
-  std::optional<std::uint64_t> prng_seed;    // fill: threefry2x32 key data (transform/prng.h)
+  std::optional<std::uint64_t> prng_seed;    // fill: threefry2x32 key data (ops/prng.h)
   // Any rule: attributes given to every leaf it emits (writer hints such as
   // "orbax.value_type": "scalar"), replacing those of the source leaf.
   std::map<std::string, std::string> attrs;

@@ -1,14 +1,14 @@
-// Parsing, printing and inversion of recipes (transform/recipe.h).
+// Parsing, printing and inversion of recipes (recipe/recipe.h).
 #include <regex>
-#include "transform/recipe.h"
+#include "recipe/recipe.h"
 
 #include <filesystem>
 
 #include "core/errors.h"
 #include "core/json_bounded.h"
 #include "io/file.h"
-#include "transform/builtin_recipes.h"
-#include "transform/rearrange.h"
+#include "recipe/builtin_recipes.h"
+#include "ops/rearrange.h"
 
 namespace ckb {
 namespace {

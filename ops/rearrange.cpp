@@ -1,11 +1,11 @@
-// Implementation of transform/rearrange.h on top of ops::reshape and ops::permute.
-#include "transform/rearrange.h"
+// Implementation of ops/rearrange.h on top of ops::reshape and ops::permute.
+#include "ops/rearrange.h"
 
 #include <algorithm>
 #include <sstream>
 
 #include "core/errors.h"
-#include "transform/ops.h"
+#include "ops/ops.h"
 
 namespace ckb {
 namespace {

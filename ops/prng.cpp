@@ -1,5 +1,5 @@
-// Implementation of transform/prng.h.
-#include "transform/prng.h"
+// Implementation of ops/prng.h.
+#include "ops/prng.h"
 
 #include <cstring>
 

@@ -1,5 +1,5 @@
-// Implementation of transform/plan.h.
-#include "transform/plan.h"
+// Implementation of recipe/plan.h.
+#include "recipe/plan.h"
 
 #include <algorithm>
 #include <cstring>
@@ -7,11 +7,11 @@
 
 #include "core/errors.h"
 #include "formats/format.h"
-#include "transform/cast.h"
-#include "transform/einsum.h"
-#include "transform/ops.h"
-#include "transform/prng.h"
-#include "transform/rearrange.h"
+#include "ops/cast.h"
+#include "ops/einsum.h"
+#include "ops/ops.h"
+#include "ops/prng.h"
+#include "ops/rearrange.h"
 
 namespace ckb {
 namespace {

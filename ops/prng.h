@@ -1,7 +1,7 @@
 // JAX's default PRNG (threefry2x32) as far as checkpoints need it: the raw key data of
 // `jax.random.key(seed)` and of `jax.random.split(key(seed), n)` (with
 // jax_threefry_partitionable, the default since JAX 0.5), so that NNX RNG state can be filled
-// deterministically without Python (transform/linen_nnx.h). Written by hand: the function is
+// deterministically without Python (profiles/flax.h). Written by hand: the function is
 // 20 rounds of add/rotate/xor and no packaged C++ library reproduces JAX's key layout.
 #pragma once
 

@@ -1,5 +1,5 @@
-// Slice-by-8 CRC-32C for io/ocdbt/crc32c.h.
-#include "io/ocdbt/crc32c.h"
+// Slice-by-8 CRC-32C for codec/crc32c.h.
+#include "codec/crc32c.h"
 
 #include <array>
 #include <cstring>

@@ -1,5 +1,5 @@
-// Implementation of transform/pattern.h.
-#include "transform/pattern.h"
+// Implementation of recipe/pattern.h.
+#include "recipe/pattern.h"
 
 #include "core/errors.h"
 

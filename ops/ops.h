@@ -38,7 +38,7 @@ Tensor rescale_to_norm(const Tensor& v, const Tensor& magnitude, int keep_axis, 
 // A tensor of one value.
 Tensor fill(TensorInfo info, double value, const std::string& what);
 // Einsum over explicit labels ("ab,bc->ac"; one or two operands, no ellipsis) computed in
-// float64 on GEMM (transform/einsum.h), times `scale`, rounded once to `out`.
+// float64 on GEMM (ops/einsum.h), times `scale`, rounded once to `out`.
 Tensor einsum(const std::string& equation, const std::vector<Tensor>& ts, double scale, DType out,
               const std::string& what);
 

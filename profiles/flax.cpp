@@ -1,5 +1,5 @@
-// Implementation of transform/linen_nnx.h.
-#include "transform/linen_nnx.h"
+// Implementation of profiles/flax.h.
+#include "profiles/flax.h"
 
 #include <algorithm>
 #include <cstring>
@@ -10,7 +10,7 @@
 #include "core/errors.h"
 #include "formats/format.h"
 #include "formats/orbax/orbax_writer.h"
-#include "transform/ops.h"
+#include "ops/ops.h"
 
 namespace ckb {
 namespace {

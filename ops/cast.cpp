@@ -1,6 +1,6 @@
-// Implementation of transform/cast.h.
+// Implementation of ops/cast.h.
 #include <bit>
-#include "transform/cast.h"
+#include "ops/cast.h"
 
 #include <cmath>
 #include <cstring>

@@ -4,7 +4,7 @@
 //   Embedding  W[n,d]    += s * (B[d,r] @ A[r,n])^T      (lora_embedding_A/B)
 //   s = lora_alpha / r, or lora_alpha / sqrt(r) with use_rslora; r and alpha per module from
 //   rank_pattern / alpha_pattern (PEFT's rule: the first key k with module =~ "(.*\.)?k$").
-// The delta of each kind is derived by transform/lora.h from the layer's forward einsums
+// The delta of each kind is derived by profiles/lora.h from the layer's forward einsums
 // (base, x@A, z@B), not written out per kind. modules_to_save copies in the adapter replace
 // the base's tensors (the base ones are dropped by an explicit rule). Adapter key names carry
 // `base_model.model.`; the base's may or may not. DoRA (`lora_magnitude_vector`): the merged
@@ -18,8 +18,8 @@
 #include <vector>
 
 #include "core/tree.h"
-#include "transform/lora.h"
-#include "transform/recipe.h"
+#include "profiles/lora.h"
+#include "recipe/recipe.h"
 
 namespace ckb {
 

@@ -1,5 +1,5 @@
-// libzstd one-shot compression with a thread-local context, for io/zstd_encode.h.
-#include "io/zstd_encode.h"
+// libzstd one-shot compression with a thread-local context, for codec/zstd_encode.h.
+#include "codec/zstd_encode.h"
 
 #include <zstd.h>
 

@@ -1,5 +1,5 @@
-// Implementation of transform/lora.h.
-#include "transform/lora.h"
+// Implementation of profiles/lora.h.
+#include "profiles/lora.h"
 
 #include <cmath>
 #include <map>
@@ -11,8 +11,8 @@
 #include "core/errors.h"
 #include "core/json_bounded.h"
 #include "io/file.h"
-#include "transform/einsum.h"
-#include "transform/ops.h"
+#include "ops/einsum.h"
+#include "ops/ops.h"
 
 namespace ckb {
 namespace {

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "core/tree.h"
-#include "transform/recipe.h"
+#include "recipe/recipe.h"
 
 namespace ckb {
 

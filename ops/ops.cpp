@@ -1,5 +1,5 @@
-// Implementation of transform/ops.h.
-#include "transform/ops.h"
+// Implementation of ops/ops.h.
+#include "ops/ops.h"
 
 #include <algorithm>
 #include <cmath>
@@ -10,8 +10,8 @@
 #include <set>
 
 #include "core/errors.h"
-#include "transform/cast.h"
-#include "transform/einsum.h"
+#include "ops/cast.h"
+#include "ops/einsum.h"
 
 namespace ckb::ops {
 namespace {

@@ -1,7 +1,7 @@
 // openpi's JAX parameters -> PI0Pytorch (openpi.md §4), the preparation around the built-in
-// "openpi" recipe (transform/builtin_recipes.cpp), which does the layout itself:
+// "openpi" recipe (recipe/builtin_recipes.cpp), which does the layout itself:
 //  - the training layout's `value` wrappers are unwrapped (`.../w/value` -> `.../w`);
-//  - LoRA factors, when present, are merged first (transform/lora.h; float32 out), so the
+//  - LoRA factors, when present, are merged first (profiles/lora.h; float32 out), so the
 //    layout recipe sees plain weights and a leftover LoRA tensor fails the plan;
 //  - the sizes the recipe's fills need are read off the tree: `vocab` (embedding rows) and
 //    `width_1` (the action expert's width, for gemma_expert.lm_head.weight).
@@ -15,7 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/tree.h"
-#include "transform/lora.h"
+#include "profiles/lora.h"
 
 namespace ckb {
 

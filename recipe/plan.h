@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "core/tree.h"
-#include "transform/recipe.h"
+#include "recipe/recipe.h"
 
 namespace ckb {
 

@@ -1,5 +1,5 @@
-// Implementation of transform/einsum.h.
-#include "transform/einsum.h"
+// Implementation of ops/einsum.h.
+#include "ops/einsum.h"
 
 // GCC 12 reports a false -Wfree-nonheap-object inside std::vector when vectors of doubles
 // are moved out of structured bindings here (GCC bug 106199 family); nothing is freed wrongly.
@@ -16,8 +16,8 @@
 #include <thread>
 
 #include "core/errors.h"
-#include "transform/cast.h"
-#include "transform/ops.h"
+#include "ops/cast.h"
+#include "ops/ops.h"
 
 namespace ckb {
 namespace {

@@ -1,5 +1,5 @@
-// libzstd streaming decode with a hard output limit, for io/ocdbt/zstd_decode.h.
-#include "io/ocdbt/zstd_decode.h"
+// libzstd streaming decode with a hard output limit, for codec/zstd_decode.h.
+#include "codec/zstd_decode.h"
 
 #include <zstd.h>
 

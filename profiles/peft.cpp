@@ -1,5 +1,5 @@
-// Implementation of transform/peft.h.
-#include "transform/peft.h"
+// Implementation of profiles/peft.h.
+#include "profiles/peft.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,5 +1,5 @@
 // The built-in recipes' JSON text.
-#include "transform/builtin_recipes.h"
+#include "recipe/builtin_recipes.h"
 
 #include <map>
 
@@ -10,7 +10,7 @@ const std::map<std::string, std::string>& table() {
       {"identity", R"({"recipe": "identity",
         "description": "every leaf to the same name, unchanged",
         "rules": [{"map": "{path:*}", "to": "{path}"}]})"},
-      // openpi JAX -> PI0Pytorch (openpi.md §4.2); see transform/openpi.h for what runs first.
+      // openpi JAX -> PI0Pytorch (openpi.md §4.2); see profiles/openpi.h for what runs first.
       {"openpi", R"json({
  "recipe": "openpi",
  "description": "openpi JAX parameters (pi0 / pi05, released or training layout after value unwrapping and LoRA merge) -> PI0Pytorch state dict (openpi.md \u00a74.2)",

@@ -1,5 +1,5 @@
-// Implementation of transform/execute.h (and formats/format.h's write_checkpoint).
-#include "transform/execute.h"
+// Implementation of engine/execute.h (and formats/format.h's write_checkpoint).
+#include "engine/execute.h"
 
 #include <unistd.h>
 
@@ -14,7 +14,7 @@
 #include <thread>
 
 #include "core/errors.h"
-#include "transform/cast.h"
+#include "ops/cast.h"
 
 namespace ckb {
 namespace {

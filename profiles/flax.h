@@ -15,7 +15,7 @@
 //              from Linen's `nnx_aux/model/...`, else filled from `--like` (its values kept)
 //              or deterministically (PR #3929: key(0) / split(key(0), n), counts 0)
 //   layers     optionally scanned `layers` <-> `layers_0..N-1` (a second recipe stage)
-// The ordinary planner (transform/plan.h) resolves that recipe, so every leaf is in the
+// The ordinary planner (recipe/plan.h) resolves that recipe, so every leaf is in the
 // ledger, and `like` (a checkpoint of the target layout, e.g. a freshly initialised one) is
 // the expected layout: a missing weight, an extra leaf or a shape mismatch fails the plan
 // with every offending path listed; nothing is zero-filled silently.
@@ -29,8 +29,8 @@
 #include <nlohmann/json.hpp>
 
 #include "core/tree.h"
-#include "transform/plan.h"
-#include "transform/recipe.h"
+#include "recipe/plan.h"
+#include "recipe/recipe.h"
 
 namespace ckb {
 
