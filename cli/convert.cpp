@@ -141,7 +141,7 @@ int run(const ConvertOptions& o) {
   }
 
   WriteOptions wo;
-  if (!o.shard_size.empty()) wo.max_shard_bytes = parse_size(o.shard_size);
+  if (!o.shard_size.empty()) wo.options["shard-size"] = o.shard_size;
   if (p.source.format == "safetensors" && fmt.name == "safetensors")
     for (const auto& [k, v] : p.source.metadata)
       if (!k.starts_with("index.")) wo.metadata[k] = v;
@@ -151,13 +151,13 @@ int run(const ConvertOptions& o) {
     wo.metadata[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
   if (fmt.name == "orbax") {
-    if (o.zarr3) wo.extra["zarr3"] = "1";
-    if (o.no_ocdbt) wo.extra["ocdbt"] = "0";
-    if (!o.compression.empty()) wo.extra["compression"] = o.compression;
-    if (!o.chunk_size.empty()) wo.extra["chunk_bytes"] = std::to_string(parse_size(o.chunk_size));
-    if (!o.step.empty()) wo.extra["step"] = o.step;
-    if (!o.item.empty()) wo.extra["item"] = o.item;
-    if (o.overwrite) wo.extra["overwrite"] = "1";
+    if (o.zarr3) wo.options["zarr3"] = "1";
+    if (o.no_ocdbt) wo.options["no-ocdbt"] = "1";
+    if (!o.compression.empty()) wo.options["compression"] = o.compression;
+    if (!o.chunk_size.empty()) wo.options["chunk-size"] = o.chunk_size;
+    if (!o.step.empty()) wo.options["step"] = o.step;
+    if (!o.item.empty()) wo.options["item"] = o.item;
+    wo.overwrite = o.overwrite;
   }
   ExecOptions eo;
   eo.threads = o.threads;

@@ -1,5 +1,6 @@
 // Implementation of cli/util.h.
 #include "cli/util.h"
+#include "core/units.h"
 
 #include <algorithm>
 #include <cctype>
@@ -40,24 +41,7 @@ std::string hex_bytes(const std::string& s, std::size_t max) {
   return out;
 }
 
-std::uint64_t parse_size(const std::string& s) {
-  std::size_t i = 0;
-  while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i;
-  if (i == 0) throw UsageError("bad size '" + s + "' (expected e.g. 5GB, 500MiB, 1048576)");
-  std::uint64_t n = std::stoull(s.substr(0, i));
-  std::string unit = s.substr(i);
-  std::transform(unit.begin(), unit.end(), unit.begin(), [](unsigned char c) { return std::toupper(c); });
-  std::uint64_t mul;
-  if (unit.empty() || unit == "B") mul = 1;
-  else if (unit == "KB") mul = 1000;
-  else if (unit == "KIB" || unit == "K") mul = 1024;
-  else if (unit == "MB") mul = 1000 * 1000;
-  else if (unit == "MIB" || unit == "M") mul = 1024 * 1024;
-  else if (unit == "GB") mul = 1000ull * 1000 * 1000;
-  else if (unit == "GIB" || unit == "G") mul = 1024ull * 1024 * 1024;
-  else throw UsageError("bad size unit in '" + s + "'");
-  return n * mul;
-}
+std::uint64_t parse_size(const std::string& s) { return parse_byte_size(s); }
 
 void Table::print(std::ostream& out) const {
   std::vector<std::size_t> w(header_.size(), 0);

@@ -30,14 +30,40 @@ struct ReadOptions {
   bool strict_chunks = false;
 };
 
-struct WriteOptions {
-  // safetensors: split into model-0000N-of-0000M.safetensors + index when > 0.
-  std::uint64_t max_shard_bytes = 0;
-  // Format-level string metadata (safetensors __metadata__).
-  std::map<std::string, std::string> metadata;
-  // Format-specific switches ("zarr3" = "1", "step" = "100", "item" = "params", ...).
-  std::map<std::string, std::string> extra;
+// A write option a format takes. `name` is what users type: the CLI flag `--NAME` and the
+// Python keyword (dashes as underscores). Values arrive as text and are checked against the
+// spec (validate_write_options) before a writer is made: an unknown or malformed option is
+// a UsageError naming the option and the format, never an exception from deep inside.
+struct OptionSpec {
+  enum class Kind { Flag, Int, Size, Choice, Text };
+  std::string name;                  // "shard-size", "step", "item", "zarr3", "compression", ...
+  Kind kind = Kind::Text;
+  std::vector<std::string> choices;  // Kind::Choice
+  std::string help;                  // one line, without the format's name
 };
+// Option values as typed: name -> text ("1" for a flag that is set).
+using OptionValues = std::map<std::string, std::string>;
+
+// What a format's output is, so that callers ask instead of comparing names.
+struct Capabilities {
+  bool writes_output = true;       // false: reads everything, writes nothing (discard)
+  bool non_tensor_leaves = false;  // stores None / numbers / strings / empty containers
+  bool directory_output = false;   // the output is a folder (orbax, zarr; safetensors when sharded)
+  bool string_metadata = false;    // a string -> string metadata map (safetensors __metadata__)
+  bool steps = false;              // writes steps into CheckpointManager roots (orbax `step`)
+};
+
+struct WriteOptions {
+  OptionValues options;                          // validated against Format::write_options
+  std::map<std::string, std::string> metadata;   // string_metadata formats
+  bool overwrite = false;                        // steps: replace an existing step
+};
+
+// Typed access to validated options (UsageError naming the option on malformed text).
+bool option_flag(const OptionValues& v, const std::string& name);
+std::optional<std::int64_t> option_int(const OptionValues& v, const std::string& name);
+std::optional<std::uint64_t> option_size(const OptionValues& v, const std::string& name);  // "5GB", "500MiB", "1048576"
+std::optional<std::string> option_text(const OptionValues& v, const std::string& name);
 
 class Writer {
  public:
@@ -53,7 +79,12 @@ class Writer {
 
 struct Format {
   std::string name;         // "safetensors", "torch", "npy", "npz", "msgpack", "orbax", "zarr"
+  std::vector<std::string> aliases;     // other names users type: "pt", "pytorch" for torch
+  std::vector<std::string> extensions;  // output file extensions naming it: ".pt", ".pth", ...
+  std::string default_file_name;        // inside an output folder: "model.safetensors"; "" = the folder itself
   std::string description;  // one line for --help
+  Capabilities caps;
+  std::vector<OptionSpec> write_options;
   // Cheap content sniffing; must not throw for inputs of other formats.
   std::function<bool(const std::string& path)> detect;
   std::function<Checkpoint(const std::string& path, const ReadOptions&)> read;
@@ -64,9 +95,13 @@ struct Format {
   std::vector<DType> bytes_only_dtypes;
 };
 
+// UsageError when `values` holds an option `fmt` does not take (naming the formats that do)
+// or a value its spec rejects.
+void validate_write_options(const Format& fmt, const OptionValues& values);
+
 // All known formats, in detection order.
 const std::vector<Format>& formats();
-// UsageError listing the known names if unknown.
+// By name or alias, case-insensitive; UsageError listing the known names if unknown.
 const Format& format_by_name(const std::string& name);
 // FormatError naming the path if nothing matches (see throw_unrecognised).
 const Format& detect_format(const std::string& path);
@@ -74,8 +109,9 @@ const Format& detect_format(const std::string& path);
 // FormatError when it is, or a directory holds, Git LFS pointers; else FormatError "not a
 // checkpoint format ckptbridge recognises".
 [[noreturn]] void throw_unrecognised(const std::string& path);
-// The format an output path's extension names ("x.safetensors" -> "safetensors", ".pt"/".pth"/
-// ".bin" -> "torch", ".npz", ".npy", ".msgpack"); "" when the extension says nothing.
+// The format an output path's extension names (Format::extensions: "x.safetensors" ->
+// "safetensors", ".pt"/".pth"/".bin"/".ckpt" -> "torch", ".npz", ".npy", ".msgpack"); "" when
+// the extension says nothing.
 std::string format_from_extension(const std::string& path);
 
 // MappingError naming the first tensor of `layout` whose dtype is bytes-only and not in

@@ -1,6 +1,9 @@
 // The list of formats and the generic read/write drivers of formats/format.h.
 #include "core/errors.h"
+#include "core/units.h"
 #include "formats/format.h"
+
+#include <cctype>
 
 namespace ckb {
 
@@ -15,11 +18,22 @@ const std::vector<Format>& formats() {
   return all;
 }
 
+namespace {
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+}  // namespace
+
 const Format& format_by_name(const std::string& name) {
+  const std::string want = lower(name);
   std::string known;
   for (const auto& f : formats()) {
-    if (f.name == name) return f;
+    if (f.name == want) return f;
+    for (const auto& a : f.aliases)
+      if (a == want) return f;
     known += (known.empty() ? "" : ", ") + f.name;
+    for (const auto& a : f.aliases) known += "/" + a;
   }
   throw UsageError("unknown format '" + name + "' (known: " + known + ")");
 }
@@ -34,13 +48,72 @@ std::string format_from_extension(const std::string& path) {
   auto dot = path.rfind('.');
   auto slash = path.rfind('/');
   if (dot == std::string::npos || (slash != std::string::npos && dot < slash)) return "";
-  std::string ext = path.substr(dot);
-  if (ext == ".safetensors") return "safetensors";
-  if (ext == ".pt" || ext == ".pth" || ext == ".bin") return "torch";
-  if (ext == ".npz") return "npz";
-  if (ext == ".npy") return "npy";
-  if (ext == ".msgpack") return "msgpack";
+  const std::string ext = lower(path.substr(dot));
+  for (const auto& f : formats())
+    for (const auto& e : f.extensions)
+      if (e == ext) return f.name;
   return "";
+}
+
+void validate_write_options(const Format& fmt, const OptionValues& values) {
+  for (const auto& [name, text] : values) {
+    const OptionSpec* spec = nullptr;
+    for (const auto& s : fmt.write_options)
+      if (s.name == name) spec = &s;
+    if (!spec) {
+      std::string takers;
+      for (const auto& f : formats())
+        for (const auto& s : f.write_options)
+          if (s.name == name) takers += (takers.empty() ? "" : ", ") + f.name;
+      throw UsageError("--" + name + (takers.empty() ? " is not a write option of any format"
+                                                       : " applies to " + takers + " output, not " + fmt.name));
+    }
+    switch (spec->kind) {
+      case OptionSpec::Kind::Flag:
+        if (text != "1" && text != "0" && text != "true" && text != "false")
+          throw UsageError("--" + name + " is a flag; got the value '" + text + "'");
+        break;
+      case OptionSpec::Kind::Int: {
+        const std::int64_t v = parse_integer(text, "--" + name);
+        if (v < 0) throw UsageError("--" + name + " must not be negative, got '" + text + "'");
+        break;
+      }
+      case OptionSpec::Kind::Size: parse_byte_size(text, "--" + name); break;
+      case OptionSpec::Kind::Choice: {
+        bool ok = false;
+        std::string list;
+        for (const auto& c : spec->choices) ok |= c == text, list += (list.empty() ? "" : ", ") + c;
+        if (!ok) throw UsageError("--" + name + " must be one of " + list + ", got '" + text + "'");
+        break;
+      }
+      case OptionSpec::Kind::Text:
+        if (text.empty()) throw UsageError("--" + name + " needs a value");
+        break;
+    }
+  }
+}
+
+bool option_flag(const OptionValues& v, const std::string& name) {
+  auto it = v.find(name);
+  return it != v.end() && (it->second == "1" || it->second == "true");
+}
+
+std::optional<std::int64_t> option_int(const OptionValues& v, const std::string& name) {
+  auto it = v.find(name);
+  if (it == v.end()) return std::nullopt;
+  return parse_integer(it->second, "--" + name);
+}
+
+std::optional<std::uint64_t> option_size(const OptionValues& v, const std::string& name) {
+  auto it = v.find(name);
+  if (it == v.end()) return std::nullopt;
+  return parse_byte_size(it->second, "--" + name);
+}
+
+std::optional<std::string> option_text(const OptionValues& v, const std::string& name) {
+  auto it = v.find(name);
+  if (it == v.end()) return std::nullopt;
+  return it->second;
 }
 
 Checkpoint read_checkpoint(const std::string& path, const ReadOptions& opts) {

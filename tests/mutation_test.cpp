@@ -278,7 +278,7 @@ class SeedCopy {
   static void make_sharded_safetensors(const std::string& dir) {
     Checkpoint ck = read_checkpoint(test::fixture("peft_llama_lora/base/model.safetensors"));
     WriteOptions o;
-    o.max_shard_bytes = 24 << 10;
+    o.options["shard-size"] = std::to_string(24 << 10);
     write_checkpoint(ck, dir, format_by_name("safetensors"), o, 1);
   }
   ScratchDir tmp_;

@@ -49,8 +49,8 @@ const Layout kLayouts[] = {
 
 WriteOptions options_for(const Layout& l) {
   WriteOptions wo;
-  if (l.zarr3) wo.extra["zarr3"] = "1";
-  if (!l.ocdbt) wo.extra["ocdbt"] = "0";
+  if (l.zarr3) wo.options["zarr3"] = "1";
+  if (!l.ocdbt) wo.options["no-ocdbt"] = "1";
   return wo;
 }
 
@@ -107,8 +107,8 @@ TEST(OrbaxWrite, ManagerStepDirectories) {
     ro.step = step;
     Checkpoint ck = read_checkpoint(root, ro);
     WriteOptions wo;
-    wo.extra["step"] = std::to_string(step);
-    wo.extra["item"] = "params";
+    wo.options["step"] = std::to_string(step);
+    wo.options["item"] = "params";
     write_checkpoint(ck, out, orbax(), wo);
     const std::string s = "/" + std::to_string(step);
     EXPECT_EQ(test::read_file(out + s + "/params/_METADATA"), test::read_file(root + s + "/params/_METADATA"));
@@ -124,12 +124,12 @@ TEST(OrbaxWrite, ManagerStepDirectories) {
   EXPECT_EQ(read_checkpoint(out).metadata["orbax.step"], "2");
   const std::string before = test::read_file(out + "/2/params/_METADATA");
   WriteOptions again;
-  again.extra["step"] = "2";
+  again.options["step"] = "2";
   EXPECT_THROW(write_checkpoint(read_checkpoint(root), out, orbax(), again), UsageError);
   EXPECT_EQ(test::read_file(out + "/2/params/_METADATA"), before);
   // Default item name.
   WriteOptions dflt;
-  dflt.extra["step"] = "7";
+  dflt.options["step"] = "7";
   write_checkpoint(read_checkpoint(root), out, orbax(), dflt);
   EXPECT_TRUE(path_exists(out + "/7/default/_METADATA"));
   EXPECT_EQ(test::load_json(out + "/7/_CHECKPOINT_METADATA")["item_handlers"].begin().key(), "default");
@@ -202,10 +202,10 @@ TEST(OrbaxWrite, EveryLeafKindChunkedScrambledAndBothZarrVersions) {
         SCOPED_TRACE(std::string(zarr3 ? "zarr3 " : "zarr2 ") + compression + (ocdbt ? " ocdbt" : " dirs"));
         test::TempDir tmp;
         WriteOptions wo;
-        wo.extra["zarr3"] = zarr3 ? "1" : "0";
-        wo.extra["ocdbt"] = ocdbt ? "1" : "0";
-        wo.extra["compression"] = compression;
-        wo.extra["chunk_bytes"] = "64";  // w: 30 bytes a row -> 2 rows a chunk, 19 chunks, the last partial
+        wo.options["zarr3"] = zarr3 ? "1" : "0";
+        wo.options["no-ocdbt"] = ocdbt ? "0" : "1";
+        wo.options["compression"] = compression;
+        wo.options["chunk-size"] = "64";  // w: 30 bytes a row -> 2 rows a chunk, 19 chunks, the last partial
         auto w = orbax().make_writer(tmp / "item", wo);
         write_scrambled(*w, tree, 7);
         Checkpoint back = read_checkpoint(tmp / "item");
@@ -254,9 +254,9 @@ TEST(OrbaxWrite, RefusalsLeaveNothingBehind) {
   {
     Node t = Node::dict();
     t.add("x", Node(Node::Value(std::int64_t{1})));
-    EXPECT_THROW(orbax().make_writer(out, {{}, {}, {{"compression", "lz4"}}}), UsageError);
-    EXPECT_THROW(orbax().make_writer(out, {{}, {}, {{"item", "p"}}}), UsageError);
-    EXPECT_THROW(orbax().make_writer(out, {{}, {}, {{"step", "-1"}}}), UsageError);
+    EXPECT_THROW(orbax().make_writer(out, {{{"compression", "lz4"}}, {}, false}), UsageError);
+    EXPECT_THROW(orbax().make_writer(out, {{{"item", "p"}}, {}, false}), UsageError);
+    EXPECT_THROW(orbax().make_writer(out, {{{"step", "-1"}}, {}, false}), UsageError);
   }
   EXPECT_FALSE(path_exists(out));
   EXPECT_TRUE(fs::is_empty(tmp.path()));
@@ -333,7 +333,7 @@ TEST(OrbaxWrite, ConcurrentReadersOfOneChunk) {
   }
   test::TempDir tmp;
   WriteOptions wo;
-  wo.extra["ocdbt"] = "0";
+  wo.options["no-ocdbt"] = "1";
   write_scrambled(*orbax().make_writer(tmp / "item", wo), tree, 1 << 20);
   const Bytes want = tree.find("w")->tensor().read_all();
   auto read_all_threads = [&](std::vector<std::string>& errors) {

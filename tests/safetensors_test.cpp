@@ -53,7 +53,7 @@ TEST(Safetensors, ShardedWriteAndReadBack) {
   test::TempDir tmp;
   auto ck = read_checkpoint(fixture("safetensors_single/model.safetensors"));
   WriteOptions wo;
-  wo.max_shard_bytes = 100 * 1024;  // "big" (384 KiB) gets a shard of its own
+  wo.options["shard-size"] = std::to_string(100 * 1024);  // "big" (384 KiB) gets a shard of its own
   write_checkpoint(ck, tmp / "sharded", format_by_name("safetensors"), wo);
   EXPECT_TRUE(std::filesystem::exists(tmp / "sharded/model.safetensors.index.json"));
   EXPECT_TRUE(std::filesystem::exists(tmp / "sharded/model-00001-of-00003.safetensors"));
@@ -78,7 +78,7 @@ TEST(Safetensors, ShardedIndexMustAgreeWithShards) {
   test::TempDir tmp;
   auto ck = read_checkpoint(fixture("safetensors_single/model.safetensors"));
   WriteOptions wo;
-  wo.max_shard_bytes = 100 * 1024;
+  wo.options["shard-size"] = std::to_string(100 * 1024);
   write_checkpoint(ck, tmp / "s", format_by_name("safetensors"), wo);
   auto idx = test::load_json(tmp / "s/model.safetensors.index.json");
   idx["weight_map"]["ghost"] = "model-00001-of-00003.safetensors";

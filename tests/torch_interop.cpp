@@ -58,7 +58,7 @@ TEST(TorchInterop, Export) {
   }
   {
     WriteOptions z64;
-    z64.extra["zip64"] = "1";
+    z64.options["zip64"] = "1";
     write_checkpoint(read_checkpoint(fixture_file("torch_zip")), std::string(dir) + "/forced_zip64.pt",
                      format_by_name("torch"), z64);
     expected["forced_zip64.pt"] = expected["torch_zip.pt"];

@@ -186,7 +186,7 @@ TEST(TorchWrite, ForcedZip64AndAtomicity) {
   Checkpoint in = read_checkpoint(fixture_file("torch_zip"));
   test::TempDir tmp;
   WriteOptions opts;
-  opts.extra["zip64"] = "1";
+  opts.options["zip64"] = "1";
   write_checkpoint(in, tmp / "z64.pt", format_by_name("torch"), opts, 2);
   test::expect_matches_manifest(read_checkpoint(tmp / "z64.pt"), test::load_json(test::fixture("torch_zip/manifest.json")));
   EXPECT_NE(test::read_file(tmp / "z64.pt").find(std::string("PK\x06\x06", 4)), std::string::npos);

@@ -28,6 +28,8 @@ class DiscardWriter final : public Writer {
 Format make_discard_format() {
   Format f;
   f.name = "discard";
+  f.caps.writes_output = false;
+  f.caps.non_tensor_leaves = true;
   f.bytes_only_dtypes = {std::begin(kBytesOnlyDTypes), std::end(kBytesOnlyDTypes)};  // writes nothing: holds every type
   f.description = "read and transform everything, write nothing (for measuring and checking)";
   f.detect = [](const std::string&) { return false; };

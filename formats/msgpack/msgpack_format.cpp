@@ -11,6 +11,10 @@ namespace ckb {
 Format make_msgpack_format() {
   Format f;
   f.name = "msgpack";
+  f.aliases = {"flax"};
+  f.extensions = {".msgpack"};
+  f.default_file_name = "checkpoint.msgpack";
+  f.caps.non_tensor_leaves = true;
   f.description = "Flax msgpack (flax.serialization.to_bytes, legacy Orbax 'checkpoint'); read and write";
   f.detect = [](const std::string& path) {
     try {

@@ -84,6 +84,8 @@ Checkpoint read_npy_file(const std::string& path, const NpyReadOptions& opts) {
 Format make_npy_format() {
   Format f;
   f.name = "npy";
+  f.extensions = {".npy"};
+  f.default_file_name = "model.npy";
   f.description = "NumPy .npy: one array (np.save); read and write";
   f.detect = [](const std::string& path) {
     try {

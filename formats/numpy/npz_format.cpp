@@ -213,6 +213,8 @@ Checkpoint read_npz_file(const std::string& path, const NpyReadOptions& opts) {
 Format make_npz_format() {
   Format f;
   f.name = "npz";
+  f.extensions = {".npz"};
+  f.default_file_name = "model.npz";
   f.description = "NumPy .npz: zip of .npy arrays (np.savez, np.savez_compressed); read and write";
   f.detect = [](const std::string& path) {
     try {

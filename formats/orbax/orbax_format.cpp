@@ -9,6 +9,18 @@ namespace ckb {
 Format make_orbax_format() {
   Format f;
   f.name = "orbax";
+  f.caps.non_tensor_leaves = true;
+  f.caps.directory_output = true;
+  f.caps.steps = true;
+  f.write_options = {
+      {"step", OptionSpec::Kind::Int, {}, "the output is a CheckpointManager root; write step N into it"},
+      {"item", OptionSpec::Kind::Text, {},
+       "item name inside the step (default: the source's item, else 'default'; openpi uses 'params', MaxText 'items')"},
+      {"zarr3", OptionSpec::Kind::Flag, {}, "zarr v3 arrays (sharding_indexed + crc32c) instead of zarr v2"},
+      {"no-ocdbt", OptionSpec::Kind::Flag, {}, "one directory per array instead of an OCDBT database"},
+      {"compression", OptionSpec::Kind::Choice, {"zstd", "none"}, "zstd (default, as Orbax) or none"},
+      {"chunk-size", OptionSpec::Kind::Size, {}, "split arrays along axis 0 into chunks of at most this size"},
+  };
   f.bytes_only_dtypes = {DType::F8_E4M3FNUZ, DType::F8_E5M2FNUZ};  // TensorStore's float8_e4m3fnuz, float8_e5m2fnuz
   f.description = "Orbax PyTree checkpoint directory (OCDBT or per-array zarr v2/v3; item, step or manager root)";
   f.detect = [](const std::string& path) {

@@ -99,12 +99,6 @@ std::string checkpoint_metadata(const ojson& item_handlers, std::uint64_t init_n
   return py_json_dumps(j);
 }
 
-bool parse_flag(const std::map<std::string, std::string>& extra, const std::string& key, bool dflt) {
-  auto it = extra.find(key);
-  if (it == extra.end()) return dflt;
-  return it->second == "1" || it->second == "true" || it->second == "yes";
-}
-
 // One 0-d element of `t` holding `n`'s value (a "scalar" leaf).
 std::string scalar_bytes(const Node& n, DType t, const std::string& where) {
   auto put = [](auto v) { return std::string(reinterpret_cast<const char*>(&v), sizeof v); };
@@ -146,24 +140,20 @@ std::string scalar_bytes(const Node& n, DType t, const std::string& where) {
 class OrbaxWriter final : public Writer {
  public:
   OrbaxWriter(std::string path, const WriteOptions& opts) : path_(std::move(path)), opts_(opts) {
-    zarr3_ = parse_flag(opts.extra, "zarr3", false);
-    ocdbt_ = parse_flag(opts.extra, "ocdbt", true);
-    if (auto it = opts.extra.find("compression"); it != opts.extra.end()) {
-      if (it->second != "zstd" && it->second != "none")
-        throw UsageError("orbax compression must be 'zstd' or 'none', got '" + it->second + "'");
-      compress_ = it->second == "zstd";
-    }
-    if (auto it = opts.extra.find("chunk_bytes"); it != opts.extra.end()) chunk_bytes_ = std::stoull(it->second);
+    validate_write_options(make_orbax_format(), opts.options);
+    zarr3_ = option_flag(opts.options, "zarr3");
+    ocdbt_ = !option_flag(opts.options, "no-ocdbt");
+    compress_ = option_text(opts.options, "compression").value_or("zstd") == "zstd";
+    chunk_bytes_ = option_size(opts.options, "chunk-size").value_or(0);
     if (chunk_bytes_ == 0) chunk_bytes_ = kOrbaxTargetFileSize;
-    if (auto it = opts.extra.find("step"); it != opts.extra.end()) {
-      step_ = it->second;
-      if (step_.empty() || !std::all_of(step_.begin(), step_.end(), [](char c) { return c >= '0' && c <= '9'; }))
-        throw UsageError("orbax step must be a non-negative integer, got '" + step_ + "'");
+    if (auto step = option_int(opts.options, "step")) {
+      if (*step < 0) throw UsageError("orbax step must be a non-negative integer, got " + std::to_string(*step));
+      step_ = std::to_string(*step);
       item_ = "default";
     }
-    if (auto it = opts.extra.find("item"); it != opts.extra.end()) {
+    if (auto item = option_text(opts.options, "item")) {
       if (step_.empty()) throw UsageError("an Orbax item name needs a step (--step N --item NAME)");
-      item_ = it->second;
+      item_ = *item;
       if (item_.empty() || item_.find('/') != std::string::npos || item_ == "." || item_ == "..")
         throw UsageError("orbax item name must be a plain directory name, got '" + item_ + "'");
     }
@@ -184,7 +174,7 @@ class OrbaxWriter final : public Writer {
       item_final_ = path_;
     } else {
       const std::string step_final = path_ + "/" + step_;
-      if (path_exists(step_final) && !parse_flag(opts_.extra, "overwrite", false))
+      if (path_exists(step_final) && !opts_.overwrite)
         throw UsageError("step " + step_ + " already exists in " + path_ + "; pass --overwrite to replace it");
       dir_ = std::make_unique<AtomicDir>(step_final);
       item_dir_ = dir_->path() + "/" + item_;

@@ -3,16 +3,16 @@
 //
 // Output, built under a temporary name and renamed into place at commit:
 //  - item mode (default): DST is the item directory (PyTreeCheckpointer().restore(DST));
-//  - step mode (WriteOptions::extra "step" = N, "item" = NAME, default "default"): DST is a
+//  - step mode (write options "step" = N, "item" = NAME, default "default"): DST is a
 //    CheckpointManager root and DST/N/NAME the item (CheckpointManager(DST).restore(N)). The
 //    root may already hold other steps; an existing step N is refused unless
-//    extra "overwrite" = "1".
+//    WriteOptions::overwrite.
 // Inside the item: `_METADATA` (byte-identical to Orbax's for the same tree), `_sharding`,
 // `array_metadatas/process_0` (with random_key_impl for PRNG key leaves), `_strings.json`,
 // `_CHECKPOINT_METADATA`, `commit_success.txt`, and the arrays: one OCDBT database at the
-// item root (default) or per-array directories (extra "ocdbt" = "0"); zarr v2 with zstd
-// level 1 (default) or zarr v3 with sharding_indexed + crc32c (extra "zarr3" = "1");
-// extra "compression" = "none" stores raw chunks; extra "chunk_bytes" = N splits arrays
+// item root (default) or per-array directories ("no-ocdbt"); zarr v2 with zstd
+// level 1 (default) or zarr v3 with sharding_indexed + crc32c ("zarr3");
+// "compression" = "none" stores raw chunks; "chunk-size" = N splits arrays
 // along axis 0 into chunks of at most N bytes (default: one chunk per array up to 2 GiB,
 // Orbax's OCDBT target file size; larger arrays are split like Orbax splits them).
 //

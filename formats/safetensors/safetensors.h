@@ -21,7 +21,7 @@ inline constexpr const char* kIndexName = "model.safetensors.index.json";
 // exactly one safetensors file.
 bool detect(const std::string& path);
 Checkpoint read(const std::string& path);
-// Writes one file at `path`, or, when opts.max_shard_bytes > 0, a directory `path` with
+// Writes one file at `path`, or, when the "shard-size" option is set, a directory `path` with
 // shards and the index.
 std::unique_ptr<Writer> make_writer(const std::string& path, const WriteOptions& opts);
 

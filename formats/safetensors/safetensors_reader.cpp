@@ -246,6 +246,11 @@ namespace ckb {
 Format make_safetensors_format() {
   Format f;
   f.name = "safetensors";
+  f.extensions = {".safetensors"};
+  f.default_file_name = "model.safetensors";
+  f.caps.string_metadata = true;
+  f.write_options = {{"shard-size", OptionSpec::Kind::Size, {},
+                      "split into shards of at most this size (model-0000N-of-0000M.safetensors + index), e.g. 5GB"}};
   f.bytes_only_dtypes = {std::begin(kBytesOnlyDTypes), std::end(kBytesOnlyDTypes)};
   f.description = "safetensors file, or a directory with a sharded set + model.safetensors.index.json";
   f.detect = safetensors::detect;

@@ -49,12 +49,13 @@ class SafetensorsWriter final : public Writer {
         throw MappingError(path_, "safetensors has no complex128 dtype (tensor '" + name + "')");
 
     // Assign shards greedily in tree order.
-    const bool sharded = opts_.max_shard_bytes > 0;
+    const std::uint64_t max_shard_bytes = option_size(opts_.options, "shard-size").value_or(0);
+    const bool sharded = max_shard_bytes > 0;
     std::vector<std::vector<std::size_t>> groups(1);
     std::uint64_t cur = 0;
     for (std::size_t i = 0; i < tensors.size(); ++i) {
       auto nb = tensors[i].second.nbytes();
-      if (sharded && cur > 0 && cur + nb > opts_.max_shard_bytes) {
+      if (sharded && cur > 0 && cur + nb > max_shard_bytes) {
         groups.emplace_back();
         cur = 0;
       }

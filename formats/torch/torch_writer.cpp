@@ -157,7 +157,7 @@ class TorchWriter final : public Writer {
     small("version", "3\n");
 
     out_ = std::make_unique<AtomicFile>(path_);
-    const bool force64 = opts_.extra.count("zip64") && opts_.extra.at("zip64") == "1";
+    const bool force64 = option_flag(opts_.options, "zip64");
     zip_ = std::make_unique<ZipWriter>(*out_, std::move(members), 64, force64);
     for (const auto& [idx, content] : small_)
       zip_->write(idx, 0, std::as_bytes(std::span(content.data(), content.size())));
