@@ -30,4 +30,8 @@ void throw_errno(const std::string& path, const std::string& what) {
   throw IoError(path, what + ": " + std::strerror(e));
 }
 
+Cancelled::Cancelled(int signo)
+    : Error(ErrorKind::Cancelled, "", signo ? "cancelled by signal " + std::to_string(signo) : "cancelled"),
+      signo_(signo) {}
+
 }  // namespace ckb

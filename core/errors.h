@@ -4,6 +4,7 @@
 //   IoError      - the operating system refused (open, read, write, rename; exit 2)
 //   MappingError - a plan/recipe cannot map source to target (exit 2)
 //   UsageError   - the command line or options are wrong (exit 1)
+//   Cancelled    - the run was cancelled (a signal, Ctrl-C in Python; exit 128 + signal)
 #pragma once
 
 #include <cstdint>
@@ -13,7 +14,7 @@
 
 namespace ckb {
 
-enum class ErrorKind { Format, Io, Mapping, Usage };
+enum class ErrorKind { Format, Io, Mapping, Usage, Cancelled };
 
 class Error : public std::runtime_error {
  public:
@@ -24,8 +25,9 @@ class Error : public std::runtime_error {
   std::optional<std::uint64_t> offset() const { return offset_; }
   // The message without the path prefix.
   const std::string& detail() const { return detail_; }
-  // Process exit status for this error (1 usage, 2 everything else).
-  int exit_code() const { return kind_ == ErrorKind::Usage ? 1 : 2; }
+  // Process exit status for this error (1 usage, 128 + signal when cancelled by one, 2
+  // everything else).
+  virtual int exit_code() const { return kind_ == ErrorKind::Usage ? 1 : 2; }
 
  private:
   ErrorKind kind_;
@@ -51,6 +53,17 @@ class MappingError : public Error {
 class UsageError : public Error {
  public:
   explicit UsageError(std::string what) : Error(ErrorKind::Usage, "", std::move(what)) {}
+};
+
+class Cancelled : public Error {
+ public:
+  // `signo`: the signal that asked for it (SIGINT, SIGTERM), 0 when cancelled otherwise.
+  explicit Cancelled(int signo = 0);
+  int signal() const { return signo_; }
+  int exit_code() const override { return signo_ ? 128 + signo_ : 130; }
+
+ private:
+  int signo_;
 };
 
 // IoError with strerror(errno) appended.

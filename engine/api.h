@@ -1,0 +1,177 @@
+// The one public API of ckptbridge: every interface (the CLI, the Python package, tests)
+// opens checkpoints, plans and runs jobs through this header and nothing below it.
+//
+//   Checkpoint ck = engine::open("model.safetensors");            // lazy: metadata only
+//   engine::Job job{.source = "ckpt/", .output = {.path = "out/"}};
+//   job.recipe = "openpi";                                         // or job.profile = "peft", ...
+//   engine::Report plan = engine::plan(job);                       // metadata only, writes nothing
+//   engine::Report done = engine::run(job, {.progress = cb, .cancel = &token});
+//   std::string json = done.to_json().dump(1);
+//
+// Contract:
+//  - No output on stdout/stderr, no exit codes: failures are typed exceptions (core/errors.h)
+//    naming the path or tensors; notes and warnings go into the Report.
+//  - The output guards live here, once, for every job: the output may not be an input;
+//    an existing output is replaced only with `overwrite` and only when it is a checkpoint of
+//    the kind being written (a folder holding anything else is refused, never emptied); a
+//    missing parent folder is created; an output that names a folder (existing, or ending
+//    in '/') receives the format's natural file name inside it.
+//  - A job is planned from metadata alone; run() streams it (bounded memory, all cores) and
+//    publishes the output atomically after every byte is written; a cancelled or failed run
+//    leaves the previous output (or none) and no temporaries.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/cancel.h"
+#include "core/dtype.h"
+#include "core/errors.h"
+#include "core/tree.h"
+#include "core/units.h"
+#include "formats/format.h"
+
+namespace ckb::engine {
+
+// ---- names users type ----------------------------------------------------------------
+
+// A floating-point dtype by any of its usual names: bf16, bfloat16, BF16, fp16, f16, float16,
+// half, f32, fp32, float32, float, f64, fp64, float64, double, f8_e4m3, float8_e4m3fn, ...
+// "auto" or "" -> nullopt (keep). UsageError naming the text otherwise.
+std::optional<DType> parse_float_dtype(const std::string& name);
+
+// ---- sources ------------------------------------------------------------------------
+
+struct SourceOptions {
+  std::optional<std::int64_t> step;  // Orbax CheckpointManager root: the step (default latest)
+  bool strict_chunks = false;        // zarr: a missing chunk is an error, not the fill value
+};
+
+// Detects the format and reads metadata (tensor bytes stay on disk until read).
+Checkpoint open(const std::string& path, const SourceOptions& opts = {});
+
+// Missing zarr chunks read as the fill value so far, per source tensor with any.
+std::map<std::string, std::uint64_t> missing_chunks(const Checkpoint& ck);
+
+// The registered formats (name, aliases, capabilities, write options: for help texts,
+// shell completion and Python keyword arguments).
+const std::vector<Format>& formats();
+
+// ---- profiles -----------------------------------------------------------------------
+
+// A profile's option as users type it (`--variant`, Python `variant=`), for help and validation.
+struct ProfileOptionSpec {
+  std::string name;
+  std::string help;
+  bool flag = false;
+};
+struct ProfileInfo {
+  std::string name;         // "openpi", "peft", "flax"
+  std::string description;
+  std::vector<ProfileOptionSpec> options;
+};
+const std::vector<ProfileInfo>& profiles();
+
+// ---- jobs ---------------------------------------------------------------------------
+
+struct OutputSpec {
+  std::string path;                               // file, or folder (existing or ending in '/')
+  std::string format;                             // name or alias; "" = from the path's extension
+  OptionValues options;                           // the format's write options (validated)
+  std::map<std::string, std::string> metadata;    // string_metadata formats (safetensors)
+  bool overwrite = false;
+};
+
+struct Job {
+  std::string source;
+  SourceOptions source_options;
+
+  // The mapping: a recipe (JSON file or built-in name; "" = identity), optionally inverted,
+  // or a profile with its options. A built-in recipe may bring its profile ("openpi").
+  std::string recipe;
+  bool reverse = false;
+  std::string profile;
+  std::map<std::string, std::string> profile_options;
+  std::string expect;                              // checkpoint whose layout the target must match
+  std::map<std::string, std::int64_t> sizes;       // axis sizes for rearrange rules
+
+  std::optional<DType> dtype;                      // cast floating-point tensors (RNE, counted)
+  bool drop_non_tensors = false;                   // drop (and report) non-tensor leaves
+
+  OutputSpec output;
+  unsigned threads = 0;                            // 0 = all cores
+  std::uint64_t max_memory = 0;                    // window for in-flight data (0 = 1 GiB)
+  bool stats = false;                              // per-tensor min/max/mean/NaN/inf in the report
+};
+
+// ---- reports ------------------------------------------------------------------------
+
+struct TensorStatsReport {
+  double min = 0, max = 0, mean = 0;
+  std::uint64_t nan = 0, inf = 0;
+};
+struct CastReport {
+  DType from;
+  std::uint64_t elements = 0, inexact = 0, overflow = 0, nan = 0;
+};
+struct TensorReport {
+  std::string name;
+  DType dtype;
+  Shape shape;
+  std::optional<TensorStatsReport> stats;
+  std::optional<CastReport> cast;
+  std::uint64_t missing_chunks = 0;
+};
+struct Summary {
+  std::size_t tensors = 0;
+  std::uint64_t bytes = 0;
+  double seconds = 0;
+  std::uint64_t peak_window_bytes = 0;
+  std::uint64_t missing_chunks = 0;
+  std::size_t cast_tensors = 0;
+  std::uint64_t inexact = 0, overflow = 0, nan = 0;
+};
+
+struct Report {
+  bool dry_run = false;                        // plan(): nothing was read or written
+  std::string source, source_format;
+  std::string destination, destination_format; // destination: the resolved output path
+  std::string profile;                         // "" when none
+  std::string recipe;                          // the recipe's name
+  nlohmann::ordered_json ledger;               // recipe/plan.h's ledger (sources, targets, problems)
+  std::vector<std::string> problems;           // non-empty: the plan cannot run (run() throws)
+  std::vector<std::pair<std::string, std::string>> dropped_leaves;  // name, rule
+  std::vector<TensorReport> tensors;           // every written tensor, in write order
+  std::vector<std::string> notes;              // decisions and warnings worth telling the user
+  std::vector<std::string> files;              // files and folders written (weights, sidecars)
+  nlohmann::ordered_json profile_report;       // the profile's own section (merged modules, layout, ...)
+  Summary summary;
+  nlohmann::ordered_json to_json() const;
+};
+
+struct Progress {
+  std::uint64_t bytes_done = 0, bytes_total = 0;
+  std::size_t tensors_done = 0, tensors_total = 0;
+};
+
+struct RunOptions {
+  std::function<void(const Progress&)> progress;  // called from worker threads, a few times a second
+  const CancelToken* cancel = nullptr;            // checked between chunks; throws Cancelled
+};
+
+// Resolves the job against the source's metadata: the target tree, the ledger, the casts,
+// the output path. Reads no tensor data and writes nothing. A plan with problems is
+// returned (report.problems), not thrown, so that callers can show it; usage errors throw.
+Report plan(const Job& job);
+
+// plan() + stream every tensor into the output + the profile's after-write step. Throws
+// MappingError listing the problems when the plan has any (nothing written).
+Report run(const Job& job, const RunOptions& opts = {});
+
+}  // namespace ckb::engine
