@@ -29,6 +29,7 @@ void ZarrArray::rethrow(const std::exception& e) const {
       case ErrorKind::Io: throw IoError(ce->path(), detail);
       case ErrorKind::Mapping: throw MappingError(ce->path(), detail);
       case ErrorKind::Usage: throw UsageError(detail);
+      case ErrorKind::Cancelled: throw;
       case ErrorKind::Format: throw FormatError(ce->path(), detail, ce->offset());
     }
   }
