@@ -4,29 +4,35 @@
 #include <iostream>
 
 #include "cli/commands.h"
-#include "cli/pipeline.h"
+#include "cli/options.h"
 #include "cli/util.h"
-#include "recipe/diff.h"
+#include "engine/api.h"
 
 namespace ckb::cli {
 namespace {
 
 struct DiffCmd {
-  std::string a, b;
+  std::string b;
   bool json = false;
   double atol = 0, rtol = 0;
   unsigned threads = 0;
-  PipelineOptions pipe;
+  engine::Job job;
+  CommonRun c;
+  engine::SourceOptions b_src;
 };
 
-int run(const DiffCmd& o) {
-  Pipeline p = build_pipeline(o.a, o.pipe);
-  p.plan.check();
-  Checkpoint b = open_checkpoint(o.b, -1);
-  DiffOptions d{o.atol, o.rtol, o.threads};
-  auto r = diff_trees(p.plan.target, b.root, d);
-  warn_missing_chunks(missing_chunks(p.source));
-  warn_missing_chunks(missing_chunks(b));
+int run(DiffCmd& o) {
+  engine::Job job = o.job;
+  finish_job(job, o.c);
+  engine::SourceOptions b_src = o.b_src;
+  b_src.strict_chunks = job.source_options.strict_chunks;
+  const engine::DiffReport d = engine::diff(job, o.b, DiffOptions{o.atol, o.rtol, o.threads}, b_src);
+  const DiffResult& r = d.result;
+  std::uint64_t missing = 0;
+  for (const auto& [k, n] : d.missing) missing += n;
+  if (missing)
+    std::cerr << "warning: " << missing << " missing zarr chunk" << (missing == 1 ? "" : "s")
+              << " read as the fill value (--strict-chunks makes this an error)\n";
   if (o.json) {
     std::cout << r.to_json().dump(1) << "\n";
   } else {
@@ -52,13 +58,14 @@ int run(const DiffCmd& o) {
 
 Runner add_diff(CLI::App& app) {
   auto o = std::make_shared<DiffCmd>();
-  app.add_option("a", o->a, "first checkpoint (mapped through --recipe if given)")->required();
+  app.add_option("a", o->job.source, "first checkpoint (mapped through --recipe if given)")->required();
   app.add_option("b", o->b, "second checkpoint")->required();
   app.add_option("--atol", o->atol, "absolute tolerance (default 0: exact)");
   app.add_option("--rtol", o->rtol, "relative tolerance (default 0: exact)");
   app.add_flag("--json", o->json, "machine-readable output");
   app.add_option("--threads", o->threads, "worker threads");
-  add_pipeline_options(app, o->pipe);
+  add_source_options(app, o->job.source_options);
+  add_mapping_options(app, o->job, o->c);
   return [o] { return run(*o); };
 }
 

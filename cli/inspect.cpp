@@ -1,32 +1,27 @@
-// `ckptbridge inspect PATH [--json] [--hash] [--step N]`: a table of tensors (name, dtype,
+// `ckptbridge inspect PATH [--json] [--hash] [--src-step N]`: a table of tensors (name, dtype,
 // shape, size) and non-tensor leaves with totals, or the same as JSON:
 //   {"format", "tensors": {NAME: {"dtype","shape"[,"sha256"]}}, "leaves": {NAME: {"type","value"}},
 //    "metadata": {...}}
 // sha256 is over the tensor's C-order little-endian bytes (the fixtures' manifest definition).
-#include <atomic>
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
-#include <thread>
 
 #include "cli/commands.h"
-#include "cli/pipeline.h"
+#include "cli/options.h"
 #include "cli/util.h"
-#include "core/hash.h"
-#include "formats/format.h"
-#include "profiles/flax.h"
+#include "engine/api.h"
 
 namespace ckb::cli {
 namespace {
 
 using ojson = nlohmann::ordered_json;
 
-struct InspectOptions {
+struct InspectCmd {
   std::string path;
   bool json = false;
-  bool hash = false;
-  std::int64_t step = -1;
-  unsigned threads = 0;
+  engine::SourceOptions src;
+  engine::InspectOptions opts;
 };
 
 ojson leaf_value(const Node& n) {
@@ -45,33 +40,26 @@ ojson leaf_value(const Node& n) {
   return std::visit(V{}, n.value());
 }
 
-std::vector<std::string> hash_all(const std::vector<std::pair<std::string, const Tensor*>>& tensors, unsigned threads) {
-  std::vector<std::string> out(tensors.size());
-  std::atomic<std::size_t> next{0};
-  std::exception_ptr err;
-  std::atomic<bool> failed{false};
-  auto work = [&] {
-    try {
-      for (std::size_t i = next++; i < tensors.size() && !failed; i = next++) out[i] = tensor_sha256(*tensors[i].second);
-    } catch (...) {
-      if (!failed.exchange(true)) err = std::current_exception();
-    }
-  };
-  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
-  std::vector<std::thread> pool;
-  for (unsigned k = 1; k < threads && k < tensors.size(); ++k) pool.emplace_back(work);
-  work();
-  for (auto& t : pool) t.join();
-  if (err) std::rethrow_exception(err);
-  return out;
+void warn_missing(const std::map<std::string, std::uint64_t>& missing) {
+  std::uint64_t total = 0;
+  std::string list;
+  for (const auto& [name, n] : missing) {
+    total += n;
+    if (list.size() < 300) list += (list.empty() ? "" : ", ") + name + " (" + std::to_string(n) + ")";
+  }
+  if (total)
+    std::cerr << "warning: " << total << " missing zarr chunk" << (total == 1 ? "" : "s")
+              << " read as the fill value: " << list << (list.size() >= 300 ? ", ..." : "")
+              << " (--strict-chunks makes this an error)\n";
 }
 
-int run(const InspectOptions& o) {
-  Checkpoint ck = read_checkpoint(o.path, source_read_options(o.step));
-  auto tensors = tensor_list(ck.root);
-  std::vector<std::string> hashes;
-  if (o.hash) hashes = hash_all(tensors, o.threads);
-  if (o.hash) warn_missing_chunks(missing_chunks(ck));
+int run(const InspectCmd& o) {
+  const engine::Inspection in = engine::inspect(o.path, o.src, o.opts);
+  const Checkpoint& ck = *in.checkpoint;
+  const auto& tensors = in.tensors;
+  const auto& hashes = in.sha256;
+  const bool hash = o.opts.hash;
+  warn_missing(in.missing_chunks);
 
   if (o.json) {
     ojson j;
@@ -80,7 +68,7 @@ int run(const InspectOptions& o) {
     for (std::size_t i = 0; i < tensors.size(); ++i) {
       const auto& t = *tensors[i].second;
       ojson e = {{"dtype", std::string(dtype_name(t.info.dtype))}, {"shape", t.info.shape}};
-      if (o.hash) e["sha256"] = hashes[i];
+      if (hash) e["sha256"] = hashes[i];
       j["tensors"][tensors[i].first] = e;
     }
     j["leaves"] = ojson::object();
@@ -89,13 +77,13 @@ int run(const InspectOptions& o) {
       j["leaves"][join_path(p)] = {{"type", std::string(n.type_name())}, {"value", leaf_value(n)}};
     });
     if (!ck.metadata.empty()) j["metadata"] = ck.metadata;
-    if (const FlaxLayout fl = detect_flax_layout(ck.root); (ck.format == "orbax" || ck.format == "msgpack") && fl.kind != FlaxKind::Unknown) j["flax_layout"] = fl.to_json();
+    if (!in.flax_layout.empty()) j["flax_layout"] = in.flax_layout_json;
     std::cout << j.dump(1) << "\n";
     return 0;
   }
 
   Table table({"name", "dtype", "shape", "size"});
-  if (o.hash) table.add_column("sha256");
+  if (hash) table.add_column("sha256");
   std::uint64_t total_bytes = 0, total_params = 0;
   for (std::size_t i = 0; i < tensors.size(); ++i) {
     const auto& t = *tensors[i].second;
@@ -103,7 +91,7 @@ int run(const InspectOptions& o) {
     total_params += t.info.numel();
     std::vector<std::string> row = {tensors[i].first, std::string(dtype_name(t.info.dtype)), shape_str(t.info.shape),
                                     human_bytes(t.info.nbytes())};
-    if (o.hash) row.push_back(hashes[i]);
+    if (hash) row.push_back(hashes[i]);
     table.add_row(std::move(row));
   }
   std::cout << ck.path << " (" << ck.format << ")\n";
@@ -116,25 +104,19 @@ int run(const InspectOptions& o) {
   });
   std::cout << "\n" << tensors.size() << " tensors, " << with_commas(total_params) << " elements, "
             << human_bytes(total_bytes) << "; " << leaves << " other leaves\n";
-  if (const FlaxLayout fl = detect_flax_layout(ck.root); (ck.format == "orbax" || ck.format == "msgpack") && fl.kind != FlaxKind::Unknown) {
-    std::cout << "flax layout: " << fl.name() << "; weights at " << fl.weights;
-    if (!fl.step.empty()) std::cout << "; step " << fl.step << " (" << fl.step_type << ")";
-    if (!fl.chain.empty()) std::cout << "; optimizer state at " << fl.opt_state << " (" << fl.chain << ")";
-    if (!fl.rng.empty()) std::cout << "; " << fl.rng.size() << " RNG state subtree(s)";
-    std::cout << "\n";
-  }
+  if (!in.flax_layout.empty()) std::cout << "flax layout: " << in.flax_layout << "\n";
   return 0;
 }
 
 }  // namespace
 
 Runner add_inspect(CLI::App& app) {
-  auto o = std::make_shared<InspectOptions>();
+  auto o = std::make_shared<InspectCmd>();
   app.add_option("path", o->path, "checkpoint file or directory (format detected from content)")->required();
   app.add_flag("--json", o->json, "machine-readable output");
-  app.add_flag("--hash", o->hash, "add the sha256 of each tensor's C-order little-endian bytes");
-  app.add_option("--step", o->step, "Orbax CheckpointManager root: the step to read (default: latest)");
-  app.add_option("--threads", o->threads, "worker threads for --hash (default: all cores)");
+  app.add_flag("--hash", o->opts.hash, "add the sha256 of each tensor's C-order little-endian bytes");
+  app.add_option("--threads", o->opts.threads, "worker threads for --hash (default: all cores)");
+  add_source_options(app, o->src);
   return [o] { return run(*o); };
 }
 

@@ -8,8 +8,7 @@
 #include <map>
 
 #include "cli/commands.h"
-#include "cli/pipeline.h"
-#include "core/errors.h"
+#include "engine/api.h"
 
 int main(int argc, char** argv) {
   // Transform blocks and decoded chunks are tens of MiB each and are allocated and freed over
@@ -46,7 +45,6 @@ int main(int argc, char** argv) {
     auto* sub = app.add_subcommand("adapt", "Adapt a Flax checkpoint between the Linen and NNX layouts (params or full training state)");
     runners[sub] = ckb::cli::add_adapt(*sub);
   }
-  for (auto* sub : app.get_subcommands({})) ckb::cli::add_source_options(*sub);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

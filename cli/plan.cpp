@@ -1,62 +1,42 @@
-// `ckptbridge plan SRC [--recipe R] [--reverse] [--expect X] [--json]`: resolves the plan and
-// prints the ledger without reading any tensor data. Exit 2 when the plan has problems.
+// `ckptbridge plan SRC [--recipe R | --profile P | --layout L] [--json]`: resolves the plan
+// (engine::plan: metadata only) and prints the ledger. Exit 2 when the plan has problems.
 #include <iostream>
 
 #include "cli/commands.h"
-#include "cli/pipeline.h"
-#include "cli/util.h"
+#include "cli/options.h"
+#include "cli/present.h"
 
 namespace ckb::cli {
 namespace {
 
 struct PlanCmd {
-  std::string src;
-  bool json = false;
-  PipelineOptions pipe;
+  engine::Job job;
+  CommonRun c;
 };
 
-int run(const PlanCmd& o) {
-  Pipeline p = build_pipeline(o.src, o.pipe);
-  if (o.json) {
-    std::cout << p.plan.ledger_json().dump(1) << "\n";
-    return p.plan.ok() ? 0 : 2;
+int run(PlanCmd& o) {
+  engine::Job job = o.job;
+  finish_job(job, o.c);
+  engine::Report r = engine::plan(job);
+  if (o.c.json) {
+    std::cout << r.ledger.dump(1) << "\n";
+  } else {
+    for (const auto& n : r.notes) std::cerr << "note: " << n << "\n";
+    print_ledger(std::cout, r);
   }
-  Table t({"target", "dtype", "shape", "status", "rule", "from / how"});
-  for (const auto& e : p.plan.targets) {
-    std::string from;
-    for (const auto& f : e.from) from += (from.empty() ? "" : ", ") + f;
-    if (e.from.size() > 3) from = e.from[0] + ", ... (" + std::to_string(e.from.size()) + " sources)";
-    if (!e.how.empty()) from += (from.empty() ? "" : "  [") + e.how + (from.empty() ? "" : "]");
-    t.add_row({e.name, e.type == "tensor" ? std::string(dtype_name(e.info.dtype)) : e.type,
-               e.type == "tensor" ? shape_str(e.info.shape) : "", e.status, e.rule >= 0 ? std::to_string(e.rule) : "", from});
-  }
-  t.print(std::cout);
-  std::size_t consumed = 0, dropped = 0, unused = 0;
-  for (const auto& s : p.plan.sources) {
-    consumed += s.status == "consumed";
-    unused += s.status == "unused";
-    if (s.status == "dropped") {
-      ++dropped;
-      std::cout << "dropped: " << s.name << " (rule " << s.rule << ": " << s.reason << ")\n";
-    }
-  }
-  std::cout << "\n" << p.plan.sources.size() << " source leaves: " << consumed << " consumed, " << dropped << " dropped, "
-            << unused << " unused; " << p.plan.targets.size() << " targets\n";
-  if (!p.plan.ok()) {
-    std::cout << p.plan.problems.size() << " problem(s):\n";
-    for (const auto& pr : p.plan.problems) std::cout << "  " << pr << "\n";
-    return 2;
-  }
-  return 0;
+  return r.problems.empty() ? 0 : 2;
 }
 
 }  // namespace
 
 Runner add_plan(CLI::App& app) {
   auto o = std::make_shared<PlanCmd>();
-  app.add_option("src", o->src, "input checkpoint")->required();
-  app.add_flag("--json", o->json, "print the ledger as JSON");
-  add_pipeline_options(app, o->pipe);
+  app.add_option("src", o->job.source, "input checkpoint")->required();
+  app.add_flag("--json", o->c.json, "print the ledger as JSON");
+  add_source_options(app, o->job.source_options);
+  add_mapping_options(app, o->job, o->c);
+  add_dtype_option(app, o->c, "plan a cast of floating-point tensors (bf16, fp16, fp32, ... or auto)");
+  add_profile_options(app, o->job, {}, true);
   return [o] { return run(*o); };
 }
 

@@ -1,12 +1,11 @@
 // Implementation of cli/util.h.
 #include "cli/util.h"
-#include "core/units.h"
 
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
 
-#include "core/errors.h"
+#include "engine/api.h"
 
 namespace ckb::cli {
 
@@ -42,6 +41,25 @@ std::string hex_bytes(const std::string& s, std::size_t max) {
 }
 
 std::uint64_t parse_size(const std::string& s) { return parse_byte_size(s); }
+
+std::string seconds(double s) {
+  char buf[32];
+  if (s < 10) std::snprintf(buf, sizeof buf, "%.3g s", s);
+  else std::snprintf(buf, sizeof buf, "%.1f s", s);
+  return buf;
+}
+
+std::string plural(std::uint64_t n, const std::string& noun) {
+  return std::to_string(n) + " " + noun + (n == 1 ? "" : "s");
+}
+
+std::string sci(double v) {
+  char buf[32];
+  const double a = v < 0 ? -v : v;
+  if (v == 0 || (a >= 1e-3 && a < 1e5)) std::snprintf(buf, sizeof buf, "%.4g", v);
+  else std::snprintf(buf, sizeof buf, "%.3e", v);
+  return buf;
+}
 
 void Table::print(std::ostream& out) const {
   std::vector<std::size_t> w(header_.size(), 0);

@@ -13,6 +13,9 @@ std::string with_commas(std::uint64_t n);      // "1,234,567"
 std::string hex_bytes(const std::string& s, std::size_t max);
 // Parses "4GB", "500MiB", "1048576" (bytes); UsageError on junk.
 std::uint64_t parse_size(const std::string& s);
+std::string seconds(double s);                              // "0.056 s", "2.31 s", "41.2 s"
+std::string plural(std::uint64_t n, const std::string& noun);  // "1 tensor", "3 tensors"
+std::string sci(double v);                                  // "3.1e-08", "0.25", "1.5e+06"
 
 class Table {
  public:

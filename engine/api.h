@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -36,6 +37,8 @@
 #include "core/tree.h"
 #include "core/units.h"
 #include "formats/format.h"
+#include "profiles/profile.h"
+#include "recipe/diff.h"
 
 namespace ckb::engine {
 
@@ -65,18 +68,9 @@ const std::vector<Format>& formats();
 
 // ---- profiles -----------------------------------------------------------------------
 
-// A profile's option as users type it (`--variant`, Python `variant=`), for help and validation.
-struct ProfileOptionSpec {
-  std::string name;
-  std::string help;
-  bool flag = false;
-};
-struct ProfileInfo {
-  std::string name;         // "openpi", "peft", "flax"
-  std::string description;
-  std::vector<ProfileOptionSpec> options;
-};
-const std::vector<ProfileInfo>& profiles();
+// The registered profiles (profiles/profile.h): name, description, options, the built-in
+// recipe each serves.
+std::vector<ProfileInfo> profiles();
 
 // ---- jobs ---------------------------------------------------------------------------
 
@@ -150,6 +144,7 @@ struct Report {
   std::vector<TensorReport> tensors;           // every written tensor, in write order
   std::vector<std::string> notes;              // decisions and warnings worth telling the user
   std::vector<std::string> files;              // files and folders written (weights, sidecars)
+  std::vector<std::string> failures;           // checks after writing that failed (verify): exit non-zero
   nlohmann::ordered_json profile_report;       // the profile's own section (merged modules, layout, ...)
   Summary summary;
   nlohmann::ordered_json to_json() const;
@@ -163,6 +158,7 @@ struct Progress {
 struct RunOptions {
   std::function<void(const Progress&)> progress;  // called from worker threads, a few times a second
   const CancelToken* cancel = nullptr;            // checked between chunks; throws Cancelled
+  std::function<void(const Report&)> on_plan;     // the plan, before anything is written
 };
 
 // Resolves the job against the source's metadata: the target tree, the ledger, the casts,
@@ -173,5 +169,40 @@ Report plan(const Job& job);
 // plan() + stream every tensor into the output + the profile's after-write step. Throws
 // MappingError listing the problems when the plan has any (nothing written).
 Report run(const Job& job, const RunOptions& opts = {});
+
+// The job's target tree, lazily (tensors are read when their sources are read): for
+// comparing a mapped checkpoint (diff) or reading it from Python. Throws MappingError when
+// the plan has problems. The tree stays valid while the Target lives.
+struct Target {
+  Report report;
+  const Node* tree = nullptr;
+  std::shared_ptr<const void> keep_alive;
+};
+Target target(const Job& job);
+
+// Compares the job's target tree (the source mapped through its recipe or profile) with
+// checkpoint `b` (recipe/diff.h). Missing zarr chunks of either side are counted in
+// `missing`.
+struct DiffReport {
+  DiffResult result;
+  std::map<std::string, std::uint64_t> missing;
+};
+DiffReport diff(const Job& a, const std::string& b, const DiffOptions& opts, const SourceOptions& b_opts = {});
+
+// What `inspect` shows: the checkpoint, each tensor's sha256 when asked (C-order
+// little-endian bytes, the fixtures' manifest definition), a Flax layout when the tree has one.
+struct InspectOptions {
+  bool hash = false;
+  unsigned threads = 0;
+};
+struct Inspection {
+  std::shared_ptr<const Checkpoint> checkpoint;
+  std::vector<std::pair<std::string, const Tensor*>> tensors;
+  std::vector<std::string> sha256;                  // with InspectOptions::hash, per tensor
+  std::map<std::string, std::uint64_t> missing_chunks;
+  std::string flax_layout;                          // "" when none: a one-line description
+  nlohmann::ordered_json flax_layout_json;
+};
+Inspection inspect(const std::string& path, const SourceOptions& src = {}, const InspectOptions& opts = {});
 
 }  // namespace ckb::engine

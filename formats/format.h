@@ -36,7 +36,7 @@ struct ReadOptions {
 // a UsageError naming the option and the format, never an exception from deep inside.
 struct OptionSpec {
   enum class Kind { Flag, Int, Size, Choice, Text };
-  std::string name;                  // "shard-size", "step", "item", "zarr3", "compression", ...
+  std::string name;                  // "shard-size", "step", "item", "zarr-version", "compression", ...
   Kind kind = Kind::Text;
   std::vector<std::string> choices;  // Kind::Choice
   std::string help;                  // one line, without the format's name

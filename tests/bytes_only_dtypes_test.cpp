@@ -157,7 +157,7 @@ TEST(BytesOnlyDTypes, OrbaxHoldsTheFnuzFloat8sOnly) {
   test::TempDir d;
   const std::map<std::string, Raw> fnuz = {{"fz", kTensors.at("fz")}, {"gz", kTensors.at("gz")}};
   test::write_file(d / "fnuz.safetensors", make_file(fnuz));
-  for (const char* zarr3 : {"", " --zarr3"}) {
+  for (const char* zarr3 : {"", " --zarr-version 3"}) {
     std::filesystem::remove_all(d / "ob");
     std::filesystem::remove(d / "back.safetensors");
     auto r = test::run_cli("convert " + d / "fnuz.safetensors" + " " + d / "ob --to orbax" + zarr3);

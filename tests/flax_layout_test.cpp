@@ -178,7 +178,7 @@ TEST(FlaxLayout, CliInspectNamesT5xAndAdaptExitsCleanly) {
     write_checkpoint(t5x_checkpoint(), dir / "t5x.msgpack", format_by_name("msgpack"));
   }
   for (const char* to : {"linen", "nnx"}) {
-    auto r = run_cli("adapt " + dir / "crash.msgpack" + " " + dir / (std::string("out-") + to) + " --to " + to);
+    auto r = run_cli("adapt " + dir / "crash.msgpack" + " " + dir / (std::string("out-") + to) + " --layout " + to);
     EXPECT_EQ(r.exit_code, 2) << r.err;
     EXPECT_NE(r.err.find("crash.msgpack"), std::string::npos) << r.err;
     EXPECT_NE(r.err.find("neither a Flax Linen"), std::string::npos) << r.err;
@@ -187,12 +187,12 @@ TEST(FlaxLayout, CliInspectNamesT5xAndAdaptExitsCleanly) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("flax.optim / T5X (weights at optimizer/target"), std::string::npos) << r.out;
 
-  r = run_cli("adapt " + dir / "t5x.msgpack" + " " + dir / "linen" + " --to linen");
+  r = run_cli("adapt " + dir / "t5x.msgpack" + " " + dir / "linen" + " --layout linen");
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_NE(r.err.find("--weights-only"), std::string::npos) << r.err;
   EXPECT_FALSE(std::filesystem::exists(dir / "linen"));
 
-  r = run_cli("adapt " + dir / "t5x.msgpack" + " " + dir / "linen" + " --to linen --weights-only");
+  r = run_cli("adapt " + dir / "t5x.msgpack" + " " + dir / "linen" + " --layout linen --weights-only");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const Checkpoint out = read_checkpoint(dir / "linen");
   const Node* k = find_path(out.root, "params/params/dense/kernel");
@@ -224,10 +224,10 @@ TEST(FlaxLayout, T5xTestCheckpointsInspectAndAdapt) {
         << r.out;
     TempDir dir;
     for (const char* to : {"linen", "nnx"}) {
-      r = run_cli("adapt " + src + " " + dir / to + " --to " + to);
+      r = run_cli("adapt " + src + " " + dir / to + " --layout " + to);
       EXPECT_EQ(r.exit_code, 2) << r.err;
       EXPECT_NE(r.err.find("--weights-only"), std::string::npos) << r.err;
-      r = run_cli("adapt " + src + " " + dir / to + " --to " + to + " --weights-only");
+      r = run_cli("adapt " + src + " " + dir / to + " --layout " + to + " --weights-only");
       ASSERT_EQ(r.exit_code, 0) << r.err;
     }
     const Checkpoint in = read_checkpoint(src);

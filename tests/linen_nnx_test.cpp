@@ -109,12 +109,12 @@ TEST(LinenNnx, ThreefryMatchesJax) {
 
 TEST(LinenNnx, LinenFullToNnxRawAndPureMatchTheExpectedStates) {
   TempDir tmp;
-  auto r = run_cli("adapt " + mx("linen_full") + " " + tmp / "raw" + " --to nnx --like " + mx("nnx_fresh_raw") +
+  auto r = run_cli("adapt " + mx("linen_full") + " " + tmp / "raw" + " --layout nnx --like " + mx("nnx_fresh_raw") +
                    " --rng-fill deterministic --report " + tmp / "report.json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   expect_same_checkpoint(tmp / "raw", mx("nnx_expected_raw/3/items"));
 
-  r = run_cli("adapt " + mx("linen_full") + " " + tmp / "pure" + " --to nnx --like " + mx("nnx_fresh_raw") +
+  r = run_cli("adapt " + mx("linen_full") + " " + tmp / "pure" + " --layout nnx --like " + mx("nnx_fresh_raw") +
               " --rng-fill deterministic --pure -q");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   expect_same_checkpoint(tmp / "pure", mx("nnx_expected_pure/3/items"));
@@ -145,12 +145,12 @@ TEST(LinenNnx, NnxToLinenGivesLinenFullBack) {
   TempDir tmp;
   for (const char* src : {"nnx_expected_raw", "nnx_expected_pure"}) {
     const std::string out = tmp / src;
-    auto r = run_cli("adapt " + mx(src) + " " + out + " --to linen --like " + mx("linen_full") + " -q");
+    auto r = run_cli("adapt " + mx(src) + " " + out + " --layout linen --like " + mx("linen_full") + " -q");
     ASSERT_EQ(r.exit_code, 0) << r.err;
     expect_same_checkpoint(out, mx("linen_full/3/items"));  // incl. the None chain entry and the step scalar
   }
   // Without --like the step is MaxText's int32 jax.Array; everything else is the same.
-  auto r = run_cli("adapt " + mx("nnx_expected_raw") + " " + tmp / "plain" + " --to linen -q");
+  auto r = run_cli("adapt " + mx("nnx_expected_raw") + " " + tmp / "plain" + " --layout linen -q");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   Checkpoint ours = read_checkpoint(tmp / "plain"), want = read_checkpoint(mx("linen_full"));
   const Node* step = ours.root.find("step");
@@ -168,7 +168,7 @@ TEST(LinenNnx, NnxToLinenGivesLinenFullBack) {
 
 TEST(LinenNnx, ParamsOnlyBothWays) {
   TempDir tmp;
-  auto r = run_cli("adapt " + mx("linen_params") + " " + tmp / "nnx" + " --to nnx --like " + mx("nnx_fresh_raw"));
+  auto r = run_cli("adapt " + mx("linen_params") + " " + tmp / "nnx" + " --layout nnx --like " + mx("nnx_fresh_raw"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("params-only"), std::string::npos) << r.err;
   Checkpoint nnx = read_checkpoint(tmp / "nnx"), lin = read_checkpoint(mx("linen_params")),
@@ -194,7 +194,7 @@ TEST(LinenNnx, ParamsOnlyBothWays) {
   EXPECT_EQ(rng, 6u);
 
   // and back: MaxText's params-only Linen layout, equal to the fixture
-  r = run_cli("adapt " + tmp / "nnx" + " " + tmp / "linen" + " --to linen -q");
+  r = run_cli("adapt " + tmp / "nnx" + " " + tmp / "linen" + " --layout linen -q");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   expect_same_tree(read_checkpoint(tmp / "linen").root, lin.root);
 }
@@ -208,7 +208,7 @@ TEST(LinenNnx, WrongTargetFailsListingThePathsAndWritesNothing) {
     {"drop": "model/decoder/logits_dense/kernel/value", "reason": "test"},
     {"map": "{p:*}", "to": "{p}"}]})");
   ASSERT_EQ(run_cli("convert " + mx("nnx_fresh_raw") + " " + tmp / "like" + " --to orbax --recipe " + tmp / "wrong.json" + " -q").exit_code, 0);
-  auto r = run_cli("adapt " + mx("linen_full") + " " + tmp / "out" + " --to nnx --like " + tmp / "like");
+  auto r = run_cli("adapt " + mx("linen_full") + " " + tmp / "out" + " --layout nnx --like " + tmp / "like");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("model/token_embedder/embedding/value' is F32 [64, 16] but the expected layout has F32 [32, 16]"),
             std::string::npos) << r.err;
@@ -220,23 +220,23 @@ TEST(LinenNnx, WrongTargetFailsListingThePathsAndWritesNothing) {
     {"map": "{p:*}", "to": "{p}"},
     {"fill": "model/decoder/extra_bias/value", "value": 0, "dtype": "F32", "shape": [16]}]})");
   ASSERT_EQ(run_cli("convert " + mx("nnx_fresh_raw") + " " + tmp / "like2" + " --to orbax --recipe " + tmp / "extra.json" + " -q").exit_code, 0);
-  r = run_cli("adapt " + mx("linen_full") + " " + tmp / "out" + " --to nnx --like " + tmp / "like2");
+  r = run_cli("adapt " + mx("linen_full") + " " + tmp / "out" + " --layout nnx --like " + tmp / "like2");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("missing target 'model/decoder/extra_bias/value'"), std::string::npos) << r.err;
   EXPECT_FALSE(path_exists(tmp / "out"));
 
   // the wrong direction and a like of the wrong kind are usage mistakes with a clear message
-  r = run_cli("adapt " + mx("nnx_fresh_raw") + " " + tmp / "out" + " --to nnx");
+  r = run_cli("adapt " + mx("nnx_fresh_raw") + " " + tmp / "out" + " --layout nnx");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("already in the NNX layout"), std::string::npos) << r.err;
-  r = run_cli("adapt " + mx("linen_full") + " " + tmp / "out" + " --to nnx --like " + mx("linen_full"));
+  r = run_cli("adapt " + mx("linen_full") + " " + tmp / "out" + " --layout nnx --like " + mx("linen_full"));
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("--like must be a checkpoint in the target layout"), std::string::npos) << r.err;
 }
 
 TEST(LinenNnx, UnscanAndScanLayers) {
   TempDir tmp;
-  auto r = run_cli("adapt " + mx("linen_full") + " " + tmp / "unscanned" + " --to nnx --layers unscan -q");
+  auto r = run_cli("adapt " + mx("linen_full") + " " + tmp / "unscanned" + " --layout nnx --layers unscan -q");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   Checkpoint un = read_checkpoint(tmp / "unscanned"), lin = read_checkpoint(mx("linen_full"));
   EXPECT_EQ(find_path(un.root, "model/decoder/layers"), nullptr);
@@ -254,7 +254,7 @@ TEST(LinenNnx, UnscanAndScanLayers) {
     EXPECT_EQ(bytes_of(got->tensor()), want) << ours;
   }
   // back to Linen: --like (scanned) chooses stacking; the result is linen_full exactly
-  r = run_cli("adapt " + tmp / "unscanned" + " " + tmp / "linen" + " --to linen --like " + mx("linen_full") + " -q");
+  r = run_cli("adapt " + tmp / "unscanned" + " " + tmp / "linen" + " --layout linen --like " + mx("linen_full") + " -q");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   expect_same_checkpoint(tmp / "linen", mx("linen_full/3/items"));
 }

@@ -49,7 +49,7 @@ const Layout kLayouts[] = {
 
 WriteOptions options_for(const Layout& l) {
   WriteOptions wo;
-  if (l.zarr3) wo.options["zarr3"] = "1";
+  if (l.zarr3) wo.options["zarr-version"] = "3";
   if (!l.ocdbt) wo.options["no-ocdbt"] = "1";
   return wo;
 }
@@ -202,7 +202,7 @@ TEST(OrbaxWrite, EveryLeafKindChunkedScrambledAndBothZarrVersions) {
         SCOPED_TRACE(std::string(zarr3 ? "zarr3 " : "zarr2 ") + compression + (ocdbt ? " ocdbt" : " dirs"));
         test::TempDir tmp;
         WriteOptions wo;
-        wo.options["zarr3"] = zarr3 ? "1" : "0";
+        wo.options["zarr-version"] = zarr3 ? "3" : "2";
         wo.options["no-ocdbt"] = ocdbt ? "0" : "1";
         wo.options["compression"] = compression;
         wo.options["chunk-size"] = "64";  // w: 30 bytes a row -> 2 rows a chunk, 19 chunks, the last partial

@@ -16,7 +16,9 @@ Format make_orbax_format() {
       {"step", OptionSpec::Kind::Int, {}, "the output is a CheckpointManager root; write step N into it"},
       {"item", OptionSpec::Kind::Text, {},
        "item name inside the step (default: the source's item, else 'default'; openpi uses 'params', MaxText 'items')"},
-      {"zarr3", OptionSpec::Kind::Flag, {}, "zarr v3 arrays (sharding_indexed + crc32c) instead of zarr v2"},
+      {"zarr-version", OptionSpec::Kind::Choice, {"2", "3"},
+       "zarr 2 (Orbax's default) or 3 (sharding_indexed + crc32c, as MaxText writes); default: the source's when it is "
+       "Orbax, else 2"},
       {"no-ocdbt", OptionSpec::Kind::Flag, {}, "one directory per array instead of an OCDBT database"},
       {"compression", OptionSpec::Kind::Choice, {"zstd", "none"}, "zstd (default, as Orbax) or none"},
       {"chunk-size", OptionSpec::Kind::Size, {}, "split arrays along axis 0 into chunks of at most this size"},

@@ -254,8 +254,14 @@ Checkpoint read_checkpoint(const std::string& path, const ReadOptions& opts) {
   if (r->step) ck.metadata["orbax.step"] = std::to_string(*r->step);
   ck.metadata["orbax.step_dir"] = r->step_dir;
   if (r->items.size() == 1) {
-    ck.root = read_item(r->items.front().second, opts.strict_chunks);
+    const std::string& dir = r->items.front().second;
+    ck.root = read_item(dir, opts.strict_chunks);
     if (!r->items.front().first.empty()) ck.metadata["orbax.item"] = r->items.front().first;
+    // The write options that reproduce this item's layout (carried over by a conversion).
+    if (path_exists(dir + "/_METADATA")) {
+      const TreeMetadata tm = parse_tree_metadata(read_text_file(dir + "/_METADATA"), dir + "/_METADATA");
+      ck.metadata["orbax.option.zarr-version"] = tm.use_zarr3 ? "3" : "2";
+    }
   } else {
     ck.root = Node::dict();
     std::string names;

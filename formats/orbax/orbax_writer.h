@@ -11,7 +11,7 @@
 // `array_metadatas/process_0` (with random_key_impl for PRNG key leaves), `_strings.json`,
 // `_CHECKPOINT_METADATA`, `commit_success.txt`, and the arrays: one OCDBT database at the
 // item root (default) or per-array directories ("no-ocdbt"); zarr v2 with zstd
-// level 1 (default) or zarr v3 with sharding_indexed + crc32c ("zarr3");
+// level 1 (default) or zarr v3 with sharding_indexed + crc32c ("zarr-version" = "3");
 // "compression" = "none" stores raw chunks; "chunk-size" = N splits arrays
 // along axis 0 into chunks of at most N bytes (default: one chunk per array up to 2 GiB,
 // Orbax's OCDBT target file size; larger arrays are split like Orbax splits them).

@@ -22,7 +22,8 @@ inline constexpr const char* kIndexName = "model.safetensors.index.json";
 bool detect(const std::string& path);
 Checkpoint read(const std::string& path);
 // Writes one file at `path`, or, when the "shard-size" option is set, a directory `path` with
-// shards and the index.
+// shards and the index (model-0000N-of-0000M.safetensors + model.safetensors.index.json), or
+// just model.safetensors when everything fits one shard (as save_pretrained writes it).
 std::unique_ptr<Writer> make_writer(const std::string& path, const WriteOptions& opts);
 
 }  // namespace ckb::safetensors

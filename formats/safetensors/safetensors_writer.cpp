@@ -73,8 +73,9 @@ class SafetensorsWriter final : public Writer {
       sh.slots = groups[s];
       if (sharded) {
         char buf[64];
+        // One shard is one plain model.safetensors without an index, as save_pretrained writes it.
         std::snprintf(buf, sizeof buf, "model-%05zu-of-%05zu.safetensors", s + 1, groups.size());
-        sh.file_name = buf;
+        sh.file_name = groups.size() == 1 ? "model.safetensors" : buf;
       }
       ojson h = ojson::object();
       std::map<std::string, std::string> meta = opts_.metadata;
@@ -101,7 +102,7 @@ class SafetensorsWriter final : public Writer {
       sh.file->pwrite(0, sh.header);
       shards_.push_back(std::move(sh));
     }
-    if (sharded) {
+    if (sharded && groups.size() > 1) {
       ojson idx = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
       index_ = idx.dump(2) + "\n";
     }
@@ -117,7 +118,7 @@ class SafetensorsWriter final : public Writer {
   void commit() override {
     for (auto& sh : shards_) sh.file->commit();  // inside the temp dir when sharded
     if (dir_) {
-      write_small_file(dir_->path() + "/" + kIndexName, index_);
+      if (!index_.empty()) write_small_file(dir_->path() + "/" + kIndexName, index_);
       dir_->commit();
     }
   }

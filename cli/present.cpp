@@ -1,0 +1,120 @@
+// Implementation of cli/present.h.
+#include "cli/present.h"
+
+#include <unistd.h>
+
+#include <fstream>
+#include <iostream>
+
+#include "cli/progress.h"
+#include "cli/util.h"
+
+namespace ckb::cli {
+
+void write_report(const std::string& path, const engine::Report& r) {
+  const std::string text = r.to_json().dump(1) + "\n";
+  if (path == "-") {
+    std::cout << text << std::flush;
+    return;
+  }
+  std::ofstream out(path);
+  out << text;
+  out.close();
+  if (!out) throw IoError(path, "cannot write the report");
+}
+
+void print_ledger(std::ostream& out, const engine::Report& r) {
+  Table t({"target", "dtype", "shape", "status", "rule", "from / how"});
+  for (const auto& [name, e] : r.ledger["targets"].items()) {
+    std::string from;
+    const auto& f = e.value("from", nlohmann::ordered_json::array());
+    for (const auto& x : f) from += (from.empty() ? "" : ", ") + x.get<std::string>();
+    if (f.size() > 3) from = f[0].get<std::string>() + ", ... (" + std::to_string(f.size()) + " sources)";
+    const std::string how = e.value("how", "");
+    if (!how.empty()) from += (from.empty() ? "" : "  [") + how + (from.empty() ? "" : "]");
+    const bool tensor = e.value("type", "") == "tensor";
+    std::string shape;
+    if (tensor && e.contains("shape")) {
+      shape = "[";
+      for (std::size_t i = 0; i < e["shape"].size(); ++i) shape += (i ? ", " : "") + std::to_string(e["shape"][i].get<std::int64_t>());
+      shape += "]";
+    }
+    t.add_row({name, tensor ? e.value("dtype", "") : e.value("type", ""), shape, e.value("status", ""),
+               e.contains("rule") && e["rule"].is_number() ? std::to_string(e["rule"].get<int>()) : "", from});
+  }
+  t.print(out);
+  std::size_t consumed = 0, dropped = 0, unused = 0, sources = 0;
+  for (const auto& [name, s] : r.ledger["sources"].items()) {
+    ++sources;
+    const std::string st = s.value("status", "");
+    consumed += st == "consumed";
+    unused += st == "unused";
+    if (st == "dropped") {
+      ++dropped;
+      out << "dropped: " << name << " (rule " << s.value("rule", -1) << ": " << s.value("reason", "") << ")\n";
+    }
+  }
+  out << "\n" << sources << (sources == 1 ? " source leaf: " : " source leaves: ")
+      << consumed << " consumed, " << dropped << " dropped, " << unused << " unused; "
+      << plural(r.ledger["targets"].size(), "target") << "\n";
+  if (!r.problems.empty()) {
+    out << plural(r.problems.size(), "problem") << ":\n";
+    for (const auto& p : r.problems) out << "  " << p << "\n";
+  }
+}
+
+int run_and_report(const engine::Job& job, const CommonRun& c, const std::string& verb) {
+  const bool to_stdout = c.json || c.report == "-";
+  if (c.dry_run) {
+    engine::Report r = engine::plan(job);
+    if (to_stdout) write_report("-", r);
+    else if (!c.report.empty()) write_report(c.report, r);
+    if (!c.quiet || !r.problems.empty()) {
+      std::ostream& out = to_stdout ? std::cerr : std::cout;
+      if (!to_stdout) print_ledger(out, r);
+      for (const auto& n : r.notes) std::cerr << "note: " << n << "\n";
+      std::uint64_t bytes = 0;
+      for (const auto& t : r.tensors) bytes += TensorInfo{t.dtype, t.shape}.nbytes();
+      std::cerr << "dry run: would write " << plural(r.tensors.size(), "tensor") << " (" << human_bytes(bytes) << ") as "
+                << r.destination_format << " to " << r.destination;
+      if (r.summary.cast_tensors) std::cerr << ", casting " << plural(r.summary.cast_tensors, "tensor");
+      std::cerr << "; nothing was written\n";
+    }
+    return r.problems.empty() ? 0 : 2;
+  }
+  engine::RunOptions ro;
+  Progress bar(!c.quiet && ::isatty(2) == 1);
+  ro.progress = [&bar](const engine::Progress& p) { bar.update(p); };
+  std::size_t planned_notes = 0;
+  ro.on_plan = [&](const engine::Report& r) {
+    planned_notes = r.notes.size();
+    if (!c.quiet)
+      for (const auto& n : r.notes) std::cerr << "note: " << n << "\n";
+    if (!r.problems.empty() && !c.report.empty() && c.report != "-") write_report(c.report, r);
+    if (!r.problems.empty() && to_stdout) write_report("-", r);
+  };
+  ro.cancel = &cancel_token();
+  engine::Report r = engine::run(job, ro);
+  bar.done();
+  if (to_stdout) write_report("-", r);
+  else if (!c.report.empty()) write_report(c.report, r);
+  // Notes the run added after the plan (missing chunks, after-write steps); warnings always.
+  for (std::size_t i = planned_notes; i < r.notes.size(); ++i) {
+    const std::string& n = r.notes[i];
+    if (n.starts_with("warning:")) std::cerr << n << "\n";
+    else if (!c.quiet) std::cerr << "note: " << n << "\n";
+  }
+  for (const auto& f : r.failures) std::cerr << "error: " << f << "\n";
+  if (!c.quiet) {
+    std::cerr << verb << " " << plural(r.summary.tensors, "tensor") << " (" << human_bytes(r.summary.bytes) << ") as "
+              << r.destination_format << " to " << r.destination << " in " << seconds(r.summary.seconds) << "\n";
+    if (r.summary.cast_tensors)
+      std::cerr << "cast " << plural(r.summary.cast_tensors, "tensor") << " to " << dtype_name(*job.dtype) << ": "
+                << r.summary.inexact << " values rounded, " << r.summary.overflow << " overflowed, " << r.summary.nan
+                << " NaN\n";
+    for (std::size_t i = 1; i < r.files.size(); ++i) std::cerr << "wrote " << r.files[i] << "\n";
+  }
+  return r.failures.empty() ? 0 : 2;
+}
+
+}  // namespace ckb::cli

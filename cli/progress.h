@@ -1,0 +1,28 @@
+// The progress line a writing command draws on a terminal, fed by the engine's progress
+// callback (from worker threads), and the process's cancellation token (set by SIGINT /
+// SIGTERM, see main.cpp).
+#pragma once
+
+#include <chrono>
+#include <mutex>
+
+#include "engine/api.h"
+
+namespace ckb::cli {
+
+class Progress {
+ public:
+  explicit Progress(bool enabled) : enabled_(enabled), t0_(std::chrono::steady_clock::now()) {}
+  void update(const engine::Progress& p);  // thread-safe; redraws at most 5 times a second
+  void done();                             // clears the line
+
+ private:
+  bool enabled_;
+  bool drawn_ = false;
+  std::mutex mu_;
+  std::chrono::steady_clock::time_point t0_, last_{};
+};
+
+CancelToken& cancel_token();
+
+}  // namespace ckb::cli

@@ -1,0 +1,117 @@
+// Implementation of engine/output_target.h.
+#include "engine/output_target.h"
+
+#include <filesystem>
+
+#include "io/file.h"
+#include "io/output.h"
+
+namespace ckb::engine {
+namespace {
+
+namespace fs = std::filesystem;
+
+bool names_folder(const std::string& path) {
+  return !path.empty() && (path.back() == '/' || is_directory(path));
+}
+
+std::string strip_slashes(std::string p) {
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  return p;
+}
+
+// `inner` is `outer` or inside it.
+bool within(const fs::path& inner, const fs::path& outer) {
+  auto i = inner.begin(), o = outer.begin();
+  for (; o != outer.end(); ++i, ++o) {
+    if (o->empty()) continue;
+    if (i == inner.end() || *i != *o) return false;
+  }
+  return true;
+}
+
+fs::path canonical_or_absolute(const std::string& p) {
+  std::error_code ec;
+  fs::path c = fs::weakly_canonical(fs::absolute(p), ec);
+  return ec ? fs::absolute(p) : c;
+}
+
+}  // namespace
+
+OutputTarget resolve_output(const OutputSpec& spec) {
+  if (spec.path.empty()) throw UsageError("no output path given");
+  OutputTarget t;
+  const bool folder = names_folder(spec.path);
+  std::string name = spec.format;
+  if (name.empty()) name = folder ? "safetensors" : format_from_extension(spec.path);
+  if (name.empty())
+    throw UsageError("cannot tell the output format from '" + spec.path +
+                     "'; pass --to FORMAT, or give a folder (existing, or ending in '/') to write safetensors into");
+  t.format = &format_by_name(name);
+  if (!t.format->make_writer) throw UsageError("writing " + t.format->name + " is not supported");
+  validate_write_options(*t.format, spec.options);
+  if (!t.format->caps.writes_output) {
+    t.path = spec.path;
+    return t;
+  }
+  const bool sharded = option_size(spec.options, "shard-size").value_or(0) > 0;
+  if (folder && !t.format->caps.directory_output && !t.format->default_file_name.empty() && !sharded) {
+    t.folder = strip_slashes(spec.path);
+    t.path = (fs::path(t.folder) / t.format->default_file_name).string();
+  } else if (folder) {
+    t.path = strip_slashes(spec.path);
+    t.folder = t.path;
+  } else {
+    const std::string ext = format_from_extension(spec.path);
+    if (!ext.empty() && ext != t.format->name)
+      throw UsageError("the output name '" + spec.path + "' says " + ext + " but the output format is " +
+                       t.format->name + "; rename the output or leave out --to");
+    t.path = spec.path;
+    const fs::path parent = fs::path(spec.path).parent_path();
+    t.folder = t.format->caps.directory_output || sharded ? t.path : (parent.empty() ? "." : parent.string());
+  }
+  return t;
+}
+
+void check_output(const OutputTarget& out, const OutputSpec& spec, const std::vector<std::string>& inputs,
+                  const std::vector<std::string>& sidecars) {
+  if (!out.format->caps.writes_output) return;
+  const fs::path dst = canonical_or_absolute(out.path);
+  for (const auto& in : inputs) {
+    if (in.empty()) continue;
+    const fs::path src = canonical_or_absolute(in);
+    if (same_file(in, out.path) || within(src, dst))
+      throw UsageError("refusing to overwrite the input " + in + " (the output is " + out.path + ")");
+    if (is_directory(in) && within(dst, src))
+      throw UsageError("refusing to write " + out.path + " inside the input folder " + in + " (inputs are never modified)");
+  }
+  const bool step_mode = out.format->caps.steps && spec.options.count("step");
+  const bool empty_folder = is_directory(out.path) && fs::is_empty(out.path);
+  if (!step_mode && path_exists(out.path) && !empty_folder) {
+    if (!spec.overwrite) throw UsageError("output " + out.path + " exists; pass --overwrite to replace it");
+    if (is_directory(out.path)) {
+      bool ours = false;
+      try {
+        ours = &detect_format(out.path) == out.format;
+      } catch (const Error&) {
+      }
+      if (!ours)
+        throw UsageError("refusing to replace " + out.path + ": it is a folder that does not hold a " + out.format->name +
+                         " checkpoint (--overwrite replaces only a checkpoint of the kind being written; remove it yourself "
+                         "or choose another output)");
+    }
+  }
+  for (const auto& s : sidecars) {
+    const std::string p = (fs::path(out.folder) / s).string();
+    if (path_exists(p) && !spec.overwrite)
+      throw UsageError(p + " exists and would be replaced by this output's " + s + "; pass --overwrite to replace it");
+  }
+}
+
+void prepare_output_folder(const OutputTarget& out) {
+  if (!out.format->caps.writes_output) return;
+  const fs::path parent = fs::path(out.path).parent_path();
+  if (!parent.empty()) make_dirs(parent.string());
+}
+
+}  // namespace ckb::engine

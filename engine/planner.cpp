@@ -1,0 +1,215 @@
+// engine::plan and the planning half of every job (engine/planned.h): source, profile,
+// recipe, plan, drops, casts, output. Reads metadata only.
+#include <algorithm>
+#include <filesystem>
+
+#include "engine/planned.h"
+#include "io/file.h"
+#include "recipe/recipe.h"
+
+namespace ckb::engine {
+namespace {
+
+// Removes non-tensor leaves and empty containers; returns their paths.
+std::vector<std::string> drop_non_tensors(Node& node, Path& path) {
+  std::vector<std::string> dropped;
+  if (!node.is_container()) return dropped;
+  auto& kids = node.container().children;
+  std::vector<Child> kept;
+  for (auto& ch : kids) {
+    path.push_back(ch.key);
+    if (ch.node->is_tensor()) {
+      kept.push_back(std::move(ch));
+    } else if (ch.node->is_container() && !ch.node->container().children.empty()) {
+      auto sub = drop_non_tensors(*ch.node, path);
+      dropped.insert(dropped.end(), sub.begin(), sub.end());
+      if (!ch.node->container().children.empty()) kept.push_back(std::move(ch));
+    } else {
+      dropped.push_back(join_path(path) + " (" + std::string(ch.node->type_name()) + ")");
+    }
+    path.pop_back();
+  }
+  kids = std::move(kept);
+  return dropped;
+}
+
+ReadOptions read_options(const SourceOptions& s) {
+  ReadOptions ro;
+  ro.step = s.step;
+  ro.strict_chunks = s.strict_chunks;
+  return ro;
+}
+
+}  // namespace
+
+Checkpoint open(const std::string& path, const SourceOptions& opts) { return read_checkpoint(path, read_options(opts)); }
+
+std::map<std::string, std::uint64_t> missing_chunks(const Checkpoint& ck) {
+  std::map<std::string, std::uint64_t> out;
+  for (const auto& [name, t] : tensor_list(ck.root))
+    if (const std::uint64_t n = t->source ? t->source->missing_chunks() : 0) out[name] = n;
+  return out;
+}
+
+const std::vector<Format>& formats() { return ckb::formats(); }
+
+std::vector<ProfileInfo> profiles() {
+  std::vector<ProfileInfo> out;
+  for (const auto& p : all_profiles()) out.push_back(p->info());
+  return out;
+}
+
+std::shared_ptr<Planned> make_plan(const Job& job) {
+  auto p = std::make_shared<Planned>();
+  p->job = job;
+  Report& r = p->report;
+  r.dry_run = true;
+
+  // The output first: a wrong option or name fails before the source is read.
+  std::vector<std::string> inputs = {job.source};
+  if (!job.output.path.empty()) {
+    p->output = resolve_output(job.output);
+    r.destination = p->output->path;
+    r.destination_format = p->output->format->name;
+  }
+
+  // The profile: asked for, brought by a built-in recipe, or the one profile that takes all
+  // the profile options given.
+  p->profile = !job.profile.empty() ? &profile_by_name(job.profile) : profile_for_recipe(job.recipe);
+  if (!p->profile && !job.profile_options.empty()) {
+    std::vector<const Profile*> takers;
+    for (const auto& q : all_profiles()) {
+      bool all = true;
+      for (const auto& [k, v] : job.profile_options)
+        all &= std::any_of(q->info().options.begin(), q->info().options.end(), [&](const auto& o) { return o.name == k; });
+      if (all) takers.push_back(q.get());
+    }
+    std::string names, list;
+    for (const auto& [k, v] : job.profile_options) names += (names.empty() ? "--" : ", --") + k;
+    for (const auto* q : takers) list += (list.empty() ? "" : ", ") + q->info().name;
+    if (takers.size() == 1) p->profile = takers.front();
+    else if (takers.empty()) throw UsageError(names + ": no profile takes all of these together");
+    else throw UsageError(names + " apply to several profiles (" + list + "); pass --profile NAME");
+  }
+
+  Checkpoint source = open(job.source, job.source_options);
+  r.source = job.source;
+  r.source_format = source.format;
+
+  PlanOptions po;
+  std::string recipe_name = job.recipe;
+  if (p->profile) {
+    validate_profile_options(*p->profile, job.profile_options);
+    r.profile = p->profile->info().name;
+    ProfileRequest req;
+    req.source_path = job.source;
+    req.options = job.profile_options;
+    // A profile that computes weights rounds them once, to the job's dtype.
+    for (const auto& o : p->profile->info().options)
+      if (o.name == "merged-dtype" && job.dtype && !req.options.count("merged-dtype"))
+        req.options["merged-dtype"] = std::string(dtype_name(*job.dtype));
+    req.reverse = job.reverse;
+    const SourceOptions other{std::nullopt, job.source_options.strict_chunks};
+    req.open = [other](const std::string& path) { return open(path, other); };
+    for (const auto& [k, v] : job.profile_options)
+      if (k == "like" || k == "adapter") inputs.push_back(v);
+    p->prepared = p->profile->prepare(source, req);
+    for (const auto& n : p->prepared.notes) r.notes.push_back(n);
+    r.profile_report = p->prepared.report;
+    if (recipe_name.empty()) recipe_name = p->profile->info().recipe;
+  } else {
+    p->prepared.source = std::move(source);
+  }
+
+  if (p->prepared.plan) {
+    if (!job.recipe.empty() || !job.expect.empty() || !job.sizes.empty())
+      throw UsageError("the " + r.profile + " profile generates its own recipe: --recipe, --expect and --size do not apply");
+    p->plan = std::move(*p->prepared.plan);
+    p->prepared.plan.reset();
+    r.recipe = p->plan.recipe;
+  } else {
+    Recipe recipe;
+    if (p->prepared.recipe) {
+      if (!job.recipe.empty() && !profile_for_recipe(job.recipe))
+        throw UsageError("the " + r.profile + " profile builds its own recipe: --recipe does not apply");
+      recipe = std::move(*p->prepared.recipe);
+    } else {
+      recipe = load_recipe(recipe_name.empty() ? "identity" : recipe_name);
+      if (job.reverse) recipe = invert(recipe);
+    }
+    po.sizes = p->prepared.sizes;
+    for (const auto& [k, v] : job.sizes) po.sizes[k] = v;
+    std::shared_ptr<const Checkpoint> expect = p->prepared.expect;
+    if (!job.expect.empty()) {
+      expect = std::make_shared<const Checkpoint>(open(job.expect, {std::nullopt, job.source_options.strict_chunks}));
+      inputs.push_back(job.expect);
+    }
+    po.expect = expect.get();
+    p->plan = build_plan(p->prepared.source, recipe, po);
+    if (expect) p->prepared.expect = expect;
+    r.recipe = p->plan.recipe;
+  }
+  r.ledger = p->plan.ledger_json();
+  r.problems = p->plan.problems;
+
+  Node& target = p->plan.target;
+  if (job.drop_non_tensors) {
+    Path path;
+    for (auto& d : drop_non_tensors(target, path)) r.dropped_leaves.emplace_back(d, "--drop-non-tensors");
+  }
+  if (job.dtype) {
+    visit_leaves_mut(target, [&](const Path& path, Node& n) {
+      if (!n.is_tensor()) return;
+      const DType from = n.tensor().info.dtype;
+      if (dtype_is_bytes_only(from)) refuse_bytes_only(join_path(path), from, "--dtype cannot cast it");
+      if (!dtype_is_float(from) || from == *job.dtype) return;
+      auto stats = std::make_shared<CastStats>();
+      p->casts[join_path(path)] = {from, stats};
+      n.tensor() = cast_tensor(n.tensor(), *job.dtype, stats);
+    });
+  }
+
+  if (p->output) {
+    const Format& fmt = *p->output->format;
+    WriteOptions& wo = p->write_options;
+    wo.options = job.output.options;
+    wo.overwrite = job.output.overwrite;
+    // String metadata carries over between checkpoints of the same format (not the index's).
+    if (fmt.caps.string_metadata && p->prepared.source.format == fmt.name)
+      for (const auto& [k, v] : p->prepared.source.metadata)
+        if (!k.starts_with("index.")) wo.metadata[k] = v;
+    for (const auto& [k, v] : job.output.metadata) {
+      if (!fmt.caps.string_metadata) throw UsageError("--metadata applies to formats with string metadata (safetensors), not " + fmt.name);
+      wo.metadata[k] = v;
+    }
+    // Write options the source's own layout states ("<format>.option.<name>" metadata of a
+    // source of the same format) carry over unless given.
+    for (const auto& spec : fmt.write_options)
+      if (!wo.options.count(spec.name))
+        if (auto it = p->prepared.source.metadata.find(fmt.name + ".option." + spec.name); it != p->prepared.source.metadata.end())
+          wo.options[spec.name] = it->second;
+    // A step written into a CheckpointManager root keeps the source's item name.
+    if (fmt.caps.steps && wo.options.count("step") && !wo.options.count("item"))
+      if (auto it = p->prepared.source.metadata.find(fmt.name + ".item"); it != p->prepared.source.metadata.end())
+        wo.options["item"] = it->second;
+    check_output(*p->output, job.output, inputs, p->profile ? p->profile->sidecars(p->prepared) : std::vector<std::string>{});
+  }
+  describe_tensors(*p);
+  return p;
+}
+
+void describe_tensors(Planned& p) {
+  auto& r = p.report;
+  r.tensors.clear();
+  for (const auto& [name, t] : tensor_list(p.plan.target)) {
+    TensorReport tr{name, t->info.dtype, t->info.shape, std::nullopt, std::nullopt, 0};
+    if (auto it = p.casts.find(name); it != p.casts.end()) tr.cast = CastReport{it->second.from};
+    r.tensors.push_back(std::move(tr));
+  }
+  r.summary.tensors = r.tensors.size();
+  r.summary.cast_tensors = p.casts.size();
+}
+
+Report plan(const Job& job) { return make_plan(job)->report; }
+
+}  // namespace ckb::engine

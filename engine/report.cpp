@@ -1,0 +1,45 @@
+// engine::Report::to_json: the JSON report every writing command can save (`--report`).
+#include "engine/api.h"
+
+namespace ckb::engine {
+
+nlohmann::ordered_json Report::to_json() const {
+  using ojson = nlohmann::ordered_json;
+  ojson j;
+  if (dry_run) j["dry_run"] = true;
+  j["source"] = {{"path", source}, {"format", source_format}};
+  if (!destination.empty()) j["destination"] = {{"path", destination}, {"format", destination_format}};
+  if (!profile.empty()) j["profile"] = profile;
+  ojson profile_summary;
+  for (const auto& [k, v] : profile_report.items()) {
+    if (k == "summary") profile_summary = v;
+    else j[k] = v;
+  }
+  j["ledger"] = ledger;
+  if (!problems.empty()) j["problems"] = problems;
+  j["dropped_leaves"] = ojson::array();
+  for (const auto& [name, rule] : dropped_leaves) j["dropped_leaves"].push_back({{"name", name}, {"rule", rule}});
+  j["tensors"] = ojson::object();
+  for (const auto& t : tensors) {
+    ojson e = {{"dtype", std::string(dtype_name(t.dtype))}, {"shape", t.shape}};
+    if (t.stats)
+      e["stats"] = {{"min", t.stats->min}, {"max", t.stats->max}, {"mean", t.stats->mean}, {"nan", t.stats->nan},
+                    {"inf", t.stats->inf}};
+    if (t.cast)
+      e["cast"] = {{"from", std::string(dtype_name(t.cast->from))}, {"elements", t.cast->elements},
+                   {"inexact", t.cast->inexact}, {"overflow", t.cast->overflow}, {"nan", t.cast->nan}};
+    e["missing_chunks"] = t.missing_chunks;
+    j["tensors"][t.name] = e;
+  }
+  j["notes"] = notes;
+  if (!files.empty()) j["files"] = files;
+  if (!failures.empty()) j["failures"] = failures;
+  j["summary"] = {{"tensors", summary.tensors}, {"bytes", summary.bytes}, {"seconds", summary.seconds},
+                  {"peak_window_bytes", summary.peak_window_bytes}, {"missing_chunks", summary.missing_chunks},
+                  {"cast_tensors", summary.cast_tensors}, {"inexact", summary.inexact},
+                  {"overflow", summary.overflow}, {"nan", summary.nan}};
+  for (const auto& [k, v] : profile_summary.items()) j["summary"][k] = v;
+  return j;
+}
+
+}  // namespace ckb::engine

@@ -1,0 +1,109 @@
+// engine::run, engine::target and engine::diff: executing a planned job (engine/api.h).
+#include <filesystem>
+
+#include "engine/execute.h"
+#include "engine/planned.h"
+#include "io/output.h"
+
+namespace ckb::engine {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Per target tensor, the missing chunks of the sources it was made from.
+void count_missing(Planned& p) {
+  const auto missing = missing_chunks(p.prepared.source);
+  std::map<std::string, std::uint64_t> per_target;
+  for (const auto& te : p.plan.targets)
+    for (const auto& f : te.from)
+      if (auto it = missing.find(f); it != missing.end()) per_target[te.name] += it->second;
+  std::uint64_t total = 0;
+  std::string list;
+  for (const auto& [name, n] : missing) {
+    total += n;
+    if (list.size() < 300) list += (list.empty() ? "" : ", ") + name + " (" + std::to_string(n) + ")";
+  }
+  for (auto& t : p.report.tensors)
+    if (auto it = per_target.find(t.name); it != per_target.end()) t.missing_chunks = it->second;
+  p.report.summary.missing_chunks = total;
+  if (total)
+    p.report.notes.push_back("warning: " + std::to_string(total) + " missing zarr chunk" + (total == 1 ? "" : "s") +
+                             " read as the fill value: " + list + (list.size() >= 300 ? ", ..." : "") +
+                             " (--strict-chunks makes this an error)");
+}
+
+}  // namespace
+
+Report run(const Job& job, const RunOptions& opts) {
+  auto p = make_plan(job);
+  Report& r = p->report;
+  r.dry_run = false;
+  if (!p->output) throw UsageError("no output path given");
+  if (opts.on_plan) opts.on_plan(r);
+  p->plan.check();
+  if (opts.cancel) opts.cancel->throw_if_cancelled();
+
+  const OutputTarget& out = *p->output;
+  prepare_output_folder(out);
+  ExecOptions eo;
+  eo.threads = job.threads;
+  eo.max_memory = job.max_memory;
+  eo.stats = job.stats;
+  ExecResult res = execute(p->plan.target, *out.format, out.path, p->write_options, eo);
+
+  for (std::size_t i = 0; i < r.tensors.size() && i < res.stats.size(); ++i)
+    if (job.stats && res.stats[i].numeric) {
+      const auto& st = res.stats[i];
+      r.tensors[i].stats = TensorStatsReport{st.min, st.max, st.mean, st.nan, st.inf};
+    }
+  for (auto& t : r.tensors) {
+    if (!t.cast) continue;
+    const auto& s = *p->casts.at(t.name).stats;
+    t.cast->elements = s.elements;
+    t.cast->inexact = s.inexact;
+    t.cast->overflow = s.overflow;
+    t.cast->nan = s.nan;
+    r.summary.inexact += s.inexact;
+    r.summary.overflow += s.overflow;
+    r.summary.nan += s.nan;
+  }
+  count_missing(*p);
+  r.summary.bytes = res.bytes;
+  r.summary.seconds = res.seconds;
+  r.summary.peak_window_bytes = res.peak_window_bytes;
+  if (out.format->caps.writes_output) r.files.push_back(out.path);
+
+  if (p->profile) {
+    WrittenOutput w{out.path, out.folder, out.format->name, job.output.overwrite, &p->plan.target};
+    AfterWriteResult a = p->profile->after_write(p->prepared, w, r.profile_report);
+    for (auto& f : a.files) r.files.push_back(std::move(f));
+    for (auto& n : a.notes) r.notes.push_back(std::move(n));
+    for (auto& f : a.failures) r.failures.push_back(std::move(f));
+  }
+  return r;
+}
+
+Target target(const Job& job) {
+  Job j = job;
+  j.output = {};
+  auto p = make_plan(j);
+  p->plan.check();
+  Target t;
+  t.report = p->report;
+  t.tree = &p->plan.target;
+  t.keep_alive = p;
+  return t;
+}
+
+DiffReport diff(const Job& a, const std::string& b, const DiffOptions& opts, const SourceOptions& b_opts) {
+  Target ta = target(a);
+  Checkpoint cb = open(b, b_opts);
+  DiffReport d;
+  d.result = diff_trees(*ta.tree, cb.root, opts);
+  const auto& pa = *std::static_pointer_cast<const Planned>(ta.keep_alive);
+  for (const auto& [k, v] : missing_chunks(pa.prepared.source)) d.missing[a.source + ": " + k] += v;
+  for (const auto& [k, v] : missing_chunks(cb)) d.missing[b + ": " + k] += v;
+  return d;
+}
+
+}  // namespace ckb::engine

@@ -1,0 +1,83 @@
+// The "flax" profile: a Flax checkpoint adapted between the Linen and NNX layouts (params or
+// full training state; profiles/flax.h). It generates its own recipe and plan from the
+// source's structure, so no recipe options apply.
+#include "core/errors.h"
+#include "core/units.h"
+#include "profiles/flax.h"
+#include "profiles/profile.h"
+
+namespace ckb {
+namespace {
+
+class FlaxProfile final : public Profile {
+ public:
+  const ProfileInfo& info() const override {
+    static const ProfileInfo i{
+        "flax",
+        "Flax Linen <-> NNX (params or full training state, MaxText's layouts)",
+        {{"layout", "target layout: nnx or linen", false, true, {"nnx", "linen"}},
+         {"like",
+          "a checkpoint in the target layout (e.g. freshly initialised): where NNX-only state goes, raw or pure, the "
+          "step's encoding; the result must match its layout exactly"},
+         {"pure", "nnx: write a pure dict (nnx.to_pure_dict, no `value` level)", true},
+         {"raw", "nnx: write a raw nnx.State (`.../value` leaves; the default without --like)", true},
+         {"rng-fill",
+          "nnx: RNG key/count leaves the source lacks: 'like' keeps --like's values, 'deterministic' writes key(seed) / "
+          "split(key(seed), n) and zero counts as MaxText PR #3929 does",
+          false, false, {"like", "deterministic"}},
+         {"rng-seed", "seed for --rng-fill deterministic (default 0)"},
+         {"weights-only", "carry the weights only; the training state is dropped (reported)", true},
+         {"layers", "scanned layers: 'unscan' slices .../layers/... into layers_<i>, 'scan' stacks them (default: as --like)",
+          false, false, {"scan", "unscan"}},
+         {"scan-axis", "the params' scan axis for --layers (MaxText's param_scan_axis, default 1)"},
+         {"keep-rng", "linen: keep NNX RNG state under nnx_aux/model (MaxText after #4343) instead of dropping it", true}},
+        ""};
+    return i;
+  }
+
+  Prepared prepare(const Checkpoint& source, const ProfileRequest& req) const override {
+    if (req.reverse) throw UsageError("the flax profile has no --reverse: pass the other --layout");
+    const auto& o = req.options;
+    auto has = [&](const char* k) { return o.count(k) > 0; };
+    auto flag = [&](const char* k) { return has(k) && o.at(k) == "1"; };
+    if (flag("pure") && flag("raw")) throw UsageError("pass at most one of --pure and --raw");
+    AdaptOptions ao;
+    ao.to = o.at("layout") == "nnx" ? AdaptOptions::To::Nnx : AdaptOptions::To::Linen;
+    if (ao.to == AdaptOptions::To::Linen && (flag("pure") || flag("raw") || has("rng-fill") || has("rng-seed")))
+      throw UsageError("--pure, --raw, --rng-fill and --rng-seed apply to --layout nnx");
+    if (ao.to == AdaptOptions::To::Nnx && flag("keep-rng")) throw UsageError("--keep-rng applies to --layout linen");
+    Prepared p;
+    if (has("like")) {
+      auto like = std::make_shared<const Checkpoint>(req.open(o.at("like")));
+      ao.like = like.get();
+      p.expect = like;
+    }
+    if (flag("pure")) ao.pure = true;
+    if (flag("raw")) ao.pure = false;
+    ao.rng = has("rng-fill") && o.at("rng-fill") == "deterministic" ? AdaptOptions::Rng::Deterministic : AdaptOptions::Rng::Like;
+    if (has("rng-seed")) {
+      const std::int64_t seed = parse_integer(o.at("rng-seed"), "--rng-seed");
+      if (seed < 0) throw UsageError("--rng-seed must not be negative");
+      ao.rng_seed = static_cast<std::uint64_t>(seed);
+    }
+    ao.weights_only = flag("weights-only");
+    ao.keep_rng = flag("keep-rng");
+    if (has("layers")) ao.layers = o.at("layers");
+    if (has("scan-axis")) ao.scan_axis = static_cast<int>(parse_integer(o.at("scan-axis"), "--scan-axis"));
+    Adaptation a = adapt_flax(source, ao);
+    p.source = source;
+    p.notes.push_back("source layout: " + a.from.name());
+    for (const auto& n : a.notes) p.notes.push_back(n);
+    p.report["adapt"] = {{"from", a.from.to_json()}, {"to", o.at("layout")}, {"notes", a.notes},
+                         {"recipe", recipe_to_json(a.recipe)}};
+    p.recipe = std::move(a.recipe);
+    p.plan = std::move(a.plan);
+    return p;
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Profile> make_flax_profile() { return std::make_unique<FlaxProfile>(); }
+
+}  // namespace ckb
