@@ -96,8 +96,8 @@ void check_output(const OutputTarget& out, const OutputSpec& spec, const std::ve
       } catch (const Error&) {
       }
       if (!ours)
-        throw UsageError("refusing to replace " + out.path + ": it is a folder that does not hold a " + out.format->name +
-                         " checkpoint (--overwrite replaces only a checkpoint of the kind being written; remove it yourself "
+        throw UsageError("refusing to replace " + out.path + ": it is a folder that does not hold a checkpoint in the " +
+                         out.format->name + " format (--overwrite replaces only a checkpoint of the kind being written; remove it yourself "
                          "or choose another output)");
     }
   }

@@ -228,8 +228,13 @@ ZipReader::ZipReader(MappedFilePtr file, ZipReadOptions opts) : file_(std::move(
       break;
     }
   }
-  if (eocd == std::numeric_limits<std::uint64_t>::max())
-    throw FormatError(path, "no zip end-of-central-directory record found", size);
+  if (eocd == std::numeric_limits<std::uint64_t>::max()) {
+    // A file that starts like a zip (a local header) but has no directory at its end was cut short.
+    const bool starts_as_zip = size >= 4 && std::to_integer<int>(bytes[0]) == 'P' && std::to_integer<int>(bytes[1]) == 'K' &&
+                               std::to_integer<int>(bytes[2]) == 3 && std::to_integer<int>(bytes[3]) == 4;
+    throw FormatError(path, starts_as_zip ? "truncated: the zip archive ends without its end-of-central-directory record"
+                                          : "no zip end-of-central-directory record found", size);
+  }
 
   ByteReader er(bytes.subspan(eocd, kEocdSize), path, eocd);
   er.skip(4, "EOCD signature");
