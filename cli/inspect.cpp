@@ -72,10 +72,8 @@ int run(const InspectCmd& o) {
       j["tensors"][tensors[i].first] = e;
     }
     j["leaves"] = ojson::object();
-    visit_leaves(ck.root, [&](const Path& p, const Node& n) {
-      if (n.is_tensor()) return;
-      j["leaves"][join_path(p)] = {{"type", std::string(n.type_name())}, {"value", leaf_value(n)}};
-    });
+    for (const auto& [name, n] : in.leaves)
+      j["leaves"][name] = {{"type", std::string(n->type_name())}, {"value", leaf_value(*n)}};
     if (!ck.metadata.empty()) j["metadata"] = ck.metadata;
     if (!in.flax_layout.empty()) j["flax_layout"] = in.flax_layout_json;
     std::cout << j.dump(1) << "\n";
@@ -97,12 +95,11 @@ int run(const InspectCmd& o) {
   std::cout << ck.path << " (" << ck.format << ")\n";
   table.print(std::cout);
   std::size_t leaves = 0;
-  visit_leaves(ck.root, [&](const Path& p, const Node& n) {
-    if (n.is_tensor()) return;
+  for (const auto& [name, n] : in.leaves) {
     if (leaves++ == 0) std::cout << "\nother leaves:\n";
-    std::cout << "  " << join_path(p) << " = " << leaf_value(n).dump() << " (" << n.type_name() << ")\n";
-  });
-  std::cout << "\n" << tensors.size() << " tensors, " << with_commas(total_params) << " elements, "
+    std::cout << "  " << name << " = " << leaf_value(*n).dump() << " (" << n->type_name() << ")\n";
+  }
+  std::cout << "\n" << plural(tensors.size(), "tensor") << ", " << with_commas(total_params) << " elements, "
             << human_bytes(total_bytes) << "; " << leaves << " other leaves\n";
   if (!in.flax_layout.empty()) std::cout << "flax layout: " << in.flax_layout << "\n";
   return 0;

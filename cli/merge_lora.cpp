@@ -17,13 +17,7 @@ struct MergeCmd {
 
 int run(MergeCmd& o) {
   engine::Job job = o.job;
-  const bool adapter = job.profile_options.count("adapter") > 0;
-  std::string profile = o.profile.empty() ? (adapter ? "peft" : "openpi") : o.profile;
-  if (profile != "openpi" && profile != "peft")
-    throw UsageError("--profile for merge-lora is openpi or peft, got '" + profile + "'");
-  if ((profile == "peft") != adapter)
-    throw UsageError("--adapter DIR (adapter_config.json + adapter_model.safetensors) goes with --profile peft");
-  job.profile = profile == "openpi" ? "openpi-merge" : "peft";
+  job.profile = engine::lora_merge_profile(o.profile, job.profile_options.count("adapter") > 0);
   finish_job(job, o.c);
   return run_and_report(job, o.c, "merged LoRA; wrote");
 }

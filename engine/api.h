@@ -71,6 +71,9 @@ const std::vector<Format>& formats();
 // The registered profiles (profiles/profile.h): name, description, options, the built-in
 // recipe each serves.
 std::vector<ProfileInfo> profiles();
+// The LoRA-merging profile for a runtime family ("openpi", "peft"; "" = the one that takes
+// `adapter` when `has_adapter`, else the default family). UsageError listing the families.
+std::string lora_merge_profile(const std::string& family, bool has_adapter);
 
 // ---- jobs ---------------------------------------------------------------------------
 
@@ -198,6 +201,7 @@ struct InspectOptions {
 struct Inspection {
   std::shared_ptr<const Checkpoint> checkpoint;
   std::vector<std::pair<std::string, const Tensor*>> tensors;
+  std::vector<std::pair<std::string, const Node*>> leaves;  // the non-tensor leaves, in tree order
   std::vector<std::string> sha256;                  // with InspectOptions::hash, per tensor
   std::map<std::string, std::uint64_t> missing_chunks;
   std::string flax_layout;                          // "" when none: a one-line description

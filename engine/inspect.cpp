@@ -39,6 +39,9 @@ Inspection inspect(const std::string& path, const SourceOptions& src, const Insp
   auto ck = std::make_shared<Checkpoint>(open(path, src));
   in.checkpoint = ck;
   in.tensors = tensor_list(ck->root);
+  visit_leaves(ck->root, [&](const Path& p, const Node& n) {
+    if (!n.is_tensor()) in.leaves.emplace_back(join_path(p), &n);
+  });
   if (opts.hash) {
     in.sha256 = hash_all(in.tensors, opts.threads);
     in.missing_chunks = missing_chunks(*ck);

@@ -59,6 +59,25 @@ std::vector<ProfileInfo> profiles() {
   return out;
 }
 
+std::string lora_merge_profile(const std::string& family, bool has_adapter) {
+  std::string families;
+  for (const auto& p : all_profiles()) {
+    const ProfileInfo& i = p->info();
+    if (i.merges_lora_of.empty()) continue;
+    families += (families.empty() ? "" : ", ") + i.merges_lora_of;
+    const bool takes_adapter =
+        std::any_of(i.options.begin(), i.options.end(), [](const auto& o) { return o.name == "adapter"; });
+    if (family.empty() ? (has_adapter ? takes_adapter : i.default_lora_merge) : i.merges_lora_of == family) {
+      if (has_adapter && !takes_adapter)
+        throw UsageError("--adapter goes with a profile that merges an adapter folder, not " + i.merges_lora_of);
+      if (!has_adapter && takes_adapter)
+        throw UsageError("--profile " + i.merges_lora_of + " needs --adapter DIR (the adapter folder)");
+      return i.name;
+    }
+  }
+  throw UsageError("no LoRA profile '" + family + "' (known: " + families + ")");
+}
+
 std::shared_ptr<Planned> make_plan(const Job& job) {
   auto p = std::make_shared<Planned>();
   p->job = job;

@@ -53,7 +53,9 @@ class OpenpiMergeProfile final : public LoraMergeProfile {
                                 {"openpi-config", "JSON {\"experts\": [{\"attn\": {rank, alpha, rslora}, \"ffn\": {...}}]}"},
                                 kMergedDtype,
                                 kVerify},
-                               ""};
+                               "",
+                               "openpi",
+                               true};
     return i;
   }
   Prepared prepare(const Checkpoint& source, const ProfileRequest& req) const override {
@@ -81,7 +83,8 @@ class PeftProfile final : public LoraMergeProfile {
                                {{"adapter", "the adapter folder (adapter_config.json + adapter_model.safetensors)", false, true},
                                 kMergedDtype,
                                 kVerify},
-                               ""};
+                               "",
+                               "peft"};
     return i;
   }
   Prepared prepare(const Checkpoint& source, const ProfileRequest& req) const override {

@@ -43,7 +43,11 @@ struct ProfileInfo {
   std::string description;  // one line
   std::vector<ProfileOptionSpec> options;
   // The built-in recipe this profile prepares for: `--recipe NAME` selects the profile too.
-  std::string recipe;
+  std::string recipe = {};
+  // A LoRA-merging profile: the runtime family whose LoRA semantics it reproduces ("openpi",
+  // "peft"; `merge-lora --profile FAMILY`), and whether it is the family used by default.
+  std::string merges_lora_of = {};
+  bool default_lora_merge = false;
 };
 
 // What the engine hands a profile.
