@@ -9,8 +9,8 @@
 #include <unordered_set>
 #include <vector>
 
+#include "core/concat_source.h"
 #include "core/errors.h"
-#include "formats/msgpack/concat_source.h"
 #include "io/byte_reader.h"
 #include "io/output.h"
 
@@ -317,7 +317,8 @@ class Decoder {
     if (total_elems != checked_numel(shape, path_ + ":" + where()))
       bad("chunks hold " + std::to_string(total_elems) + " elements but shape " + shape_str(shape) + " needs " +
           std::to_string(checked_numel(shape, path_)));
-    auto src = std::make_shared<ConcatSource>(std::move(parts), path_ + ":" + where());
+    const std::string what = path_ + ":" + where() + " (" + std::to_string(parts.size()) + " chunks)";
+    auto src = std::make_shared<ConcatSource>(std::move(parts), 1, what);
     return Node::tensor(Tensor{{*dtype, std::move(shape)}, std::move(src)});
   }
 
