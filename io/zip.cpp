@@ -4,8 +4,6 @@
 // from independently written pieces. See io/zip.h for why this is hand-written.
 #include "io/zip.h"
 
-#include <zlib.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -13,6 +11,8 @@
 #include <set>
 #include <unordered_set>
 
+#include "codec/crc32.h"
+#include "codec/inflate.h"
 #include "core/errors.h"
 #include "io/byte_reader.h"
 
@@ -34,8 +34,6 @@ constexpr std::size_t kLocalHeaderSize = 30;
 constexpr std::size_t kCentralHeaderSize = 46;
 constexpr std::uint16_t kZip64ExtraId = 0x0001;
 constexpr std::uint16_t kPaddingExtraId = 0x4246;  // "FB", as torch's writer pads
-
-std::uint32_t crc32_of(std::span<const std::byte> data) { return zip_crc32(data); }
 
 // Names must stay inside the extraction root: no absolute paths, drive letters, ".."
 // components (with either separator), NUL or control bytes.
@@ -73,69 +71,27 @@ void check_name(const std::string& name, const std::string& path, std::uint64_t 
   }
 }
 
-// Inflates a raw-deflate member into exactly `e.uncompressed_size` bytes; never writes past
-// the declared size and fails if the stream wants to produce more or ends early. The CRC-32
-// is accumulated over each small output window right after it is produced (still in cache)
-// and checked against the central directory's when `check_crc`.
+// Inflates a raw-deflate member into exactly `e.uncompressed_size` bytes (codec/inflate.h
+// refuses a stream that produces more or fewer). The CRC-32 is accumulated over each small
+// output window right after it is produced (still in cache) and checked against the central
+// directory's when `check_crc`.
 Bytes inflate_member(const MappedFile& file, const ZipEntry& e, bool check_crc) {
   auto in = file.range(e.data_offset, e.compressed_size, "deflated zip member");
   if (e.uncompressed_size > std::numeric_limits<std::size_t>::max() / 2)
     throw FormatError(file.path(), "zip member '" + e.name + "' declares an absurd size", e.local_header_offset);
   Bytes out(static_cast<std::size_t>(e.uncompressed_size));
-  z_stream zs{};
-  if (inflateInit2(&zs, -MAX_WBITS) != Z_OK) throw FormatError(file.path(), "zlib inflateInit2 failed");
-  struct Guard {
-    z_stream* s;
-    ~Guard() { inflateEnd(s); }
-  } guard{&zs};
-  std::size_t in_pos = 0, out_pos = 0;
-  const std::size_t kInStep = 1u << 30, kOutWindow = 1u << 18;
-  Bytef probe = 0;
-  uLong crc = ::crc32(0L, Z_NULL, 0);
-  int rc = Z_OK;
-  while (true) {
-    if (zs.avail_in == 0 && in_pos < in.size()) {
-      std::size_t n = std::min(kInStep, in.size() - in_pos);
-      zs.next_in = const_cast<Bytef*>(reinterpret_cast<const Bytef*>(in.data() + in_pos));
-      zs.avail_in = static_cast<uInt>(n);
-      in_pos += n;
-    }
-    bool probing = false;
-    if (zs.avail_out == 0) {
-      if (out_pos < out.size()) {
-        std::size_t n = std::min(kOutWindow, out.size() - out_pos);
-        zs.next_out = reinterpret_cast<Bytef*>(out.data() + out_pos);
-        zs.avail_out = static_cast<uInt>(n);
-        out_pos += n;
-      } else {
-        // Output is full: offer one scratch byte; a stream that uses it is larger than declared.
-        zs.next_out = &probe;
-        zs.avail_out = 1;
-        probing = true;
-      }
-    }
-    Bytef* const produced_from = zs.next_out;
-    rc = inflate(&zs, Z_NO_FLUSH);
-    if (probing && zs.avail_out == 0)
-      throw FormatError(file.path(), "deflated zip member '" + e.name + "' inflates beyond its declared size of " +
-                                         std::to_string(e.uncompressed_size) + " bytes",
-                        e.data_offset);
-    if (probing) zs.avail_out = 0;
-    else if (zs.next_out > produced_from)
-      crc = ::crc32(crc, produced_from, static_cast<uInt>(zs.next_out - produced_from));
-    if (rc == Z_STREAM_END) break;
-    if (rc == Z_BUF_ERROR && zs.avail_in == 0 && in_pos == in.size()) break;
-    if (rc != Z_OK) break;
+  InflateStream stream(DeflateWrap::Raw, in, e.uncompressed_size, file.path(), e.data_offset,
+                       "deflated zip member '" + e.name + "'");
+  constexpr std::size_t kOutWindow = 1u << 18;
+  std::uint32_t crc = 0;
+  for (std::size_t pos = 0; pos < out.size(); pos += kOutWindow) {
+    const auto window = out.span().subspan(pos, std::min(kOutWindow, out.size() - pos));
+    stream.read(window);
+    if (check_crc) crc = crc32_update(window, crc);
   }
-  if (rc != Z_STREAM_END || zs.total_out != e.uncompressed_size)
-    throw FormatError(file.path(),
-                      "deflated zip member '" + e.name + "' is corrupt (" + (zs.msg ? zs.msg : "truncated stream") +
-                          ", " + std::to_string(zs.total_out) + " of " + std::to_string(e.uncompressed_size) +
-                          " bytes)",
-                      e.data_offset);
-  if (check_crc && static_cast<std::uint32_t>(crc) != e.crc32)
-    throw FormatError(file.path(), crc_mismatch_message(file.path(), e.name, e.crc32, static_cast<std::uint32_t>(crc)),
-                      e.data_offset);
+  stream.finish(/*allow_trailing=*/true);
+  if (check_crc && crc != e.crc32)
+    throw FormatError(file.path(), crc_mismatch_message(file.path(), e.name, e.crc32, crc), e.data_offset);
   return out;
 }
 
@@ -448,7 +404,7 @@ Bytes ZipReader::read(const ZipEntry& e) const {
   Bytes out(src.size());
   if (!src.empty()) std::memcpy(out.data(), src.data(), src.size());
   if (e.crc_recorded) {
-    const std::uint32_t crc = crc32_of(out.span());
+    const std::uint32_t crc = crc32_update(out.span());
     if (crc != e.crc32)
       throw FormatError(file_->path(), crc_mismatch_message(file_->path(), e.name, e.crc32, crc), e.data_offset);
   }
@@ -538,7 +494,7 @@ void ZipWriter::write(std::size_t i, std::uint64_t offset, std::span<const std::
   if (offset > members_[i].size || data.size() > members_[i].size - offset)
     throw UsageError("write past the end of zip member '" + members_[i].name + "'");
   if (data.empty()) return;
-  std::uint32_t crc = crc32_of(data);
+  std::uint32_t crc = crc32_update(data);
   out_.pwrite(data_offset_[i] + offset, data);
   std::lock_guard<std::mutex> lock(mu_);
   pieces_[i].push_back({offset, data.size(), crc});
@@ -550,19 +506,19 @@ void ZipWriter::finish() {
     const auto& m = members_[i];
     auto& ps = pieces_[i];
     std::sort(ps.begin(), ps.end(), [](const Piece& a, const Piece& b) { return a.offset < b.offset; });
-    uLong crc = ::crc32(0L, Z_NULL, 0);
+    std::uint32_t crc = 0;
     std::uint64_t covered = 0;
     for (const auto& p : ps) {
       if (p.offset != covered)
         throw UsageError("zip member '" + m.name + "' was written with a gap or overlap at byte " +
                          std::to_string(std::min(p.offset, covered)));
-      crc = ::crc32_combine(crc, p.crc, static_cast<z_off_t>(p.len));
+      crc = crc32_combine(crc, p.crc, p.len);
       covered += p.len;
     }
     if (covered != m.size)
       throw UsageError("zip member '" + m.name + "' is incomplete: " + std::to_string(covered) + " of " +
                        std::to_string(m.size) + " bytes written");
-    const auto crc32v = static_cast<std::uint32_t>(crc);
+    const std::uint32_t crc32v = crc;
     const auto l = local_layout(m.name, header_offset_[i], alignment_, zip64_);
     const std::uint16_t flags = is_ascii(m.name) ? 0 : 0x0800;
     const std::uint16_t version = zip64_ ? 45 : 20;

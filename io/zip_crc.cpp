@@ -1,30 +1,14 @@
-// Implementation of io/zip_crc.h: range CRC-32s joined with zlib's crc32_combine.
+// Implementation of io/zip_crc.h: range CRC-32s (codec/crc32.h) joined with crc32_combine.
 #include "io/zip_crc.h"
-
-#include <zlib.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <vector>
 
+#include "codec/crc32.h"
 #include "core/errors.h"
 
 namespace ckb {
-
-static_assert(sizeof(z_off_t) == 8, "crc32_combine needs a 64-bit z_off_t");
-
-std::uint32_t zip_crc32(std::span<const std::byte> data, std::uint32_t crc) {
-  uLong c = crc;
-  const auto* p = reinterpret_cast<const Bytef*>(data.data());
-  std::size_t left = data.size();
-  while (left > 0) {
-    const uInt n = static_cast<uInt>(std::min<std::size_t>(left, 1u << 30));
-    c = ::crc32(c, p, n);
-    p += n;
-    left -= n;
-  }
-  return static_cast<std::uint32_t>(c);
-}
 
 std::string crc_mismatch_message(const std::string& archive, const std::string& member, std::uint32_t stored,
                                  std::uint32_t computed) {
@@ -66,13 +50,12 @@ void ZipCrcVerifier::insert_locked(std::uint64_t off, std::span<const std::byte>
     }
     if (cur < end) gaps.emplace_back(cur, end);
     for (auto [a, b] : gaps)
-      runs_.emplace(a, Run{b, zip_crc32(data.subspan(static_cast<std::size_t>(a - off), static_cast<std::size_t>(b - a)))});
+      runs_.emplace(a, Run{b, crc32_update(data.subspan(static_cast<std::size_t>(a - off), static_cast<std::size_t>(b - a)))});
   }
   for (auto it = runs_.begin(); it != runs_.end();) {
     auto next = std::next(it);
     if (next != runs_.end() && next->first == it->second.end) {
-      it->second.crc = static_cast<std::uint32_t>(
-          ::crc32_combine(it->second.crc, next->second.crc, static_cast<z_off_t>(next->second.end - next->first)));
+      it->second.crc = crc32_combine(it->second.crc, next->second.crc, next->second.end - next->first);
       it->second.end = next->second.end;
       runs_.erase(next);
     } else {
@@ -88,7 +71,7 @@ void ZipCrcVerifier::cover(std::uint64_t off, std::span<const std::byte> data) c
   if (data.empty()) return;
   if (off > size_ || data.size() > size_ - off)
     throw FormatError(file_->path(), "read outside zip member '" + member_ + "'", data_offset_ + off);
-  const std::uint32_t crc = zip_crc32(data);
+  const std::uint32_t crc = crc32_update(data);
   std::lock_guard lock(mu_);
   s = state_.load(std::memory_order_relaxed);
   if (s == kOk) return;
@@ -97,7 +80,7 @@ void ZipCrcVerifier::cover(std::uint64_t off, std::span<const std::byte> data) c
   if (runs_.size() == 1 && runs_.begin()->first == 0 && runs_.begin()->second.end == size_)
     conclude_locked(runs_.begin()->second.crc);
   else if (runs_.size() > kMaxRuns)
-    conclude_locked(zip_crc32(file_->range(data_offset_, size_, "zip member")));
+    conclude_locked(crc32_update(file_->range(data_offset_, size_, "zip member")));
   if (state_.load(std::memory_order_relaxed) == kBad) throw_mismatch();
 }
 

@@ -2,7 +2,7 @@
 //
 // A stored member is served by range: the executor may read disjoint ranges of one member
 // from several threads and in any order, and several tensors may share a member (torch
-// storages). ZipCrcVerifier collects the CRC-32 of each range read (zlib's crc32, computed
+// storages). ZipCrcVerifier collects the CRC-32 of each range read (codec/crc32.h, computed
 // on bytes that were just copied, so they are still in cache: no second pass over the
 // data), joins adjacent ranges with crc32_combine, and compares with the central
 // directory's CRC-32 once the ranges cover the whole member. A mismatch is a FormatError
@@ -32,9 +32,6 @@
 #include "io/file.h"
 
 namespace ckb {
-
-// zlib's CRC-32 of `data` (any length; zlib takes at most 4 GiB per call).
-std::uint32_t zip_crc32(std::span<const std::byte> data, std::uint32_t crc = 0);
 
 // The message every zip CRC mismatch uses: "CRC-32 mismatch in member 'NAME' of PATH:
 // stored 0x%08x, computed 0x%08x".

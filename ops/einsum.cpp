@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "core/errors.h"
+#include "core/thread_pool.h"
 #include "ops/cast.h"
 #include "ops/ops.h"
 
@@ -426,25 +427,14 @@ class EinsumAddSource final : public TensorSource {
     Bytes raw(static_cast<std::size_t>(count * bsz));
     base_->source->read(e_begin * bsz, raw.span());
     const std::uint64_t per = (count + parts - 1) / parts;
-    std::vector<std::thread> helpers;
-    std::exception_ptr failure;
-    std::mutex fail_mu;
-    for (unsigned k = 0; k < parts; ++k) {
+    const auto caller = std::this_thread::get_id();
+    parallel_for(parts, parts, [&](std::size_t k) {
       const std::uint64_t e0 = k * per, n = std::min(per, count - std::min(count, e0));
-      if (n == 0) break;
-      auto job = [&, e0, n] {
-        try {
-          merge_range(*p, e_begin + e0, n, raw.data() + e0 * bsz, out.data() + e0 * esz);
-        } catch (...) {
-          std::lock_guard lk(fail_mu);
-          if (!failure) failure = std::current_exception();
-        }
-      };
-      if (k + 1 < parts) helpers.emplace_back(job);
-      else job();
-    }
-    for (auto& h : helpers) h.join();
-    if (failure) std::rethrow_exception(failure);
+      if (n == 0) return;
+      merge_range(*p, e_begin + e0, n, raw.data() + e0 * bsz, out.data() + e0 * esz);
+      // A pool worker keeps no scratch between requests (as a thread that ends would not).
+      if (std::this_thread::get_id() != caller) scratch() = Scratch{};
+    });
   }
 
   // Elements [e, e + count) into dst: scale * delta + base, rounded once. The base's bytes for

@@ -6,9 +6,9 @@
 #include <cstring>
 #include <map>
 #include <mutex>
-#include <numeric>
 #include <set>
 
+#include "core/concat_source.h"
 #include "core/errors.h"
 #include "ops/cast.h"
 #include "ops/einsum.h"
@@ -85,47 +85,6 @@ class ComputedSource : public TensorSource {
   mutable std::mutex mu_;
   mutable bool ready_ = false;
   mutable Bytes buf_;
-};
-
-// Output = runs of bytes gathered from several inputs: for "outer" index o, the output holds
-// for each input k its block o of `inner[k]` bytes, back to back (concat along an axis).
-class ConcatSource final : public TensorSource {
- public:
-  ConcatSource(std::vector<Tensor> in, std::uint64_t outer, std::vector<std::uint64_t> inner, std::string what)
-      : in_(std::move(in)), outer_(outer), inner_(std::move(inner)), what_(std::move(what)) {
-    row_ = std::accumulate(inner_.begin(), inner_.end(), std::uint64_t{0});
-  }
-  void read(std::uint64_t offset, std::span<std::byte> out) const override {
-    std::uint64_t pos = offset, end = offset + out.size();
-    std::byte* dst = out.data();
-    while (pos < end) {
-      std::uint64_t o = pos / row_, in_row = pos % row_;
-      std::size_t k = 0;
-      std::uint64_t start = 0;
-      while (in_row >= start + inner_[k]) start += inner_[k++];
-      std::uint64_t within = in_row - start;
-      std::uint64_t n = std::min(inner_[k] - within, end - pos);
-      in_[k].source->read(o * inner_[k] + within, {dst, static_cast<std::size_t>(n)});
-      dst += n;
-      pos += n;
-    }
-  }
-  std::string describe() const override { return what_; }
-  std::uint64_t resident_bytes() const override {
-    std::uint64_t n = 0;
-    for (const auto& t : in_) n += t.source->resident_bytes();
-    return n;
-  }
-  void release() const override {
-    for (const auto& t : in_) t.source->release();
-  }
-
- private:
-  std::vector<Tensor> in_;
-  std::uint64_t outer_;
-  std::vector<std::uint64_t> inner_;
-  std::uint64_t row_;
-  std::string what_;
 };
 
 // A slice along one axis: output block o (of `len` bytes) comes from input offset
@@ -419,7 +378,7 @@ Tensor concat(const std::vector<Tensor>& ts, int axis, const std::string& what) 
   int a = norm_axis(axis, s0.size(), what);
   Shape out = s0;
   out[static_cast<std::size_t>(a)] = 0;
-  std::vector<std::uint64_t> inner;
+  std::vector<ConcatSource::Part> parts;
   for (const auto& t : ts) {
     check_whole_bytes(t, what, "concat");
     if (t.info.dtype != ts[0].info.dtype)
@@ -431,12 +390,12 @@ Tensor concat(const std::vector<Tensor>& ts, int axis, const std::string& what) 
         throw MappingError(what, "concat along axis " + std::to_string(a) + " of " + shape_str(s0) + " and " +
                                      shape_str(t.info.shape));
     out[static_cast<std::size_t>(a)] += t.info.shape[static_cast<std::size_t>(a)];
-    inner.push_back(prod(t.info.shape, static_cast<std::size_t>(a), s0.size()) * dtype_size(t.info.dtype));
+    parts.push_back({t.source, prod(t.info.shape, static_cast<std::size_t>(a), s0.size()) * dtype_size(t.info.dtype)});
   }
   TensorInfo info{ts[0].info.dtype, out};
   const std::uint64_t outer = prod(s0, 0, static_cast<std::size_t>(a));
   if (info.nbytes() == 0) return Tensor{info, std::make_shared<MemorySource>(std::make_shared<Bytes>(), what)};
-  return Tensor{info, std::make_shared<ConcatSource>(ts, outer, inner, what)};
+  return Tensor{info, std::make_shared<ConcatSource>(std::move(parts), outer, what)};
 }
 
 Tensor stack(const std::vector<Tensor>& ts, int axis, const std::string& what) {

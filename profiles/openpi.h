@@ -1,5 +1,5 @@
 // openpi's JAX parameters -> PI0Pytorch (openpi.md §4), the preparation around the built-in
-// "openpi" recipe (recipe/builtin_recipes.cpp), which does the layout itself:
+// "openpi" recipe (recipe/builtin/openpi.json), which does the layout itself:
 //  - the training layout's `value` wrappers are unwrapped (`.../w/value` -> `.../w`);
 //  - LoRA factors, when present, are merged first (profiles/lora.h; float32 out), so the
 //    layout recipe sees plain weights and a leftover LoRA tensor fails the plan;

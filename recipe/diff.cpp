@@ -2,12 +2,12 @@
 #include "recipe/diff.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <map>
 #include <thread>
 
+#include "core/thread_pool.h"
 #include "ops/cast.h"
 
 namespace ckb {
@@ -143,36 +143,22 @@ DiffResult diff_trees(const Node& a, const Node& b, const DiffOptions& opts) {
   });
   DiffResult r;
   r.leaves.resize(order.size());
-  std::atomic<std::size_t> next{0};
-  std::exception_ptr err;
-  std::atomic<bool> failed{false};
-  auto work = [&] {
-    try {
-      for (std::size_t i = next++; i < order.size() && !failed; i = next++) {
-        auto& d = r.leaves[i];
-        d.name = order[i];
-        auto ia = la.find(d.name), ib = lb.find(d.name);
-        if (ia == la.end()) { d.status = "only_in_b"; continue; }
-        if (ib == lb.end()) { d.status = "only_in_a"; continue; }
-        const Node &x = *ia->second, &y = *ib->second;
-        if (x.is_tensor() && y.is_tensor()) compare_tensors(x.tensor(), y.tensor(), opts, d);
-        else if (x.type_name() != y.type_name()) {
-          d.status = "type_mismatch";
-          d.detail = std::string(x.type_name()) + " vs " + std::string(y.type_name());
-        } else {
-          d.status = leaf_values_equal(x, y) ? "equal" : "different";
-        }
-      }
-    } catch (...) {
-      if (!failed.exchange(true)) err = std::current_exception();
+  auto compare = [&](std::size_t i) {
+    auto& d = r.leaves[i];
+    d.name = order[i];
+    auto ia = la.find(d.name), ib = lb.find(d.name);
+    if (ia == la.end()) { d.status = "only_in_b"; return; }
+    if (ib == lb.end()) { d.status = "only_in_a"; return; }
+    const Node &x = *ia->second, &y = *ib->second;
+    if (x.is_tensor() && y.is_tensor()) compare_tensors(x.tensor(), y.tensor(), opts, d);
+    else if (x.type_name() != y.type_name()) {
+      d.status = "type_mismatch";
+      d.detail = std::string(x.type_name()) + " vs " + std::string(y.type_name());
+    } else {
+      d.status = leaf_values_equal(x, y) ? "equal" : "different";
     }
   };
-  unsigned threads = opts.threads ? opts.threads : std::max(1u, std::thread::hardware_concurrency());
-  std::vector<std::thread> pool;
-  for (unsigned k = 1; k < threads && k < order.size(); ++k) pool.emplace_back(work);
-  work();
-  for (auto& t : pool) t.join();
-  if (err) std::rethrow_exception(err);
+  parallel_for(order.size(), opts.threads ? opts.threads : std::max(1u, std::thread::hardware_concurrency()), compare);
   return r;
 }
 

@@ -6,7 +6,7 @@
 #include "core/errors.h"
 #include "core/hash.h"
 #include "formats/format.h"
-#include "formats/msgpack/concat_source.h"
+#include "core/concat_source.h"
 #include "formats/msgpack/msgpack.h"
 #include "io/file.h"
 #include "test_util.h"

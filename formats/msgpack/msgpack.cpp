@@ -9,8 +9,8 @@
 #include <unordered_set>
 #include <vector>
 
+#include "core/concat_source.h"
 #include "core/errors.h"
-#include "formats/msgpack/concat_source.h"
 #include "io/byte_reader.h"
 #include "io/output.h"
 
@@ -317,7 +317,8 @@ class Decoder {
     if (total_elems != checked_numel(shape, path_ + ":" + where()))
       bad("chunks hold " + std::to_string(total_elems) + " elements but shape " + shape_str(shape) + " needs " +
           std::to_string(checked_numel(shape, path_)));
-    auto src = std::make_shared<ConcatSource>(std::move(parts), path_ + ":" + where());
+    const std::string what = path_ + ":" + where() + " (" + std::to_string(parts.size()) + " chunks)";
+    auto src = std::make_shared<ConcatSource>(std::move(parts), 1, what);
     return Node::tensor(Tensor{{*dtype, std::move(shape)}, std::move(src)});
   }
 
@@ -327,22 +328,23 @@ class Decoder {
 };
 
 // ---------------------------------------------------------------------------------------
-// Encoder: a plan of literal bytes and tensor data ranges.
+// Encoder: the file as a sequence of pieces (literal msgpack bytes, and placeholders for
+// tensor data written later at known offsets), built before any tensor byte is read.
 
-struct Item {
+struct LayoutPiece {
   enum Kind { Literal, Data, Complex } kind = Literal;
   std::string bytes;          // Literal
   std::size_t slot = 0;       // Data / Complex
   std::uint64_t tensor_off = 0, len = 0;
 };
 
-class Plan {
+class MsgpackLayout {
  public:
   std::uint64_t size() const { return size_; }
-  std::vector<Item>& items() { return items_; }
+  std::vector<LayoutPiece>& items() { return items_; }
 
   void raw(std::string_view s) {
-    if (items_.empty() || items_.back().kind != Item::Literal) items_.push_back(Item{});
+    if (items_.empty() || items_.back().kind != LayoutPiece::Literal) items_.push_back(LayoutPiece{});
     items_.back().bytes += s;
     size_ += s.size();
   }
@@ -354,16 +356,16 @@ class Plan {
   }
   void data(std::size_t slot, std::uint64_t tensor_off, std::uint64_t len) {
     if (len == 0) return;
-    items_.push_back(Item{Item::Data, {}, slot, tensor_off, len});
+    items_.push_back(LayoutPiece{LayoutPiece::Data, {}, slot, tensor_off, len});
     size_ += len;
   }
   void complex(std::size_t slot) {
-    items_.push_back(Item{Item::Complex, {}, slot, 0, 19});
+    items_.push_back(LayoutPiece{LayoutPiece::Complex, {}, slot, 0, 19});
     size_ += 19;
   }
-  void append(Plan&& other) {
+  void append(MsgpackLayout&& other) {
     for (auto& it : other.items_) {
-      if (it.kind == Item::Literal) {
+      if (it.kind == LayoutPiece::Literal) {
         raw(it.bytes);
       } else {
         size_ += it.len;
@@ -443,7 +445,7 @@ class Plan {
   }
 
  private:
-  std::vector<Item> items_;
+  std::vector<LayoutPiece> items_;
   std::uint64_t size_ = 0;
 };
 
@@ -453,22 +455,22 @@ class MsgpackWriter final : public Writer {
       : path_(std::move(path)), max_chunk_(max_chunk_bytes == 0 ? 1 : max_chunk_bytes) {}
 
   void begin(const Node& layout) override {
-    Plan plan;
+    MsgpackLayout encoded;
     Path keys;
-    encode(plan, layout, keys, /*in_map=*/true);
+    encode(encoded, layout, keys, /*in_map=*/true);
     // Assign file offsets; group each slot's pieces.
     slots_ = std::move(pending_);
     written_ = std::make_unique<std::atomic<std::uint64_t>[]>(slot_count_);
     std::uint64_t pos = 0;
     file_ = std::make_unique<AtomicFile>(path_);
-    file_->truncate(plan.size());
-    for (auto& it : plan.items()) {
+    file_->truncate(encoded.size());
+    for (auto& it : encoded.items()) {
       switch (it.kind) {
-        case Item::Literal: file_->pwrite(pos, it.bytes); break;
-        case Item::Data: slots_[it.slot].pieces.push_back({it.tensor_off, pos, it.len}); break;
-        case Item::Complex: slots_[it.slot].complex_off = pos; break;
+        case LayoutPiece::Literal: file_->pwrite(pos, it.bytes); break;
+        case LayoutPiece::Data: slots_[it.slot].pieces.push_back({it.tensor_off, pos, it.len}); break;
+        case LayoutPiece::Complex: slots_[it.slot].complex_off = pos; break;
       }
-      pos += it.kind == Item::Literal ? it.bytes.size() : it.len;
+      pos += it.kind == LayoutPiece::Literal ? it.bytes.size() : it.len;
     }
   }
 
@@ -501,7 +503,7 @@ class MsgpackWriter final : public Writer {
                                       std::to_string(written_[i].load()) + " of " + std::to_string(slots_[i].nbytes) +
                                       " bytes)");
       if (slots_[i].complex_off) {
-        Plan p;
+        MsgpackLayout p;
         double parts[2];
         std::memcpy(parts, slots_[i].complex_buf, 16);
         p.array_header(2);
@@ -536,13 +538,13 @@ class MsgpackWriter final : public Writer {
     return slot_count_ - 1;
   }
 
-  void ndarray(Plan& plan, std::int8_t ext, const Shape& shape, DType dtype, std::size_t slot, std::uint64_t tensor_off,
+  void ndarray(MsgpackLayout& out, std::int8_t ext, const Shape& shape, DType dtype, std::size_t slot, std::uint64_t tensor_off,
                std::uint64_t nbytes, const Path& keys) {
     if (nbytes > 0xffffffffu)
       throw MappingError(join_path(keys), "tensor of " + std::to_string(nbytes) +
                                               " bytes is too large for one msgpack bin and cannot be chunked here "
                                               "(Flax chunks only arrays that are dict values)");
-    Plan payload;
+    MsgpackLayout payload;
     payload.array_header(3);
     payload.array_header(shape.size());
     for (auto d : shape) payload.integer(d);
@@ -550,18 +552,18 @@ class MsgpackWriter final : public Writer {
     payload.bin_header(nbytes);
     payload.data(slot, tensor_off, nbytes);
     if (payload.size() > 0xffffffffu) throw MappingError(join_path(keys), "msgpack ext payload exceeds 4 GiB");
-    plan.ext_header(ext, payload.size());
-    plan.append(std::move(payload));
+    out.ext_header(ext, payload.size());
+    out.append(std::move(payload));
   }
 
-  void encode_tensor(Plan& plan, const Node& n, const Path& keys, bool in_map) {
+  void encode_tensor(MsgpackLayout& out, const Node& n, const Path& keys, bool in_map) {
     const Tensor& t = n.tensor();
     const std::size_t slot = new_slot(keys, t.info);
     const std::uint64_t nbytes = t.info.nbytes();
     const std::string ext = attr(n, "msgpack.ext");
     if (ext == "2" && t.info.dtype == DType::C128 && t.info.shape.empty()) {
-      plan.ext_header(kExtComplex, 19);
-      plan.complex(slot);
+      out.ext_header(kExtComplex, 19);
+      out.complex(slot);
       pending_.back().complex_off = 0;  // marks the slot as buffered; real offset set in begin()
       return;
     }
@@ -571,34 +573,34 @@ class MsgpackWriter final : public Writer {
       const std::uint64_t chunk_elems = std::max<std::uint64_t>(1, max_chunk_ / item);
       const std::uint64_t numel = t.info.numel();
       const std::uint64_t nchunks = (numel + chunk_elems - 1) / chunk_elems;
-      plan.map_header(3);
-      plan.str(kChunkedKey);
-      plan.boolean(true);
-      plan.str("shape");
-      plan.map_header(t.info.shape.size());
+      out.map_header(3);
+      out.str(kChunkedKey);
+      out.boolean(true);
+      out.str("shape");
+      out.map_header(t.info.shape.size());
       for (std::size_t i = 0; i < t.info.shape.size(); ++i) {
-        plan.str(std::to_string(i));
-        plan.integer(t.info.shape[i]);
+        out.str(std::to_string(i));
+        out.integer(t.info.shape[i]);
       }
-      plan.str("chunks");
-      plan.map_header(nchunks);
+      out.str("chunks");
+      out.map_header(nchunks);
       for (std::uint64_t c = 0; c < nchunks; ++c) {
         const std::uint64_t e0 = c * chunk_elems, e1 = std::min(numel, e0 + chunk_elems);
-        plan.str(std::to_string(c));
-        ndarray(plan, kExtNdarray, {static_cast<std::int64_t>(e1 - e0)}, t.info.dtype, slot, e0 * item, (e1 - e0) * item, keys);
+        out.str(std::to_string(c));
+        ndarray(out, kExtNdarray, {static_cast<std::int64_t>(e1 - e0)}, t.info.dtype, slot, e0 * item, (e1 - e0) * item, keys);
       }
       return;
     }
     const bool scalar = ext == "3" && t.info.shape.empty();
-    ndarray(plan, scalar ? kExtScalar : kExtNdarray, t.info.shape, t.info.dtype, slot, 0, nbytes, keys);
+    ndarray(out, scalar ? kExtScalar : kExtNdarray, t.info.shape, t.info.dtype, slot, 0, nbytes, keys);
   }
 
-  void encode(Plan& plan, const Node& n, Path& keys, bool in_map) {
+  void encode(MsgpackLayout& out, const Node& n, Path& keys, bool in_map) {
     if (keys.size() > kMsgpackMaxDepth)
       throw MappingError(join_path(keys), "tree nesting deeper than " + std::to_string(kMsgpackMaxDepth) + " levels");
     struct V {
       MsgpackWriter& w;
-      Plan& plan;
+      MsgpackLayout& out;
       const Node& n;
       Path& keys;
       bool in_map;
@@ -607,46 +609,46 @@ class MsgpackWriter final : public Writer {
         const bool as_array = attr(n, "msgpack.array") == "1" && c.kind == ContainerKind::List;
         const bool as_tuple = ext == "4" && c.kind == ContainerKind::Tuple;
         if (as_tuple) {
-          Plan inner;
+          MsgpackLayout inner;
           inner.array_header(c.children.size());
           for (const auto& ch : c.children) w.child(inner, ch, keys, false);
-          plan.ext_header(kExtTuple, inner.size());
-          plan.append(std::move(inner));
+          out.ext_header(kExtTuple, inner.size());
+          out.append(std::move(inner));
           return;
         }
         if (as_array) {
-          plan.array_header(c.children.size());
-          for (const auto& ch : c.children) w.child(plan, ch, keys, false);
+          out.array_header(c.children.size());
+          for (const auto& ch : c.children) w.child(out, ch, keys, false);
           return;
         }
-        plan.map_header(c.children.size());
+        out.map_header(c.children.size());
         for (const auto& ch : c.children) {
-          plan.str(ch.key);
-          w.child(plan, ch, keys, true);
+          out.str(ch.key);
+          w.child(out, ch, keys, true);
         }
       }
-      void operator()(const Tensor&) const { w.encode_tensor(plan, n, keys, in_map); }
-      void operator()(const NoneValue&) const { plan.nil(); }
-      void operator()(bool b) const { plan.boolean(b); }
-      void operator()(std::int64_t v) const { plan.integer(v); }
+      void operator()(const Tensor&) const { w.encode_tensor(out, n, keys, in_map); }
+      void operator()(const NoneValue&) const { out.nil(); }
+      void operator()(bool b) const { out.boolean(b); }
+      void operator()(std::int64_t v) const { out.integer(v); }
       void operator()(double d) const {
         if (attr(n, "msgpack.type") == "float32" && static_cast<double>(static_cast<float>(d)) == d)
-          plan.float32(static_cast<float>(d));
+          out.float32(static_cast<float>(d));
         else
-          plan.float64(d);
+          out.float64(d);
       }
-      void operator()(const std::string& s) const { plan.str(s); }
+      void operator()(const std::string& s) const { out.str(s); }
       void operator()(const RawBytes& b) const {
-        plan.bin_header(b.data.size());
-        plan.raw(b.data);
+        out.bin_header(b.data.size());
+        out.raw(b.data);
       }
     };
-    std::visit(V{*this, plan, n, keys, in_map}, n.value());
+    std::visit(V{*this, out, n, keys, in_map}, n.value());
   }
 
-  void child(Plan& plan, const Child& ch, Path& keys, bool in_map) {
+  void child(MsgpackLayout& out, const Child& ch, Path& keys, bool in_map) {
     keys.push_back(ch.key);
-    encode(plan, *ch.node, keys, in_map);
+    encode(out, *ch.node, keys, in_map);
     keys.pop_back();
   }
 

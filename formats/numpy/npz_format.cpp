@@ -5,12 +5,10 @@
 // bytes leaves (npy_string_node: a 0-d array one leaf, an N-d one nested Lists); object
 // members ('|O', pickles) are refused by name. Every error about a member names it. Writing stores
 // one 64-byte aligned member per tensor, named "<'/'-joined path>.npy".
-#include <zlib.h>
-
-#include <climits>
 #include <memory>
 #include <unordered_set>
 
+#include "codec/inflate.h"
 #include "core/errors.h"
 #include "formats/format.h"
 #include "formats/numpy/npy.h"
@@ -41,20 +39,9 @@ std::string inflate_prefix(const ZipReader& zip, const ZipEntry& e, std::uint64_
   auto comp = file.range(e.data_offset, e.compressed_size, "npz member data");
   std::string out(static_cast<std::size_t>(std::min(max_out, e.uncompressed_size)), '\0');
   if (out.empty()) return out;
-  z_stream zs{};
-  if (inflateInit2(&zs, -MAX_WBITS) != Z_OK) throw FormatError(file.path(), "zlib inflateInit2 failed");
-  zs.next_in = reinterpret_cast<Bytef*>(const_cast<std::byte*>(comp.data()));
-  zs.avail_in = static_cast<uInt>(std::min<std::uint64_t>(comp.size(), UINT_MAX));
-  zs.next_out = reinterpret_cast<Bytef*>(out.data());
-  zs.avail_out = static_cast<uInt>(out.size());
-  const int rc = inflate(&zs, Z_SYNC_FLUSH);
-  const std::string msg = zs.msg ? zs.msg : "";
-  const std::uint64_t got = zs.total_out;
-  inflateEnd(&zs);
-  if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR)
-    throw FormatError(file.path(), "cannot inflate npz member '" + e.name + "': " + (msg.empty() ? "zlib error" : msg),
-                      e.data_offset);
-  out.resize(static_cast<std::size_t>(got));
+  InflateStream stream(DeflateWrap::Raw, comp, e.uncompressed_size, file.path(), e.data_offset,
+                       "cannot inflate npz member '" + e.name + "'");
+  stream.read(std::as_writable_bytes(std::span(out)));
   return out;
 }
 

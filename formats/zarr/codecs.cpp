@@ -4,7 +4,6 @@
 #include <blosc.h>
 #include <bzlib.h>
 #include <lz4.h>
-#include <zlib.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -12,6 +11,7 @@
 
 #include "core/errors.h"
 #include "codec/crc32c.h"
+#include "codec/inflate.h"
 #include "codec/zstd_decode.h"
 
 namespace ckb::zarr {
@@ -35,41 +35,6 @@ Bytes copy_of(std::span<const std::byte> s) {
   Bytes b(s.size());
   if (!s.empty()) std::memcpy(b.data(), s.data(), s.size());
   return b;
-}
-
-Bytes inflate_bounded(std::span<const std::byte> in, std::uint64_t limit, bool exact, bool gzip, const std::string& path,
-                      std::uint64_t offset, const std::string& what) {
-  auto fail = [&](const std::string& m) { return FormatError(path, what + ": " + m, offset); };
-  z_stream zs{};
-  if (inflateInit2(&zs, gzip ? 16 + MAX_WBITS : MAX_WBITS) != Z_OK) throw fail("inflateInit failed");
-  struct End {
-    z_stream* z;
-    ~End() { inflateEnd(z); }
-  } end{&zs};
-  Bytes out(static_cast<std::size_t>(limit + 1));  // +1 byte to detect overrun; limit is a checked chunk size
-  std::uint64_t in_pos = 0, out_pos = 0;
-  int rc = Z_OK;
-  while (rc != Z_STREAM_END) {
-    const uInt in_step = static_cast<uInt>(std::min<std::uint64_t>(in.size() - in_pos, 1u << 30));
-    const uInt out_step = static_cast<uInt>(std::min<std::uint64_t>(out.size() - out_pos, 1u << 30));
-    zs.next_in = reinterpret_cast<Bytef*>(const_cast<std::byte*>(in.data() + in_pos));
-    zs.avail_in = in_step;
-    zs.next_out = reinterpret_cast<Bytef*>(out.data() + out_pos);
-    zs.avail_out = out_step;
-    rc = inflate(&zs, Z_NO_FLUSH);
-    in_pos += in_step - zs.avail_in;
-    out_pos += out_step - zs.avail_out;
-    if (out_pos > limit) throw fail("decodes to more than the " + std::to_string(limit) + " bytes expected");
-    if (rc == Z_STREAM_END) break;
-    if (rc == Z_BUF_ERROR && in_pos == in.size()) throw fail("truncated stream");
-    if (rc != Z_OK && rc != Z_BUF_ERROR) throw fail(std::string("corrupt stream: ") + (zs.msg ? zs.msg : "error"));
-  }
-  if (in_pos != in.size()) throw fail(std::to_string(in.size() - in_pos) + " trailing bytes after the stream");
-  if (exact && out_pos != limit)
-    throw fail("decoded to " + std::to_string(out_pos) + " bytes, expected " + std::to_string(limit));
-  Bytes r(static_cast<std::size_t>(out_pos));
-  if (out_pos) std::memcpy(r.data(), out.data(), r.size());
-  return r;
 }
 
 Bytes blosc_bounded(std::span<const std::byte> in, std::uint64_t limit, bool exact, const std::string& path,
@@ -159,8 +124,8 @@ Bytes decode_bytes_codec(BytesCodecKind kind, std::span<const std::byte> in, std
                          const std::string& path, std::uint64_t offset, const std::string& what) {
   switch (kind) {
     case BytesCodecKind::Zstd: return zstd_decode(in, limit, exact, path, offset, what);
-    case BytesCodecKind::Zlib: return inflate_bounded(in, limit, exact, false, path, offset, what);
-    case BytesCodecKind::Gzip: return inflate_bounded(in, limit, exact, true, path, offset, what);
+    case BytesCodecKind::Zlib: return inflate_decode(DeflateWrap::Zlib, in, limit, exact, path, offset, what);
+    case BytesCodecKind::Gzip: return inflate_decode(DeflateWrap::Gzip, in, limit, exact, path, offset, what);
     case BytesCodecKind::Blosc: return blosc_bounded(in, limit, exact, path, offset, what);
     case BytesCodecKind::Bz2: return bz2_bounded(in, limit, exact, path, offset, what);
     case BytesCodecKind::Lz4: return lz4_bounded(in, limit, exact, path, offset, what);

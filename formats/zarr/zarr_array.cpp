@@ -4,12 +4,12 @@
 #include "io/file.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cstring>
 #include <exception>
 #include <thread>
 
 #include "core/errors.h"
+#include "core/thread_pool.h"
 #include "formats/zarr/chunk_decode.h"
 
 namespace ckb::zarr {
@@ -365,23 +365,7 @@ void ZarrArray::read(std::uint64_t offset, std::span<std::byte> out) const {
       keep_used();
       return;
     }
-    std::atomic<std::size_t> next{0};
-    std::atomic<bool> failed{false};
-    std::exception_ptr failure;
-    std::mutex fail_mu;
-    auto work = [&] {
-      try {
-        for (std::size_t i = next++; i < todo.size() && !failed; i = next++) copy_chunk(i);
-      } catch (...) {
-        std::lock_guard lk(fail_mu);
-        if (!failed.exchange(true)) failure = std::current_exception();
-      }
-    };
-    std::vector<std::thread> pool;
-    for (unsigned k = 1; k < threads; ++k) pool.emplace_back(work);
-    work();
-    for (auto& t : pool) t.join();
-    if (failure) std::rethrow_exception(failure);
+    parallel_for(todo.size(), threads, copy_chunk);
     keep_used();
   } catch (const std::exception& e) {
     rethrow(e);

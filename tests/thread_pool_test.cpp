@@ -1,0 +1,80 @@
+// core/thread_pool.h: every task runs once, the first exception reaches the waiter, later
+// tasks are skipped, and nested batches complete even when every worker waits on one.
+#include "core/thread_pool.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <numeric>
+#include <set>
+#include <stdexcept>
+#include <vector>
+
+namespace ckb {
+namespace {
+
+TEST(ThreadPool, ParallelForRunsEachIndexOnce) {
+  ThreadPool pool(3);
+  std::vector<std::atomic<int>> hits(1000);
+  parallel_for(hits.size(), 4, [&](std::size_t i) { hits[i] += static_cast<int>(i) + 1; }, pool);
+  for (std::size_t i = 0; i < hits.size(); ++i) EXPECT_EQ(hits[i].load(), static_cast<int>(i) + 1) << i;
+}
+
+TEST(ThreadPool, FirstExceptionReachesTheWaiterAndLaterTasksAreSkipped) {
+  ThreadPool pool(1);
+  TaskBatch batch(pool);
+  std::atomic<int> ran{0};
+  batch.submit([&] { ++ran; });
+  batch.submit([&] {
+    ++ran;
+    throw std::runtime_error("task 2 failed");
+  });
+  std::string what;
+  try {
+    batch.wait();
+  } catch (const std::runtime_error& e) {
+    what = e.what();
+  }
+  EXPECT_EQ(what, "task 2 failed");
+  EXPECT_EQ(ran.load(), 2);
+
+  TaskBatch again(pool);  // the pool is still usable
+  int sum = 0;
+  again.submit([&] { sum = 42; });
+  again.wait();
+  EXPECT_EQ(sum, 42);
+}
+
+TEST(ThreadPool, ParallelForRethrowsTheTasksException) {
+  ThreadPool pool(2);
+  std::string what;
+  try {
+    parallel_for(
+        1000, 3,
+        [&](std::size_t i) {
+          if (i == 10) throw std::out_of_range("index 10");
+        },
+        pool);
+  } catch (const std::out_of_range& e) {
+    what = e.what();
+  }
+  EXPECT_EQ(what, "index 10");
+}
+
+TEST(ThreadPool, NestedBatchesCompleteWhenEveryWorkerWaits) {
+  ThreadPool pool(2);
+  std::vector<std::atomic<int>> inner(16 * 64);
+  // 16 outer tasks on 2 workers, each waiting on its own 64-task batch: the waiters run their
+  // own tasks, so this finishes instead of deadlocking.
+  parallel_for(16, 16, [&](std::size_t o) {
+    parallel_for(64, 8, [&](std::size_t i) { ++inner[o * 64 + i]; }, pool);
+  }, pool);
+  for (std::size_t i = 0; i < inner.size(); ++i) EXPECT_EQ(inner[i].load(), 1) << i;
+}
+
+TEST(ThreadPool, SharedPoolHasAWorkerPerCore) {
+  EXPECT_EQ(ThreadPool::shared().size(), std::max(1u, std::thread::hardware_concurrency()));
+}
+
+}  // namespace
+}  // namespace ckb
