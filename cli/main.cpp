@@ -1,5 +1,6 @@
 // ckptbridge command-line entry point: parses the subcommand and maps errors to exit
-// codes (0 success, 1 usage, 2 bad data / I/O / mapping) with a one-line message on stderr.
+// codes (0 success, 1 usage, 2 bad data / I/O / mapping; diff: 1 differ, 2 usage and other
+// trouble) with a one-line message on stderr.
 #include <malloc.h>
 
 #include <CLI/CLI.hpp>
@@ -8,6 +9,7 @@
 #include <map>
 
 #include "cli/commands.h"
+#include "cli/completion.h"
 #include "engine/api.h"
 
 int main(int argc, char** argv) {
@@ -33,10 +35,8 @@ int main(int argc, char** argv) {
     auto* sub = app.add_subcommand("plan", "Resolve a recipe against a checkpoint and print the ledger (reads no tensor data)");
     runners[sub] = ckb::cli::add_plan(*sub);
   }
-  {
-    auto* sub = app.add_subcommand("diff", "Compare two checkpoints in any formats, exactly or within tolerances");
-    runners[sub] = ckb::cli::add_diff(*sub);
-  }
+  CLI::App* diff = app.add_subcommand("diff", "Compare two checkpoints in any formats, exactly or within tolerances");
+  runners[diff] = ckb::cli::add_diff(*diff);
   {
     auto* sub = app.add_subcommand("merge-lora", "Fold LoRA adapters into base weights exactly as the training runtime applied them");
     runners[sub] = ckb::cli::add_merge_lora(*sub);
@@ -45,11 +45,18 @@ int main(int argc, char** argv) {
     auto* sub = app.add_subcommand("adapt", "Adapt a Flax checkpoint between the Linen and NNX layouts (params or full training state)");
     runners[sub] = ckb::cli::add_adapt(*sub);
   }
+  {
+    auto* sub = app.add_subcommand("completion", "Print a bash or zsh completion script: eval \"$(ckptbridge completion bash)\"");
+    runners[sub] = ckb::cli::add_completion(*sub, app);
+  }
+  // diff exits as cmp(1)/diff(1) do: 1 means "differ", so its usage errors are 2 (trouble).
+  auto usage_rc = [&] { return diff->parsed() ? 2 : 1; };
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
+    if (app.get_subcommands().empty() && ckb::cli::report_unknown_command(app, argc, argv, std::cerr)) return 1;
     int rc = app.exit(e);
-    return rc == 0 ? 0 : 1;
+    return rc == 0 ? 0 : usage_rc();
   }
   try {
     for (auto& [sub, run] : runners)
@@ -57,7 +64,7 @@ int main(int argc, char** argv) {
     return 1;
   } catch (const ckb::Error& e) {
     std::cerr << "ckptbridge: error: " << e.what() << "\n";
-    return e.exit_code();
+    return e.kind() == ckb::ErrorKind::Usage ? usage_rc() : e.exit_code();
   } catch (const std::bad_alloc&) {
     std::cerr << "ckptbridge: error: out of memory\n";
     return 2;

@@ -37,13 +37,19 @@ std::uint64_t parse_byte_size(std::string_view s, std::string_view what) {
 }
 
 std::int64_t parse_integer(std::string_view s, std::string_view what) {
+  auto bad = [&](const char* why) {
+    return UsageError(std::string(what) + ": " + why + ", got '" + std::string(s) + "'");
+  };
   std::int64_t v = 0;
   const char* b = s.data();
   const char* e = s.data() + s.size();
   if (b != e && *b == '+') ++b;
+  // from_chars takes a '-' itself; one sign only ("+-5" is not a number).
+  if (b == e || !(std::isdigit(static_cast<unsigned char>(*b)) || (*b == '-' && b == s.data())))
+    throw bad("expected an integer");
   auto r = std::from_chars(b, e, v);
-  if (s.empty() || r.ec != std::errc() || r.ptr != e)
-    throw UsageError(std::string(what) + ": expected an integer, got '" + std::string(s) + "'");
+  if (r.ec == std::errc::result_out_of_range) throw bad("integer out of range");
+  if (r.ec != std::errc() || r.ptr != e) throw bad("expected an integer");
   return v;
 }
 

@@ -88,7 +88,8 @@ struct Format {
   // Cheap content sniffing; must not throw for inputs of other formats.
   std::function<bool(const std::string& path)> detect;
   std::function<Checkpoint(const std::string& path, const ReadOptions&)> read;
-  // Null when the format is read-only.
+  // Null when the format is read-only. The registered formats (formats(), format_by_name)
+  // validate the options (validate_write_options) before calling it.
   std::function<std::unique_ptr<Writer>(const std::string& path, const WriteOptions&)> make_writer;
   // The bytes-only dtypes (core/dtype.h) the writer stores as what they are; a tensor of any
   // other bytes-only dtype is refused before anything is written (check_bytes_only_dtypes).

@@ -7,14 +7,35 @@
 
 namespace ckb {
 
+namespace {
+// A registered format's make_writer checks the options against the format's specs first, so
+// every caller (CLI, engine, a library user) gets the same UsageError for an unknown or
+// malformed option and no writer ever sees one.
+Format registered(Format f) {
+  if (f.make_writer) {
+    Format spec;
+    spec.name = f.name;
+    spec.write_options = f.write_options;
+    f.make_writer = [make = std::move(f.make_writer), spec = std::move(spec)](const std::string& path,
+                                                                             const WriteOptions& opts) {
+      validate_write_options(spec, opts.options);
+      return make(path, opts);
+    };
+  }
+  return f;
+}
+}  // namespace
+
 const std::vector<Format>& formats() {
   // Order matters only where signatures overlap: npz and torch zips are both zip files; an
   // Orbax item holds zarr arrays, so orbax is tried before zarr.
-  static const std::vector<Format> all = {
-      make_orbax_format(),  make_zarr_format(),        make_safetensors_format(), make_torch_format(),
-      make_npz_format(),    make_npy_format(),         make_msgpack_format(),
-      make_discard_format(),
-  };
+  static const std::vector<Format> all = [] {
+    std::vector<Format> v;
+    for (auto make : {make_orbax_format, make_zarr_format, make_safetensors_format, make_torch_format,
+                      make_npz_format, make_npy_format, make_msgpack_format, make_discard_format})
+      v.push_back(registered(make()));
+    return v;
+  }();
   return all;
 }
 

@@ -27,7 +27,8 @@ std::int64_t ordered_bits(DType t, const std::byte* p) {
 // the differing bytes).
 void compare_raw(const Tensor& a, const Tensor& b, LeafDiff& d) {
   d.detail = a.info.dtype == b.info.dtype ? "compared as raw " + std::string(dtype_name(a.info.dtype)) + " bytes"
-                                          : std::string(dtype_name(a.info.dtype)) + " vs " + std::string(dtype_name(b.info.dtype));
+                                          : "dtype " + std::string(dtype_name(a.info.dtype)) + " vs " +
+                                                std::string(dtype_name(b.info.dtype)) + " (bytes-only: values not compared)";
   if (a.info.dtype != b.info.dtype) {
     d.status = "different";
     return;
@@ -45,61 +46,81 @@ void compare_raw(const Tensor& a, const Tensor& b, LeafDiff& d) {
   d.status = d.mismatches ? "different" : "equal";
 }
 
+std::string dtypes(const Tensor& a, const Tensor& b) {
+  return std::string(dtype_name(a.info.dtype)) + " vs " + std::string(dtype_name(b.info.dtype));
+}
+
 void compare_tensors(const Tensor& a, const Tensor& b, const DiffOptions& o, LeafDiff& d) {
   if (a.info.shape != b.info.shape) {
     d.status = "shape_mismatch";
     d.detail = shape_str(a.info.shape) + " vs " + shape_str(b.info.shape);
+    if (a.info.dtype != b.info.dtype) d.detail += ", dtype " + dtypes(a, b);
     return;
   }
   if (dtype_is_bytes_only(a.info.dtype) || dtype_is_bytes_only(b.info.dtype)) return compare_raw(a, b, d);
   const bool same_dtype = a.info.dtype == b.info.dtype;
   const bool numeric = !dtype_is_complex(a.info.dtype) && !dtype_is_complex(b.info.dtype);
+  d.ulp_compared = same_dtype && dtype_is_float(a.info.dtype);
+  const std::size_t wa = dtype_size(a.info.dtype), wb = dtype_size(b.info.dtype);
   const std::uint64_t n = a.info.numel();
   const std::uint64_t kElems = 1u << 20;
   std::vector<std::byte> ba, bb;
   std::vector<double> da, db;
-  bool bytes_equal = same_dtype;
-  bool within = true;
+  bool bytes_equal = same_dtype;  // every byte equal
+  bool values_equal = true;       // every value equal (NaN = NaN, -0 = +0)
   for (std::uint64_t e0 = 0; e0 < n; e0 += kElems) {
     std::size_t cnt = static_cast<std::size_t>(std::min(kElems, n - e0));
-    ba.resize(cnt * dtype_size(a.info.dtype));
-    bb.resize(cnt * dtype_size(b.info.dtype));
-    a.source->read(e0 * dtype_size(a.info.dtype), ba);
-    b.source->read(e0 * dtype_size(b.info.dtype), bb);
+    ba.resize(cnt * wa);
+    bb.resize(cnt * wb);
+    a.source->read(e0 * wa, ba);
+    b.source->read(e0 * wb, bb);
     if (same_dtype && std::memcmp(ba.data(), bb.data(), ba.size()) == 0) continue;
     bytes_equal = false;
-    if (!numeric) {
-      within = false;
-      d.mismatches += cnt;
+    if (!numeric) {  // complex: equal elements or not
+      for (std::size_t k = 0; k < cnt; ++k)
+        if (!same_dtype || std::memcmp(ba.data() + k * wa, bb.data() + k * wb, wa) != 0) ++d.mismatches;
+      values_equal = false;
       continue;
     }
     da.resize(cnt);
     db.resize(cnt);
     convert_elements(a.info.dtype, DType::F64, ba.data(), reinterpret_cast<std::byte*>(da.data()), cnt, nullptr);
     convert_elements(b.info.dtype, DType::F64, bb.data(), reinterpret_cast<std::byte*>(db.data()), cnt, nullptr);
-    const bool ulp = same_dtype && dtype_is_float(a.info.dtype);
     for (std::size_t k = 0; k < cnt; ++k) {
       double x = da[k], y = db[k];
       if (std::isnan(x) || std::isnan(y)) {
-        if (!(std::isnan(x) && std::isnan(y))) ++d.mismatches, within = false;
+        if (!(std::isnan(x) && std::isnan(y))) ++d.mismatches, values_equal = false;
         continue;
       }
       if (x == y) continue;  // includes equal infinities and +0/-0
+      values_equal = false;
       double abs = std::fabs(x - y);
       double rel = y != 0 ? abs / std::fabs(y) : INFINITY;
       d.max_abs = std::max(d.max_abs, abs);
       d.max_rel = std::max(d.max_rel, rel);
-      if (ulp) {
-        auto ux = ordered_bits(a.info.dtype, ba.data() + k * dtype_size(a.info.dtype));
-        auto uy = ordered_bits(b.info.dtype, bb.data() + k * dtype_size(b.info.dtype));
-        d.max_ulp = std::max<std::uint64_t>(d.max_ulp, static_cast<std::uint64_t>(ux > uy ? ux - uy : uy - ux));
+      std::uint64_t ulp = 0;
+      if (d.ulp_compared) {
+        auto ux = ordered_bits(a.info.dtype, ba.data() + k * wa);
+        auto uy = ordered_bits(b.info.dtype, bb.data() + k * wb);
+        ulp = static_cast<std::uint64_t>(ux > uy ? ux - uy : uy - ux);
+        d.max_ulp = std::max(d.max_ulp, ulp);
       }
-      if (!(abs <= o.atol + o.rtol * std::fabs(y))) ++d.mismatches, within = false;
+      const bool ok = abs <= o.atol + o.rtol * std::fabs(y) || (d.ulp_compared && o.ulp && ulp <= o.ulp);
+      if (!ok) ++d.mismatches;
     }
   }
-  if (bytes_equal) d.status = "equal";
-  else d.status = within ? "close" : "different";
-  if (!same_dtype) d.detail = std::string(dtype_name(a.info.dtype)) + " vs " + std::string(dtype_name(b.info.dtype));
+  if (d.mismatches) {
+    d.status = "different";
+    if (!same_dtype) d.detail = "dtype " + dtypes(a, b);
+  } else if (!same_dtype) {
+    d.status = o.ignore_dtype ? (values_equal ? "equal" : "close") : "dtype_mismatch";
+    d.detail = (values_equal ? "values equal, dtypes differ: " : "values within tolerance, dtypes differ: ") + dtypes(a, b);
+  } else if (bytes_equal) {
+    d.status = "equal";
+  } else {
+    d.status = "close";
+    if (values_equal) d.detail = "values equal, bits differ (signed zeros or NaN payloads)";
+  }
 }
 
 }  // namespace
@@ -117,10 +138,10 @@ nlohmann::ordered_json DiffResult::to_json() const {
     counts[d.status]++;
     nlohmann::ordered_json e = {{"status", d.status}};
     if (!d.detail.empty()) e["detail"] = d.detail;
-    if (d.status == "close" || d.status == "different") {
+    if (d.status == "close" || d.status == "different" || d.status == "dtype_mismatch") {
       e["max_abs"] = d.max_abs;
-      e["max_rel"] = d.max_rel;
-      e["max_ulp"] = d.max_ulp;
+      e["max_rel"] = d.max_rel;  // infinite (JSON null) where b is 0 and a is not
+      if (d.ulp_compared) e["max_ulp"] = d.max_ulp;
       e["mismatches"] = d.mismatches;
     }
     j["leaves"][d.name] = e;

@@ -149,8 +149,12 @@ TEST(Cli, DiffReportsUlpAndHonoursTolerance) {
   EXPECT_EQ(j["leaves"]["big"]["status"], "different");
   EXPECT_LE(j["leaves"]["big"]["max_rel"].get<double>(), 1.0 / 256);
   EXPECT_EQ(j["leaves"]["i64"]["status"], "equal");
-  // f16 specials widened to f32 are not f16 any more: dtype differs but values can be compared.
-  auto tol = run_cli("diff " + src + " " + tmp / "c.safetensors --rtol 0.00391 --atol 1e-30");
+  // f16 specials widened to f32 are not f16 any more: the dtype differs, which is a difference
+  // unless --ignore-dtype; then the values are compared (in float64) within the tolerances.
+  auto dtype = run_cli("diff " + src + " " + tmp / "c.safetensors --rtol 0.00391 --atol 1e-30");
+  EXPECT_EQ(dtype.exit_code, 1) << dtype.out;
+  EXPECT_NE(dtype.out.find("values equal, dtypes differ: BF16 vs F32"), std::string::npos) << dtype.out;
+  auto tol = run_cli("diff " + src + " " + tmp / "c.safetensors --rtol 0.00391 --atol 1e-30 --ignore-dtype");
   EXPECT_EQ(tol.exit_code, 0) << tol.out;
 }
 

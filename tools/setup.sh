@@ -12,7 +12,7 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   libzstd-dev zlib1g-dev libssl-dev libblosc-dev libopenblas-dev libbz2-dev liblz4-dev \
   nlohmann-json3-dev libfmt-dev libcli11-dev \
   libgtest-dev libgmock-dev libbenchmark-dev \
-  python3 python3-numpy time >/dev/null
+  python3 python3-numpy time zsh >/dev/null
 # Optional: real PyTorch (Debian's 1.13) to prove torch.load(weights_only=True) reads our .pt files.
 if [ "${CKB_WITH_TORCH:-1}" = 1 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends python3-torch >/dev/null || echo "python3-torch unavailable; torch load test will be skipped"

@@ -140,7 +140,6 @@ std::string scalar_bytes(const Node& n, DType t, const std::string& where) {
 class OrbaxWriter final : public Writer {
  public:
   OrbaxWriter(std::string path, const WriteOptions& opts) : path_(std::move(path)), opts_(opts) {
-    validate_write_options(make_orbax_format(), opts.options);
     zarr3_ = option_text(opts.options, "zarr-version").value_or("2") == "3";
     ocdbt_ = !option_flag(opts.options, "no-ocdbt");
     compress_ = option_text(opts.options, "compression").value_or("zstd") == "zstd";

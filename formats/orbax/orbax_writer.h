@@ -30,6 +30,8 @@
 
 namespace ckb::orbax {
 
+// The orbax format's writer factory. `opts.options` must already be validated: call it through
+// the registered format (format_by_name("orbax").make_writer), which does that.
 std::unique_ptr<Writer> make_writer(const std::string& path, const WriteOptions& opts);
 
 // The dtype a "scalar" leaf is stored with: its "orbax.dtype" attr (as read), else int64,
