@@ -5,8 +5,8 @@ bit for bit (issue: Flax Linen <-> NNX).
 Needs jax, flax, optax, orbax-checkpoint. Usage:
   verify_nnx_resume.py FIXTURE_DIR NNX_RAW NNX_PURE LINEN
 FIXTURE_DIR is tests/data/fixtures/maxtext_linen_nnx (model.json: config, seed, the Linen run's
-continued losses); NNX_RAW / NNX_PURE are `adapt linen_full --to nnx [--pure]` outputs and
-LINEN an `adapt nnx_expected_raw --to linen` output (Orbax item directories).
+continued losses); NNX_RAW / NNX_PURE are `adapt linen_full --layout nnx [--pure]` outputs and
+LINEN an `adapt nnx_expected_raw --layout linen` output (Orbax item directories).
 
 For each: Orbax restores it into the abstract state of the model (raw nnx.State, pure dict,
 or flax TrainState), two more training steps run on the same batches the fixture's Linen run

@@ -96,15 +96,15 @@ def torch_reference(path):
 
 ITEM = f"{FIX}/orbax_ocdbt_zarr2/ckpt"
 cases = []
-for flags in ([], ["--zarr3"], ["--no-ocdbt"], ["--zarr3", "--no-ocdbt"], ["--compression", "none"],
-              ["--chunk-size", "4KB"], ["--zarr3", "--chunk-size", "4KB", "--compression", "none"]):
+for flags in ([], ["--zarr-version", "3"], ["--no-ocdbt"], ["--zarr-version", "3", "--no-ocdbt"], ["--compression", "none"],
+              ["--chunk-size", "4KB"], ["--zarr-version", "3", "--chunk-size", "4KB", "--compression", "none"]):
     cases.append((f"orbax item {' '.join(flags) or 'default'}", ITEM, flags, None, None, lambda: restore_item(ITEM)))
 PT = f"{FIX}/torch_with_extras/checkpoint.pt"
-for flags in ([], ["--zarr3"]):
+for flags in ([], ["--zarr-version", "3"]):
     cases.append((f"torch extras (scalars, strings, lists) {' '.join(flags) or 'zarr2'}", PT, flags, None, None,
                   lambda: torch_reference(PT)))
 NNX = f"{FIX}/maxtext_linen_nnx/nnx_fresh_raw"
-cases.append(("maxtext nnx (PRNG keys, uint32 step) zarr3", NNX, ["--zarr3"], None, None,
+cases.append(("maxtext nnx (PRNG keys, uint32 step) zarr3", NNX, ["--zarr-version", "3"], None, None,
               lambda: restore_step(NNX, 0)["items"]))
 OPENPI = f"{FIX}/openpi_pi0_tiny_lora/train/checkpoints"
 cases.append(("openpi train (bf16+f32) as manager step 100/params", OPENPI, [], 100, "params",
