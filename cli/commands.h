@@ -5,9 +5,14 @@
 #include <CLI/CLI.hpp>
 #include <functional>
 
+#include "core/cancel.h"
+
 namespace ckb::cli {
 
 using Runner = std::function<int()>;
+
+// The process's cancellation token, set by SIGINT/SIGTERM (engine/signals.h).
+CancelToken& cancel_token();
 
 Runner add_inspect(CLI::App& app);
 Runner add_convert(CLI::App& app);

@@ -164,6 +164,9 @@ int run(const ConvertOptions& o) {
   if (!o.max_memory.empty()) eo.max_memory = parse_size(o.max_memory);
   eo.progress = !o.quiet && stderr_is_terminal();
   eo.stats = !o.report.empty();
+  eo.cancel = &cancel_token();
+  for (const auto& p : remove_stale_temporaries(o.dst))
+    std::cerr << "removed stale temporary " << p << " (process " << temporary_owner(p) << " is gone)\n";
   ExecResult res = execute(target, fmt, o.dst, wo, eo);
 
   report["tensors"] = ojson::object();

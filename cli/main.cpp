@@ -10,6 +10,12 @@
 #include "cli/commands.h"
 #include "cli/pipeline.h"
 #include "core/errors.h"
+#include "engine/signals.h"
+
+ckb::CancelToken& ckb::cli::cancel_token() {
+  static auto* token = new ckb::CancelToken;  // never destroyed: the signal watchdog outlives main
+  return *token;
+}
 
 int main(int argc, char** argv) {
   // Transform blocks and decoded chunks are tens of MiB each and are allocated and freed over
@@ -53,10 +59,14 @@ int main(int argc, char** argv) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : 1;
   }
+  ckb::cancel_on_signals(ckb::cli::cancel_token());
   try {
     for (auto& [sub, run] : runners)
       if (sub->parsed()) return run();
     return 1;
+  } catch (const ckb::Cancelled& e) {
+    std::cout.flush();
+    ckb::exit_cancelled(e.signal());
   } catch (const ckb::Error& e) {
     std::cerr << "ckptbridge: error: " << e.what() << "\n";
     return e.exit_code();

@@ -18,6 +18,7 @@
 #include "formats/format.h"
 #include "io/file.h"
 #include "engine/execute.h"
+#include "io/output.h"
 #include "profiles/lora.h"
 #include "profiles/peft.h"
 
@@ -95,6 +96,9 @@ int run(const MergeCmd& o) {
   ExecOptions eo;
   eo.threads = o.threads;
   eo.progress = !o.quiet && ::isatty(2);
+  eo.cancel = &cancel_token();
+  for (const auto& p : remove_stale_temporaries(o.out))
+    std::cerr << "removed stale temporary " << p << " (process " << temporary_owner(p) << " is gone)\n";
   ExecResult res = execute(plan.target, fmt, o.out, {}, eo);
   report["summary"] = {{"merged_modules", groups.size()}, {"tensors", res.names.size()}, {"bytes", res.bytes}, {"seconds", res.seconds},
                        {"missing_chunks", warn_missing_chunks(missing_chunks(src))}};

@@ -60,7 +60,7 @@ void make_safetensors(const std::string& path, int n, std::size_t each, std::uin
 }
 
 bool is_hidden_temporary(const std::string& name, const std::string& dst_name) {
-  return name.rfind("." + dst_name + ".ckb-tmp-", 0) == 0;
+  return name.rfind(".ckb-tmp-", 0) == 0 && name.find("-" + dst_name) != std::string::npos;
 }
 
 struct Target {
