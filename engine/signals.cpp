@@ -90,7 +90,11 @@ void exit_cancelled(int signo) {
   if (g_exiting.exchange(true)) {
     while (true) ::pause();  // another thread is ending the process
   }
-  std::string msg = "ckptbridge: cancelled (signal " + std::to_string(signo) + "); no partial output left\n";
+  // A Cancelled without a signal (a commit refused by abandon_temporaries()) ends the run
+  // that the token's signal cancelled.
+  if (signo == 0 && g_token) signo = g_token->signal();
+  std::string msg = signo ? "ckptbridge: cancelled (signal " + std::to_string(signo) + "); no partial output left\n"
+                          : std::string("ckptbridge: cancelled; no partial output left\n");
   ssize_t ignored = ::write(2, msg.data(), msg.size());
   (void)ignored;
   ::_exit(signo ? 128 + signo : 130);

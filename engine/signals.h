@@ -16,8 +16,9 @@ namespace ckb {
 // Installs the handlers (once per process; `token` must outlive it) and starts the watchdog.
 void cancel_on_signals(CancelToken& token, std::chrono::milliseconds grace = std::chrono::seconds(10));
 
-// Ends the process after a cancellation by `signo`: one line on stderr ("ckptbridge: cancelled
-// (signal N); no partial output left") and _exit(128 + signo, 130 when 0). Safe to call from
+// Ends the process after a cancellation by `signo` (0: the signal the token received, if
+// any): one line on stderr ("ckptbridge: cancelled (signal N); no partial output left") and
+// _exit(128 + signo, 130 without a signal). Safe to call from
 // several threads at once: the first caller prints and exits, the others wait for that.
 [[noreturn]] void exit_cancelled(int signo);
 

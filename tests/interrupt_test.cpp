@@ -290,8 +290,10 @@ pid_t dead_pid() {
   return pid;
 }
 
-TEST_F(Interrupt, NextRunRemovesDeadProcessesTemporariesOnly) {
-  const Sources& s = *sources_;
+TEST(StaleTemporaries, NextRunRemovesDeadProcessesTemporariesOnly) {
+  test::TempDir tmp, src;
+  const std::string small = src / "small.safetensors";
+  test::make_safetensors(small, 3, 1 << 16, 3);
   const pid_t dead = dead_pid();
   const std::string d = std::to_string(dead), live = std::to_string(::getpid());
   const std::string stale_file = tmp / (".ckb-tmp-" + d + "-1a2b-out.safetensors");
@@ -306,7 +308,7 @@ TEST_F(Interrupt, NextRunRemovesDeadProcessesTemporariesOnly) {
   test::write_file(not_a_pid, "x");
   test::write_file(other, "x");
 
-  auto r = test::run_cli_child({"convert", s.small, tmp / "out.safetensors"});
+  auto r = test::run_cli_child({"convert", small, tmp / "out.safetensors"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_FALSE(fs::exists(stale_file));
   EXPECT_FALSE(fs::exists(stale_dir));
@@ -316,15 +318,15 @@ TEST_F(Interrupt, NextRunRemovesDeadProcessesTemporariesOnly) {
   EXPECT_EQ(test::read_file(not_a_pid), "x");
   EXPECT_EQ(test::read_file(other), "x");
   EXPECT_EQ(r.err.find(live_file), std::string::npos) << r.err;
-  EXPECT_EQ(test::tree_hash(tmp / "out.safetensors"), test::tree_hash(s.small));
+  EXPECT_EQ(test::tree_hash(tmp / "out.safetensors"), test::tree_hash(small));
 
   // An Orbax step's temporaries live inside the root.
   const std::string root = tmp / "root";
-  r = test::run_cli_child({"convert", s.small, root, "--to", "orbax", "--step", "1"});
+  r = test::run_cli_child({"convert", small, root, "--to", "orbax", "--step", "1"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const std::string stale_step = root + "/.ckb-tmp-" + d + "-7a8b-2";
   fs::create_directories(stale_step + "/default");
-  r = test::run_cli_child({"convert", s.small, root, "--to", "orbax", "--step", "2"});
+  r = test::run_cli_child({"convert", small, root, "--to", "orbax", "--step", "2"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_FALSE(fs::exists(stale_step));
   EXPECT_NE(r.err.find("removed stale temporary " + stale_step + " (process " + d + " is gone)"), std::string::npos) << r.err;
