@@ -10,6 +10,7 @@
 
 #include "cli/commands.h"
 #include "cli/completion.h"
+#include "cli/progress.h"
 #include "engine/api.h"
 
 int main(int argc, char** argv) {
@@ -58,10 +59,14 @@ int main(int argc, char** argv) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : usage_rc();
   }
+  ckb::cancel_on_signals(ckb::cli::cancel_token());
   try {
     for (auto& [sub, run] : runners)
       if (sub->parsed()) return run();
     return 1;
+  } catch (const ckb::Cancelled& e) {
+    std::cout.flush();
+    ckb::exit_cancelled(e.signal());
   } catch (const ckb::Error& e) {
     std::cerr << "ckptbridge: error: " << e.what() << "\n";
     return e.kind() == ckb::ErrorKind::Usage ? usage_rc() : e.exit_code();

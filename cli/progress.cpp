@@ -27,8 +27,8 @@ void Progress::done() {
 }
 
 CancelToken& cancel_token() {
-  static CancelToken token;
-  return token;
+  static auto* token = new CancelToken;  // never destroyed: the signal watchdog outlives main
+  return *token;
 }
 
 }  // namespace ckb::cli

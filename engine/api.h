@@ -36,6 +36,7 @@
 #include "core/errors.h"
 #include "core/tree.h"
 #include "core/units.h"
+#include "engine/signals.h"
 #include "formats/format.h"
 #include "profiles/profile.h"
 #include "recipe/diff.h"

@@ -148,12 +148,14 @@ ExecResult execute(const Node& target, const Format& fmt, const std::string& dst
 
   std::atomic<std::size_t> next{0};
   std::atomic<std::uint64_t> done_bytes{0};
+  std::atomic<std::size_t> tensors_done{0};
   std::exception_ptr failure;
   std::atomic<bool> failed{false};
   auto work = [&] {
     Bytes buf;
     try {
       for (std::size_t k = next++; k < items.size() && !failed; k = next++) {
+        if (eo.cancel) eo.cancel->throw_if_cancelled();
         const Item item = items[k];
         const std::size_t i = item.slot;
         const Tensor& t = *tensors[i].second;
@@ -168,11 +170,15 @@ ExecResult execute(const Node& target, const Format& fmt, const std::string& dst
           std::uint64_t c;
           const Tensor& t;
           std::atomic<std::size_t>& left;
+          std::atomic<std::size_t>& tensors_done;
           ~Release() {
-            if (--left == 0) t.source->release();
+            if (--left == 0) {
+              t.source->release();
+              ++tensors_done;
+            }
             w.release(c);
           }
-        } guard{window, c, t, pending[i]};
+        } guard{window, c, t, pending[i], tensors_done};
         TensorStats st;
         double sum = 0;
         // A zero-copy source goes to the writer in one call: writers that encode whole
@@ -193,6 +199,7 @@ ExecResult execute(const Node& target, const Format& fmt, const std::string& dst
           if (!direct) writer->write(i, off, {p, len});
           if (eo.stats && !dtype_is_bytes_only(t.info.dtype)) accumulate_stats(st, t.info.dtype, p, len / dtype_size(t.info.dtype), sum);
           done_bytes += len;
+          if (eo.cancel) eo.cancel->throw_if_cancelled();
         }
         if (eo.stats) {
           std::lock_guard lock(stats_mu);
@@ -214,28 +221,41 @@ ExecResult execute(const Node& target, const Format& fmt, const std::string& dst
     }
   };
 
-  std::atomic<bool> finished{false};
+  // Progress: a line on stderr and/or the callback, from one thread, every 200 ms.
+  std::mutex progress_mu;
+  std::condition_variable progress_cv;
+  bool finished = false;
+  auto report = [&](bool line) {
+    const std::uint64_t d = done_bytes.load();
+    if (eo.on_progress) eo.on_progress(d, res.bytes, tensors_done.load(), tensors.size());
+    if (!line) return;
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    double dd = static_cast<double>(d);
+    double pct = res.bytes ? 100.0 * dd / static_cast<double>(res.bytes) : 100.0;
+    std::fprintf(stderr, "\r  %5.1f%%  %s / %s  %s/s   ", pct, fmt_bytes(dd).c_str(),
+                 fmt_bytes(static_cast<double>(res.bytes)).c_str(), fmt_bytes(secs > 0 ? dd / secs : 0).c_str());
+  };
   std::thread progress;
-  if (eo.progress) {
+  if (eo.progress || eo.on_progress) {
     progress = std::thread([&] {
-      while (!finished) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(200));
-        double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        double d = static_cast<double>(done_bytes.load());
-        double pct = res.bytes ? 100.0 * d / static_cast<double>(res.bytes) : 100.0;
-        std::fprintf(stderr, "\r  %5.1f%%  %s / %s  %s/s   ", pct, fmt_bytes(d).c_str(),
-                     fmt_bytes(static_cast<double>(res.bytes)).c_str(), fmt_bytes(secs > 0 ? d / secs : 0).c_str());
-      }
-      std::fprintf(stderr, "\r%60s\r", "");
+      std::unique_lock lock(progress_mu);
+      while (!progress_cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return finished; })) report(eo.progress);
+      if (eo.progress) std::fprintf(stderr, "\r%60s\r", "");
     });
   }
   std::vector<std::thread> pool;
   for (unsigned k = 1; k < threads; ++k) pool.emplace_back(work);
   work();
   for (auto& th : pool) th.join();
-  finished = true;
+  {
+    std::lock_guard lock(progress_mu);
+    finished = true;
+  }
+  progress_cv.notify_all();
   if (progress.joinable()) progress.join();
   if (failure) std::rethrow_exception(failure);
+  if (eo.cancel) eo.cancel->throw_if_cancelled();
+  if (eo.on_progress) report(false);
   writer->commit();
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   res.peak_window_bytes = window.peak();

@@ -4,12 +4,20 @@
 // reserves min(size, chunk) plus whatever its source must hold (resident_bytes(): a
 // materialised group for permute/einsum/...), and waits while the window is full; a task
 // larger than the window runs alone. So peak memory ~ window + the largest group.
+//
+// Cancellation: every worker checks ExecOptions::cancel before each tensor (or range) and
+// after each chunk, so a cancelled run stops within about a chunk per worker (a zero-copy
+// tensor goes to the writer in one piece: within that tensor); all workers are joined and
+// Cancelled propagates out of execute() without committing, so the Writer's destructor
+// removes its temporaries (io/output.h) and the destination keeps its previous content.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
+#include "core/cancel.h"
 #include "core/tree.h"
 #include "formats/format.h"
 
@@ -21,6 +29,12 @@ struct ExecOptions {
   std::uint64_t chunk_bytes = 32u << 20;
   bool progress = false;                // a progress line on stderr
   bool stats = false;                   // per-tensor min/max/mean/NaN/inf
+  const CancelToken* cancel = nullptr;  // checked between chunks; execute() throws Cancelled
+  // Called from a separate thread about 5 times a second while tensors are written, and once
+  // with everything done before the commit; never concurrently with itself.
+  std::function<void(std::uint64_t bytes_done, std::uint64_t bytes_total, std::size_t tensors_done,
+                     std::size_t tensors_total)>
+      on_progress;
 };
 
 struct TensorStats {

@@ -45,10 +45,19 @@ Report run(const Job& job, const RunOptions& opts) {
 
   const OutputTarget& out = *p->output;
   prepare_output_folder(out);
+  if (out.format->caps.writes_output)
+    for (const auto& stale : remove_stale_temporaries(out.path))
+      r.notes.push_back("removed stale temporary " + stale + " (process " + std::to_string(temporary_owner(stale)) +
+                        " is gone)");
   ExecOptions eo;
   eo.threads = job.threads;
   eo.max_memory = job.max_memory;
   eo.stats = job.stats;
+  eo.cancel = opts.cancel;
+  if (opts.progress)
+    eo.on_progress = [&opts](std::uint64_t done, std::uint64_t total, std::size_t tdone, std::size_t ttotal) {
+      opts.progress(Progress{done, total, tdone, ttotal});
+    };
   ExecResult res = execute(p->plan.target, *out.format, out.path, p->write_options, eo);
 
   for (std::size_t i = 0; i < r.tensors.size() && i < res.stats.size(); ++i)

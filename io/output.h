@@ -2,11 +2,23 @@
 // destination and is renamed into place only after it is complete and fsync'd, so a run
 // that fails or is killed leaves either no output or the previous one, never a partial file.
 // An output may never be one of the inputs (checked by the caller with same_file()).
+//
+// Temporaries and their cleanup:
+//  - A temporary is named ".ckb-tmp-<pid>-<unique>-<destination name>" beside the destination
+//    (for the "old output" moved aside while a directory is replaced: the same plus ".old").
+//  - Failure or cancellation (an exception, incl. Cancelled): the destructors remove them.
+//  - A signal: every live temporary of the process is in a registry, and
+//    abandon_temporaries() (engine/signals.cpp's watchdog, before _exit) removes them all.
+//    A commit's rename and that removal exclude each other, so the destination is either
+//    the previous output or the complete new one, never a half-removed one.
+//  - SIGKILL / power loss: the temporary stays; the next run for the same destination
+//    removes it with remove_stale_temporaries() once its process is gone.
 #pragma once
 
 #include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
 
 namespace ckb {
 
@@ -57,5 +69,23 @@ class AtomicDir {
 void write_small_file(const std::string& path, std::string_view content);
 void make_dirs(const std::string& path);
 void remove_tree(const std::string& path);  // best effort, for cleanup
+
+// The live temporaries of this process (created, neither committed nor removed yet).
+std::size_t live_temporary_count();
+// For a process about to _exit: removes every live temporary and refuses all later ones
+// (creating a temporary or committing one then throws Cancelled). Returns how many were
+// live. Takes a lock: never call it from a signal handler.
+std::size_t abandon_temporaries();
+
+// Removes the temporaries of dead processes beside `destination` (in its parent folder and,
+// when `destination` is a folder, such as an Orbax root receiving a step, inside it): the
+// entries named ".ckb-tmp-<pid>-..." whose process no longer exists (kill(pid, 0) fails with
+// ESRCH). Temporaries of running processes, including this one, are left alone; so is
+// everything else. Returns the removed paths. A pid reused by an unrelated process keeps its
+// leftovers until that process ends; processes in other pid namespaces sharing the folder
+// are not told apart (their pids look dead).
+std::vector<std::string> remove_stale_temporaries(const std::string& destination);
+// The pid in a temporary's name (".ckb-tmp-<pid>-..."), 0 when the name is not one.
+long temporary_owner(const std::string& path);
 
 }  // namespace ckb

@@ -1,7 +1,8 @@
 // Running the ckptbridge binary as a child process under limits, for the hostile-input and
 // crash-safety tests: a wall-clock deadline (SIGKILL), an optional address-space limit
 // (skipped under ASan, which reserves terabytes of shadow memory), an optional file-size
-// limit (with SIGXFSZ ignored so writes fail with EFBIG), or a SIGKILL after a given delay.
+// limit (with SIGXFSZ ignored so writes fail with EFBIG), or a signal (SIGKILL, SIGINT, ...)
+// after a given delay, counted from the start or from a condition becoming true.
 // The peak resident set size comes from wait4().
 #pragma once
 
@@ -13,6 +14,7 @@
 
 #include <chrono>
 #include <fcntl.h>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -34,13 +36,16 @@ struct ChildLimits {
   std::uint64_t address_space = 0;       // RLIMIT_AS in bytes; 0 = none (always none under ASan)
   std::uint64_t file_size = 0;           // RLIMIT_FSIZE in bytes; 0 = none
   double kill_after_s = -1;              // >= 0: SIGKILL after this long (a simulated crash)
+  int kill_signal = SIGKILL;             // what kill_after_s sends (SIGINT, SIGTERM: an interrupt)
+  // Set: kill_after_s counts from the first poll (every 0.5 ms) at which it returns true.
+  std::function<bool()> start_clock;
 };
 
 struct ChildResult {
   int exit_code = -1;      // when it exited
   int signal = 0;          // when a signal ended it
   bool timed_out = false;  // killed at the deadline
-  bool killed_by_us = false;
+  bool killed_by_us = false;  // kill_signal was sent
   long max_rss_kb = 0;
   double seconds = 0;
   std::string out, err;
@@ -90,12 +95,14 @@ inline ChildResult run_cli_child(const std::vector<std::string>& args, const Chi
   ChildResult r;
   int status = 0;
   rusage ru{};
+  double clock_started = lim.start_clock ? -1 : 0;
   while (true) {
     pid_t w = ::wait4(pid, &status, WNOHANG, &ru);
     if (w == pid) break;
     const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (lim.kill_after_s >= 0 && el >= lim.kill_after_s && !r.killed_by_us) {
-      ::kill(pid, SIGKILL);
+    if (clock_started < 0 && lim.start_clock()) clock_started = el;
+    if (lim.kill_after_s >= 0 && clock_started >= 0 && el - clock_started >= lim.kill_after_s && !r.killed_by_us) {
+      ::kill(pid, lim.kill_signal);
       r.killed_by_us = true;
     } else if (el >= lim.timeout_s && !r.timed_out) {
       ::kill(pid, SIGKILL);

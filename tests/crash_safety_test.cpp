@@ -2,9 +2,9 @@
 //  - a convert SIGKILLed at random points leaves the destination absent or byte-identical to
 //    the previous complete output (or, if the kill came after the final rename, the new
 //    complete output), never a partial file or directory; anything else left behind is a
-//    hidden, clearly named temporary (".<name>.ckb-tmp-<pid>-...", which nothing removes
-//    later: a killed process cannot clean up, and a later run does not delete other
-//    processes' files), and a later run succeeds beside it;
+//    hidden, clearly named temporary (".ckb-tmp-<pid>-...-<name>": a killed process cannot
+//    clean up), which the next run for that destination removes (its process is gone) and
+//    reports on stderr;
 //  - a full disk (RLIMIT_FSIZE, SIGXFSZ ignored) is exit 2 with a message naming the output,
 //    and leaves neither the destination nor a temporary;
 //  - the input is never modified (sha256 before and after every run).
@@ -12,55 +12,16 @@
 #include <map>
 #include <random>
 
+#include "checkpoint_files.h"
 #include "child_process.h"
-#include "core/hash.h"
 #include "test_util.h"
 
 namespace ckb {
 namespace {
 namespace fs = std::filesystem;
 
-std::string sha256_of_string(const std::string& s) {
-  return sha256_hex(std::span(reinterpret_cast<const std::byte*>(s.data()), s.size()));
-}
-
-// A content hash of a file, or of a directory tree (relative names + contents), or "" if absent.
-std::string tree_hash(const std::string& p) {
-  if (!fs::exists(p)) return "";
-  if (!fs::is_directory(p)) return sha256_of_string(test::read_file(p));
-  std::map<std::string, std::string> files;
-  for (const auto& e : fs::recursive_directory_iterator(p))
-    if (e.path().filename() != "_CHECKPOINT_METADATA")  // holds the write time
-    files[fs::relative(e.path(), p).string()] = e.is_regular_file() ? sha256_of_string(test::read_file(e.path().string())) : "d";
-  std::string all;
-  for (const auto& [k, v] : files) all += k + "\n" + v + "\n";
-  return sha256_of_string(all);
-}
-
-// A safetensors file with `n` F32 tensors of `each` bytes of pseudo-random data (incompressible,
-// so compressing writers still write every byte).
-void make_safetensors(const std::string& path, int n, std::size_t each, std::uint32_t seed) {
-  std::string header = "{";
-  for (int i = 0; i < n; ++i) {
-    if (i) header += ",";
-    header += "\"layers." + std::to_string(i) + ".w\":{\"dtype\":\"F32\",\"shape\":[" + std::to_string(each / 4) +
-              "],\"data_offsets\":[" + std::to_string(i * each) + "," + std::to_string((i + 1) * each) + "]}";
-  }
-  header += "}";
-  while (header.size() % 8) header += ' ';
-  std::string out(8 + header.size() + n * each, '\0');
-  std::uint64_t hl = header.size();
-  std::memcpy(out.data(), &hl, 8);
-  std::memcpy(out.data() + 8, header.data(), header.size());
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(-1.f, 1.f);
-  float* f = reinterpret_cast<float*>(out.data() + 8 + header.size());  // 8-aligned offset
-  for (std::size_t i = 0; i < n * each / 4; ++i) f[i] = dist(rng);
-  test::write_file(path, out);
-}
-
 bool is_hidden_temporary(const std::string& name, const std::string& dst_name) {
-  return name.rfind("." + dst_name + ".ckb-tmp-", 0) == 0;
+  return name.rfind(".ckb-tmp-", 0) == 0 && name.find("-" + dst_name) != std::string::npos;
 }
 
 struct Target {
@@ -91,11 +52,11 @@ class CrashSafety : public ::testing::Test {
 
 TEST_F(CrashSafety, KilledConvertLeavesPreviousOrNoOutput) {
   const std::string small = tmp / "small.safetensors", big = tmp / "big.safetensors";
-  make_safetensors(small, 4, 1 << 16, 1);
+  test::make_safetensors(small, 4, 1 << 16, 1);
   // 48 MiB (24 MiB under ASan, where every byte costs more): long enough that random kill
   // points land inside the run, short enough for CI.
-  make_safetensors(big, test::under_asan() ? 6 : 12, 4 << 20, 2);
-  const std::string small_hash = tree_hash(small), big_hash = tree_hash(big);
+  test::make_safetensors(big, test::under_asan() ? 6 : 12, 4 << 20, 2);
+  const std::string small_hash = test::tree_hash(small), big_hash = test::tree_hash(big);
   std::mt19937 rng(12345);
   int kills_before_commit = 0, kills_total = 0;
   for (const auto& t : kTargets) {
@@ -104,11 +65,11 @@ TEST_F(CrashSafety, KilledConvertLeavesPreviousOrNoOutput) {
     // The complete outputs of both inputs (and how long the big one takes).
     auto r = test::run_cli_child(convert_args(big, t));
     ASSERT_EQ(r.exit_code, 0) << r.err;
-    const std::string new_hash = tree_hash(dst);
+    const std::string new_hash = test::tree_hash(dst);
     const double full = r.seconds;
     r = test::run_cli_child(convert_args(small, t));
     ASSERT_EQ(r.exit_code, 0) << r.err;
-    const std::string prev_hash = tree_hash(dst);
+    const std::string prev_hash = test::tree_hash(dst);
     ASSERT_NE(prev_hash, new_hash);
 
     for (int k = 0; k < 3; ++k) {
@@ -118,7 +79,7 @@ TEST_F(CrashSafety, KilledConvertLeavesPreviousOrNoOutput) {
       lim.kill_after_s = std::uniform_real_distribution<double>(0.05, 0.9)(rng) * full;
       auto killed = test::run_cli_child(convert_args(big, t), lim);
       ++kills_total;
-      const std::string now = tree_hash(dst);
+      const std::string now = test::tree_hash(dst);
       if (killed.killed_by_us && killed.signal == SIGKILL) {
         if (now != new_hash) ++kills_before_commit;
         if (had_previous)
@@ -130,23 +91,29 @@ TEST_F(CrashSafety, KilledConvertLeavesPreviousOrNoOutput) {
         EXPECT_EQ(now, new_hash);
       }
       // Nothing else in the directory but the inputs, the destination and hidden temporaries.
+      std::vector<std::string> leftovers;
       for (const auto& e : fs::directory_iterator(tmp.path())) {
         const auto name = e.path().filename().string();
         if (name == "small.safetensors" || name == "big.safetensors" || name == t.dst) continue;
         EXPECT_TRUE(is_hidden_temporary(name, t.dst)) << "unexpected file after a kill: " << name;
+        leftovers.push_back(name);
       }
-      // A run from scratch afterwards succeeds beside the dead run's temporaries.
+      // A run from scratch afterwards succeeds and removes the dead run's temporaries.
       fs::remove_all(dst);
       auto again = test::run_cli_child(convert_args(small, t));
       ASSERT_EQ(again.exit_code, 0) << again.err;
-      EXPECT_EQ(tree_hash(dst), prev_hash);
+      EXPECT_EQ(test::tree_hash(dst), prev_hash);
+      for (const auto& name : leftovers) {
+        EXPECT_FALSE(fs::exists(tmp / name)) << "stale temporary not removed: " << name;
+        EXPECT_NE(again.err.find("removed stale temporary " + (tmp / name)), std::string::npos) << again.err;
+      }
     }
     fs::remove_all(dst);
     for (const auto& e : fs::directory_iterator(tmp.path()))
       if (is_hidden_temporary(e.path().filename().string(), t.dst)) fs::remove_all(e.path());
   }
-  EXPECT_EQ(tree_hash(small), small_hash);
-  EXPECT_EQ(tree_hash(big), big_hash);
+  EXPECT_EQ(test::tree_hash(small), small_hash);
+  EXPECT_EQ(test::tree_hash(big), big_hash);
   // Most kills must have hit a run in progress, or the test proves little.
   EXPECT_GE(kills_before_commit, kills_total / 2);
   RecordProperty("kills_before_commit", kills_before_commit);
@@ -154,8 +121,8 @@ TEST_F(CrashSafety, KilledConvertLeavesPreviousOrNoOutput) {
 
 TEST_F(CrashSafety, DiskFullIsACleanErrorAndLeavesNothing) {
   const std::string src = tmp / "src.safetensors";
-  make_safetensors(src, 4, 1 << 20, 3);  // 4 MiB of incompressible data
-  const std::string src_hash = tree_hash(src);
+  test::make_safetensors(src, 4, 1 << 20, 3);  // 4 MiB of incompressible data
+  const std::string src_hash = test::tree_hash(src);
   for (const auto& t : kTargets) {
     SCOPED_TRACE(t.dst);
     test::ChildLimits lim;
@@ -169,23 +136,23 @@ TEST_F(CrashSafety, DiskFullIsACleanErrorAndLeavesNothing) {
     for (const auto& e : fs::directory_iterator(tmp.path()))
       EXPECT_EQ(e.path().filename().string(), "src.safetensors") << "left behind: " << e.path();
   }
-  EXPECT_EQ(tree_hash(src), src_hash);
+  EXPECT_EQ(test::tree_hash(src), src_hash);
 }
 
 TEST_F(CrashSafety, DiskFullDoesNotReplaceThePreviousOutput) {
   const std::string src = tmp / "src.safetensors", prev = tmp / "prev.safetensors";
-  make_safetensors(prev, 2, 1 << 10, 4);
-  make_safetensors(src, 4, 1 << 20, 5);
+  test::make_safetensors(prev, 2, 1 << 10, 4);
+  test::make_safetensors(src, 4, 1 << 20, 5);
   for (const auto& t : kTargets) {
     SCOPED_TRACE(t.dst);
     auto ok = test::run_cli_child(convert_args(prev, t));
     ASSERT_EQ(ok.exit_code, 0) << ok.err;
-    const std::string before = tree_hash(tmp / t.dst);
+    const std::string before = test::tree_hash(tmp / t.dst);
     test::ChildLimits lim;
     lim.file_size = 256 << 10;
     auto r = test::run_cli_child(convert_args(src, t), lim);
     EXPECT_EQ(r.exit_code, 2) << r.err;
-    EXPECT_EQ(tree_hash(tmp / t.dst), before);
+    EXPECT_EQ(test::tree_hash(tmp / t.dst), before);
     fs::remove_all(tmp / t.dst);
   }
 }
