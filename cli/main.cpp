@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <map>
 
@@ -70,6 +71,9 @@ int main(int argc, char** argv) {
   } catch (const ckb::Error& e) {
     std::cerr << "ckptbridge: error: " << e.what() << "\n";
     return e.kind() == ckb::ErrorKind::Usage ? usage_rc() : e.exit_code();
+  } catch (const std::filesystem::filesystem_error& e) {
+    std::cerr << "ckptbridge: error: " << e.what() << "\n";
+    return 2;
   } catch (const std::bad_alloc&) {
     std::cerr << "ckptbridge: error: out of memory\n";
     return 2;

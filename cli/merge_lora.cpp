@@ -26,6 +26,7 @@ int run(MergeCmd& o) {
 
 Runner add_merge_lora(CLI::App& app) {
   auto o = std::make_shared<MergeCmd>();
+  o->c.stats_with_report = false;  // a merge report lists modules and scales; --stats adds statistics
   app.add_option("base", o->job.source, "checkpoint holding base weights (and, for openpi, the LoRA factors)")->required();
   add_output_options(app, o->job, o->c);
   add_source_options(app, o->job.source_options);

@@ -109,7 +109,7 @@ void finish_job(engine::Job& job, const CommonRun& c) {
     job.output.metadata[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
   if (!c.max_memory.empty()) job.max_memory = parse_byte_size(c.max_memory, "--max-memory");
-  if (!c.report.empty() || c.json) job.stats = true;
+  if (c.stats_with_report && (!c.report.empty() || c.json)) job.stats = true;
 }
 
 }  // namespace ckb::cli

@@ -27,6 +27,7 @@ struct CommonRun {
   std::string dtype;        // --dtype as typed
   std::vector<std::string> sizes, metadata;
   std::string max_memory;
+  bool stats_with_report = true;  // --report adds per-tensor statistics (convert, adapt)
 };
 
 void add_source_options(CLI::App& app, engine::SourceOptions& src);

@@ -12,16 +12,17 @@
 namespace ckb::cli {
 
 void write_report(const std::string& path, const engine::Report& r) {
-  const std::string text = r.to_json().dump(1) + "\n";
-  if (path == "-") {
-    std::cout << text << std::flush;
-    return;
-  }
-  std::ofstream out(path);
-  out << text;
-  out.close();
-  if (!out) throw IoError(path, "cannot write the report");
+  if (path == "-") std::cout << r.to_json().dump(1) << "\n" << std::flush;
+  else engine::save_report(r, path);
 }
+
+namespace {
+// --json and --report: stdout, the file, or both.
+void emit_report(const CommonRun& c, const engine::Report& r) {
+  if (c.json || c.report == "-") write_report("-", r);
+  if (!c.report.empty() && c.report != "-") write_report(c.report, r);
+}
+}  // namespace
 
 void print_ledger(std::ostream& out, const engine::Report& r) {
   Table t({"target", "dtype", "shape", "status", "rule", "from / how"});
@@ -65,14 +66,15 @@ void print_ledger(std::ostream& out, const engine::Report& r) {
 
 int run_and_report(const engine::Job& job, const CommonRun& c, const std::string& verb) {
   const bool to_stdout = c.json || c.report == "-";
+  if (job.output.path.empty()) throw UsageError("no output given: pass it as the second argument or with -o OUT");
   if (c.dry_run) {
     engine::Report r = engine::plan(job);
-    if (to_stdout) write_report("-", r);
-    else if (!c.report.empty()) write_report(c.report, r);
+    emit_report(c, r);
     if (!c.quiet || !r.problems.empty()) {
       std::ostream& out = to_stdout ? std::cerr : std::cout;
       if (!to_stdout) print_ledger(out, r);
       for (const auto& n : r.notes) std::cerr << "note: " << n << "\n";
+      for (const auto& [name, rule] : r.dropped_leaves) std::cerr << "would drop (" << rule << "): " << name << "\n";
       std::uint64_t bytes = 0;
       for (const auto& t : r.tensors) bytes += TensorInfo{t.dtype, t.shape}.nbytes();
       std::cerr << "dry run: would write " << plural(r.tensors.size(), "tensor") << " (" << human_bytes(bytes) << ") as "
@@ -90,14 +92,14 @@ int run_and_report(const engine::Job& job, const CommonRun& c, const std::string
     planned_notes = r.notes.size();
     if (!c.quiet)
       for (const auto& n : r.notes) std::cerr << "note: " << n << "\n";
-    if (!r.problems.empty() && !c.report.empty() && c.report != "-") write_report(c.report, r);
-    if (!r.problems.empty() && to_stdout) write_report("-", r);
+    if (!c.quiet)
+      for (const auto& [name, rule] : r.dropped_leaves) std::cerr << "dropped (" << rule << "): " << name << "\n";
+    if (!r.problems.empty()) emit_report(c, r);
   };
   ro.cancel = &cancel_token();
   engine::Report r = engine::run(job, ro);
   bar.done();
-  if (to_stdout) write_report("-", r);
-  else if (!c.report.empty()) write_report(c.report, r);
+  emit_report(c, r);
   // Notes the run added after the plan (missing chunks, after-write steps); warnings always.
   for (std::size_t i = planned_notes; i < r.notes.size(); ++i) {
     const std::string& n = r.notes[i];

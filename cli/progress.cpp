@@ -23,7 +23,8 @@ void Progress::update(const engine::Progress& p) {
 
 void Progress::done() {
   if (!enabled_ || !drawn_) return;
-  std::fprintf(stderr, "\r%70s\r", "");
+  drawn_ = false;
+  std::fprintf(stderr, "\r%90s\r", "");
 }
 
 CancelToken& cancel_token() {

@@ -13,8 +13,9 @@ namespace ckb::cli {
 class Progress {
  public:
   explicit Progress(bool enabled) : enabled_(enabled), t0_(std::chrono::steady_clock::now()) {}
+  ~Progress() { done(); }  // an error message must not land on the progress line
   void update(const engine::Progress& p);  // thread-safe; redraws at most 5 times a second
-  void done();                             // clears the line
+  void done();                             // clears the line (once)
 
  private:
   bool enabled_;

@@ -140,6 +140,9 @@ struct Checkpoint {
   std::string path;                            // what was opened
   Node root = Node::dict();
   std::map<std::string, std::string> metadata;  // e.g. safetensors __metadata__
+  // Write options of the same format that reproduce this checkpoint's layout (set by readers,
+  // never from file contents a user controls): Orbax "zarr-version".
+  std::map<std::string, std::string> layout_options = {};
 };
 
 }  // namespace ckb

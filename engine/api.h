@@ -154,6 +154,10 @@ struct Report {
   nlohmann::ordered_json to_json() const;
 };
 
+// Writes the JSON report to `path` atomically; UsageError when `path` is the job's source or
+// destination (a report never replaces a checkpoint).
+void save_report(const Report& r, const std::string& path);
+
 struct Progress {
   std::uint64_t bytes_done = 0, bytes_total = 0;
   std::size_t tensors_done = 0, tensors_total = 0;

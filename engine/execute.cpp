@@ -43,14 +43,6 @@ class ByteWindow {
   std::condition_variable cv_;
 };
 
-std::string fmt_bytes(double b) {
-  const char* u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int i = 0;
-  while (b >= 1024 && i < 4) b /= 1024, ++i;
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f %s", b, u[i]);
-  return buf;
-}
 
 }  // namespace
 
@@ -225,22 +217,20 @@ ExecResult execute(const Node& target, const Format& fmt, const std::string& dst
   std::mutex progress_mu;
   std::condition_variable progress_cv;
   bool finished = false;
-  auto report = [&](bool line) {
-    const std::uint64_t d = done_bytes.load();
-    if (eo.on_progress) eo.on_progress(d, res.bytes, tensors_done.load(), tensors.size());
-    if (!line) return;
-    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    double dd = static_cast<double>(d);
-    double pct = res.bytes ? 100.0 * dd / static_cast<double>(res.bytes) : 100.0;
-    std::fprintf(stderr, "\r  %5.1f%%  %s / %s  %s/s   ", pct, fmt_bytes(dd).c_str(),
-                 fmt_bytes(static_cast<double>(res.bytes)).c_str(), fmt_bytes(secs > 0 ? dd / secs : 0).c_str());
+  // A callback that throws (a Python exception, a full pipe) fails the run like a worker would.
+  auto report = [&] {
+    if (failed) return;
+    try {
+      eo.on_progress(done_bytes.load(), res.bytes, tensors_done.load(), tensors.size());
+    } catch (...) {
+      if (!failed.exchange(true)) failure = std::current_exception();
+    }
   };
   std::thread progress;
-  if (eo.progress || eo.on_progress) {
+  if (eo.on_progress) {
     progress = std::thread([&] {
       std::unique_lock lock(progress_mu);
-      while (!progress_cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return finished; })) report(eo.progress);
-      if (eo.progress) std::fprintf(stderr, "\r%60s\r", "");
+      while (!progress_cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return finished; })) report();
     });
   }
   std::vector<std::thread> pool;
@@ -255,7 +245,8 @@ ExecResult execute(const Node& target, const Format& fmt, const std::string& dst
   if (progress.joinable()) progress.join();
   if (failure) std::rethrow_exception(failure);
   if (eo.cancel) eo.cancel->throw_if_cancelled();
-  if (eo.on_progress) report(false);
+  if (eo.on_progress) report();
+  if (failure) std::rethrow_exception(failure);
   writer->commit();
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   res.peak_window_bytes = window.peak();

@@ -27,7 +27,6 @@ struct ExecOptions {
   unsigned threads = 0;                 // 0 = hardware concurrency
   std::uint64_t max_memory = 0;         // 0 = default window (1 GiB)
   std::uint64_t chunk_bytes = 32u << 20;
-  bool progress = false;                // a progress line on stderr
   bool stats = false;                   // per-tensor min/max/mean/NaN/inf
   const CancelToken* cancel = nullptr;  // checked between chunks; execute() throws Cancelled
   // Called from a separate thread about 5 times a second while tensors are written, and once

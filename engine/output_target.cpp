@@ -76,23 +76,25 @@ OutputTarget resolve_output(const OutputSpec& spec) {
 void check_output(const OutputTarget& out, const OutputSpec& spec, const std::vector<std::string>& inputs,
                   const std::vector<std::string>& sidecars) {
   if (!out.format->caps.writes_output) return;
-  const fs::path dst = canonical_or_absolute(out.path);
+  const bool step_mode = out.format->caps.steps && spec.options.count("step");
+  // A step written into a root replaces only that step: an input elsewhere in the root is safe.
+  const fs::path dst = canonical_or_absolute(step_mode ? (fs::path(out.path) / spec.options.at("step")).string() : out.path);
   for (const auto& in : inputs) {
     if (in.empty()) continue;
     const fs::path src = canonical_or_absolute(in);
-    if (same_file(in, out.path) || within(src, dst))
+    if ((!step_mode && same_file(in, out.path)) || within(src, dst))
       throw UsageError("refusing to overwrite the input " + in + " (the output is " + out.path + ")");
     if (is_directory(in) && within(dst, src))
       throw UsageError("refusing to write " + out.path + " inside the input folder " + in + " (inputs are never modified)");
   }
-  const bool step_mode = out.format->caps.steps && spec.options.count("step");
-  const bool empty_folder = is_directory(out.path) && fs::is_empty(out.path);
+  std::error_code ec;
+  const bool empty_folder = is_directory(out.path) && fs::is_empty(out.path, ec) && !ec;
   if (!step_mode && path_exists(out.path) && !empty_folder) {
     if (!spec.overwrite) throw UsageError("output " + out.path + " exists; pass --overwrite to replace it");
     if (is_directory(out.path)) {
       bool ours = false;
       try {
-        ours = &detect_format(out.path) == out.format;
+        ours = out.format->replaceable ? out.format->replaceable(out.path) : &detect_format(out.path) == out.format;
       } catch (const Error&) {
       }
       if (!ours)
@@ -103,6 +105,9 @@ void check_output(const OutputTarget& out, const OutputSpec& spec, const std::ve
   }
   for (const auto& s : sidecars) {
     const std::string p = (fs::path(out.folder) / s).string();
+    for (const auto& in : inputs)
+      if (!in.empty() && (same_file(in, p) || canonical_or_absolute(in) == canonical_or_absolute(p)))
+        throw UsageError("refusing to overwrite the input " + in + " with this output's " + s);
     if (path_exists(p) && !spec.overwrite)
       throw UsageError(p + " exists and would be replaced by this output's " + s + "; pass --overwrite to replace it");
   }

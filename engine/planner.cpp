@@ -130,8 +130,7 @@ std::shared_ptr<Planned> make_plan(const Job& job) {
     req.reverse = job.reverse;
     const SourceOptions other{std::nullopt, job.source_options.strict_chunks};
     req.open = [other](const std::string& path) { return open(path, other); };
-    for (const auto& [k, v] : job.profile_options)
-      if (k == "like" || k == "adapter") inputs.push_back(v);
+    for (const auto& in : p->profile->inputs(job.profile_options)) inputs.push_back(in);
     p->prepared = p->profile->prepare(source, req);
     for (const auto& n : p->prepared.notes) r.notes.push_back(n);
     r.profile_report = p->prepared.report;
@@ -201,12 +200,12 @@ std::shared_ptr<Planned> make_plan(const Job& job) {
       if (!fmt.caps.string_metadata) throw UsageError("--metadata applies to formats with string metadata (safetensors), not " + fmt.name);
       wo.metadata[k] = v;
     }
-    // Write options the source's own layout states ("<format>.option.<name>" metadata of a
-    // source of the same format) carry over unless given.
-    for (const auto& spec : fmt.write_options)
-      if (!wo.options.count(spec.name))
-        if (auto it = p->prepared.source.metadata.find(fmt.name + ".option." + spec.name); it != p->prepared.source.metadata.end())
-          wo.options[spec.name] = it->second;
+    // Write options that reproduce a source of the same format's layout carry over unless given.
+    if (p->prepared.source.format == fmt.name) {
+      for (const auto& [k, v] : p->prepared.source.layout_options)
+        if (!wo.options.count(k)) wo.options[k] = v;
+      validate_write_options(fmt, wo.options);
+    }
     // A step written into a CheckpointManager root keeps the source's item name.
     if (fmt.caps.steps && wo.options.count("step") && !wo.options.count("item"))
       if (auto it = p->prepared.source.metadata.find(fmt.name + ".item"); it != p->prepared.source.metadata.end())

@@ -1,5 +1,7 @@
 // engine::Report::to_json: the JSON report every writing command can save (`--report`).
 #include "engine/api.h"
+#include "io/file.h"
+#include "io/output.h"
 
 namespace ckb::engine {
 
@@ -40,6 +42,16 @@ nlohmann::ordered_json Report::to_json() const {
                   {"overflow", summary.overflow}, {"nan", summary.nan}};
   for (const auto& [k, v] : profile_summary.items()) j["summary"][k] = v;
   return j;
+}
+
+void save_report(const Report& r, const std::string& path) {
+  for (const auto* other : {&r.source, &r.destination})
+    if (!other->empty() && (*other == path || same_file(*other, path)))
+      throw UsageError("refusing to write the report over " + path + " (it is the job's " +
+                       (other == &r.source ? "source" : "output") + ")");
+  AtomicFile f(path);
+  f.pwrite(0, r.to_json().dump(1) + "\n");
+  f.commit();
 }
 
 }  // namespace ckb::engine

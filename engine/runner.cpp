@@ -82,8 +82,11 @@ Report run(const Job& job, const RunOptions& opts) {
   r.summary.peak_window_bytes = res.peak_window_bytes;
   if (out.format->caps.writes_output) r.files.push_back(out.path);
 
-  if (p->profile) {
-    WrittenOutput w{out.path, out.folder, out.format->name, job.output.overwrite, &p->plan.target};
+  if (p->profile && !out.format->caps.writes_output) {
+    r.notes.push_back("nothing was written: the " + r.profile + " profile's files beside the weights and checks were skipped");
+  } else if (p->profile) {
+    WrittenOutput w{out.path, out.folder, out.format->name, job.output.overwrite, &p->plan.target, std::nullopt};
+    if (out.format->caps.steps) w.step = option_int(p->write_options.options, "step");
     AfterWriteResult a = p->profile->after_write(p->prepared, w, r.profile_report);
     for (auto& f : a.files) r.files.push_back(std::move(f));
     for (auto& n : a.notes) r.notes.push_back(std::move(n));

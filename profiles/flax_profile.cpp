@@ -18,7 +18,8 @@ class FlaxProfile final : public Profile {
         {{"layout", "target layout: nnx or linen", false, true, {"nnx", "linen"}},
          {"like",
           "a checkpoint in the target layout (e.g. freshly initialised): where NNX-only state goes, raw or pure, the "
-          "step's encoding; the result must match its layout exactly"},
+          "step's encoding; the result must match its layout exactly",
+          false, false, {}, true},
          {"pure", "nnx: write a pure dict (nnx.to_pure_dict, no `value` level)", true},
          {"raw", "nnx: write a raw nnx.State (`.../value` leaves; the default without --like)", true},
          {"rng-fill",

@@ -27,7 +27,7 @@ class LoraMergeProfile : public Profile {
   AfterWriteResult after_write(const Prepared& p, const WrittenOutput& out, nlohmann::ordered_json& report) const override {
     const auto& st = *std::static_pointer_cast<const LoraMergeState>(p.state);
     if (!st.verify) return {};
-    return verify_lora_output(st.groups, st.source, out.path, st.out, report);
+    return verify_lora_output(st.groups, st.source, out.path, out.step, st.out, report);
   }
 
  protected:
@@ -37,6 +37,7 @@ class LoraMergeProfile : public Profile {
     p.source = st->source;
     p.recipe = std::move(recipe);
     p.report["merged"] = lora_groups_json(st->groups);
+    p.report["summary"]["merged_modules"] = st->groups.size();
     p.notes.push_back("merged " + std::to_string(st->groups.size()) + " LoRA module" + (st->groups.size() == 1 ? "" : "s") +
                       " into " + std::string(dtype_name(st->out)) + " weights");
     p.state = std::move(st);
@@ -50,7 +51,8 @@ class OpenpiMergeProfile final : public LoraMergeProfile {
     static const ProfileInfo i{"openpi-merge",
                                "openpi LoRA folded into the base weights as openpi's runtime applies it (JAX layout kept)",
                                {{"variant", "gemma variants, one per expert (e.g. gemma_2b_lora,gemma_300m_lora)"},
-                                {"openpi-config", "JSON {\"experts\": [{\"attn\": {rank, alpha, rslora}, \"ffn\": {...}}]}"},
+                                {"openpi-config", "JSON {\"experts\": [{\"attn\": {rank, alpha, rslora}, \"ffn\": {...}}]}", false,
+                                 false, {}, true},
                                 kMergedDtype,
                                 kVerify},
                                "",
@@ -80,7 +82,7 @@ class PeftProfile final : public LoraMergeProfile {
   const ProfileInfo& info() const override {
     static const ProfileInfo i{"peft",
                                "a PEFT LoRA adapter folder merged into its base model as PEFT's merge_and_unload() does",
-                               {{"adapter", "the adapter folder (adapter_config.json + adapter_model.safetensors)", false, true},
+                               {{"adapter", "the adapter folder (adapter_config.json + adapter_model.safetensors)", false, true, {}, true},
                                 kMergedDtype,
                                 kVerify},
                                "",

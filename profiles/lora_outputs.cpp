@@ -28,9 +28,12 @@ DType merged_dtype_option(const std::map<std::string, std::string>& options) {
 }
 
 AfterWriteResult verify_lora_output(const std::vector<LoraGroup>& groups, const Checkpoint& source,
-                                    const std::string& written_path, DType out, nlohmann::ordered_json& report) {
+                                    const std::string& written_path, std::optional<std::int64_t> step, DType out,
+                                    nlohmann::ordered_json& report) {
   AfterWriteResult r;
-  Checkpoint written = read_checkpoint(written_path);
+  ReadOptions ro;
+  ro.step = step;
+  Checkpoint written = read_checkpoint(written_path, ro);
   std::map<std::string, const Tensor*> out_t, src_t;
   for (const auto& [n, t] : tensor_list(written.root)) out_t[n] = t;
   for (const auto& [n, t] : tensor_list(source.root)) src_t[n] = t;
@@ -45,8 +48,13 @@ AfterWriteResult verify_lora_output(const std::vector<LoraGroup>& groups, const 
     }
     auto it = out_t.find(g.base);
     if (it == out_t.end()) throw MappingError(written_path, "verify: the output has no tensor '" + g.base + "'");
-    LoraVerification v = verify_merge(g, *it->second, *src_t.at(g.base_source.empty() ? g.base : g.base_source),
-                                      *src_t.at(g.lora_a), *src_t.at(g.lora_b));
+    auto source_tensor = [&](const std::string& name) -> const Tensor& {
+      auto s = src_t.find(name);
+      if (s == src_t.end()) throw MappingError(source.path, "verify: the source has no tensor '" + name + "'");
+      return *s->second;
+    };
+    LoraVerification v = verify_merge(g, *it->second, source_tensor(g.base_source.empty() ? g.base : g.base_source),
+                                      source_tensor(g.lora_a), source_tensor(g.lora_b));
     report["verify"].push_back({{"weight", g.base}, {"max_abs", v.max_abs}, {"max_ref", v.max_ref}, {"rel", v.rel()},
                                 {"fidelity", {{"max_abs", v.weight_max_abs}, {"max_rel", v.weight_max_rel}}}});
     if (v.rel() >= worst) worst = v.rel(), worst_name = g.base;

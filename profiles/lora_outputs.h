@@ -22,7 +22,8 @@ DType merged_dtype_option(const std::map<std::string, std::string>& options);
 // report["verify"] and report["summary"]["verify"]; a failure when the worst relative
 // difference exceeds the tolerance of `out` (1e-4 for F32/F64, 5e-2 otherwise).
 AfterWriteResult verify_lora_output(const std::vector<LoraGroup>& groups, const Checkpoint& source,
-                                    const std::string& written_path, DType out, nlohmann::ordered_json& report);
+                                    const std::string& written_path, std::optional<std::int64_t> step, DType out,
+                                    nlohmann::ordered_json& report);
 
 // The state both LoRA profiles keep between prepare() and after_write().
 struct LoraMergeState {

@@ -29,7 +29,7 @@ class OpenpiProfile final : public Profile {
         "openpi",
         "openpi JAX params <-> PI0Pytorch (LoRA merged first; config.json and assets/ beside the weights)",
         {{"variant", "gemma variants, one per expert (e.g. gemma_2b_lora,gemma_300m_lora)"},
-         {"openpi-config", "JSON {\"experts\": [{\"attn\": {rank, alpha, rslora}, \"ffn\": {...}}]}"}},
+         {"openpi-config", "JSON {\"experts\": [{\"attn\": {rank, alpha, rslora}, \"ffn\": {...}}]}", false, false, {}, true}},
         "openpi"};
     return i;
   }

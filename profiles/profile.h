@@ -29,13 +29,15 @@ namespace ckb {
 // A profile's option as users type it (CLI `--NAME`, Python keyword with underscores).
 struct ProfileOptionSpec {
   ProfileOptionSpec(std::string n, std::string h, bool is_flag = false, bool is_required = false,
-                    std::vector<std::string> allowed = {})
-      : name(std::move(n)), help(std::move(h)), flag(is_flag), required(is_required), choices(std::move(allowed)) {}
+                    std::vector<std::string> allowed = {}, bool names_path = false)
+      : name(std::move(n)), help(std::move(h)), flag(is_flag), required(is_required), choices(std::move(allowed)),
+        is_path(names_path) {}
   std::string name;
   std::string help;
   bool flag = false;       // takes no value ("1" when set)
   bool required = false;
   std::vector<std::string> choices;  // empty: any text
+  bool is_path = false;              // names a file or folder the run reads
 };
 
 struct ProfileInfo {
@@ -77,6 +79,7 @@ struct WrittenOutput {
   std::string format;        // the format's name
   bool overwrite = false;    // the user asked to replace existing files
   const Node* target = nullptr;  // the tree that was written (dtypes, shapes)
+  std::optional<std::int64_t> step;  // a step written into a CheckpointManager root: read it back there
 };
 
 struct AfterWriteResult {
@@ -90,6 +93,14 @@ class Profile {
   virtual ~Profile() = default;
   virtual const ProfileInfo& info() const = 0;
   virtual Prepared prepare(const Checkpoint& source, const ProfileRequest& request) const = 0;
+  // Files and folders the options name that the run reads (guarded like the source: never an output).
+  virtual std::vector<std::string> inputs(const std::map<std::string, std::string>& options) const {
+    std::vector<std::string> out;
+    for (const auto& o : info().options)
+      if (o.is_path)
+        if (auto it = options.find(o.name); it != options.end()) out.push_back(it->second);
+    return out;
+  }
   // Sidecar files the output needs, relative to WrittenOutput::folder: checked before the
   // run so that an existing file the user did not ask to replace fails before anything is
   // written.

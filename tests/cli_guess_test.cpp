@@ -307,5 +307,61 @@ TEST(CliGuess, TimesAndCountsReadNaturally) {
   EXPECT_NE(r.err.find("wrote 1 tensor ("), std::string::npos) << r.err;
 }
 
+TEST(CliGuess, OverwriteNeverLosesWhatTheOutputDoesNotHold) {
+  test::TempDir tmp;
+  const std::string st = small_source(tmp);
+  // A Hugging Face style folder: one safetensors file beside config and tokenizer files.
+  fs::create_directories(tmp / "hf");
+  fs::copy_file(st, tmp / "hf/model.safetensors");
+  test::write_file(tmp / "hf/config.json", "{}");
+  auto r = run_cli("convert " + st + " " + tmp / "hf/ --shard-size 8 --overwrite");
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find(tmp / "hf"), std::string::npos) << r.err;
+  EXPECT_EQ(test::read_file(tmp / "hf/config.json"), "{}");
+  // A CheckpointManager root is not an item: --overwrite without --step must not replace it.
+  fs::copy(fixture("maxtext_linen_nnx/linen_params"), tmp / "root", fs::copy_options::recursive);
+  const std::size_t steps = entries(tmp / "root");
+  r = run_cli("convert " + st + " " + tmp / "root --to orbax --overwrite");
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_EQ(entries(tmp / "root"), steps);
+  // A step holding another item is not rebuilt around the one item written.
+  const std::string step = fs::directory_iterator(tmp / "root")->path().filename().string();
+  r = run_cli("convert " + st + " " + tmp / "root --to orbax --step " + step + " --item other --overwrite");
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("'items'"), std::string::npos) << r.err;
+  EXPECT_TRUE(fs::exists(tmp / ("root/" + step + "/items/_METADATA")));
+  // Reading one step of a root and writing another step into it is fine (the root itself as
+  // the input is refused: writing into an input folder).
+  r = run_cli("convert " + tmp / ("root/" + step) + " " + tmp / "root --to orbax --step 900 -q");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(tmp / "root/900/items/_METADATA"));
+}
+
+TEST(CliGuess, ReportsNeverReplaceCheckpointsAndOutputsAreRequired) {
+  test::TempDir tmp;
+  const std::string st = small_source(tmp);
+  const std::string before = test::read_file(st);
+  auto r = run_cli("convert " + st + " " + tmp / "o.npz --report " + st);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_EQ(test::read_file(st), before);
+  r = run_cli("convert " + st + " --dry-run");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("no output given"), std::string::npos) << r.err;
+  // --json and --report FILE together: both get the report.
+  r = run_cli("convert " + st + " " + tmp / "b.npz --json --report " + tmp / "b.json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out), test::load_json(tmp / "b.json"));
+}
+
+TEST(CliGuess, DiscardWritesNoSidecars) {
+  test::TempDir tmp;
+  fs::copy(fixture("openpi_pi0_tiny_full/release"), tmp / "ckpt", fs::copy_options::recursive);
+  auto r = run_cli("convert " + tmp / "ckpt/params" + " " + tmp / "nowhere --to discard --recipe openpi");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("nothing was written"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(tmp / "config.json"));
+  EXPECT_FALSE(fs::exists("config.json"));
+}
+
 }  // namespace
 }  // namespace ckb

@@ -169,8 +169,8 @@ TEST(Engine, FlaxProfileAdaptsAndNamesTheSourceLayout) {
   // The output restores as the NNX layout, in the source's zarr version.
   const engine::Inspection in = engine::inspect(tmp / "nnx");
   EXPECT_NE(in.flax_layout.find("nnx"), std::string::npos) << in.flax_layout;
-  EXPECT_EQ(in.checkpoint->metadata.at("orbax.option.zarr-version"),
-            engine::open(mx + "linen_full").metadata.at("orbax.option.zarr-version"));
+  EXPECT_EQ(in.checkpoint->layout_options.at("zarr-version"),
+            engine::open(mx + "linen_full").layout_options.at("zarr-version"));
   // A recipe does not combine with a profile that generates its own.
   job.recipe = "identity";
   EXPECT_THROW(engine::plan(job), UsageError);

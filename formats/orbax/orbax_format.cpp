@@ -1,5 +1,6 @@
 // Registration of the Orbax format (formats/format.h): reader and writer.
 #include "formats/format.h"
+#include "io/file.h"
 #include "formats/orbax/orbax_paths.h"
 #include "formats/orbax/orbax_reader.h"
 #include "formats/orbax/orbax_writer.h"
@@ -12,6 +13,8 @@ Format make_orbax_format() {
   f.caps.non_tensor_leaves = true;
   f.caps.directory_output = true;
   f.caps.steps = true;
+  // An item (its _METADATA at the top), never a step or a CheckpointManager root.
+  f.replaceable = [](const std::string& dir) { return path_exists(dir + "/_METADATA"); };
   f.write_options = {
       {"step", OptionSpec::Kind::Int, {}, "the output is a CheckpointManager root; write step N into it"},
       {"item", OptionSpec::Kind::Text, {},

@@ -260,7 +260,7 @@ Checkpoint read_checkpoint(const std::string& path, const ReadOptions& opts) {
     // The write options that reproduce this item's layout (carried over by a conversion).
     if (path_exists(dir + "/_METADATA")) {
       const TreeMetadata tm = parse_tree_metadata(read_text_file(dir + "/_METADATA"), dir + "/_METADATA");
-      ck.metadata["orbax.option.zarr-version"] = tm.use_zarr3 ? "3" : "2";
+      ck.layout_options["zarr-version"] = tm.use_zarr3 ? "3" : "2";
     }
   } else {
     ck.root = Node::dict();

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <mutex>
 #include <unordered_map>
 
@@ -175,6 +176,15 @@ class OrbaxWriter final : public Writer {
       const std::string step_final = path_ + "/" + step_;
       if (path_exists(step_final) && !opts_.overwrite)
         throw UsageError("step " + step_ + " already exists in " + path_ + "; pass --overwrite to replace it");
+      // The step is rebuilt as a whole: it may hold only the item being written and the
+      // step's own metadata, or other items would be lost.
+      if (path_exists(step_final))
+        for (const auto& e : std::filesystem::directory_iterator(step_final)) {
+          const std::string n = e.path().filename().string();
+          if (n != item_ && n != "_CHECKPOINT_METADATA" && n != "commit_success.txt")
+            throw UsageError("refusing to replace step " + step_ + " of " + path_ + ": it also holds '" + n +
+                             "', which this output would lose (write another step, or remove it yourself)");
+        }
       dir_ = std::make_unique<AtomicDir>(step_final);
       item_dir_ = dir_->path() + "/" + item_;
       item_final_ = step_final + "/" + item_;

@@ -249,6 +249,15 @@ Format make_safetensors_format() {
   f.extensions = {".safetensors"};
   f.default_file_name = "model.safetensors";
   f.caps.string_metadata = true;
+  // A sharded output folder: only shards and the index, nothing a model folder adds beside them.
+  f.replaceable = [](const std::string& dir) {
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+      const std::string n = e.path().filename().string();
+      if (!e.is_regular_file() || !(n.ends_with(".safetensors") || n.ends_with(".safetensors.index.json"))) return false;
+    }
+    return !ec;
+  };
   f.write_options = {{"shard-size", OptionSpec::Kind::Size, {},
                       "split into shards of at most this size (model-0000N-of-0000M.safetensors + index), e.g. 5GB"}};
   f.bytes_only_dtypes = {std::begin(kBytesOnlyDTypes), std::end(kBytesOnlyDTypes)};
