@@ -1,20 +1,37 @@
 // engine::inspect: a checkpoint's tensors and leaves, sha256 per tensor on all cores, and its
 // Flax layout when the tree has one (engine/api.h).
 #include <algorithm>
+#include <atomic>
+#include <exception>
 #include <thread>
 
 #include "core/hash.h"
-#include "core/thread_pool.h"
 #include "engine/api.h"
 #include "profiles/flax.h"
 
 namespace ckb::engine {
 namespace {
 
+// Its own joined threads, not the shared pool: OpenSSL keeps per-thread state that is freed
+// when a thread exits, and the shared pool's threads live until the process ends.
 std::vector<std::string> hash_all(const std::vector<std::pair<std::string, const Tensor*>>& tensors, unsigned threads) {
   std::vector<std::string> out(tensors.size());
+  std::atomic<std::size_t> next{0};
+  std::exception_ptr err;
+  std::atomic<bool> failed{false};
+  auto work = [&] {
+    try {
+      for (std::size_t i = next++; i < tensors.size() && !failed; i = next++) out[i] = tensor_sha256(*tensors[i].second);
+    } catch (...) {
+      if (!failed.exchange(true)) err = std::current_exception();
+    }
+  };
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
-  parallel_for(tensors.size(), threads, [&](std::size_t i) { out[i] = tensor_sha256(*tensors[i].second); });
+  std::vector<std::thread> pool;
+  for (unsigned k = 1; k < threads && k < tensors.size(); ++k) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  if (err) std::rethrow_exception(err);
   return out;
 }
 
