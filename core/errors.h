@@ -11,6 +11,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace ckb {
 
@@ -49,6 +50,13 @@ class MappingError : public Error {
  public:
   MappingError(std::string path, std::string what)
       : Error(ErrorKind::Mapping, std::move(path), std::move(what)) {}
+  // A plan that cannot run: `problems` names every offending tensor, one line each.
+  MappingError(std::string path, std::string what, std::vector<std::string> problems)
+      : Error(ErrorKind::Mapping, std::move(path), std::move(what)), problems_(std::move(problems)) {}
+  const std::vector<std::string>& problems() const { return problems_; }
+
+ private:
+  std::vector<std::string> problems_;
 };
 class UsageError : public Error {
  public:

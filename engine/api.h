@@ -34,6 +34,7 @@
 #include "core/cancel.h"
 #include "core/dtype.h"
 #include "core/errors.h"
+#include "core/region.h"
 #include "core/tree.h"
 #include "core/units.h"
 #include "engine/signals.h"
@@ -49,6 +50,11 @@ namespace ckb::engine {
 // half, f32, fp32, float32, float, f64, fp64, float64, double, f8_e4m3, float8_e4m3fn, ...
 // "auto" or "" -> nullopt (keep). UsageError naming the text otherwise.
 std::optional<DType> parse_float_dtype(const std::string& name);
+
+// Converts `n` elements from dtype `from` to `to` (round to nearest even; ops/cast.h), e.g.
+// BF16 -> F32 for a caller without a bfloat16 type. Read parts of tensors with read_region
+// and read_parallel (core/region.h).
+void convert(DType from, DType to, const void* src, void* dst, std::uint64_t n);
 
 // ---- sources ------------------------------------------------------------------------
 
@@ -89,6 +95,11 @@ struct OutputSpec {
 struct Job {
   std::string source;
   SourceOptions source_options;
+  // Checkpoints already in memory, by name: `source`, `expect` and a profile's path option
+  // (`like`) that equal a key are taken from here instead of being opened (a Python dict of
+  // arrays, an abstract target tree whose tensors have no bytes). Names here are never
+  // treated as files (output guards, reports).
+  std::map<std::string, std::shared_ptr<const Checkpoint>> in_memory;
 
   // The mapping: a recipe (JSON file or built-in name; "" = identity), optionally inverted,
   // or a profile with its options. A built-in recipe may bring its profile ("openpi").
@@ -167,6 +178,14 @@ struct RunOptions {
   std::function<void(const Progress&)> progress;  // called from worker threads, a few times a second
   const CancelToken* cancel = nullptr;            // checked between chunks; throws Cancelled
   std::function<void(const Report&)> on_plan;     // the plan, before anything is written
+  // Into memory instead of a file (the job has no output path): called once per target
+  // tensor, in tree order, before any byte is read, with its index, name and info; returns
+  // where its info.nbytes() bytes go (a torch tensor's storage, a NumPy array). The run then
+  // fills those buffers in bounded memory on all cores. Non-tensor leaves must be dropped
+  // (Job::drop_non_tensors) or the run fails naming them; a profile's files beside the
+  // output and its checks are skipped (noted in the report).
+  using IntoFn = std::function<std::byte*(std::size_t index, const std::string& name, const TensorInfo& info)>;
+  IntoFn into;
 };
 
 // Resolves the job against the source's metadata: the target tree, the ledger, the casts,
@@ -180,13 +199,14 @@ Report run(const Job& job, const RunOptions& opts = {});
 
 // The job's target tree, lazily (tensors are read when their sources are read): for
 // comparing a mapped checkpoint (diff) or reading it from Python. Throws MappingError when
-// the plan has problems. The tree stays valid while the Target lives.
+// the plan has problems, unless `allow_problems` (then the tree holds what the plan could
+// map and report.problems lists the rest). The tree stays valid while the Target lives.
 struct Target {
   Report report;
   const Node* tree = nullptr;
   std::shared_ptr<const void> keep_alive;
 };
-Target target(const Job& job);
+Target target(const Job& job, bool allow_problems = false);
 
 // Compares the job's target tree (the source mapped through its recipe or profile) with
 // checkpoint `b` (recipe/diff.h). Missing zarr chunks of either side are counted in

@@ -1,7 +1,8 @@
-// engine::parse_float_dtype: the dtype names users type (engine/api.h).
+// engine::parse_float_dtype (the dtype names users type) and engine::convert (engine/api.h).
 #include <cctype>
 
 #include "engine/api.h"
+#include "ops/cast.h"
 
 namespace ckb::engine {
 
@@ -25,6 +26,13 @@ std::optional<DType> parse_float_dtype(const std::string& name) {
     throw UsageError("--dtype must be a floating-point dtype (bf16, fp16, fp32, fp64, f8_e4m3, f8_e5m2, their long "
                      "names such as bfloat16 or float32, or auto to keep), got '" + name + "'");
   return t;
+}
+
+void convert(DType from, DType to, const void* src, void* dst, std::uint64_t n) {
+  if (dtype_is_bytes_only(from) || dtype_is_bytes_only(to))
+    throw UsageError("no conversion between " + std::string(dtype_name(from)) + " and " + std::string(dtype_name(to)) +
+                     " (bytes-only dtype)");
+  convert_elements(from, to, static_cast<const std::byte*>(src), static_cast<std::byte*>(dst), n, nullptr);
 }
 
 }  // namespace ckb::engine

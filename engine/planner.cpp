@@ -33,6 +33,12 @@ std::vector<std::string> drop_non_tensors(Node& node, Path& path) {
   return dropped;
 }
 
+// Opens `path`, or takes it from the job's in-memory checkpoints.
+Checkpoint open_for(const Job& job, const std::string& path, const SourceOptions& opts) {
+  if (auto it = job.in_memory.find(path); it != job.in_memory.end()) return *it->second;
+  return open(path, opts);
+}
+
 ReadOptions read_options(const SourceOptions& s) {
   ReadOptions ro;
   ro.step = s.step;
@@ -85,7 +91,8 @@ std::shared_ptr<Planned> make_plan(const Job& job) {
   r.dry_run = true;
 
   // The output first: a wrong option or name fails before the source is read.
-  std::vector<std::string> inputs = {job.source};
+  std::vector<std::string> inputs;
+  if (!job.in_memory.count(job.source)) inputs.push_back(job.source);
   if (!job.output.path.empty()) {
     p->output = resolve_output(job.output);
     r.destination = p->output->path;
@@ -111,7 +118,7 @@ std::shared_ptr<Planned> make_plan(const Job& job) {
     else throw UsageError(names + " apply to several profiles (" + list + "); pass --profile NAME");
   }
 
-  Checkpoint source = open(job.source, job.source_options);
+  Checkpoint source = open_for(job, job.source, job.source_options);
   r.source = job.source;
   r.source_format = source.format;
 
@@ -129,8 +136,9 @@ std::shared_ptr<Planned> make_plan(const Job& job) {
         req.options["merged-dtype"] = std::string(dtype_name(*job.dtype));
     req.reverse = job.reverse;
     const SourceOptions other{std::nullopt, job.source_options.strict_chunks};
-    req.open = [other](const std::string& path) { return open(path, other); };
-    for (const auto& in : p->profile->inputs(job.profile_options)) inputs.push_back(in);
+    req.open = [other, pj = &p->job](const std::string& path) { return open_for(*pj, path, other); };
+    for (const auto& in : p->profile->inputs(job.profile_options))
+      if (!job.in_memory.count(in)) inputs.push_back(in);
     p->prepared = p->profile->prepare(source, req);
     for (const auto& n : p->prepared.notes) r.notes.push_back(n);
     r.profile_report = p->prepared.report;
@@ -159,8 +167,8 @@ std::shared_ptr<Planned> make_plan(const Job& job) {
     for (const auto& [k, v] : job.sizes) po.sizes[k] = v;
     std::shared_ptr<const Checkpoint> expect = p->prepared.expect;
     if (!job.expect.empty()) {
-      expect = std::make_shared<const Checkpoint>(open(job.expect, {std::nullopt, job.source_options.strict_chunks}));
-      inputs.push_back(job.expect);
+      expect = std::make_shared<const Checkpoint>(open_for(job, job.expect, {std::nullopt, job.source_options.strict_chunks}));
+      if (!job.in_memory.count(job.expect)) inputs.push_back(job.expect);
     }
     po.expect = expect.get();
     p->plan = build_plan(p->prepared.source, recipe, po);

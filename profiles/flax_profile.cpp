@@ -15,7 +15,10 @@ class FlaxProfile final : public Profile {
     static const ProfileInfo i{
         "flax",
         "Flax Linen <-> NNX (params or full training state, MaxText's layouts)",
-        {{"layout", "target layout: nnx or linen", false, true, {"nnx", "linen"}},
+        {{"layout",
+          "target layout: nnx, linen, or auto (the layout of --like; a source already in it is matched to --like as it "
+          "is)",
+          false, true, {"nnx", "linen", "auto"}},
          {"like",
           "a checkpoint in the target layout (e.g. freshly initialised): where NNX-only state goes, raw or pure, the "
           "step's encoding; the result must match its layout exactly",
@@ -43,11 +46,39 @@ class FlaxProfile final : public Profile {
     auto flag = [&](const char* k) { return has(k) && o.at(k) == "1"; };
     if (flag("pure") && flag("raw")) throw UsageError("pass at most one of --pure and --raw");
     AdaptOptions ao;
-    ao.to = o.at("layout") == "nnx" ? AdaptOptions::To::Nnx : AdaptOptions::To::Linen;
+    std::string layout = o.at("layout");
+    Prepared p;
+    if (layout == "auto") {
+      if (!has("like")) throw UsageError("--layout auto takes the layout of --like; pass --like");
+      auto like = std::make_shared<const Checkpoint>(req.open(o.at("like")));
+      const FlaxLayout want = detect_flax_layout(like->root);
+      const FlaxLayout have = detect_flax_layout(source.root);
+      const bool flax_pair = (want.is_linen() || want.is_nnx()) && (have.is_linen() || have.is_nnx());
+      if (!flax_pair || want.is_linen() == have.is_linen()) {
+        // Already in the wanted layout (or not a Linen/NNX pair): the identity recipe,
+        // checked leaf by leaf against --like.
+        p.source = source;
+        if (flax_pair && want.is_nnx() && want.value_wrappers != have.value_wrappers) {
+          // raw nnx.State (`.../value`) <-> pure dict: the same leaves, one level more or less
+          unwrap_value_leaves(p.source.root);
+          if (want.value_wrappers) wrap_value_leaves(p.source.root);
+          p.notes.push_back(std::string("NNX leaves ") + (want.value_wrappers ? "wrapped in" : "unwrapped from") +
+                            " `value` to match --like");
+        }
+        p.expect = like;
+        p.recipe = load_recipe("identity");
+        p.notes.push_back(flax_pair ? "source layout " + have.name() + " is already the layout of --like: leaves matched as they are"
+                                    : "not a Flax Linen/NNX pair (" + have.name() + ", --like " + want.name() +
+                                          "): leaves matched as they are");
+        p.report["adapt"] = {{"from", have.to_json()}, {"to", "auto (unchanged)"}};
+        return p;
+      }
+      layout = want.is_nnx() ? "nnx" : "linen";
+    }
+    ao.to = layout == "nnx" ? AdaptOptions::To::Nnx : AdaptOptions::To::Linen;
     if (ao.to == AdaptOptions::To::Linen && (flag("pure") || flag("raw") || has("rng-fill") || has("rng-seed")))
       throw UsageError("--pure, --raw, --rng-fill and --rng-seed apply to --layout nnx");
     if (ao.to == AdaptOptions::To::Nnx && flag("keep-rng")) throw UsageError("--keep-rng applies to --layout linen");
-    Prepared p;
     if (has("like")) {
       auto like = std::make_shared<const Checkpoint>(req.open(o.at("like")));
       ao.like = like.get();
@@ -69,7 +100,7 @@ class FlaxProfile final : public Profile {
     p.source = source;
     p.notes.push_back("source layout: " + a.from.name());
     for (const auto& n : a.notes) p.notes.push_back(n);
-    p.report["adapt"] = {{"from", a.from.to_json()}, {"to", o.at("layout")}, {"notes", a.notes},
+    p.report["adapt"] = {{"from", a.from.to_json()}, {"to", layout}, {"notes", a.notes},
                          {"recipe", recipe_to_json(a.recipe)}};
     p.recipe = std::move(a.recipe);
     p.plan = std::move(a.plan);

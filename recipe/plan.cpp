@@ -538,7 +538,7 @@ void Plan::check() const {
   std::string msg = std::to_string(problems.size()) + " problem(s) in the plan for recipe '" + recipe + "':";
   for (std::size_t i = 0; i < problems.size() && i < 40; ++i) msg += "\n  " + problems[i];
   if (problems.size() > 40) msg += "\n  ... and " + std::to_string(problems.size() - 40) + " more (see --report)";
-  throw MappingError("plan", msg);
+  throw MappingError("plan", msg, problems);
 }
 
 }  // namespace ckb

@@ -1,0 +1,121 @@
+"""PyTorch state dicts straight from any checkpoint, and back to any format.
+
+    import ckptbridge.torch
+    sd = ckptbridge.torch.load_state_dict("openpi/train/100", recipe="openpi")  # LoRA merged, f32
+    model.load_state_dict(sd, strict=True)
+    sd = ckptbridge.torch.load_state_dict("base/", adapter="adapter/")            # PEFT, merged
+    ckptbridge.torch.save_state_dict(sd, "out/model.safetensors")               # any format we write
+
+load_state_dict runs the engine's job into memory: each tensor is allocated once as a torch
+tensor and the engine writes its bytes straight into that storage (all cores, the engine's
+bounded window), so the extra memory is the window, not a second copy of the model."""
+import ctypes
+
+import numpy as np
+import torch
+
+from . import jobs
+from ._lib import PROGRESS, check, lib
+from ._memory import MemoryTree
+from .errors import UsageError
+
+_TORCH = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64", "I32": "int32",
+          "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool", "C64": "complex64", "C128": "complex128",
+          "U16": "uint16", "U32": "uint32", "U64": "uint64", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2",
+          "F8_E8M0": "float8_e8m0fnu", "F8_E4M3FNUZ": "float8_e4m3fnuz", "F8_E5M2FNUZ": "float8_e5m2fnuz"}
+
+
+def torch_dtype(name):
+    t = getattr(torch, _TORCH.get(name, ""), None) if name in _TORCH else None
+    if not isinstance(t, torch.dtype):
+        raise UsageError(f"this PyTorch ({torch.__version__}) has no dtype for {name}")
+    return t
+
+
+def _engine_dtype(t):
+    for k, v in _TORCH.items():
+        if getattr(torch, v, None) == t:
+            return k
+    raise UsageError(f"no checkpoint dtype for {t}")
+
+
+_INTO = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_char_p,
+                         ctypes.c_size_t, ctypes.POINTER(ctypes.c_int64), ctypes.c_uint64)
+
+
+def load_state_dict(path, *, recipe=None, profile=None, dtype=None, adapter=None, progress=False, **profile_args):
+    """A ``dict[str, torch.Tensor]`` of the job's target: `path` mapped through `recipe` (e.g.
+    "openpi": PI0Pytorch names, LoRA merged in float64 and rounded once to float32) or a
+    profile (``adapter=DIR``: a PEFT adapter merged into the base at `path`), floats cast to
+    `dtype`. Every source tensor is accounted for or the call raises MappingError naming
+    them: the dict is ready for ``model.load_state_dict(sd, strict=True)``."""
+    if adapter is not None:
+        profile_args["adapter"] = adapter
+        if profile is None:
+            profile = "peft"
+    job = jobs._make_job(path, None, recipe=recipe, profile=profile, dtype=dtype, **profile_args)
+    out, error = {}, []
+
+    def into(_user, _index, name, dt, ndim, shape, nbytes):
+        try:
+            t = torch.empty(tuple(shape[i] for i in range(ndim)), dtype=torch_dtype(dt.decode()))
+            if t.numel() * t.element_size() != nbytes:
+                raise UsageError(f"{name.decode()}: {nbytes} bytes do not fill a {dt.decode()} tensor of shape {tuple(t.shape)}")
+            out[name.decode()] = t
+            return t.data_ptr() if nbytes else None
+        except BaseException as e:  # noqa: BLE001 - re-raised after the engine returns
+            error.append(e)
+            return None
+
+    cb_into = _INTO(into)
+    cancel = lib.ckb_cancel_new()
+    sink = jobs._ProgressSink(progress, "load_state_dict")
+
+    def on_progress(_u, done, total, tdone, ttotal):
+        try:
+            sink(jobs.Progress(done, total, tdone, ttotal))
+        except BaseException as e:  # noqa: BLE001
+            error.append(e)
+            lib.ckb_cancel_request(cancel)
+
+    cb_prog = PROGRESS(on_progress) if (sink.fn or sink.bar) else PROGRESS()
+    payload = jobs.json.dumps(job).encode()
+    trees, names, n = jobs._memory_arrays(None)
+
+    def call():
+        rep = ctypes.c_void_p()
+        status = lib.ckb_run_into(payload, trees, names, n, cb_into, None, cb_prog, None, cancel, ctypes.byref(rep))
+        if status != 0 and error:
+            raise error[0]
+        check(status)
+        lib.ckb_free(rep)
+
+    try:
+        jobs._call_cancellable(call, cancel)
+    finally:
+        sink.close()
+        lib.ckb_cancel_free(cancel)
+    return out
+
+
+def save_state_dict(state_dict, path, *, to=None, metadata=None, overwrite=False, dtype=None, progress=False, **options):
+    """Writes a ``dict[str, torch.Tensor]`` (or NumPy arrays) in any format ckptbridge writes:
+    safetensors (``metadata`` as its ``__metadata__``), ``.pt``, ``.npz``, msgpack, Orbax
+    (``to="orbax"``), sharded safetensors (``shard_size="5GB"``). Tensors that share memory are
+    written once per name (as safetensors' save_model does). Returns the Report."""
+    tree = MemoryTree()
+    for name, t in state_dict.items():
+        if isinstance(t, torch.Tensor):
+            t = t.detach().cpu().contiguous()
+            if t.dtype == torch.bfloat16:
+                tree.add_array(name, t.view(torch.int16).numpy(), dtype="BF16")
+            elif _engine_dtype(t.dtype).startswith("F8"):
+                tree.add_array(name, t.view(torch.uint8).numpy(), dtype=_engine_dtype(t.dtype))
+            else:
+                tree.add_array(name, t.numpy())
+        elif isinstance(t, np.ndarray):
+            tree.add_array(name, t)
+        else:
+            raise UsageError(f"{name}: a state dict value must be a tensor, not {type(t).__name__}", path=name)
+    job = jobs._make_job("<state_dict>", path, to=to, metadata=metadata, overwrite=overwrite, dtype=dtype, **options)
+    return jobs.run_job(job, progress=progress, memory={"<state_dict>": tree})
