@@ -76,9 +76,11 @@ class FlaxProfile final : public Profile {
       layout = want.is_nnx() ? "nnx" : "linen";
     }
     ao.to = layout == "nnx" ? AdaptOptions::To::Nnx : AdaptOptions::To::Linen;
-    if (ao.to == AdaptOptions::To::Linen && (flag("pure") || flag("raw") || has("rng-fill") || has("rng-seed")))
+    // With --layout auto, the options of the direction not taken do not apply (and are not errors).
+    const bool asked = o.at("layout") != "auto";
+    if (asked && ao.to == AdaptOptions::To::Linen && (flag("pure") || flag("raw") || has("rng-fill") || has("rng-seed")))
       throw UsageError("--pure, --raw, --rng-fill and --rng-seed apply to --layout nnx");
-    if (ao.to == AdaptOptions::To::Nnx && flag("keep-rng")) throw UsageError("--keep-rng applies to --layout linen");
+    if (asked && ao.to == AdaptOptions::To::Nnx && flag("keep-rng")) throw UsageError("--keep-rng applies to --layout linen");
     if (has("like")) {
       auto like = std::make_shared<const Checkpoint>(req.open(o.at("like")));
       ao.like = like.get();
