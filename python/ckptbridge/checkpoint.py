@@ -157,6 +157,17 @@ class Checkpoint:
 
     __getitem__ = get_tensor
 
+    def items(self, names=None, *, workers=None, window=1 << 30, **kw):
+        """Yields ``(name, array)`` for `names` (default: every tensor) in order, reading ahead
+        on `workers` threads (default: the CPU count) while the bytes read ahead stay within
+        `window` (a larger tensor is read alone): arrays from compressed or chunked formats
+        decode in parallel, as a loop over get_tensor cannot. Keyword arguments go to get_tensor."""
+        from ._parallel import bounded_map
+        names = list(self.keys() if names is None else names)
+        sizes = [self._info(n).nbytes for n in names]
+        arrays = bounded_map(lambda n: self.get_tensor(n, **kw), names, sizes, workers=workers, window=window)
+        yield from zip(names, arrays)
+
     def get_slice(self, name):
         """A lazy view: ``[...]`` with ints, slices (any step) and ``...`` reads only what it selects."""
         return TensorSlice(self, self._info(name))

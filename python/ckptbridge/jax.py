@@ -23,6 +23,9 @@ does: ``rng_fill="deterministic"`` = key(seed) / split(key(seed), n) and zero co
 Otherwise leaves are matched by path. layout="nnx"/"linen" forces the direction, None
 matches by path only. ``recipe=`` / ``profile=`` map the checkpoint through any recipe.
 
+Arrays are read on `workers` threads (default: the CPU count) while the host bytes in flight
+stay within `window` (default 1 GiB; an array larger than that is read alone).
+
 Strict by default: a target leaf with no source, a source tensor left unused, or a dtype or
 shape mismatch raises MappingError with every path named (``.problems``). partial=True
 restores what matches and leaves every other target leaf as it was given; with
@@ -37,6 +40,7 @@ import jax.numpy as jnp
 from . import _dtypes
 from ._memory import MemoryTree
 from .errors import MappingError, UsageError
+from ._parallel import bounded_map
 from .jobs import target as _target
 
 _TARGET = "<jax target>"
@@ -163,7 +167,7 @@ def _build(ck, info, leaf):
 
 
 def restore(path, target, *, layout="auto", rng_fill="deterministic", rng_seed=0, partial=False, step=None,
-            recipe=None, profile=None, return_report=False, **options):
+            recipe=None, profile=None, return_report=False, workers=None, window=1 << 30, **options):
     """Restores checkpoint `path` into the structure of `target` (see the module docstring)."""
     nnx_state = None
     try:
@@ -182,7 +186,7 @@ def restore(path, target, *, layout="auto", rng_fill="deterministic", rng_seed=0
     values = {}
     for n, v in _leaf_values(ck.tree):
         values[n] = v
-    missing, mismatched, used, out = [], [], set(), []
+    missing, mismatched, used, out, builds = [], [], set(), [], []
     for leaf in leaves:
         if leaf.kind == "structure":
             out.append(leaf.value)
@@ -209,7 +213,13 @@ def restore(path, target, *, layout="auto", rng_fill="deterministic", rng_seed=0
                               f"{list(leaf.stored_shape)}")
             out.append(leaf.value)
             continue
-        out.append(_build(ck, info, leaf))
+        builds.append((len(out), info, leaf))
+        out.append(None)
+    if not (not partial and (missing or mismatched or problems)):  # arrays read in parallel, window-bounded
+        made = bounded_map(lambda b: _build(ck, b[1], b[2]), builds, [b[1].nbytes for b in builds],
+                           workers=workers, window=window)
+        for (pos, _, _), arr in zip(builds, made):
+            out[pos] = arr
     unused = [n for n in planned if n not in used]
     problems = list(report.get("problems", []))
     if not partial and (missing or mismatched or unused or problems):

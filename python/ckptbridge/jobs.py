@@ -218,10 +218,11 @@ def convert(src, dst, *, progress=True, dry_run=False, **kw):
     return run_job(_make_job(src, dst, **kw), dry_run=dry_run, progress=progress)
 
 
-def merge_lora(src, dst, *, adapter=None, family=None, progress=True, dry_run=False, **kw):
-    """Merges LoRA as its runtime applied it: an openpi checkpoint's own LoRA (``family="openpi"``,
-    the default without an adapter), or a PEFT adapter folder into its base (``adapter=DIR``)."""
-    name = call_json(lib.ckb_lora_merge_profile, enc(family or ""), 1 if adapter else 0)
+def merge_lora(src, dst, *, adapter=None, profile=None, progress=True, dry_run=False, **kw):
+    """Merges LoRA as its runtime applied it, like ``ckptbridge merge-lora``: an openpi
+    checkpoint's own LoRA (``profile="openpi"``, the default without an adapter), or a PEFT
+    adapter folder into its base (``adapter=DIR``; ``profile="peft"``)."""
+    name = call_json(lib.ckb_lora_merge_profile, enc(profile or ""), 1 if adapter else 0)
     if adapter:
         kw["adapter"] = adapter
     return run_job(_make_job(src, dst, profile=name, **kw), dry_run=dry_run, progress=progress)

@@ -43,16 +43,18 @@ _INTO = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctyp
                          ctypes.c_size_t, ctypes.POINTER(ctypes.c_int64), ctypes.c_uint64)
 
 
-def load_state_dict(path, *, recipe=None, profile=None, dtype=None, adapter=None, progress=False, **profile_args):
+def load_state_dict(path, *, recipe=None, profile=None, dtype=None, adapter=None, progress=False, return_report=False,
+                    **profile_args):
     """A ``dict[str, torch.Tensor]`` of the job's target: `path` mapped through `recipe` (e.g.
     "openpi": PI0Pytorch names, LoRA merged in float64 and rounded once to float32) or a
     profile (``adapter=DIR``: a PEFT adapter merged into the base at `path`), floats cast to
     `dtype`. Every source tensor is accounted for or the call raises MappingError naming
-    them: the dict is ready for ``model.load_state_dict(sd, strict=True)``."""
+    them: the dict is ready for ``model.load_state_dict(sd, strict=True)``. With
+    return_report=True: ``(state_dict, report)``, the engine's Report (ledger, casts, notes)."""
     if adapter is not None:
         profile_args["adapter"] = adapter
         if profile is None:
-            profile = "peft"
+            profile = jobs.call_json(lib.ckb_lora_merge_profile, b"", 1)
     job = jobs._make_job(path, None, recipe=recipe, profile=profile, dtype=dtype, **profile_args)
     out, error = {}, []
 
@@ -88,14 +90,17 @@ def load_state_dict(path, *, recipe=None, profile=None, dtype=None, adapter=None
         if status != 0 and error:
             raise error[0]
         check(status)
-        lib.ckb_free(rep)
+        try:
+            return jobs.Report(jobs.json.loads(ctypes.string_at(rep.value).decode("utf-8")))
+        finally:
+            lib.ckb_free(rep)
 
     try:
-        jobs._call_cancellable(call, cancel)
+        report = jobs._call_cancellable(call, cancel)
     finally:
         sink.close()
         lib.ckb_cancel_free(cancel)
-    return out
+    return (out, report) if return_report else out
 
 
 def save_state_dict(state_dict, path, *, to=None, metadata=None, overwrite=False, dtype=None, progress=False, **options):
