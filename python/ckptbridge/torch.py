@@ -108,19 +108,22 @@ def save_state_dict(state_dict, path, *, to=None, metadata=None, overwrite=False
     safetensors (``metadata`` as its ``__metadata__``), ``.pt``, ``.npz``, msgpack, Orbax
     (``to="orbax"``), sharded safetensors (``shard_size="5GB"``). Tensors that share memory are
     written once per name (as safetensors' save_model does). Returns the Report."""
-    tree = MemoryTree()
+    arrays = {}
     for name, t in state_dict.items():
         if isinstance(t, torch.Tensor):
             t = t.detach().cpu().contiguous()
             if t.dtype == torch.bfloat16:
-                tree.add_array(name, t.view(torch.int16).numpy(), dtype="BF16")
+                arrays[name] = (t.view(torch.int16).numpy(), "BF16")
             elif _engine_dtype(t.dtype).startswith("F8"):
-                tree.add_array(name, t.view(torch.uint8).numpy(), dtype=_engine_dtype(t.dtype))
+                arrays[name] = (t.view(torch.uint8).numpy(), _engine_dtype(t.dtype))
             else:
-                tree.add_array(name, t.numpy())
+                arrays[name] = (t.numpy(), None)
         elif isinstance(t, np.ndarray):
-            tree.add_array(name, t)
+            arrays[name] = (t, None)
         else:
             raise UsageError(f"{name}: a state dict value must be a tensor, not {type(t).__name__}", path=name)
+    tree = MemoryTree()
+    for name, (a, dt) in arrays.items():  # flat: torch names keep their dots
+        tree.add_array(name, a, dtype=dt)
     job = jobs._make_job("<state_dict>", path, to=to, metadata=metadata, overwrite=overwrite, dtype=dtype, **options)
     return jobs.run_job(job, progress=progress, memory={"<state_dict>": tree})
