@@ -68,6 +68,9 @@ int ckb_tensor_read(const ckb_tree* tree, size_t index, uint64_t offset, void* o
 /* Elements start[d] <= i < stop[d] of every axis, C order, into out (exactly that many bytes). */
 int ckb_tensor_read_region(const ckb_tree* tree, size_t index, size_t ndim, const int64_t* start, const int64_t* stop,
                            void* out, uint64_t nbytes, unsigned threads);
+/* Drops what reading the tensor left in memory (decoded chunks kept for the next region read,
+ * computed data of a target); a later read decodes or computes again. */
+int ckb_tensor_release(const ckb_tree* tree, size_t index);
 void ckb_tree_free(ckb_tree* tree);
 
 /* ---- trees built by the caller (state dicts to write, abstract targets) ---- */

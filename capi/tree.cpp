@@ -215,6 +215,14 @@ int ckb_tensor_read_region(const ckb_tree* tree, size_t index, size_t ndim, cons
   });
 }
 
+int ckb_tensor_release(const ckb_tree* tree, size_t index) {
+  return guarded([&] {
+    const ckb_tree& t = tree_ref(tree);
+    const Tensor& x = *t.tensors[check_index(t, index)].second;
+    if (x.source) x.source->release();
+  });
+}
+
 void ckb_tree_free(ckb_tree* tree) { delete tree; }
 
 int ckb_tree_new(ckb_tree** out) {

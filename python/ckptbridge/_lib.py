@@ -55,6 +55,7 @@ _decl("ckb_tensor_read", ctypes.c_int, c_tree_p, ctypes.c_size_t, ctypes.c_uint6
       ctypes.c_uint)
 _decl("ckb_tensor_read_region", ctypes.c_int, c_tree_p, ctypes.c_size_t, ctypes.c_size_t, _i64p, _i64p,
       ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint)
+_decl("ckb_tensor_release", ctypes.c_int, c_tree_p, ctypes.c_size_t)
 _decl("ckb_tree_free", None, c_tree_p)
 _decl("ckb_tree_new", ctypes.c_int, ctypes.POINTER(c_tree_p))
 _decl("ckb_tree_add_tensor", ctypes.c_int, c_tree_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t, _i64p,

@@ -153,7 +153,14 @@ class Checkpoint:
             return out
         out = np.empty(shape, dtype)
         self._read(info, out)
+        if self.report is None:  # an opened checkpoint: nothing of this tensor stays cached
+            self.release(name)
         return out
+
+    def release(self, name):
+        """Drops what reading `name` left in memory (decoded zarr chunks kept for the next slice,
+        a target's computed data). Arrays already returned are unaffected."""
+        check(lib.ckb_tensor_release(self._ptr(), self._info(name).index))
 
     __getitem__ = get_tensor
 

@@ -163,7 +163,9 @@ def _build(ck, info, leaf):
         keys = jax.random.wrap_key_data(jnp.asarray(data), impl=impl)
         return jax.device_put(keys, leaf.sharding) if leaf.sharding is not None else keys
     sharding = leaf.sharding or jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    return jax.make_array_from_callback(leaf.shape, sharding, _shard_reader(ck, info, leaf))
+    arr = jax.make_array_from_callback(leaf.shape, sharding, _shard_reader(ck, info, leaf))
+    ck.release(info.name)  # decoded chunks kept between shard reads: not needed any more
+    return arr
 
 
 def restore(path, target, *, layout="auto", rng_fill="deterministic", rng_seed=0, partial=False, step=None,
