@@ -27,18 +27,19 @@ def _find():
 
 lib = ctypes.CDLL(_find())
 ABI_VERSION = 1
-if lib.ckb_abi_version() != ABI_VERSION:
-    raise ImportError(f"libckptbridge.so has ABI {lib.ckb_abi_version()}, this package needs {ABI_VERSION}")
 
 c_tree_p = ctypes.c_void_p
 c_cancel_p = ctypes.c_void_p
 PROGRESS = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64)
+INTO = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_char_p,
+                        ctypes.c_size_t, ctypes.POINTER(ctypes.c_int64), ctypes.c_uint64)
 _i64p = ctypes.POINTER(ctypes.c_int64)
 _charpp = ctypes.POINTER(ctypes.c_char_p)
 _out_str = ctypes.POINTER(ctypes.c_void_p)
 
 
 def _decl(name, restype, *argtypes):
+    """Every function is declared: an undeclared ctypes call passes ints as 32-bit C ints."""
     f = getattr(lib, name)
     f.restype = restype
     f.argtypes = list(argtypes)
@@ -67,6 +68,8 @@ _decl("ckb_cancel_request", None, c_cancel_p)
 _decl("ckb_cancel_free", None, c_cancel_p)
 _decl("ckb_run", ctypes.c_int, ctypes.c_char_p, ctypes.POINTER(c_tree_p), _charpp, ctypes.c_size_t, ctypes.c_int,
       PROGRESS, ctypes.c_void_p, c_cancel_p, _out_str)
+_decl("ckb_run_into", ctypes.c_int, ctypes.c_char_p, ctypes.POINTER(c_tree_p), _charpp, ctypes.c_size_t, INTO,
+      ctypes.c_void_p, PROGRESS, ctypes.c_void_p, c_cancel_p, _out_str)
 _decl("ckb_target", ctypes.c_int, ctypes.c_char_p, ctypes.POINTER(c_tree_p), _charpp, ctypes.c_size_t, ctypes.c_int,
       ctypes.POINTER(c_tree_p))
 _decl("ckb_diff", ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, _out_str)
@@ -74,6 +77,10 @@ _decl("ckb_formats", ctypes.c_int, _out_str)
 _decl("ckb_profiles", ctypes.c_int, _out_str)
 _decl("ckb_lora_merge_profile", ctypes.c_int, ctypes.c_char_p, ctypes.c_int, _out_str)
 _decl("ckb_convert", ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_char_p, ctypes.c_void_p)
+
+_decl("ckb_abi_version", ctypes.c_int)
+if lib.ckb_abi_version() != ABI_VERSION:
+    raise ImportError(f"libckptbridge.so has ABI {lib.ckb_abi_version()}, this package needs {ABI_VERSION}")
 
 
 def check(status):

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from . import jobs
-from ._lib import PROGRESS, check, lib
+from ._lib import INTO, PROGRESS, check, lib
 from ._memory import MemoryTree
 from .errors import UsageError
 
@@ -37,10 +37,6 @@ def _engine_dtype(t):
         if getattr(torch, v, None) == t:
             return k
     raise UsageError(f"no checkpoint dtype for {t}")
-
-
-_INTO = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_char_p,
-                         ctypes.c_size_t, ctypes.POINTER(ctypes.c_int64), ctypes.c_uint64)
 
 
 def load_state_dict(path, *, recipe=None, profile=None, dtype=None, adapter=None, progress=False, return_report=False,
@@ -69,7 +65,7 @@ def load_state_dict(path, *, recipe=None, profile=None, dtype=None, adapter=None
             error.append(e)
             return None
 
-    cb_into = _INTO(into)
+    cb_into = INTO(into)
     cancel = lib.ckb_cancel_new()
     sink = jobs._ProgressSink(progress, "load_state_dict")
 
