@@ -648,3 +648,110 @@ TEST(CApi, ErrorsAreKeptPerThread) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(CApi, ListsTakeTheirNextIndex) {
+  Tree t;
+  ASSERT_EQ(ckb_tree_new(&t.t), CKB_OK);
+  const float w[2] = {1, 2};
+  const std::int64_t s2[1] = {2};
+  ASSERT_EQ(ckb_tree_add_value(t.t, "layers", "[]"), CKB_OK) << ckb_last_error();
+  ASSERT_EQ(ckb_tree_add_tensor(t.t, "layers/0", "F32", 1, s2, w, 8), CKB_OK) << ckb_last_error();
+  ASSERT_EQ(ckb_tree_add_tensor(t.t, "layers/1", "F32", 1, s2, w, 8), CKB_OK) << ckb_last_error();
+  EXPECT_EQ(ckb_tree_add_tensor(t.t, "layers/5", "F32", 1, s2, w, 8), CKB_USAGE_ERROR);
+  EXPECT_EQ(last_error()["message"], "'layers/5': the next key under a list is 2, not '5'");
+  EXPECT_EQ(ckb_tree_add_tensor(t.t, "layers/x/w", "F32", 1, s2, w, 8), CKB_USAGE_ERROR);
+  EXPECT_EQ(last_error()["message"], "'layers/x/w': the next key under a list is 2, not 'x'");
+  ASSERT_EQ(ckb_tree_add_tensor(t.t, "layers/2/w", "F32", 1, s2, w, 8), CKB_OK) << ckb_last_error();
+  ASSERT_EQ(ckb_tree_add_value(t.t, "layers/3", "null"), CKB_OK) << ckb_last_error();
+  const json tree = t.describe()["tree"];
+  const json& layers = tree["c"][0][1];
+  EXPECT_EQ(layers["t"], "list");
+  ASSERT_EQ(layers["c"].size(), 4u);
+  for (std::size_t i = 0; i < 4; ++i) EXPECT_EQ(layers["c"][i][0], std::to_string(i));
+  EXPECT_EQ(layers["c"][2][1], json::parse(R"({"t": "dict", "c": [["w", {"t": "tensor", "i": 2}]]})"));
+  EXPECT_EQ(layers["c"][3][1], json::parse(R"({"t": "none", "v": null})"));
+}
+
+// Bytes of every tensor of a tree, by name.
+std::map<std::string, std::string> all_bytes(const ckb_tree* t, const json& d) {
+  std::map<std::string, std::string> out;
+  for (std::size_t i = 0; i < d["tensors"].size(); ++i) {
+    std::string b(d["tensors"][i]["nbytes"].get<std::size_t>(), '\0');
+    EXPECT_EQ(ckb_tensor_read(t, i, 0, b.data(), b.size(), 0), CKB_OK) << ckb_last_error();
+    out[d["tensors"][i]["name"]] = b;
+  }
+  return out;
+}
+
+TEST(CApi, InMemoryLikeOfAProfile) {
+  // flax --layout auto with --like an opened tree given by name: a raw NNX state read as the pure one
+  const std::string mx = ckb::test::fixture("maxtext_linen_nnx/");
+  Tree like, tg;
+  ASSERT_EQ(ckb_open((mx + "nnx_expected_pure").c_str(), nullptr, &like.t), CKB_OK) << ckb_last_error();
+  const json job = {{"source", mx + "nnx_expected_raw"},
+                    {"profile", "flax"},
+                    {"profile_options", {{"layout", "auto"}, {"like", "pure"}}}};
+  ckb_tree* mem[1] = {like.t};
+  const char* names[1] = {"pure"};
+  ASSERT_EQ(ckb_target(job.dump().c_str(), mem, names, 1, 0, &tg.t), CKB_OK) << ckb_last_error();
+  const json d = tg.describe(), want = like.describe();
+  ASSERT_EQ(d["tensors"].size(), 45u);
+  EXPECT_EQ(all_bytes(tg.t, d), all_bytes(like.t, want));
+  const auto& notes = d["report"]["notes"];
+  EXPECT_NE(std::find(notes.begin(), notes.end(), "NNX leaves unwrapped from `value` to match --like"), notes.end()) << notes;
+  // a name that is neither in memory nor a file
+  const json bad = {{"source", mx + "nnx_expected_raw"},
+                    {"profile", "flax"},
+                    {"profile_options", {{"layout", "auto"}, {"like", "puree"}}}};
+  Tree none;
+  EXPECT_EQ(ckb_target(bad.dump().c_str(), mem, names, 1, 0, &none.t), CKB_IO_ERROR);
+  EXPECT_EQ(last_error()["path"], "puree");
+}
+
+TEST(CApi, DiffFindsTheChangedTensor) {
+  TempDir tmp;
+  char* result = nullptr;
+  const std::string job = json({{"source", single()}}).dump();
+  ASSERT_EQ(ckb_diff(job.c_str(), single().c_str(), nullptr, &result), CKB_OK) << ckb_last_error();
+  json r = take_json(result);
+  EXPECT_EQ(r["within_tolerance"], true);
+  EXPECT_EQ(r["leaves"].size(), 16u);
+  // one byte of "big" changed in a copy
+  std::string f = ckb::test::read_file(single());
+  std::uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = n << 8 | static_cast<unsigned char>(f[static_cast<std::size_t>(i)]);
+  const json h = json::parse(f.substr(8, n));
+  f[8 + n + h["big"]["data_offsets"][0].get<std::size_t>() + 401] ^= 0x10;
+  ckb::test::write_file(tmp / "b.safetensors", f);
+  ASSERT_EQ(ckb_diff(job.c_str(), (tmp / "b.safetensors").c_str(), "{\"ulp\": 0}", &result), CKB_OK) << ckb_last_error();
+  r = take_json(result);
+  EXPECT_EQ(r["within_tolerance"], false);
+  for (const auto& [name, leaf] : r["leaves"].items()) EXPECT_EQ(leaf["status"] == "equal", name != "big") << name << leaf;
+  EXPECT_EQ(ckb_diff(job.c_str(), single().c_str(), "{\"ulps\": 1}", &result), CKB_USAGE_ERROR);
+  EXPECT_EQ(last_error()["message"], "diff: unknown option 'ulps' (ulp, abs, rel, ignore_dtype, threads, b_step)");
+}
+
+TEST(CApi, FormatAndProfileTables) {
+  char* s = nullptr;
+  ASSERT_EQ(ckb_formats(&s), CKB_OK);
+  const json f = take_json(s);
+  auto st = std::find_if(f.begin(), f.end(), [](const json& x) { return x["name"] == "safetensors"; });
+  ASSERT_NE(st, f.end());
+  EXPECT_EQ((*st)["writes"], true);
+  EXPECT_EQ((*st)["caps"]["string_metadata"], true);
+  ASSERT_EQ(ckb_profiles(&s), CKB_OK);
+  const json p = take_json(s);
+  auto flax = std::find_if(p.begin(), p.end(), [](const json& x) { return x["name"] == "flax"; });
+  ASSERT_NE(flax, p.end());
+  bool layout = false;
+  for (const auto& o : (*flax)["options"])
+    if (o["name"] == "layout") {
+      layout = true;
+      EXPECT_EQ(o["choices"], json({"nnx", "linen", "auto"}));
+    }
+  EXPECT_TRUE(layout);
+}
+
+}  // namespace
