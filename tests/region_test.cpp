@@ -338,6 +338,35 @@ TEST(Region, ChunkedZarrArraysMatchTheFullRead) {
   }
 }
 
+// A region decodes only the chunks it touches: with one chunk file of an array removed (an
+// error in an Orbax item that stores chunks equal to the fill value too), regions beside it,
+// up to its first row, read; one that covers a row of it fails naming the chunk.
+TEST(Region, TouchesOnlyTheChunksItCovers) {
+  test::TempDir tmp;
+  const std::string src = test::fixture("safetensors_single/model.safetensors");
+  // "big" F32 [256, 384] in chunks of 37 rows (64 KiB / 1536 bytes a row): files 0.0 .. 6.0
+  auto r = test::run_cli("convert " + src + " " + tmp / "o" + " --to orbax --no-ocdbt --chunk-size 64KiB -q");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_EQ(test::load_json(tmp / "o/big/.zarray")["chunks"], nlohmann::json({37, 384}));
+  ASSERT_EQ(std::remove((tmp / "o/big/3.0").c_str()), 0);  // rows [111, 148)
+  const Checkpoint ref = read_checkpoint(src);
+  const Bytes full = find_path(ref.root, "big")->tensor().read_all();
+  const Shape shape{256, 384};
+  const Checkpoint ck = read_checkpoint(tmp / "o");
+  const Tensor& t = find_path(ck.root, "big")->tensor();
+  for (const auto& [s, e] : std::vector<std::pair<Shape, Shape>>{
+           {{0, 0}, {111, 384}}, {{148, 5}, {256, 300}}, {{36, 0}, {38, 1}}, {{110, 383}, {111, 384}}, {{148, 0}, {149, 384}}}) {
+    SCOPED_TRACE(box_str(s, e));
+    std::vector<std::byte> got;
+    EXPECT_NO_THROW(got = region(t, s, e, 2));
+    EXPECT_TRUE(got == cut(full.span(), 4, shape, s, e));
+  }
+  for (const auto& [s, e] : std::vector<std::pair<Shape, Shape>>{{{110, 0}, {112, 384}}, {{147, 10}, {149, 12}}}) {
+    const std::string msg = test::error_of([&, s = s, e = e] { region(t, s, e); });
+    EXPECT_NE(msg.find("array 'big': chunk 'big/3.0' is missing"), std::string::npos) << box_str(s, e) << ": " << msg;
+  }
+}
+
 TEST(ReadParallel, LargeRangesSplitOverWorkersEqualAPlainRead) {
   const std::uint64_t offset = 12345, n = (40ull << 20) + 7;  // 40 MiB and an odd tail
   auto par = std::make_shared<IotaSource>(8, true);
