@@ -755,3 +755,40 @@ TEST(CApi, FormatAndProfileTables) {
 }
 
 }  // namespace
+
+namespace {
+
+// A computed (cast) tensor read whole with several threads: read_parallel splits the range,
+// and every split must fall on an element (a cast source converts whole elements only).
+// 3 * 2^22 + 1 F32 elements -> BF16 is 24 MiB + 2 bytes: three parts of 8 MiB + 1 byte if
+// split evenly.
+TEST(CApi, ThreadedReadsOfACastTensorSplitOnElements) {
+  const std::size_t n = 3 * (std::size_t{1} << 22) + 1;
+  std::vector<std::uint32_t> f32(n);
+  std::vector<std::uint16_t> want(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    // finite bf16 patterns with both signs; their f32 has zero low bits, so the cast is exact
+    want[i] = static_cast<std::uint16_t>((i % 0x7F00) | (i % 3 == 0 ? 0x8000 : 0));
+    f32[i] = static_cast<std::uint32_t>(want[i]) << 16;
+  }
+  Tree t, tg;
+  ASSERT_EQ(ckb_tree_new(&t.t), CKB_OK);
+  const std::int64_t shape[1] = {static_cast<std::int64_t>(n)};
+  ASSERT_EQ(ckb_tree_add_tensor(t.t, "w", "F32", 1, shape, f32.data(), n * 4), CKB_OK) << ckb_last_error();
+  ckb_tree* mem[1] = {t.t};
+  const char* names[1] = {"m"};
+  ASSERT_EQ(ckb_target(R"({"source": "m", "dtype": "BF16"})", mem, names, 1, 0, &tg.t), CKB_OK) << ckb_last_error();
+  EXPECT_EQ(tg.describe()["tensors"][0]["dtype"], "BF16");
+  for (unsigned threads : {1u, 4u}) {
+    std::vector<std::uint16_t> got(n, 0xFFFF);
+    ASSERT_EQ(ckb_tensor_read(tg.t, 0, 0, got.data(), n * 2, threads), CKB_OK) << threads << " " << ckb_last_error();
+    EXPECT_TRUE(got == want) << threads;
+    std::fill(got.begin(), got.end(), 0xFFFF);
+    const std::int64_t start[1] = {0};
+    ASSERT_EQ(ckb_tensor_read_region(tg.t, 0, 1, start, shape, got.data(), n * 2, threads), CKB_OK)
+        << threads << " " << ckb_last_error();
+    EXPECT_TRUE(got == want) << threads;
+  }
+}
+
+}  // namespace

@@ -368,7 +368,7 @@ TEST(Region, TouchesOnlyTheChunksItCovers) {
 }
 
 TEST(ReadParallel, LargeRangesSplitOverWorkersEqualAPlainRead) {
-  const std::uint64_t offset = 12345, n = (40ull << 20) + 7;  // 40 MiB and an odd tail
+  const std::uint64_t offset = 12344, n = (40ull << 20) + 8;  // 40 MiB and a tail: 5 MiB + 1 elements of 8 bytes
   auto par = std::make_shared<IotaSource>(8, true);
   std::vector<std::byte> got(n), want(n);
   read_parallel(*par, offset, got, 4);
@@ -380,6 +380,7 @@ TEST(ReadParallel, LargeRangesSplitOverWorkersEqualAPlainRead) {
   std::uint64_t at = offset;
   for (const auto& [off, len] : reads) {
     EXPECT_EQ(off, at);
+    EXPECT_EQ((off - offset) % 8, 0u) << "a split inside an element";
     at = off + len;
   }
   EXPECT_EQ(at, offset + n);
