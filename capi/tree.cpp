@@ -248,7 +248,11 @@ int ckb_tree_add_tensor(ckb_tree* tree, const char* path, const char* dtype, siz
     const auto dt = dtype_from_name(dtype);
     if (!dt) throw UsageError(std::string(path) + ": unknown dtype '" + dtype + "'");
     TensorInfo info{*dt, Shape(shape, shape + ndim)};
-    checked_numel(info.shape, path);
+    try {
+      checked_numel(info.shape, path);
+    } catch (const FormatError& e) {
+      throw UsageError(e.what());  // the caller's shape, not a file's bytes
+    }
     SourcePtr src;
     if (data) {
       if (nbytes != info.nbytes())

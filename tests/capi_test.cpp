@@ -336,6 +336,13 @@ TEST(CApi, TreeBuiltInMemoryIsWrittenWithItsExactBytes) {
   EXPECT_EQ(last_error()["message"], "bad: unknown dtype 'F33'");
   EXPECT_EQ(ckb_tree_add_tensor(t.t, "step", "I64", 0, nullptr, &step, 8), CKB_USAGE_ERROR);
   EXPECT_EQ(last_error()["message"], "'step' is already in the tree");
+  const std::int64_t negative[2] = {2, -3}, huge[2] = {std::int64_t{1} << 40, std::int64_t{1} << 40};
+  EXPECT_EQ(ckb_tree_add_tensor(t.t, "bad", "F32", 2, negative, nullptr, 0), CKB_USAGE_ERROR);
+  EXPECT_EQ(last_error()["message"], "bad: negative dimension in shape [2, -3]");
+  EXPECT_EQ(ckb_tree_add_tensor(t.t, "bad", "F32", 2, huge, nullptr, 0), CKB_USAGE_ERROR);
+  EXPECT_EQ(last_error()["message"], "bad: shape [1099511627776, 1099511627776] overflows 64-bit element count");
+  EXPECT_EQ(ckb_tree_add_tensor(t.t, "a//b", "F32", 2, s23, w, 24), CKB_USAGE_ERROR);
+  EXPECT_EQ(last_error()["message"], "'a//b': empty path component");
 
   // the tree reads back its borrowed bytes
   const json d = t.describe();
