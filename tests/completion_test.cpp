@@ -67,7 +67,7 @@ TEST_F(Completion, BashCompletesCommandsOptionsAndValues) {
   EXPECT_EQ(complete("ckptbridge merge-lora x --to fl"), "flax\n");
   EXPECT_EQ(complete("ckptbridge completion ''"), "bash\nzsh\n");
   // A value list from the option's own check (adapt's target layout, Orbax's zarr version).
-  EXPECT_EQ(complete("ckptbridge adapt x --layout ''"), "nnx\nlinen\n");
+  EXPECT_EQ(complete("ckptbridge adapt x --layout ''"), "nnx\nlinen\nauto\n");
   EXPECT_EQ(complete("ckptbridge convert x --zarr-version ''"), "2\n3\n");
   // Nothing proposed for a path: bash falls back to file names (-o default).
   EXPECT_EQ(complete("ckptbridge convert in"), "\n");
