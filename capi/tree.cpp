@@ -91,12 +91,21 @@ std::size_t check_index(const ckb_tree& t, std::size_t i) {
   return i;
 }
 
+// A new key under a list or tuple is its index (core/tree.h): the next one.
+void check_new_key(const Node& parent, const std::string& key, const std::string& path) {
+  if (parent.container().kind != ContainerKind::Dict && key != std::to_string(parent.size()))
+    throw UsageError("'" + path + "': the next key under a list is " + std::to_string(parent.size()) + ", not '" + key + "'");
+}
+
 // The container at `parts[0..n-1]`, created as dicts where absent.
 Node& container_at(Node& root, const std::vector<std::string>& parts, std::size_t n, const std::string& path) {
   Node* cur = &root;
   for (std::size_t k = 0; k < n; ++k) {
     Node* next = cur->find(parts[k]);
-    if (!next) next = &cur->add(parts[k], Node::dict());
+    if (!next) {
+      check_new_key(*cur, parts[k], path);
+      next = &cur->add(parts[k], Node::dict());
+    }
     if (!next->is_container()) throw UsageError(path + ": '" + parts[k] + "' is already a leaf");
     cur = next;
   }
@@ -113,6 +122,7 @@ void add_leaf(ckb_tree& t, const std::string& path, Node leaf) {
     if (p.empty()) throw UsageError("'" + path + "': empty path component");
   Node& parent = container_at(t.owned->root, parts, parts.size() - 1, path);
   if (parent.find(parts.back())) throw UsageError("'" + path + "' is already in the tree");
+  check_new_key(parent, parts.back(), path);
   parent.add(parts.back(), std::move(leaf));
   t.root = &t.owned->root;
   t.dirty = true;
@@ -246,7 +256,11 @@ int ckb_tree_add_tensor(ckb_tree* tree, const char* path, const char* dtype, siz
     const auto dt = dtype_from_name(dtype);
     if (!dt) throw UsageError(std::string(path) + ": unknown dtype '" + dtype + "'");
     TensorInfo info{*dt, Shape(shape, shape + ndim)};
-    checked_numel(info.shape, path);
+    try {
+      checked_numel(info.shape, path);
+    } catch (const FormatError& e) {
+      throw UsageError(e.what());  // the caller's shape, not a file's bytes
+    }
     SourcePtr src;
     if (data) {
       if (nbytes != info.nbytes())

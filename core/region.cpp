@@ -26,7 +26,9 @@ void read_parallel(const TensorSource& src, std::uint64_t offset, std::span<std:
     return;
   }
   const std::uint64_t parts = std::min<std::uint64_t>(w * 4, n / kSplitBytes);
-  const std::uint64_t step = (n + parts - 1) / parts;
+  // Split points on 4 KiB boundaries, so on whole elements of any dtype (a cast source
+  // converts whole elements only; `offset` is the caller's, element-aligned).
+  const std::uint64_t step = ((n + parts - 1) / parts + 4095) & ~std::uint64_t{4095};
   parallel_for(parts, w, [&](std::size_t i) {
     const std::uint64_t a = i * step, b = std::min(n, a + step);
     if (a < b) src.read(offset + a, out.subspan(a, b - a));
