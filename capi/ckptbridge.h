@@ -63,7 +63,7 @@ int ckb_open(const char* path, const char* options_json, ckb_tree** out);
 int ckb_tree_describe(const ckb_tree* tree, char** json_out);
 /* The tensor's bytes when they lie contiguously in memory (a mapped file), else *ptr = NULL. */
 int ckb_tensor_pointer(const ckb_tree* tree, size_t index, const void** ptr);
-/* Bytes [offset, offset + nbytes) of the tensor's C-order little-endian serialisation. */
+/* Bytes [offset, offset + nbytes) of the tensor's C-order little-endian serialisation (any range). */
 int ckb_tensor_read(const ckb_tree* tree, size_t index, uint64_t offset, void* out, uint64_t nbytes, unsigned threads);
 /* Elements start[d] <= i < stop[d] of every axis, C order, into out (exactly that many bytes). */
 int ckb_tensor_read_region(const ckb_tree* tree, size_t index, size_t ndim, const int64_t* start, const int64_t* stop,
@@ -82,6 +82,7 @@ int ckb_tree_add_tensor(ckb_tree* tree, const char* path, const char* dtype, siz
                         const void* data, uint64_t nbytes);
 /* A non-tensor leaf from JSON: null, true/false, an integer, a float, a string. */
 int ckb_tree_add_value(ckb_tree* tree, const char* path, const char* json_value);
+/* Shown by ckb_tree_describe; an output's metadata comes from the job's "output.metadata". */
 int ckb_tree_set_metadata(ckb_tree* tree, const char* key, const char* value);
 
 /* ---- jobs ---- */

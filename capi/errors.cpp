@@ -52,7 +52,10 @@ char* dup_string(const std::string& s) {
 
 const ckb_tree& tree_ref(const ckb_tree* t) {
   if (!t) throw UsageError("a null ckb_tree handle");
-  if (t->dirty) t->index();
+  if (t->dirty.load(std::memory_order_acquire)) {
+    std::lock_guard<std::mutex> lock(t->index_mu);
+    if (t->dirty.load(std::memory_order_relaxed)) t->index();
+  }
   return *t;
 }
 

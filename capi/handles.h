@@ -2,7 +2,9 @@
 // that turns C++ exceptions into a status plus the thread's last-error JSON.
 #pragma once
 
+#include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -18,9 +20,10 @@ struct ckb_tree {
   std::string format, path;
   std::map<std::string, std::string> metadata, layout_options;
   nlohmann::ordered_json report;  // targets: the job's report
-  // The tensors in tree order, rebuilt when the caller added leaves (`dirty`).
+  // The tensors in tree order, rebuilt (under `index_mu`) when the caller added leaves.
   mutable std::vector<std::pair<std::string, const ckb::Tensor*>> tensors;
-  mutable bool dirty = false;
+  mutable std::atomic<bool> dirty{false};
+  mutable std::mutex index_mu;
   void index() const;
 };
 

@@ -1,5 +1,6 @@
 // Trees through the C ABI: opening, describing, reading tensors (whole, ranges, regions) and
 // building trees in the caller's memory (capi/ckptbridge.h).
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -132,7 +133,7 @@ void add_leaf(ckb_tree& t, const std::string& path, Node leaf) {
 
 void ckb_tree::index() const {
   tensors = root ? tensor_list(*root) : decltype(tensors){};
-  dirty = false;
+  dirty.store(false, std::memory_order_release);
 }
 
 extern "C" {
@@ -210,7 +211,16 @@ int ckb_tensor_read(const ckb_tree* tree, size_t index, uint64_t offset, void* o
                        ") lie outside its " + std::to_string(total) + " bytes");
     if (!nbytes) return;
     if (!out) throw UsageError("ckb_tensor_read: null buffer");
-    read_parallel(*x->source, offset, {static_cast<std::byte*>(out), nbytes}, threads);
+    // Sources may read whole elements only (a cast): widen a ragged range to whole elements.
+    const std::uint64_t elem = std::max<std::uint64_t>(1, dtype_bits(x->info.dtype) / 8);
+    const std::uint64_t a = offset / elem * elem, b = std::min(total, (offset + nbytes + elem - 1) / elem * elem);
+    if (a == offset && b == offset + nbytes) {
+      read_parallel(*x->source, offset, {static_cast<std::byte*>(out), nbytes}, threads);
+    } else {
+      Bytes tmp(b - a);
+      read_parallel(*x->source, a, tmp.span(), threads);
+      std::memcpy(out, tmp.data() + (offset - a), nbytes);
+    }
   });
 }
 

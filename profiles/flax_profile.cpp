@@ -56,7 +56,12 @@ class FlaxProfile final : public Profile {
       const bool flax_pair = (want.is_linen() || want.is_nnx()) && (have.is_linen() || have.is_nnx());
       if (!flax_pair || want.is_linen() == have.is_linen()) {
         // Already in the wanted layout (or not a Linen/NNX pair): the identity recipe,
-        // checked leaf by leaf against --like.
+        // checked leaf by leaf against --like. Options that shape an adaptation have nothing
+        // to act on (RNG fills need no options: nothing is missing that --like does not show).
+        for (const char* k : {"pure", "raw", "layers", "weights-only", "keep-rng"})
+          if (has(k))
+            throw UsageError("--" + std::string(k) + " shapes a Linen <-> NNX adaptation; the source is already in --like's layout (" +
+                             have.name() + "), so its leaves are matched as they are");
         p.source = source;
         if (flax_pair && want.is_nnx() && want.value_wrappers != have.value_wrappers) {
           // raw nnx.State (`.../value`) <-> pure dict: the same leaves, one level more or less
