@@ -142,5 +142,19 @@ TEST(LinenNnxAuto, WithoutLikeIsAUsageError) {
   EXPECT_FALSE(path_exists(tmp / "out"));
 }
 
+// With nothing to adapt, an option that shapes an adaptation (--raw with a pure --like) is a
+// contradiction, not something to ignore.
+TEST(LinenNnxAuto, AdaptationOptionsWithoutAnAdaptationAreUsageErrors) {
+  TempDir tmp;
+  for (const char* opt : {"--raw", "--weights-only", "--layers unscan"}) {
+    auto r = run_cli("adapt " + mx("nnx_expected_raw") + " " + tmp / "out" + " --layout auto --like " +
+                     mx("nnx_expected_pure") + " " + opt);
+    EXPECT_EQ(r.exit_code, 1) << opt;
+    EXPECT_NE(r.err.find("shapes a Linen <-> NNX adaptation; the source is already in --like's layout"), std::string::npos)
+        << opt << ": " << r.err;
+    EXPECT_FALSE(path_exists(tmp / "out"));
+  }
+}
+
 }  // namespace
 }  // namespace ckb
