@@ -8,7 +8,8 @@
 #   read      read every tensor: ckptbridge.open vs Orbax restore to NumPy, cold, interleaved, x2
 #   threads   diagnostic: the same ckptbridge.open reads spread over 8 Python threads, cold
 #   jax       ckptbridge.jax.restore vs Orbax restore into one abstract state on jax.devices()[0], cold, x2
-#   torch     ckptbridge.torch.load_state_dict(recipe="openpi") vs bench/pi0/python_baseline.py (no save), cold
+#   jaxdiag   diagnostic: ckptbridge.open reads on 8 threads + jax.device_put vs ckptbridge.jax.restore, cold
+#   torch     ckptbridge.torch.load_state_dict(recipe="openpi") vs bench/pi0/python_baseline.py (no save), cold, interleaved, x2
 # Timed rows are bench/pi0/timed.py's `LABEL_rN cold: wall_s=.. peak_rss_gib=..` (the whole child
 # process); each script also prints its in-process time. bench/python/summarize.py LOG prints the ratios.
 #   bash bench/python/device_run.sh env verify make read threads jax torch 2>&1 | tee log
@@ -49,9 +50,15 @@ for phase in "$@"; do
       $T orbax_jax_restore_r$rep --cold -- python3 "$HERE/jax_restore.py" orbax "$ITEM"
     done
     ;;
+  jaxdiag)
+    $T ckb_jax_restore_r3 --cold -- python3 "$HERE/jax_restore.py" ckb "$ITEM"
+    $T ckb_parallel_diag_jax_r1 --cold -- python3 "$HERE/jax_restore.py" ckb_parallel_diag "$ITEM"
+    ;;
   torch)
-    $T ckb_load_state_dict_openpi_r1 --cold -- python3 "$HERE/torch_sd.py" "$CK"
-    $T python_baseline_state_dict_r1 --cold -- python3 "$ROOT/bench/pi0/python_baseline.py" "$ITEM" -
+    for rep in 1 2; do
+      $T ckb_load_state_dict_openpi_r$rep --cold -- python3 "$HERE/torch_sd.py" "$CK"
+      $T python_baseline_state_dict_r$rep --cold -- python3 "$ROOT/bench/pi0/python_baseline.py" "$ITEM" -
+    done
     ;;
   *) echo "unknown phase $phase" >&2; exit 2 ;;
   esac

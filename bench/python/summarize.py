@@ -45,8 +45,9 @@ def main():
         for i, (x, y) in enumerate(zip(a, b), 1):
             print(f"  rep {i}: wall {x[0]:.2f} s (ours) vs {y[0]:.2f} s -> time ratio other/ours {y[0] / x[0]:.2f}; "
                   f"peak RSS {x[1]:.2f} vs {y[1]:.2f} GiB -> other/ours {y[1] / max(x[1], 1e-9):.2f} (rc {x[2]}/{y[2]})")
-        if not a or not b:
-            print(f"  missing timed runs: {ours} {len(a)}, {other} {len(b)}")
+        for label, rows in ((ours, a), (other, b)):
+            for i, x in enumerate(rows[min(len(a), len(b)):], min(len(a), len(b)) + 1):
+                print(f"  unpaired {label} #{i}: wall {x[0]:.2f} s, peak RSS {x[1]:.2f} GiB (rc {x[2]})")
         c, d = inproc.get(ip_ours, []), inproc.get(ip_other, [])
         other_key = "load_s" if ip_other[0] == "baseline" else key
         for i, (x, y) in enumerate(zip(c, d), 1):
@@ -58,11 +59,15 @@ def main():
             for f in ("checksum", "fingerprint"):
                 if f in x and f in y:
                     print(f"  rep {i}: {f} {'equal' if x[f] == y[f] else 'DIFFERENT'} ({x[f]} / {y[f]})")
-    extra = timed.get("ckb_open_read_all_8threads", [])
-    for i, x in enumerate(extra, 1):
-        print(f"== diagnostic: ckptbridge.open get_tensor over 8 Python threads, rep {i}: wall {x[0]:.2f} s, "
-              f"peak RSS {x[1]:.2f} GiB")
-
+    paired = {p[1] for p in PAIRS} | {p[2] for p in PAIRS}
+    for label, rows in timed.items():  # diagnostics and unpaired runs
+        if label not in paired:
+            for i, x in enumerate(rows, 1):
+                print(f"== other timed run {label} #{i}: wall {x[0]:.2f} s, peak RSS {x[1]:.2f} GiB (rc {x[2]})")
+    for (kind, mode), rows in inproc.items():
+        if mode not in ("ckb", "orbax", ""):
+            for x in rows:
+                print(f"== in process {kind} {mode}: " + " ".join(f"{k}={v}" for k, v in x.items()))
 
 if __name__ == "__main__":
     main()

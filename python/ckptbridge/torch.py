@@ -41,6 +41,12 @@ def _engine_dtype(t):
 
 _INTO = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_char_p,
                          ctypes.c_size_t, ctypes.POINTER(ctypes.c_int64), ctypes.c_uint64)
+# Declared, not left to ctypes' defaults: an undeclared call passes Python ints as 32-bit C ints,
+# which truncated the cancel token's pointer (a spurious Cancelled, or a crash, on the GPU host).
+lib.ckb_run_into.restype = ctypes.c_int
+lib.ckb_run_into.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_char_p),
+                             ctypes.c_size_t, _INTO, ctypes.c_void_p, PROGRESS, ctypes.c_void_p, ctypes.c_void_p,
+                             ctypes.POINTER(ctypes.c_void_p)]
 
 
 def load_state_dict(path, *, recipe=None, profile=None, dtype=None, adapter=None, progress=False, **profile_args):
