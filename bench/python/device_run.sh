@@ -6,6 +6,7 @@
 #   verify    tools/verify_torch_state_dict.py on the bundled fixtures ("Must show" (b))
 #   make      the pi0-sized Orbax checkpoint (bench/pi0/make_pi0_sized.py) under W (once)
 #   read      read every tensor: ckptbridge.open vs Orbax restore to NumPy, cold, interleaved, x2
+#   items     read every tensor: ckptbridge.open(...).items() (read-ahead) vs Orbax to NumPy, cold, interleaved, x2
 #   threads   diagnostic: the same ckptbridge.open reads spread over 8 Python threads, cold
 #   jax       ckptbridge.jax.restore vs Orbax restore into one abstract state on jax.devices()[0], cold, x2
 #   jaxdiag   diagnostic: ckptbridge.open reads on 8 threads + jax.device_put vs ckptbridge.jax.restore, cold
@@ -39,6 +40,12 @@ for phase in "$@"; do
     for rep in 1 2; do
       $T ckb_open_read_all_r$rep --cold -- python3 "$HERE/read_all.py" ckb "$ITEM"
       $T orbax_restore_numpy_r$rep --cold -- python3 "$HERE/read_all.py" orbax "$ITEM"
+    done
+    ;;
+  items)
+    for rep in 1 2; do
+      $T ckb_open_items_r$rep --cold -- python3 "$HERE/read_all.py" ckb_items "$ITEM"
+      $T orbax_restore_numpy_items_r$rep --cold -- python3 "$HERE/read_all.py" orbax "$ITEM"
     done
     ;;
   threads)

@@ -3,13 +3,15 @@
 sum of the bytes, the same on both sides), one of two ways:
   ckb    ckptbridge.open(ITEM): get_tensor(name, copy=False) one tensor at a time, each array
          dropped after its checksum (memory: the reader's window plus one array);
+  ckb_items  ckptbridge.open(ITEM).items(): the package's read-ahead (arrays decoded on all
+         cores while the bytes read ahead stay within 1 GiB; a larger array is read alone);
   ckb_threads  (a diagnostic) the same get_tensor + checksum, tensors spread over N Python
          threads (ctypes and NumPy's sums release the GIL; memory: up to N arrays at once);
   orbax  ocp.PyTreeCheckpointer().restore(ITEM) with ArrayRestoreArgs(restore_type=np.ndarray)
          per leaf (stored dtypes), then the same checksum over the restored tree.
 Prints `read_all MODE: tensors=.. bytes=.. read_s=.. checksum_s=.. total_s=.. checksum=0x..
 peak_rss_gib=..` (read_s = total_s - checksum_s: the time to have every array in NumPy).
-    read_all.py {ckb|ckb_threads[:N]|orbax} ITEM_DIR"""
+    read_all.py {ckb|ckb_items|ckb_threads[:N]|orbax} ITEM_DIR"""
 import resource
 import sys
 import time
@@ -33,6 +35,16 @@ def main():
         with ckptbridge.open(path) as ck:
             for name in ck.keys():
                 a = ck.get_tensor(name, copy=False, raw=ck.info(name).numpy_dtype is None)  # raw: no ml_dtypes
+                c0 = time.perf_counter()
+                total = (total + checksum(a)) % 2**64
+                cs_s += time.perf_counter() - c0
+                nbytes += a.nbytes
+                count += 1
+                del a
+    elif mode == "ckb_items":
+        import ckptbridge
+        with ckptbridge.open(path) as ck:
+            for name, a in ck.items():
                 c0 = time.perf_counter()
                 total = (total + checksum(a)) % 2**64
                 cs_s += time.perf_counter() - c0
