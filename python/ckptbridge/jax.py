@@ -188,6 +188,7 @@ def restore(path, target, *, layout="auto", rng_fill="deterministic", rng_seed=0
     values = {}
     for n, v in _leaf_values(ck.tree):
         values[n] = v
+    problems = list(report.get("problems", []))
     missing, mismatched, used, out, builds = [], [], set(), [], []
     for leaf in leaves:
         if leaf.kind == "structure":
@@ -223,7 +224,6 @@ def restore(path, target, *, layout="auto", rng_fill="deterministic", rng_seed=0
         for (pos, _, _), arr in zip(builds, made):
             out[pos] = arr
     unused = [n for n in planned if n not in used]
-    problems = list(report.get("problems", []))
     if not partial and (missing or mismatched or unused or problems):
         lines = problems + [f"target leaf with no source: {n}" for n in missing] + \
             [f"dtype/shape mismatch: {m}" for m in mismatched] + [f"source tensor not used: {n}" for n in unused]
