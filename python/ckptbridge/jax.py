@@ -23,8 +23,8 @@ does: ``rng_fill="deterministic"`` = key(seed) / split(key(seed), n) and zero co
 Otherwise leaves are matched by path. layout="nnx"/"linen" forces the direction, None
 matches by path only. ``recipe=`` / ``profile=`` map the checkpoint through any recipe.
 
-Arrays are read on `workers` threads (default: the CPU count) while the host bytes in flight
-stay within `window` (default 1 GiB; an array larger than that is read alone).
+Arrays are read on `workers` threads (default: the CPU count), largest first, while the host
+bytes in flight stay within `window` (default 1 GiB) plus the largest array in flight.
 
 Strict by default: a target leaf with no source, a source tensor left unused, or a dtype or
 shape mismatch raises MappingError with every path named (``.problems``). partial=True
@@ -219,6 +219,7 @@ def restore(path, target, *, layout="auto", rng_fill="deterministic", rng_seed=0
         builds.append((len(out), info, leaf))
         out.append(None)
     if not (not partial and (missing or mismatched or problems)):  # arrays read in parallel, window-bounded
+        builds.sort(key=lambda b: -b[1].nbytes)  # the largest arrays (the longest reads) first
         made = bounded_map(lambda b: _build(ck, b[1], b[2]), builds, [b[1].nbytes for b in builds],
                            workers=workers, window=window)
         for (pos, _, _), arr in zip(builds, made):
