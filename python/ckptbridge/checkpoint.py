@@ -167,7 +167,7 @@ class Checkpoint:
     def items(self, names=None, *, workers=None, window=1 << 30, **kw):
         """Yields ``(name, array)`` for `names` (default: every tensor) in order, reading ahead
         on `workers` threads (default: the CPU count) while the bytes read ahead stay within
-        `window` (a larger tensor is read alone): arrays from compressed or chunked formats
+        `window` plus the largest tensor among them: arrays from compressed or chunked formats
         decode in parallel, as a loop over get_tensor cannot. Keyword arguments go to get_tensor."""
         from ._parallel import bounded_map
         names = list(self.keys() if names is None else names)
