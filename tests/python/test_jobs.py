@@ -220,6 +220,12 @@ def test_io_error_is_an_oserror_naming_the_path(tmp):
     assert e.value.path == str(missing) and str(e.value) == f"{missing}: no such file or directory"
     with pytest.raises(OSError):
         ckptbridge.convert(missing, tmp / "o.pt", progress=False)
+    # writing: a parent that is a file
+    (tmp / "afile").write_bytes(b"x")
+    with pytest.raises(ckptbridge.IOError) as e:
+        ckptbridge.convert(F / "safetensors_single/model.safetensors", tmp / "afile/o.pt", progress=False)
+    assert e.value.path == str(tmp / "afile") and "Not a directory" in str(e.value)
+    assert (tmp / "afile").read_bytes() == b"x"
 
 
 def test_mapping_error_lists_every_unmapped_tensor(tmp):

@@ -366,6 +366,19 @@ def test_copied_reads_are_not_in_any_mapping():
             assert not _inside(a, _mappings_of(FIXTURES / path))
 
 
+def test_reads_from_many_threads_equal_serial_reads():
+    # A tree is read from any thread (capi/ckptbridge.h); ctypes releases the GIL around reads.
+    from concurrent.futures import ThreadPoolExecutor
+    with ckptbridge.open(FIXTURES / "orbax_ocdbt_zarr3/ckpt") as ck:
+        names = ck.keys() * 8
+        serial = [sha256_of(ck.get_tensor(n, raw=True)) for n in names]
+        with ThreadPoolExecutor(8) as pool:
+            parallel = list(pool.map(lambda n: sha256_of(ck.get_tensor(n, raw=True)), names))
+            sliced = list(pool.map(lambda n: ck.get_slice(n).read((), raw=True).tobytes(), names))
+        assert parallel == serial
+        assert [sha256_of(np.frombuffer(b, np.uint8)) for b in sliced] == serial
+
+
 def test_read_into_fills_a_caller_buffer():
     with ckptbridge.open(FIXTURES / "orbax_sharded_zarr2/ckpt") as ck:
         out = np.empty(ck.info("big").shape, np.float32)
