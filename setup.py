@@ -13,7 +13,7 @@ import re
 import shutil
 import subprocess
 
-from setuptools import setup
+from setuptools import Distribution, setup
 from setuptools.command.build_py import build_py
 from wheel.bdist_wheel import bdist_wheel
 
@@ -62,6 +62,13 @@ class BuildPyWithLibrary(build_py):
         return super().get_outputs(include_bytecode) + [os.path.join(self.build_lib, "ckptbridge", LIBRARY)]
 
 
+class NativeDistribution(Distribution):
+    """Carries a native library: installed into platlib, wheel root not pure."""
+
+    def has_ext_modules(self):
+        return True
+
+
 class PlatformWheel(bdist_wheel):
     """A platform wheel (it carries a native library) for any Python 3: py3-none-<platform>."""
 
@@ -78,6 +85,7 @@ setup(
     version=version(),
     packages=["ckptbridge"],
     package_dir={"": "python"},
+    distclass=NativeDistribution,
     cmdclass={"build_py": BuildPyWithLibrary, "bdist_wheel": PlatformWheel},
     # setuptools' own build tree also under build/python-wheel, not beside CMake's build/ files
     options={"build": {"build_base": os.path.join(CMAKE_BUILD, "setuptools")}},
