@@ -244,7 +244,8 @@ def test_mapping_error_lists_every_unmapped_tensor(tmp):
     # A format that cannot hold a leaf: safetensors and Orbax's non-tensor leaves.
     with pytest.raises(ckptbridge.MappingError) as e:
         ckptbridge.convert(F / "orbax_ocdbt_zarr3/ckpt", tmp / "o.safetensors", progress=False)
-    assert "run_name" in str(e.value) or any("run_name" in p for p in e.value.problems)
+    assert e.value.path == str(tmp / "o.safetensors")
+    assert "run_name (string)" in str(e.value) and "step (int)" in str(e.value)
 
 
 def test_usage_errors_are_value_errors(tmp):
