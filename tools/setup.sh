@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs everything ckptbridge needs to build and test on Debian 12 (bookworm), then
-# builds the release binary into build/. Safe to re-run.
+# Installs everything ckptbridge needs to build and test on Debian 12 (bookworm), builds the
+# release binary into build/, and installs the Python package `ckptbridge` for Debian's
+# /usr/bin/python3. Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""
@@ -12,10 +13,26 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   libzstd-dev zlib1g-dev libssl-dev libblosc-dev libopenblas-dev libbz2-dev liblz4-dev \
   nlohmann-json3-dev libfmt-dev libcli11-dev \
   libgtest-dev libgmock-dev libbenchmark-dev \
-  python3 python3-numpy time zsh >/dev/null
+  python3 python3-numpy python3-pytest python3-pip python3-setuptools python3-wheel time zsh >/dev/null
 # Optional: real PyTorch (Debian's 1.13) to prove torch.load(weights_only=True) reads our .pt files.
 if [ "${CKB_WITH_TORCH:-1}" = 1 ]; then
-  $SUDO apt-get install -y -qq --no-install-recommends python3-torch >/dev/null || echo "python3-torch unavailable; torch load test will be skipped"
+  $SUDO apt-get install -y -qq --no-install-recommends python3-torch >/dev/null || echo "python3-torch unavailable: the torch load test is skipped, tests/python/test_torch.py fails"
 fi
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$(nproc)"
+# The Python package, installed as a real wheel (setup.py builds libckptbridge.so in
+# build/python-wheel and ships it stripped inside the package) rather than a .pth file pointing
+# into this tree: the installed copy is self-contained, so `import ckptbridge` keeps working from
+# any directory whatever later happens to build/ (a half-finished rebuild, a sanitizer build, a
+# deleted tree), and pip can list and uninstall it. The tests never use it: tools/test.sh runs
+# them against the tree just built. The wheel is built unprivileged and installed with $SUDO.
+# Debian marks its Python "externally managed" (PEP 668), so pip needs --break-system-packages;
+# it installs into /usr/local/lib/python3.X/dist-packages (on Debian's sys.path), never over
+# apt's files in /usr/lib/python3. Offline: --no-build-isolation uses apt's setuptools and
+# wheel, --no-index fetches nothing, --no-deps leaves apt's numpy alone. Re-running rebuilds
+# incrementally and replaces the installed copy (--force-reinstall: the version is unchanged).
+rm -rf build/python-wheel/dist
+/usr/bin/python3 -m pip wheel --quiet --no-build-isolation --no-index --no-deps -w build/python-wheel/dist .
+$SUDO /usr/bin/python3 -m pip install --quiet --no-index --no-deps --force-reinstall --break-system-packages \
+  --root-user-action=ignore build/python-wheel/dist/ckptbridge-*-py3-none-*.whl
+(cd / && /usr/bin/python3 -c "import ckptbridge; print('Python package ckptbridge', ckptbridge.__version__, 'installed')")
