@@ -47,7 +47,7 @@ Runner add_adapt(CLI::App& app) {
     if (!o->job.profile_options.count("layout"))
       throw UsageError(o->job.output.format == "nnx" || o->job.output.format == "linen"
                            ? "--to names the file format; the target layout is --layout " + o->job.output.format
-                           : "adapt needs --layout nnx or --layout linen");
+                           : "adapt needs --layout nnx, linen or auto (auto: the layout of --like)");
     o->job.profile = "flax";
     return run(*o, "wrote");
   };

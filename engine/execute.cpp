@@ -247,6 +247,8 @@ ExecResult execute(const Node& target, const Format& fmt, const std::string& dst
   if (eo.cancel) eo.cancel->throw_if_cancelled();
   if (eo.on_progress) report();
   if (failure) std::rethrow_exception(failure);
+  // The final progress report may have asked to stop (a callback that raised): nothing is published.
+  if (eo.cancel) eo.cancel->throw_if_cancelled();
   writer->commit();
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   res.peak_window_bytes = window.peak();

@@ -157,14 +157,26 @@ def _call_cancellable(fn, cancel):
         except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
             result["error"] = e
 
-    t = threading.Thread(target=work, name="ckptbridge-run", daemon=True)
+    # An Event, not Thread.join: once a join(timeout) is interrupted by KeyboardInterrupt,
+    # Python 3.11 marks the thread stopped and a second join returns at once (the interpreter
+    # could then exit while the engine still writes its temporaries).
+    done = threading.Event()
+
+    def run():
+        try:
+            work()
+        finally:
+            done.set()
+
+    t = threading.Thread(target=run, name="ckptbridge-run", daemon=True)
     t.start()
     try:
-        while t.is_alive():
-            t.join(0.05)
+        while not done.wait(0.05):
+            pass
     except KeyboardInterrupt:
         lib.ckb_cancel_request(cancel)
-        t.join()
+        while not done.wait(0.05):
+            pass
         raise
     if "error" in result:
         raise result["error"]
@@ -233,6 +245,7 @@ def adapt(src, dst, *, layout, like=None, progress=True, dry_run=False, **kw):
     ``weights_only``, ``pure``, ``raw``, ``rng_fill``, ``rng_seed``, ``layers``, ``keep_rng`` as
     on the CLI."""
     kw["layout"] = layout
+    kw.setdefault("to", "orbax")  # as the CLI's adapt: a Flax layout is written as Orbax
     if like is not None:
         kw["like"] = like
     return run_job(_make_job(src, dst, profile="flax", **kw), dry_run=dry_run, progress=progress)

@@ -42,7 +42,8 @@ def _engine_dtype(t):
 def load_state_dict(path, *, recipe=None, profile=None, dtype=None, adapter=None, progress=False, return_report=False,
                     **profile_args):
     """A ``dict[str, torch.Tensor]`` of the job's target: `path` mapped through `recipe` (e.g.
-    "openpi": PI0Pytorch names, LoRA merged in float64 and rounded once to float32) or a
+    "openpi": PI0Pytorch names, LoRA merged in float64 and rounded once to float32, other
+    tensors in their stored dtype unless `dtype` is given) or a
     profile (``adapter=DIR``: a PEFT adapter merged into the base at `path`), floats cast to
     `dtype`. Every source tensor is accounted for or the call raises MappingError naming
     them: the dict is ready for ``model.load_state_dict(sd, strict=True)``. With
