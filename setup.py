@@ -7,7 +7,8 @@ package inside the wheel, where ckptbridge/_lib.py looks first. The package load
 ctypes, so the wheel does not depend on the Python version, only on the platform:
 py3-none-<platform>. pyproject.toml holds the metadata; the README's "Python" section the
 install command. Environment: CMAKE_BUILD_PARALLEL_LEVEL (jobs, default all cores),
-CKB_WHEEL_BUILD_DIR (default build/python-wheel)."""
+CKB_WHEEL_BUILD_DIR (default build/python-wheel), CKB_PREBUILT_LIBRARY (use this
+libckptbridge.so instead of building one)."""
 import os
 import re
 import shutil
@@ -32,7 +33,14 @@ def version():
 
 
 def build_library():
-    """Configures and builds target ckptbridge_c; returns the path of libckptbridge.so."""
+    """Configures and builds target ckptbridge_c; returns the path of libckptbridge.so.
+    CKB_PREBUILT_LIBRARY names one already built from this tree (tools/setup.sh: the build/ it
+    just made), so the engine is not compiled twice."""
+    prebuilt = os.environ.get("CKB_PREBUILT_LIBRARY")
+    if prebuilt:
+        if not os.path.exists(prebuilt):
+            raise RuntimeError(f"CKB_PREBUILT_LIBRARY={prebuilt} does not exist")
+        return prebuilt
     cmake = shutil.which("cmake")
     if not cmake:
         raise RuntimeError("cmake is needed to build libckptbridge.so (tools/setup.sh installs it)")

@@ -31,8 +31,9 @@ cmake --build build -j"$(nproc)"
 # apt's files in /usr/lib/python3. Offline: --no-build-isolation uses apt's setuptools and
 # wheel, --no-index fetches nothing, --no-deps leaves apt's numpy alone. Re-running rebuilds
 # incrementally and replaces the installed copy (--force-reinstall: the version is unchanged).
+# The library just built in build/ goes into the wheel (CKB_PREBUILT_LIBRARY): no second compile.
 rm -rf build/python-wheel/dist
-/usr/bin/python3 -m pip wheel --quiet --no-build-isolation --no-index --no-deps -w build/python-wheel/dist .
+CKB_PREBUILT_LIBRARY="$PWD/build/libckptbridge.so" /usr/bin/python3 -m pip wheel --quiet --no-build-isolation --no-index --no-deps -w build/python-wheel/dist .
 $SUDO /usr/bin/python3 -m pip install --quiet --no-index --no-deps --force-reinstall --break-system-packages \
   --root-user-action=ignore build/python-wheel/dist/ckptbridge-*-py3-none-*.whl
 (cd / && /usr/bin/python3 -c "import ckptbridge; print('Python package ckptbridge', ckptbridge.__version__, 'installed')")
