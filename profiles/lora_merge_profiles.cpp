@@ -5,6 +5,7 @@
 // LoRA tensor left unmerged, and can re-read the output to check it (`verify`).
 #include "core/errors.h"
 #include "profiles/lora_outputs.h"
+#include "profiles/openpi_variants.h"
 #include "profiles/peft.h"
 #include "profiles/profile.h"
 
@@ -50,7 +51,7 @@ class OpenpiMergeProfile final : public LoraMergeProfile {
   const ProfileInfo& info() const override {
     static const ProfileInfo i{"openpi-merge",
                                "openpi LoRA folded into the base weights as openpi's runtime applies it (JAX layout kept)",
-                               {{"variant", "gemma variants, one per expert (e.g. gemma_2b_lora,gemma_300m_lora)"},
+                               {{"variant", "gemma variants, one per expert (e.g. gemma_2b_lora,gemma_300m_lora; default: read off the tree)"},
                                 {"openpi-config", "JSON {\"experts\": [{\"attn\": {rank, alpha, rslora}, \"ffn\": {...}}]}", false,
                                  false, {}, true},
                                 kMergedDtype,
@@ -62,18 +63,27 @@ class OpenpiMergeProfile final : public LoraMergeProfile {
   }
   Prepared prepare(const Checkpoint& source, const ProfileRequest& req) const override {
     const std::string variant = opt(req.options, "variant"), config = opt(req.options, "openpi-config");
-    if (variant.empty() == config.empty())
-      throw UsageError("openpi checkpoints do not store LoRA alpha: pass exactly one of --variant (e.g. "
-                       "gemma_2b_lora,gemma_300m_lora, one per expert) or --openpi-config FILE.json");
+    if (!variant.empty() && !config.empty())
+      throw UsageError("pass at most one of --variant (e.g. gemma_2b_lora,gemma_300m_lora, one per expert) and "
+                       "--openpi-config FILE.json (without either, the variants are read off the tree)");
     auto st = std::make_shared<LoraMergeState>();
     st->out = merged_dtype_option(req.options);
     st->verify = opt(req.options, "verify") == "1";
     st->source = source;
     LoraMergeOptions lo;
     lo.experts = openpi_experts(variant, config);
+    Checkpoint unwrapped = source;
+    unwrap_value_leaves(unwrapped.root);
+    const OpenpiDetection detected = detect_openpi(unwrapped.root);
+    if (variant.empty() && config.empty()) lo.experts = openpi_configs_from_detection(detected, source.path);
     lo.out_dtype = st->out;
     Recipe recipe = openpi_merge_recipe(source, lo, &st->groups);
-    return finish(std::move(st), std::move(recipe), req);
+    Prepared p = finish(std::move(st), std::move(recipe), req);
+    std::vector<std::string> lines;
+    for (const auto& line : detected.summary()) lines.push_back("detected " + line);
+    p.notes.insert(p.notes.begin(), lines.begin(), lines.end());
+    p.report["detected"] = detected.to_json();
+    return p;
   }
 };
 

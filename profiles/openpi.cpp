@@ -1,5 +1,6 @@
 // Preparation of openpi checkpoints for the "openpi" recipe (profiles/openpi.h).
 #include "profiles/openpi.h"
+#include "profiles/openpi_variants.h"
 
 #include <filesystem>
 
@@ -48,27 +49,19 @@ nlohmann::ordered_json openpi_pytorch_config(const OpenpiPrepared& prep, DType o
   const std::string L = "params/PaliGemma/llm/layers/";
   nlohmann::ordered_json c;
   if (auto s = shape_at(r, "params/action_in_proj/kernel")) c["action_dim"] = (*s)[0];
-  bool pi05 = false;
-  visit_leaves(r, [&](const Path& p, const Node&) { pi05 |= join_path(p).find("Dense_0") != std::string::npos &&
-                                                             join_path(p).find("/llm/") != std::string::npos; });
-  c["pi05"] = pi05;
-  auto variant = [](std::int64_t width, std::int64_t mlp) -> std::string {
-    if (width == 2048 && mlp == 16384) return "gemma_2b";
-    if (width == 1024 && mlp == 4096) return "gemma_300m";
-    return "custom";
-  };
+  const OpenpiDetection detected = detect_openpi(r);
+  c["pi05"] = detected.pi05;
+  for (const auto& e : detected.experts)
+    c[e.suffix.empty() ? "paligemma_variant" : "action_expert_variant"] = e.variant.empty() ? "custom" : e.variant;
   nlohmann::ordered_json sizes;
   for (const std::string s : {"", "_1"}) {
     const std::string e = s.empty() ? "0" : "1";
     const Shape* q = shape_at(r, L + "attn/q_einsum" + s + "/w");      // [L, N, D, H]
     const Shape* kv = shape_at(r, L + "attn/kv_einsum" + s + "/w");    // [L, 2, K, D, H]
-    const Shape* lin = shape_at(r, L + "mlp" + s + "/linear");         // [L, F, D]
     if (!q || q->size() != 4) continue;
     sizes["n" + e] = (*q)[1];
     sizes["h" + e] = (*q)[3];
     if (kv && kv->size() == 5) sizes["k" + e] = (*kv)[2];
-    const std::string v = variant((*q)[2], lin && lin->size() == 3 ? (*lin)[1] : 0);
-    c[s.empty() ? "paligemma_variant" : "action_expert_variant"] = v;
   }
   if (auto s = shape_at(r, "params/PaliGemma/img/Transformer/encoderblock/MultiHeadDotProductAttention_0/query/kernel");
       s && s->size() == 4) {

@@ -10,6 +10,7 @@
 #include "io/output.h"
 #include "profiles/lora_outputs.h"
 #include "profiles/openpi.h"
+#include "profiles/openpi_variants.h"
 #include "profiles/profile.h"
 
 namespace ckb {
@@ -28,7 +29,7 @@ class OpenpiProfile final : public Profile {
     static const ProfileInfo i{
         "openpi",
         "openpi JAX params <-> PI0Pytorch (LoRA merged first; config.json and assets/ beside the weights)",
-        {{"variant", "gemma variants, one per expert (e.g. gemma_2b_lora,gemma_300m_lora)"},
+        {{"variant", "gemma variants, one per expert (e.g. gemma_2b_lora,gemma_300m_lora; default: read off the tree)"},
          {"openpi-config", "JSON {\"experts\": [{\"attn\": {rank, alpha, rslora}, \"ffn\": {...}}]}", false, false, {}, true}},
         "openpi"};
     return i;
@@ -53,7 +54,16 @@ class OpenpiProfile final : public Profile {
       }
       return p;
     }
-    auto prep = std::make_shared<OpenpiPrepared>(openpi_prepare(source, openpi_experts(variant, config)));
+    // The variants from the tree unless the user names them (openpi never stores LoRA alpha).
+    Checkpoint unwrapped = source;
+    unwrap_value_leaves(unwrapped.root);
+    const OpenpiDetection detected = detect_openpi(unwrapped.root);
+    std::vector<OpenpiExpertConfig> experts = openpi_experts(variant, config);
+    if (variant.empty() && config.empty() && detected.has_lora())
+      experts = openpi_configs_from_detection(detected, source.path);
+    for (const auto& line : detected.summary()) p.notes.push_back("detected " + line);
+    p.report["detected"] = detected.to_json();
+    auto prep = std::make_shared<OpenpiPrepared>(openpi_prepare(source, experts));
     p.source = prep->checkpoint;
     p.sizes = prep->sizes;
     if (!prep->merged.empty()) p.report["merged"] = lora_groups_json(prep->merged);

@@ -177,10 +177,22 @@ TEST(Cli, MergeLoraOpenpiLeavesNoLoraAndWritesFloat32) {
   EXPECT_EQ(j["tensors"].size(), 50u);
   for (const auto& [name, t] : j["tensors"].items()) EXPECT_EQ(name.find("lora"), std::string::npos) << name;
   EXPECT_EQ(j["tensors"]["params/PaliGemma/llm/layers/attn/attn_vec_einsum/w/value"]["dtype"], "F32");
-  // Alpha is not in the checkpoint: refusing to guess.
+  // Alpha is not in the checkpoint and the fixture's shapes (model.json: widths 64 / 32, LoRA
+  // ranks 4 / 2) match no shipped variant: refusing to guess, with what was measured and the
+  // --openpi-config JSON to fill in.
   auto no_cfg = run_cli("merge-lora " + src + " -o " + tmp / "x.safetensors");
-  EXPECT_EQ(no_cfg.exit_code, 1);
-  EXPECT_NE(no_cfg.err.find("do not store LoRA alpha"), std::string::npos) << no_cfg.err;
+  EXPECT_EQ(no_cfg.exit_code, 2);
+  EXPECT_NE(no_cfg.err.find("matches no shipped openpi variant"), std::string::npos) << no_cfg.err;
+  EXPECT_NE(no_cfg.err.find("expert 0: no shipped variant (width 64, depth 2, mlp 128, heads 8, kv heads 1, head dim 16, "
+                            "LoRA ranks attn_vec_einsum=4 gating_einsum=4 kv_einsum=4 linear=4 q_einsum=4)"),
+            std::string::npos)
+      << no_cfg.err;
+  EXPECT_NE(no_cfg.err.find("{\"experts\": [{\"attn\": {\"rank\": 4, \"alpha\": ALPHA, \"rslora\": false}, \"ffn\": "
+                            "{\"rank\": 4, \"alpha\": ALPHA}}, {\"attn\": {\"rank\": 2, \"alpha\": ALPHA, \"rslora\": "
+                            "false}, \"ffn\": {\"rank\": 2, \"alpha\": ALPHA}}]}"),
+            std::string::npos)
+      << no_cfg.err;
+  EXPECT_FALSE(fs::exists(tmp / "x.safetensors"));
 }
 
 }  // namespace

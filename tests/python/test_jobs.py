@@ -259,7 +259,7 @@ def test_usage_errors_are_value_errors(tmp):
     assert "'fp7'" in str(e.value) and isinstance(e.value, ckptbridge.UsageError)
     with pytest.raises(ckptbridge.UsageError, match="cannot tell the output format"):
         ckptbridge.convert(src, tmp / "o.xyz", progress=False)
-    with pytest.raises(ckptbridge.UsageError, match="do not store LoRA alpha"):
+    with pytest.raises(ckptbridge.MappingError, match="matches no shipped openpi variant"):
         ckptbridge.merge_lora(OPENPI_LORA / "train/checkpoints/100", tmp / "m.safetensors", progress=False)
     with pytest.raises(ckptbridge.UsageError, match="apply to an output"):
         ckptbridge.plan(src, None, shard_size="1MB")
