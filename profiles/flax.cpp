@@ -193,7 +193,7 @@ class Generator {
     if (train) {
       if (!from_.step.empty()) linen_step();
       if (!from_.opt_state.empty()) opt_to_linen(*find_path(root, from_.opt_state), from_.opt_state, "opt_state");
-      else if (find_path(root, "optimizer/opt_state")) empty_opt_to_linen("optimizer/opt_state");
+      else empty_opt_to_linen(find_path(root, "optimizer/opt_state") ? "optimizer/opt_state" : "");
     } else {
       const std::string why = "--weights-only: the training state is not carried";
       if (from_.kind == FlaxKind::FlaxOptim) {
@@ -374,21 +374,23 @@ class Generator {
     return nnx_length;
   }
 
-  // An empty NNX optimizer state: every transform of the chain is stateless (optax.sgd
-  // without momentum) or there is no optimizer state at all.
+  // An NNX optimizer without state at `sp` (an empty node; "" when `optimizer` has no
+  // `opt_state` at all): every transform of the chain is stateless (optax.sgd without momentum).
   void empty_opt_to_linen(const std::string& sp) {
+    const std::string where = sp.empty() ? "optimizer/opt_state" : sp;
     if (o_.opt_chain || like_chain(o_.like, "opt_state")) {
-      const std::size_t length = chain_length(sp, "opt_state", {});
-      drop(lit(sp), "empty NNX optimizer state: a chain of stateless optax transforms (None entries in Linen)");
+      const std::size_t length = chain_length(where, "opt_state", {});
+      if (!sp.empty()) drop(lit(sp), "empty NNX optimizer state: a chain of stateless optax transforms (None entries in Linen)");
       sequences.push_back("opt_state");
       for (std::size_t i = 0; i < length; ++i) fill_leaf("opt_state/" + std::to_string(i), nullptr, {});
       return;
     }
-    map(lit(sp), "opt_state");  // as it is
-    notes.push_back("warning: the NNX optimizer state at " + sp + " is empty, written as an empty opt_state; if it is "
-                    "a chain of stateless transforms (e.g. optax.sgd without momentum: (EmptyState, EmptyState)), its "
-                    "entries are unknown and Orbax refuses to restore this output into the Linen TrainState (tree "
-                    "structures do not match: opt_state); " + supply_hint());
+    if (!sp.empty()) map(lit(sp), "opt_state");  // as it is
+    notes.push_back("warning: the NNX optimizer state at " + where + (sp.empty() ? " is absent, no opt_state written" :
+                    " is empty, written as an empty opt_state") + "; if it is a chain of stateless transforms (e.g. "
+                    "optax.sgd without momentum: (EmptyState, EmptyState)), its entries are unknown and Orbax refuses "
+                    "to restore this output into the Linen TrainState (tree structures do not match: opt_state); " +
+                    supply_hint());
   }
 
   // NNX's uint32 step as Linen keeps it: int32 jax.Array (MaxText's jitted TrainState), or as

@@ -40,8 +40,8 @@ class FlaxProfile final : public Profile {
           "a name for each stateful transform and '-' for each stateless one, e.g. 'trace,-' for sgd with momentum; "
           "checked against the NNX chain and --like"},
          {"optax",
-          "linen: the optax optimizer that built the chain, for --opt-chain's knowledge: sgd, sgd(momentum), adam, "
-          "adamw, each optionally +schedule (a learning-rate schedule), e.g. 'adamw+schedule'"}},
+          "linen: the optax optimizer that built the chain (instead of --opt-chain): sgd, sgd(momentum), adam, adamw, "
+          "each optionally +schedule (a learning-rate schedule), e.g. 'adamw+schedule'"}},
         ""};
     return i;
   }

@@ -65,6 +65,17 @@ void write_nnx(const std::string& dir, const std::function<Node(const Node& adam
   write_checkpoint(ck, dir, format_by_name("orbax"), {}, 1);
 }
 
+// The same with no `optimizer/opt_state` node at all (how an empty nnx.State may be saved).
+void write_nnx_without_opt_state(const std::string& dir) {
+  Checkpoint ck = read_checkpoint(mx("nnx_expected_raw"));
+  auto& kids = ck.root.find("optimizer")->container();
+  kids.children.erase(std::remove_if(kids.children.begin(), kids.children.end(),
+                                     [](const Child& c) { return c.key == "opt_state"; }),
+                      kids.children.end());
+  kids.index.clear();
+  write_checkpoint(ck, dir, format_by_name("orbax"), {}, 1);
+}
+
 Node chain_dict(std::vector<std::pair<std::string, Node>> entries) {
   Node d = Node::dict();
   for (auto& [k, v] : entries) d.add(k, std::move(v));
@@ -222,6 +233,17 @@ TEST(OptaxChain, SgdWithoutMomentumIsAllHoles) {
   EXPECT_NE(e.find("optimizer/opt_state: --optax sgd(momentum) (trace,-) has stateful entries at {0} but the NNX chain at "
                    "optimizer/opt_state holds state at {}"), std::string::npos) << e;
   EXPECT_FALSE(path_exists(tmp / "bad"));
+
+  // no opt_state node at all: the same chain from --optax; without it, a warning
+  write_nnx_without_opt_state(tmp / "absent");
+  ASSERT_EQ(find_path(read_checkpoint(tmp / "absent").root, "optimizer/opt_state"), nullptr);
+  adapt(tmp / "absent", tmp / "out2", "--optax sgd -q");
+  expect_chain(tmp / "out2", 2, {0, 1});
+  EXPECT_EQ(leaf_map(read_checkpoint(tmp / "out2").root), want);
+  const std::string w = adapt(tmp / "absent", tmp / "out3", "-q");
+  EXPECT_EQ(w.find("warning: the NNX optimizer state at optimizer/opt_state is absent, no opt_state written; if it is a "
+                   "chain of stateless transforms"), 0u) << w;
+  EXPECT_EQ(read_checkpoint(tmp / "out3").root.find("opt_state"), nullptr);
 }
 
 TEST(OptaxChain, LikeShowsTheChainAndMustAgreeWithTheOptions) {
