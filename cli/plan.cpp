@@ -21,7 +21,7 @@ int run(PlanCmd& o) {
   if (o.c.json) {
     std::cout << r.ledger.dump(1) << "\n";
   } else {
-    for (const auto& n : r.notes) std::cerr << "note: " << n << "\n";
+    for (const auto& n : r.notes) print_note(n, false);
     print_ledger(std::cout, r);
   }
   return r.problems.empty() ? 0 : 2;

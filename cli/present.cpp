@@ -16,6 +16,11 @@ void write_report(const std::string& path, const engine::Report& r) {
   else engine::save_report(r, path);
 }
 
+void print_note(const std::string& note, bool quiet) {
+  if (note.starts_with("warning:")) std::cerr << note << "\n";
+  else if (!quiet) std::cerr << "note: " << note << "\n";
+}
+
 namespace {
 // --json and --report: stdout, the file, or both.
 void emit_report(const CommonRun& c, const engine::Report& r) {
@@ -70,10 +75,12 @@ int run_and_report(const engine::Job& job, const CommonRun& c, const std::string
   if (c.dry_run) {
     engine::Report r = engine::plan(job);
     emit_report(c, r);
+    if (c.quiet && r.problems.empty())
+      for (const auto& n : r.notes) print_note(n, true);
     if (!c.quiet || !r.problems.empty()) {
       std::ostream& out = to_stdout ? std::cerr : std::cout;
       if (!to_stdout) print_ledger(out, r);
-      for (const auto& n : r.notes) std::cerr << "note: " << n << "\n";
+      for (const auto& n : r.notes) print_note(n, false);
       for (const auto& [name, rule] : r.dropped_leaves) std::cerr << "would drop (" << rule << "): " << name << "\n";
       std::uint64_t bytes = 0;
       for (const auto& t : r.tensors) bytes += TensorInfo{t.dtype, t.shape}.nbytes();
@@ -90,8 +97,7 @@ int run_and_report(const engine::Job& job, const CommonRun& c, const std::string
   std::size_t planned_notes = 0;
   ro.on_plan = [&](const engine::Report& r) {
     planned_notes = r.notes.size();
-    if (!c.quiet)
-      for (const auto& n : r.notes) std::cerr << "note: " << n << "\n";
+    for (const auto& n : r.notes) print_note(n, c.quiet);
     if (!c.quiet)
       for (const auto& [name, rule] : r.dropped_leaves) std::cerr << "dropped (" << rule << "): " << name << "\n";
     if (!r.problems.empty()) emit_report(c, r);
@@ -102,9 +108,7 @@ int run_and_report(const engine::Job& job, const CommonRun& c, const std::string
   emit_report(c, r);
   // Notes the run added after the plan (missing chunks, after-write steps); warnings always.
   for (std::size_t i = planned_notes; i < r.notes.size(); ++i) {
-    const std::string& n = r.notes[i];
-    if (n.starts_with("warning:")) std::cerr << n << "\n";
-    else if (!c.quiet) std::cerr << "note: " << n << "\n";
+    print_note(r.notes[i], c.quiet);
   }
   for (const auto& f : r.failures) std::cerr << "error: " << f << "\n";
   if (!c.quiet) {

@@ -16,6 +16,10 @@ int run_and_report(const engine::Job& job, const CommonRun& c, const std::string
 // The ledger as a table: targets with their rule and sources, dropped sources, totals, problems.
 void print_ledger(std::ostream& out, const engine::Report& r);
 
+// A report note on stderr: "note: TEXT" unless `quiet`; one starting with "warning:" as it
+// is, always.
+void print_note(const std::string& note, bool quiet);
+
 // --report FILE / - ; IoError naming the file when it cannot be written.
 void write_report(const std::string& path, const engine::Report& r);
 

@@ -67,6 +67,61 @@ void logical_leaves(const Node& n, const std::string& prefix, std::map<std::stri
   }
 }
 
+// An optax chain entry's position from its key (NNX int key or sequence index).
+std::size_t chain_index(const std::string& path, const std::string& key) {
+  if (key.size() > 4 || std::stoul(key) > 4096)
+    throw MappingError(path, "optax chain index " + key + " is implausible");
+  return std::stoul(key);
+}
+
+// Whether a subtree holds optimizer state: a tensor or a value other than None (an EmptyState
+// is None on disk; empty containers hold nothing either).
+bool holds_state(const Node& n) {
+  if (n.is_container()) {
+    for (const auto& ch : n.container().children)
+      if (holds_state(*ch.node)) return true;
+    return false;
+  }
+  return n.is_tensor() || !std::holds_alternative<NoneValue>(n.value());
+}
+
+// The chain `like` shows at `path`, one flag per entry (holds state): a sequence (Orbax's
+// tuple), or a dict keyed by positions (a target tree built in memory, e.g. the Python
+// package's from a TrainState). nullopt where `like` shows no chain there.
+std::optional<std::vector<bool>> like_chain(const Checkpoint* like, const std::string& path) {
+  const Node* l = like ? find_path(like->root, path) : nullptr;
+  if (!l || !l->is_container() || l->is_empty_container()) return std::nullopt;
+  const auto& kids = l->container().children;
+  if (!std::all_of(kids.begin(), kids.end(), [](const Child& c) { return is_digits(c.key); })) return std::nullopt;
+  std::size_t n = 0;
+  for (const auto& ch : kids) n = std::max(n, chain_index(like->path + ":" + path, ch.key) + 1);
+  std::vector<bool> v(n, false);
+  for (const auto& ch : kids) v[std::stoul(ch.key)] = holds_state(*ch.node);
+  return v;
+}
+
+std::vector<bool> chain_flags(const OptChain& c) {
+  std::vector<bool> v;
+  for (std::size_t i = 0; i < c.size(); ++i) v.push_back(c.stateful(i));
+  return v;
+}
+
+std::string describe_chain(const std::vector<bool>& flags) {
+  std::set<std::size_t> state;
+  for (std::size_t i = 0; i < flags.size(); ++i)
+    if (flags[i]) state.insert(i);
+  return std::to_string(flags.size()) + (flags.size() == 1 ? " entry" : " entries") + ", state at " + positions_text(state);
+}
+
+// How to tell adapt what NNX cannot show.
+std::string supply_hint() {
+  std::string known;
+  for (const auto& k : known_optax_names()) known += (known.empty() ? "" : ", ") + k;
+  return "supply the chain with --optax NAME (" + known + "), --opt-chain SPEC (e.g. 'trace,-': a name for each "
+         "stateful transform, '-' for each stateless one) or --like LINEN_CHECKPOINT (a Linen checkpoint of the run "
+         "that holds opt_state)";
+}
+
 // Turns the dict at `path` (keys "0".."n-1" in any order) into a sequence.
 void make_sequence(Node& root, const std::string& path) {
   Node* n = find_path(root, path);
@@ -95,6 +150,7 @@ class Generator {
   json rules = json::array();
   std::vector<std::string> sequences;  // target containers that are optax chains (sequences)
   std::vector<std::string> notes;
+  nlohmann::ordered_json opt_chain;    // the top-level chain as written (Adaptation::opt_chain)
 
   void to_nnx(bool wrap) {
     const Node& root = src_.root;
@@ -137,7 +193,7 @@ class Generator {
     if (train) {
       if (!from_.step.empty()) linen_step();
       if (!from_.opt_state.empty()) opt_to_linen(*find_path(root, from_.opt_state), from_.opt_state, "opt_state");
-      else if (find_path(root, "optimizer/opt_state")) map(lit("optimizer/opt_state"), "opt_state");  // empty: as it is
+      else empty_opt_to_linen(find_path(root, "optimizer/opt_state") ? "optimizer/opt_state" : "");
     } else {
       const std::string why = "--weights-only: the training state is not carried";
       if (from_.kind == FlaxKind::FlaxOptim) {
@@ -250,15 +306,11 @@ class Generator {
     } else if (std::all_of(n.container().children.begin(), n.container().children.end(),
                            [](const Child& c) { return is_digits(c.key); })) {
       // an optax chain: a sequence again, the empty states NNX left out back as None
-      std::int64_t last = 0;
-      for (const auto& ch : n.container().children) last = std::max<std::int64_t>(last, std::stoll(ch.key));
-      if (last > 4096) throw MappingError(sp, "optax chain index " + std::to_string(last) + " is implausible");
-      // Trailing empty states leave no trace in NNX; `like` knows the chain's length.
-      if (const Node* l = o_.like ? find_path(o_.like->root, tp) : nullptr;
-          l && l->is_container() && l->container().kind != ContainerKind::Dict)
-        last = std::max<std::int64_t>(last, static_cast<std::int64_t>(l->size()) - 1);
+      std::set<std::size_t> keys;
+      for (const auto& ch : n.container().children) keys.insert(chain_index(sp, ch.key));
+      const std::size_t length = chain_length(sp, tp, keys);
       sequences.push_back(tp);
-      for (std::int64_t i = 0; i <= last; ++i) {
+      for (std::size_t i = 0; i < length; ++i) {
         const std::string k = std::to_string(i);
         if (const Node* c = n.find(k)) opt_to_linen(*c, join(sp, k), join(tp, k));
         else fill_leaf(join(tp, k), nullptr, {});
@@ -268,6 +320,77 @@ class Generator {
     } else {
       for (const auto& ch : n.container().children) opt_to_linen(*ch.node, join(sp, ch.key), join(tp, ch.key));
     }
+  }
+
+  // The length of the Linen chain at `tp` whose NNX form at `sp` has the stateful entries
+  // `keys`. Trailing empty states leave no trace in NNX: the top-level chain's length comes
+  // from the options (checked against `keys` and `like`), any chain's from `like` where it
+  // shows the chain, else it ends at the last NNX key, with a warning.
+  std::size_t chain_length(const std::string& sp, const std::string& tp, const std::set<std::size_t>& keys) {
+    const std::size_t nnx_length = keys.empty() ? 0 : *keys.rbegin() + 1;
+    const auto like = like_chain(o_.like, tp);
+    const bool top = tp == "opt_state";
+    auto record = [&](const std::vector<bool>& flags, const std::string& from, bool trailing_unknown) {
+      if (!top) return;
+      nlohmann::ordered_json holes = nlohmann::ordered_json::array();
+      for (std::size_t i = 0; i < flags.size(); ++i)
+        if (!flags[i]) holes.push_back(i);
+      opt_chain = {{"path", tp}, {"entries", flags.size()}, {"holes", holes}, {"from", from},
+                   {"trailing_unknown", trailing_unknown}};
+    };
+    if (top && o_.opt_chain) {
+      const OptChain& c = *o_.opt_chain;
+      if (c.stateful_positions() != keys)
+        throw MappingError(sp, c.origin + " has stateful entries at " + positions_text(c.stateful_positions()) +
+                                   " but the NNX chain at " + sp + " holds state at " + positions_text(keys) +
+                                   " (NNX keys a chain's stateful entries by their positions)");
+      const std::vector<bool> flags = chain_flags(c);
+      if (like && *like != flags)
+        throw MappingError(o_.like->path, "--like's optax chain at " + tp + " (" + describe_chain(*like) +
+                                              ") disagrees with " + c.origin + " (" + describe_chain(flags) + ")");
+      record(flags, c.origin, false);
+      std::set<std::size_t> holes;
+      for (std::size_t i = 0; i < c.size(); ++i)
+        if (!c.stateful(i)) holes.insert(i);
+      notes.push_back("optax chain at " + tp + ": " + std::to_string(c.size()) + " entries from " + c.origin +
+                      ", None at " + positions_text(holes));
+      return c.size();
+    }
+    if (like) {
+      std::vector<bool> flags = *like;
+      if (flags.size() < nnx_length) flags.resize(nnx_length, false);
+      for (auto k : keys) flags[k] = true;
+      record(flags, "--like " + o_.like->path, false);
+      return flags.size();
+    }
+    std::vector<bool> flags(nnx_length, false);
+    for (auto k : keys) flags[k] = true;
+    record(flags, "the NNX source alone", true);
+    notes.push_back("warning: the optax chain at " + sp + " holds state at " + positions_text(keys) + ", written as a " +
+                    std::to_string(nnx_length) + "-entry chain at " + tp +
+                    "; trailing stateless entries (EmptyState, e.g. a constant learning rate's scale) leave no trace "
+                    "in NNX, so they are unknown: if the optimizer's chain is longer, Orbax refuses to restore this "
+                    "output into the Linen TrainState (tree structures do not match: opt_state); " + supply_hint());
+    return nnx_length;
+  }
+
+  // An NNX optimizer without state at `sp` (an empty node; "" when `optimizer` has no
+  // `opt_state` at all): every transform of the chain is stateless (optax.sgd without momentum).
+  void empty_opt_to_linen(const std::string& sp) {
+    const std::string where = sp.empty() ? "optimizer/opt_state" : sp;
+    if (o_.opt_chain || like_chain(o_.like, "opt_state")) {
+      const std::size_t length = chain_length(where, "opt_state", {});
+      if (!sp.empty()) drop(lit(sp), "empty NNX optimizer state: a chain of stateless optax transforms (None entries in Linen)");
+      sequences.push_back("opt_state");
+      for (std::size_t i = 0; i < length; ++i) fill_leaf("opt_state/" + std::to_string(i), nullptr, {});
+      return;
+    }
+    if (!sp.empty()) map(lit(sp), "opt_state");  // as it is
+    notes.push_back("warning: the NNX optimizer state at " + where + (sp.empty() ? " is absent, no opt_state written" :
+                    " is empty, written as an empty opt_state") + "; if it is a chain of stateless transforms (e.g. "
+                    "optax.sgd without momentum: (EmptyState, EmptyState)), its entries are unknown and Orbax refuses "
+                    "to restore this output into the Linen TrainState (tree structures do not match: opt_state); " +
+                    supply_hint());
   }
 
   // NNX's uint32 step as Linen keeps it: int32 jax.Array (MaxText's jitted TrainState), or as
@@ -487,6 +610,22 @@ Adaptation adapt_flax(const Checkpoint& src, const AdaptOptions& o) {
   if (to_nnx ? a.from.is_nnx() : a.from.is_linen())
     throw MappingError(src.path, "already in the " + std::string(to_nnx ? "NNX" : "Linen") + " layout (" + a.from.name() + ")");
 
+  if (o.opt_chain) {
+    const std::string& what = o.opt_chain->origin;
+    if (to_nnx) throw UsageError(what + " describes the optax chain for an NNX -> Linen adaptation (--layout linen)");
+    if (o.weights_only) throw UsageError(what + " describes the optimizer state, which --weights-only does not carry");
+    if (a.from.kind != FlaxKind::NnxFull)
+      throw MappingError(src.path, what + " describes the optimizer state, but the source holds none (" + a.from.name() + ")");
+    if (!a.from.opt_state.empty() && a.from.chain != "int-keyed dict" && a.from.chain != "sequence") {
+      std::string keys;
+      for (const auto& ch : find_path(src.root, a.from.opt_state)->container().children)
+        keys += (keys.empty() ? "" : ", ") + ch.key;
+      throw MappingError(a.from.opt_state, what + " describes an optax chain, but the NNX optimizer state at " +
+                                               a.from.opt_state + " is not one (a " + a.from.chain + " state with keys " +
+                                               keys + "); pass --like to give its Linen layout");
+    }
+  }
+
   FlaxLayout like_layout;
   if (o.like) {
     like_layout = detect_flax_layout(o.like->root);
@@ -521,6 +660,7 @@ Adaptation adapt_flax(const Checkpoint& src, const AdaptOptions& o) {
   };
   a.recipe = make_recipe(json::array());
   a.notes = g.notes;
+  a.opt_chain = g.opt_chain;
   if (o.like && layers.empty()) {  // the like's layer structure decides
     bool ours_scanned = false, ours_unscanned = false, like_scanned = false, like_unscanned = false;
     visit_leaves(src.root, [&](const Path& p, const Node&) {

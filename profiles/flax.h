@@ -29,6 +29,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/tree.h"
+#include "profiles/optax_chain.h"
 #include "recipe/plan.h"
 #include "recipe/recipe.h"
 
@@ -79,6 +80,13 @@ struct AdaptOptions {
   // param_scan_axis, 1), RNG state axis 0.
   std::string layers;
   int scan_axis = 1;
+  // To Linen: the top-level optax chain's entries (profiles/optax_chain.h), which NNX cannot
+  // show in full. Its stateful positions must be exactly the NNX chain's int keys, and where
+  // `like` shows the chain too the two must agree (MappingError naming both otherwise). The
+  // Linen chain gets its length, `None` at its stateless entries. Without it and without a
+  // `like` that shows the chain, the chain ends at the last NNX key and a note starting
+  // with "warning:" says that trailing stateless entries are unknown.
+  std::optional<OptChain> opt_chain;
 };
 
 struct Adaptation {
@@ -86,6 +94,9 @@ struct Adaptation {
   Recipe recipe;                  // the generated rules (shown by `plan`, kept in reports)
   Plan plan;                      // target tree + ledger; check plan.ok()
   std::vector<std::string> notes; // decisions worth telling the user (e.g. no RNG state created)
+  // To Linen: the top-level optax chain as written (`entries`, `holes`, `from`: the option,
+  // --like, or the NNX source alone with `trailing_unknown`); null when there is none.
+  nlohmann::ordered_json opt_chain;
 };
 
 // MappingError when the source is neither layout or already in the requested one.

@@ -34,7 +34,14 @@ class FlaxProfile final : public Profile {
          {"layers", "scanned layers: 'unscan' slices .../layers/... into layers_<i>, 'scan' stacks them (default: as --like)",
           false, false, {"scan", "unscan"}},
          {"scan-axis", "the params' scan axis for --layers (MaxText's param_scan_axis, default 1)"},
-         {"keep-rng", "linen: keep NNX RNG state under nnx_aux/model (MaxText after #4343) instead of dropping it", true}},
+         {"keep-rng", "linen: keep NNX RNG state under nnx_aux/model (MaxText after #4343) instead of dropping it", true},
+         {"opt-chain",
+          "linen: the optax chain's entries, which NNX cannot show in full (its trailing stateless ones): comma-separated, "
+          "a name for each stateful transform and '-' for each stateless one, e.g. 'trace,-' for sgd with momentum; "
+          "checked against the NNX chain and --like"},
+         {"optax",
+          "linen: the optax optimizer that built the chain (instead of --opt-chain): sgd, sgd(momentum), adam, adamw, "
+          "each optionally +schedule (a learning-rate schedule), e.g. 'adamw+schedule'"}},
         ""};
     return i;
   }
@@ -58,7 +65,7 @@ class FlaxProfile final : public Profile {
         // Already in the wanted layout (or not a Linen/NNX pair): the identity recipe,
         // checked leaf by leaf against --like. Options that shape an adaptation have nothing
         // to act on (RNG fills need no options: nothing is missing that --like does not show).
-        for (const char* k : {"pure", "raw", "layers", "weights-only", "keep-rng"})
+        for (const char* k : {"pure", "raw", "layers", "weights-only", "keep-rng", "opt-chain", "optax"})
           if (has(k))
             throw UsageError("--" + std::string(k) + " shapes a Linen <-> NNX adaptation; the source is already in --like's layout (" +
                              have.name() + "), so its leaves are matched as they are");
@@ -85,7 +92,13 @@ class FlaxProfile final : public Profile {
     const bool asked = o.at("layout") != "auto";
     if (asked && ao.to == AdaptOptions::To::Linen && (flag("pure") || flag("raw") || has("rng-fill") || has("rng-seed")))
       throw UsageError("--pure, --raw, --rng-fill and --rng-seed apply to --layout nnx");
-    if (asked && ao.to == AdaptOptions::To::Nnx && flag("keep-rng")) throw UsageError("--keep-rng applies to --layout linen");
+    if (asked && ao.to == AdaptOptions::To::Nnx && (flag("keep-rng") || has("opt-chain") || has("optax")))
+      throw UsageError("--keep-rng, --opt-chain and --optax apply to --layout linen");
+    if (has("opt-chain") && has("optax")) throw UsageError("pass at most one of --opt-chain and --optax");
+    if (ao.to == AdaptOptions::To::Linen) {
+      if (has("opt-chain")) ao.opt_chain = parse_opt_chain(o.at("opt-chain"));
+      if (has("optax")) ao.opt_chain = optax_chain(o.at("optax"));
+    }
     if (has("like")) {
       auto like = std::make_shared<const Checkpoint>(req.open(o.at("like")));
       ao.like = like.get();
@@ -107,8 +120,9 @@ class FlaxProfile final : public Profile {
     p.source = source;
     p.notes.push_back("source layout: " + a.from.name());
     for (const auto& n : a.notes) p.notes.push_back(n);
-    p.report["adapt"] = {{"from", a.from.to_json()}, {"to", layout}, {"notes", a.notes},
-                         {"recipe", recipe_to_json(a.recipe)}};
+    p.report["adapt"] = {{"from", a.from.to_json()}, {"to", layout}, {"notes", a.notes}};
+    if (!a.opt_chain.is_null()) p.report["adapt"]["opt_chain"] = a.opt_chain;
+    p.report["adapt"]["recipe"] = recipe_to_json(a.recipe);
     p.recipe = std::move(a.recipe);
     p.plan = std::move(a.plan);
     return p;

@@ -242,8 +242,8 @@ def merge_lora(src, dst, *, adapter=None, profile=None, progress=True, dry_run=F
 
 def adapt(src, dst, *, layout, like=None, progress=True, dry_run=False, **kw):
     """Flax Linen <-> NNX: ``layout="nnx"`` or ``"linen"`` (``"auto"``: the layout of ``like``);
-    ``weights_only``, ``pure``, ``raw``, ``rng_fill``, ``rng_seed``, ``layers``, ``keep_rng`` as
-    on the CLI."""
+    ``weights_only``, ``pure``, ``raw``, ``rng_fill``, ``rng_seed``, ``layers``, ``keep_rng``,
+    ``optax``, ``opt_chain`` as on the CLI."""
     kw["layout"] = layout
     kw.setdefault("to", "orbax")  # as the CLI's adapt: a Flax layout is written as Orbax
     if like is not None:
