@@ -13,8 +13,8 @@
 namespace ckb {
 
 // transformers' default max_shard_size of PreTrainedModel.save_pretrained: "50GB" (decimal) in
-// transformers 5 (src/transformers/modeling_utils.py, `max_shard_size: int | str = "50GB"`;
-// 4.x used "5GB", before 4.35 "10GB"). Shards are named model-0000N-of-0000M.safetensors.
+// transformers 5 (src/transformers/modeling_utils.py, `max_shard_size: int | str = "50GB"`; older
+// releases used smaller defaults). Shards are named model-0000N-of-0000M.safetensors.
 inline constexpr const char* kHfDefaultShardSize = "50GB";
 
 // The names (not paths) of the model-folder files present in `base_dir`, in a fixed order:
