@@ -15,7 +15,8 @@
 //    an existing output is replaced only with `overwrite` and only when it is a checkpoint of
 //    the kind being written (a folder holding anything else is refused, never emptied); a
 //    missing parent folder is created; an output that names a folder (existing, or ending
-//    in '/') receives the format's natural file name inside it.
+//    in '/') receives the format's natural file name inside it; a profile may make a path
+//    without an extension name a folder (Profile::resolve: PEFT's model folders).
 //  - A job is planned from metadata alone; run() streams it (bounded memory, all cores) and
 //    publishes the output atomically after every byte is written; a cancelled or failed run
 //    leaves the previous output (or none) and no temporaries.

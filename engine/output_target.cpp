@@ -94,7 +94,7 @@ void check_output(const OutputTarget& out, const OutputSpec& spec, const std::ve
     if (is_directory(out.path)) {
       bool ours = false;
       try {
-        ours = out.format->replaceable ? out.format->replaceable(out.path) : &detect_format(out.path) == out.format;
+        ours = out.format->replaceable ? out.format->replaceable(out.path, sidecars) : &detect_format(out.path) == out.format;
       } catch (const Error&) {
       }
       if (!ours)

@@ -84,20 +84,12 @@ std::string lora_merge_profile(const std::string& family, bool has_adapter) {
   throw UsageError("no LoRA profile '" + family + "' (known: " + families + ")");
 }
 
-std::shared_ptr<Planned> make_plan(const Job& job) {
+std::shared_ptr<Planned> make_plan(const Job& requested) {
   auto p = std::make_shared<Planned>();
-  p->job = job;
+  p->job = requested;
+  const Job& job = p->job;  // as the profile's resolve() leaves it
   Report& r = p->report;
   r.dry_run = true;
-
-  // The output first: a wrong option or name fails before the source is read.
-  std::vector<std::string> inputs;
-  if (!job.in_memory.count(job.source)) inputs.push_back(job.source);
-  if (!job.output.path.empty()) {
-    p->output = resolve_output(job.output);
-    r.destination = p->output->path;
-    r.destination_format = p->output->format->name;
-  }
 
   // The profile: asked for, brought by a built-in recipe, or the one profile that takes all
   // the profile options given.
@@ -118,6 +110,33 @@ std::shared_ptr<Planned> make_plan(const Job& job) {
     else throw UsageError(names + " apply to several profiles (" + list + "); pass --profile NAME");
   }
 
+  // The profile may redirect the inputs (before anything is opened) and ask for a folder output.
+  if (p->profile) {
+    ProfileInputs in;
+    in.source = job.source;
+    in.options = job.profile_options;
+    p->profile->resolve(in);
+    p->job.source = in.source;
+    p->job.profile_options = in.options;
+    std::string& out = p->job.output.path;
+    if (in.folder_output && !out.empty() && out.back() != '/' && !is_directory(out) && format_from_extension(out).empty()) out += '/';
+    if (!out.empty() && (out.back() == '/' || is_directory(out))) {
+      const Format& fmt = format_by_name(job.output.format.empty() ? "safetensors" : job.output.format);
+      for (const auto& [k, v] : in.folder_write_defaults)
+        if (std::any_of(fmt.write_options.begin(), fmt.write_options.end(), [&](const auto& o) { return o.name == k; }))
+          p->job.output.options.emplace(k, v);
+    }
+  }
+
+  // The output next: a wrong option or name fails before the source is read.
+  std::vector<std::string> inputs;
+  if (!job.in_memory.count(job.source)) inputs.push_back(job.source);
+  if (!job.output.path.empty()) {
+    p->output = resolve_output(job.output);
+    r.destination = p->output->path;
+    r.destination_format = p->output->format->name;
+  }
+
   Checkpoint source = open_for(job, job.source, job.source_options);
   r.source = job.source;
   r.source_format = source.format;
@@ -135,6 +154,11 @@ std::shared_ptr<Planned> make_plan(const Job& job) {
       if (o.name == "merged-dtype" && job.dtype && !req.options.count("merged-dtype"))
         req.options["merged-dtype"] = std::string(dtype_name(*job.dtype));
     req.reverse = job.reverse;
+    if (p->output) {
+      std::string named = job.output.path;
+      while (named.size() > 1 && named.back() == '/') named.pop_back();
+      req.output_folder = p->output->folder == named;
+    }
     const SourceOptions other{std::nullopt, job.source_options.strict_chunks};
     req.open = [other, pj = &p->job](const std::string& path) { return open_for(*pj, path, other); };
     for (const auto& in : p->profile->inputs(job.profile_options))

@@ -93,8 +93,9 @@ struct Format {
   std::function<std::unique_ptr<Writer>(const std::string& path, const WriteOptions&)> make_writer;
   // For folder outputs: whether an existing folder holds only what this writer produces there,
   // so that --overwrite may replace it as a whole (a folder holding anything else is never
-  // replaced). Null: the folder must be detected as this format.
-  std::function<bool(const std::string& folder)> replaceable;
+  // replaced; `sidecars`: file names a profile writes beside the weights, allowed too). Null:
+  // the folder must be detected as this format.
+  std::function<bool(const std::string& folder, const std::vector<std::string>& sidecars)> replaceable;
   // The bytes-only dtypes (core/dtype.h) the writer stores as what they are; a tensor of any
   // other bytes-only dtype is refused before anything is written (check_bytes_only_dtypes).
   std::vector<DType> bytes_only_dtypes;

@@ -1,9 +1,14 @@
 // The LoRA-merging profiles: "openpi-merge" (openpi's lora.Einsum / FeedForward adapters
 // folded into their base weights, JAX layout kept; profiles/lora.h) and "peft" (a PEFT
 // adapter folder merged into its base model as LoraLayer.merge does; profiles/peft.h). Both
-// write merged weights in float32 unless `merged-dtype` says otherwise, fail the plan on any
-// LoRA tensor left unmerged, and can re-read the output to check it (`verify`).
+// compute each merged weight in float64 and round it once: openpi-merge to float32, peft to
+// the base weight's own dtype, unless `merged-dtype` says otherwise; both fail the plan on any
+// LoRA tensor left unmerged and can re-read the output to check it (`verify`). peft given a
+// base model folder and an output folder writes a Hugging Face model folder
+// (profiles/hf_model_folder.h).
 #include "core/errors.h"
+#include "io/file.h"
+#include "profiles/hf_model_folder.h"
 #include "profiles/lora_outputs.h"
 #include "profiles/openpi_variants.h"
 #include "profiles/peft.h"
@@ -32,7 +37,8 @@ class LoraMergeProfile : public Profile {
   }
 
  protected:
-  static Prepared finish(std::shared_ptr<LoraMergeState> st, Recipe recipe, const ProfileRequest& req) {
+  static Prepared finish(std::shared_ptr<LoraMergeState> st, Recipe recipe, const ProfileRequest& req,
+                         const std::string& dtype_text = "") {
     if (req.reverse) throw UsageError("a LoRA merge cannot be reversed");
     Prepared p;
     p.source = st->source;
@@ -40,7 +46,8 @@ class LoraMergeProfile : public Profile {
     p.report["merged"] = lora_groups_json(st->groups);
     p.report["summary"]["merged_modules"] = st->groups.size();
     p.notes.push_back("merged " + std::to_string(st->groups.size()) + " LoRA module" + (st->groups.size() == 1 ? "" : "s") +
-                      " into " + std::string(dtype_name(st->out)) + " weights");
+                      " in float64, rounded once " +
+                      (dtype_text.empty() ? "to " + std::string(dtype_name(st->out)) : dtype_text));
     p.state = std::move(st);
     return p;
   }
@@ -91,24 +98,68 @@ class PeftProfile final : public LoraMergeProfile {
  public:
   const ProfileInfo& info() const override {
     static const ProfileInfo i{"peft",
-                               "a PEFT LoRA adapter folder merged into its base model as PEFT's merge_and_unload() does",
+                               "a PEFT LoRA adapter folder merged into its base model as PEFT's merge_and_unload() does; "
+                               "a base model folder gives a Hugging Face model folder",
                                {{"adapter", "the adapter folder (adapter_config.json + adapter_model.safetensors)", false, true, {}, true},
-                                kMergedDtype,
+                                {"merged-dtype", "dtype of the merged weights (default: each base weight's own)"},
                                 kVerify},
                                "",
                                "peft"};
     return i;
   }
+
+  // `merge-lora ADAPTER_DIR`: the base is the local folder adapter_config.json names. An
+  // adapter given as the base is refused. A base folder makes the output a model folder,
+  // sharded as transformers' save_pretrained shards by default.
+  void resolve(ProfileInputs& in) const override {
+    if (!in.options.count("adapter") && is_directory(in.source) && is_peft_adapter(in.source)) {
+      in.options["adapter"] = in.source;
+      in.source = peft_local_base(in.source);
+    }
+    if (in.options.count("adapter") && is_peft_adapter(in.source))
+      throw UsageError(in.source + " is a PEFT adapter (it holds adapter_config.json), not a base model: pass the base model's "
+                       "folder or weights as the input and the adapter with --adapter");
+    if (is_directory(in.source)) {
+      in.folder_output = true;
+      in.folder_write_defaults["shard-size"] = kHfDefaultShardSize;
+    }
+  }
+
   Prepared prepare(const Checkpoint& source, const ProfileRequest& req) const override {
     auto st = std::make_shared<LoraMergeState>();
-    st->out = merged_dtype_option(req.options);
+    std::optional<DType> merged;
+    if (req.options.count("merged-dtype")) merged = merged_dtype_option(req.options);
     st->verify = opt(req.options, "verify") == "1";
-    PeftMerge pm = peft_merge(source, opt(req.options, "adapter"), st->out);
+    PeftMerge pm = peft_merge(source, opt(req.options, "adapter"), merged);
     st->source = std::move(pm.combined);
     st->groups = std::move(pm.groups);
-    Prepared p = finish(st, std::move(pm.recipe), req);
+    // The verify tolerance follows the least precise merged weight.
+    st->out = merged.value_or(DType::F32);
+    if (!merged)
+      for (const auto& g : st->groups)
+        if (const Node* n = find_path(st->source.root, g.base_source.empty() ? g.base : g.base_source); n && n->is_tensor())
+          if (const DType d = n->tensor().info.dtype; d != DType::F32 && d != DType::F64) st->out = d;
+    if (req.output_folder && is_directory(req.source_path)) {
+      st->base_folder = req.source_path;
+      st->folder_files = hf_model_folder_files(req.source_path);
+    }
+    Prepared p = finish(st, std::move(pm.recipe), req, merged ? "" : "to each base weight's dtype");
     p.report["adapter"] = opt(req.options, "adapter");
+    if (!st->base_folder.empty()) p.report["model_folder"] = {{"from", st->base_folder}, {"files", st->folder_files}};
     return p;
+  }
+
+  std::vector<std::string> sidecars(const Prepared& p) const override {
+    return std::static_pointer_cast<const LoraMergeState>(p.state)->folder_files;
+  }
+
+  AfterWriteResult after_write(const Prepared& p, const WrittenOutput& out, nlohmann::ordered_json& report) const override {
+    const auto& st = *std::static_pointer_cast<const LoraMergeState>(p.state);
+    const auto copied = copy_model_folder_files(st.folder_files, st.base_folder, out.folder);
+    AfterWriteResult r = LoraMergeProfile::after_write(p, out, report);
+    r.files.insert(r.files.begin(), copied.begin(), copied.end());
+    if (!copied.empty()) r.notes.push_back("copied " + std::to_string(copied.size()) + " model-folder file(s) from " + st.base_folder);
+    return r;
   }
 };
 

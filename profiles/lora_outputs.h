@@ -29,8 +29,11 @@ AfterWriteResult verify_lora_output(const std::vector<LoraGroup>& groups, const 
 struct LoraMergeState {
   std::vector<LoraGroup> groups;
   Checkpoint source;
-  DType out = DType::F32;
+  DType out = DType::F32;  // the merged weights' dtype (the least precise one when they keep their base's)
   bool verify = false;
+  // A Hugging Face model folder written from a base folder: the files copied beside the weights.
+  std::string base_folder;
+  std::vector<std::string> folder_files;
 };
 
 }  // namespace ckb

@@ -73,7 +73,7 @@ PeftConfig parse_peft_config(const std::string& path) {
   return c;
 }
 
-PeftMerge peft_merge(const Checkpoint& base, const std::string& adapter_dir, DType out_dtype) {
+PeftMerge peft_merge(const Checkpoint& base, const std::string& adapter_dir, std::optional<DType> out_dtype) {
   const std::string cfg_path = adapter_dir + "/adapter_config.json";
   const PeftConfig cfg = parse_peft_config(cfg_path);
   Checkpoint adapter = read_checkpoint(adapter_dir + "/adapter_model.safetensors");

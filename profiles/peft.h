@@ -14,6 +14,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,7 +41,8 @@ struct PeftMerge {
   std::vector<LoraGroup> groups;
 };
 
-// `adapter_dir` holds adapter_config.json and adapter_model.safetensors.
-PeftMerge peft_merge(const Checkpoint& base, const std::string& adapter_dir, DType out_dtype);
+// `adapter_dir` holds adapter_config.json and adapter_model.safetensors. Each merged weight
+// is computed in float64 and rounded once, to `out_dtype`, or (none) to its base weight's dtype.
+PeftMerge peft_merge(const Checkpoint& base, const std::string& adapter_dir, std::optional<DType> out_dtype);
 
 }  // namespace ckb

@@ -3,6 +3,8 @@
 // run, then adds what the target runtime needs beside the weights. The engine (engine/api.h)
 // knows no profile by name: it asks the registry.
 //
+//   resolve(inputs)           -> before anything is opened: what the job names may be redirected
+//                                (a PEFT adapter folder given alone names its base) or refused
 //   prepare(source, request)  -> the (possibly transformed) source, the recipe or a finished
 //                                plan, the sizes the recipe needs, notes and a report section
 //   after_write(prepared, out)-> sidecar files inside the output folder (config.json, assets/),
@@ -59,6 +61,19 @@ struct ProfileRequest {
   bool reverse = false;                         // the recipe runs backwards
   // Opens another checkpoint (e.g. `--like`) with the job's source options.
   std::function<Checkpoint(const std::string& path)> open;
+  // The output is a folder the user named (OUT_DIR/model.safetensors, or shards in OUT_DIR),
+  // not a file: a profile may complete it into a model folder (sidecars).
+  bool output_folder = false;
+};
+
+// What a job names, before anything is opened (Profile::resolve may change it).
+struct ProfileInputs {
+  std::string source;
+  std::map<std::string, std::string> options;
+  // An output path without an extension names a folder (as if it ended in '/'), and these
+  // write options apply to a folder output unless the job gives them.
+  bool folder_output = false;
+  std::map<std::string, std::string> folder_write_defaults;
 };
 
 struct Prepared {
@@ -93,6 +108,9 @@ class Profile {
   virtual ~Profile() = default;
   virtual const ProfileInfo& info() const = 0;
   virtual Prepared prepare(const Checkpoint& source, const ProfileRequest& request) const = 0;
+  // Before the source is opened and the options validated: redirect or refuse the inputs
+  // (UsageError naming the path).
+  virtual void resolve(ProfileInputs&) const {}
   // Files and folders the options name that the run reads (guarded like the source: never an output).
   virtual std::vector<std::string> inputs(const std::map<std::string, std::string>& options) const {
     std::vector<std::string> out;

@@ -14,7 +14,7 @@ Format make_orbax_format() {
   f.caps.directory_output = true;
   f.caps.steps = true;
   // An item (its _METADATA at the top), never a step or a CheckpointManager root.
-  f.replaceable = [](const std::string& dir) { return path_exists(dir + "/_METADATA"); };
+  f.replaceable = [](const std::string& dir, const std::vector<std::string>&) { return path_exists(dir + "/_METADATA"); };
   f.write_options = {
       {"step", OptionSpec::Kind::Int, {}, "the output is a CheckpointManager root; write step N into it"},
       {"item", OptionSpec::Kind::Text, {},

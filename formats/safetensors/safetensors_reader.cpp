@@ -249,12 +249,14 @@ Format make_safetensors_format() {
   f.extensions = {".safetensors"};
   f.default_file_name = "model.safetensors";
   f.caps.string_metadata = true;
-  // A sharded output folder: only shards and the index, nothing a model folder adds beside them.
-  f.replaceable = [](const std::string& dir) {
+  // A sharded output folder: only shards and the index, and the sidecars of the profile writing it.
+  f.replaceable = [](const std::string& dir, const std::vector<std::string>& sidecars) {
     std::error_code ec;
     for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
       const std::string n = e.path().filename().string();
-      if (!e.is_regular_file() || !(n.ends_with(".safetensors") || n.ends_with(".safetensors.index.json"))) return false;
+      if (!e.is_regular_file()) return false;
+      if (std::find(sidecars.begin(), sidecars.end(), n) != sidecars.end()) continue;
+      if (!(n.ends_with(".safetensors") || n.ends_with(".safetensors.index.json"))) return false;
     }
     return !ec;
   };
