@@ -234,7 +234,9 @@ def merge_lora(src, dst, *, adapter=None, profile=None, progress=True, dry_run=F
     """Merges LoRA as its runtime applied it, like ``ckptbridge merge-lora``: an openpi
     checkpoint's own LoRA (``profile="openpi"``, the default without an adapter), or a PEFT
     adapter folder into its base (``adapter=DIR``; ``profile="peft"``)."""
-    name = call_json(lib.ckb_lora_merge_profile, enc(profile or ""), 1 if adapter else 0)
+    # a PEFT adapter folder alone: its local base_model_name_or_path is the base (as the CLI)
+    adapter_alone = adapter is None and profile is None and os.path.isfile(os.path.join(os.fspath(src), "adapter_config.json"))
+    name = call_json(lib.ckb_lora_merge_profile, enc(profile or ""), 1 if adapter or adapter_alone else 0)
     if adapter:
         kw["adapter"] = adapter
     return run_job(_make_job(src, dst, profile=name, **kw), dry_run=dry_run, progress=progress)

@@ -145,6 +145,23 @@ def test_adapt_writes_orbax_by_default_as_the_cli_does(tmp, cli):
         assert a.keys() == b.keys()
 
 
+def test_merge_lora_of_an_adapter_folder_alone_finds_its_base_as_the_cli_does(tmp, cli):
+    # adapter_config.json's base_model_name_or_path names a local folder: the base
+    import shutil
+    adapter = tmp / "adapter"
+    shutil.copytree(PEFT / "adapter", adapter)
+    cfg = json.loads((adapter / "adapter_config.json").read_text())
+    cfg["base_model_name_or_path"] = str(PEFT / "base")
+    (adapter / "adapter_config.json").write_text(json.dumps(cfg))
+    r = ckptbridge.merge_lora(adapter, tmp / "py/", progress=False)
+    assert r.profile == "peft"
+    cli("merge-lora", adapter, tmp / "cli/", "-q")
+    py, cl = files_under(tmp / "py"), files_under(tmp / "cli")
+    assert py.keys() == cl.keys() and "model.safetensors" in py and "config.json" in py
+    for k in py:
+        assert (tmp / "py" / k).read_bytes() == (tmp / "cli" / k).read_bytes(), k
+
+
 def test_plan_and_dry_run_read_and_write_nothing(tmp):
     out = tmp / "x" / "o.pt"
     p = ckptbridge.plan(F / "safetensors_single/model.safetensors", out, dtype="fp16")
