@@ -86,6 +86,17 @@ engine::Job parse_job(const char* job_json, ckb_tree* const* memory, const char*
   return job;
 }
 
+// Progress reported to the C callback, cancellation through the caller's token.
+engine::RunOptions run_options(ckb_progress_fn progress, void* user, ckb_cancel* cancel) {
+  engine::RunOptions ro;
+  if (progress)
+    ro.progress = [progress, user](const engine::Progress& p) {
+      progress(user, p.bytes_done, p.bytes_total, p.tensors_done, p.tensors_total);
+    };
+  if (cancel) ro.cancel = &cancel->token;
+  return ro;
+}
+
 json format_json(const Format& f) {
   json o = json::array();
   for (const auto& s : f.write_options) {
@@ -119,13 +130,7 @@ int ckb_run(const char* job_json, ckb_tree* const* memory, const char* const* me
     if (dry_run) {
       r = engine::plan(job);
     } else {
-      engine::RunOptions ro;
-      if (progress)
-        ro.progress = [progress, user](const engine::Progress& p) {
-          progress(user, p.bytes_done, p.bytes_total, p.tensors_done, p.tensors_total);
-        };
-      if (cancel) ro.cancel = &cancel->token;
-      r = engine::run(job, ro);
+      r = engine::run(job, run_options(progress, user, cancel));
     }
     *report_json = dup_string(r.to_json().dump(-1, ' ', false, json::error_handler_t::replace));
   });
@@ -137,16 +142,11 @@ int ckb_run_into(const char* job_json, ckb_tree* const* memory, const char* cons
   return guarded([&] {
     if (!report_json || !into) throw UsageError("ckb_run_into: null argument");
     const engine::Job job = parse_job(job_json, memory, memory_names, n_memory);
-    engine::RunOptions ro;
+    engine::RunOptions ro = run_options(progress, user, cancel);
     ro.into = [into, into_user](std::size_t i, const std::string& name, const TensorInfo& info) {
       return static_cast<std::byte*>(into(into_user, i, name.c_str(), std::string(dtype_name(info.dtype)).c_str(),
                                           info.shape.size(), info.shape.data(), info.nbytes()));
     };
-    if (progress)
-      ro.progress = [progress, user](const engine::Progress& p) {
-        progress(user, p.bytes_done, p.bytes_total, p.tensors_done, p.tensors_total);
-      };
-    if (cancel) ro.cancel = &cancel->token;
     const engine::Report r = engine::run(job, ro);
     *report_json = dup_string(r.to_json().dump(-1, ' ', false, json::error_handler_t::replace));
   });

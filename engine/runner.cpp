@@ -33,6 +33,20 @@ void count_missing(Planned& p) {
                              " (--strict-chunks makes this an error)");
 }
 
+// The executor's options for a job run with `opts` (the progress callback outlives the run).
+ExecOptions exec_options(const Job& job, const RunOptions& opts) {
+  ExecOptions eo;
+  eo.threads = job.threads;
+  eo.max_memory = job.max_memory;
+  eo.stats = job.stats;
+  eo.cancel = opts.cancel;
+  if (opts.progress)
+    eo.on_progress = [&opts](std::uint64_t done, std::uint64_t total, std::size_t tdone, std::size_t ttotal) {
+      opts.progress(Progress{done, total, tdone, ttotal});
+    };
+  return eo;
+}
+
 // The run's numbers into the report: per-tensor stats and cast counts, missing chunks, totals.
 void record_results(Planned& p, const ExecResult& res) {
   Report& r = p.report;
@@ -101,16 +115,7 @@ Report run_into_memory(const std::shared_ptr<Planned>& p, const RunOptions& opts
   memory.make_writer = [&opts](const std::string&, const WriteOptions&) -> std::unique_ptr<Writer> {
     return std::make_unique<IntoMemoryWriter>(opts.into);
   };
-  ExecOptions eo;
-  eo.threads = p->job.threads;
-  eo.max_memory = p->job.max_memory;
-  eo.stats = p->job.stats;
-  eo.cancel = opts.cancel;
-  if (opts.progress)
-    eo.on_progress = [&opts](std::uint64_t done, std::uint64_t total, std::size_t tdone, std::size_t ttotal) {
-      opts.progress(Progress{done, total, tdone, ttotal});
-    };
-  ExecResult res = execute(p->plan.target, memory, "memory", p->write_options, eo);
+  ExecResult res = execute(p->plan.target, memory, "memory", p->write_options, exec_options(p->job, opts));
   r.destination = "memory";
   r.destination_format = "memory";
   record_results(*p, res);
@@ -137,16 +142,7 @@ Report run(const Job& job, const RunOptions& opts) {
     for (const auto& stale : remove_stale_temporaries(out.path))
       r.notes.push_back("removed stale temporary " + stale + " (process " + std::to_string(temporary_owner(stale)) +
                         " is gone)");
-  ExecOptions eo;
-  eo.threads = job.threads;
-  eo.max_memory = job.max_memory;
-  eo.stats = job.stats;
-  eo.cancel = opts.cancel;
-  if (opts.progress)
-    eo.on_progress = [&opts](std::uint64_t done, std::uint64_t total, std::size_t tdone, std::size_t ttotal) {
-      opts.progress(Progress{done, total, tdone, ttotal});
-    };
-  ExecResult res = execute(p->plan.target, *out.format, out.path, p->write_options, eo);
+  ExecResult res = execute(p->plan.target, *out.format, out.path, p->write_options, exec_options(job, opts));
 
   record_results(*p, res);
   if (out.format->caps.writes_output) r.files.push_back(out.path);

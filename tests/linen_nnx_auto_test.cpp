@@ -16,17 +16,15 @@
 namespace ckb {
 namespace {
 
+using test::bytes_of;
+using test::sorted_array_metadatas;
+
 using test::load_json;
 using test::read_file;
 using test::run_cli;
 using test::TempDir;
 
 std::string mx(const std::string& rel) { return test::fixture("maxtext_linen_nnx/" + rel); }
-
-std::string bytes_of(const Tensor& t) {
-  Bytes b = t.read_all();
-  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
-}
 
 // Every leaf of `a` equals the leaf of `b` at the same path (tensors: dtype, shape, bytes;
 // other leaves: type and value), and both have the same leaf paths.
@@ -52,14 +50,6 @@ void expect_same_leaves(const std::string& a_path, const std::string& b_path) {
   });
   EXPECT_EQ(in_a, in_b);
   EXPECT_GT(tensors, 30u);  // 38 in linen_full, 45 in the NNX states
-}
-
-nlohmann::json sorted_array_metadatas(const std::string& item) {
-  auto j = load_json(item + "/array_metadatas/process_0")["array_metadatas"];
-  std::sort(j.begin(), j.end(), [](const auto& x, const auto& y) {
-    return x["array_metadata"]["param_name"] < y["array_metadata"]["param_name"];
-  });
-  return j;
 }
 
 // Two Orbax items with the same tree metadata, sharding and array metadata, and the same leaves.

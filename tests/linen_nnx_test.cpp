@@ -19,17 +19,15 @@
 namespace ckb {
 namespace {
 
+using test::bytes_of;
+using test::sorted_array_metadatas;
+
 using test::fixture;
 using test::load_json;
 using test::run_cli;
 using test::TempDir;
 
 std::string mx(const std::string& rel) { return fixture("maxtext_linen_nnx/" + rel); }
-
-std::string bytes_of(const Tensor& t) {
-  Bytes b = t.read_all();
-  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
-}
 
 // Two trees equal in every respect a restore can see: keys and their order-independent
 // sets, container kinds (Orbax key types), leaf types and values, tensor dtype/shape/bytes,
@@ -57,14 +55,6 @@ void expect_same_tree(const Node& a, const Node& b, const std::string& path = ""
   } else {
     EXPECT_TRUE(leaf_values_equal(a, b)) << path;
   }
-}
-
-nlohmann::json sorted_array_metadatas(const std::string& item) {
-  auto j = load_json(item + "/array_metadatas/process_0")["array_metadatas"];
-  std::sort(j.begin(), j.end(), [](const auto& x, const auto& y) {
-    return x["array_metadata"]["param_name"] < y["array_metadata"]["param_name"];
-  });
-  return j;
 }
 
 // Our item directory against the fixture's: the same tree, and the same Orbax metadata.

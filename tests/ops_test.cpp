@@ -11,6 +11,8 @@
 namespace ckb {
 namespace {
 
+using test::bytes_of;
+
 Tensor iota(DType dt, Shape shape) {
   TensorInfo info{dt, shape};
   Bytes b(info.nbytes());
@@ -28,10 +30,6 @@ std::vector<float> floats(const Tensor& t) {
   std::vector<float> v(b.size() / 4);
   std::memcpy(v.data(), b.data(), b.size());
   return v;
-}
-std::string bytes_of(const Tensor& t) {
-  auto b = t.read_all();
-  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
 }
 // Element at a multi-index, read through the tensor's C-order bytes.
 std::string elem(const Tensor& t, const std::vector<std::int64_t>& idx) {

@@ -21,17 +21,14 @@
 namespace ckb {
 namespace {
 
+using test::bytes_of;
+
 using test::fixture;
 using test::load_json;
 using test::run_cli;
 using test::TempDir;
 
 std::string mx(const std::string& rel) { return fixture("maxtext_linen_nnx/" + rel); }
-
-std::string bytes_of(const Tensor& t) {
-  Bytes b = t.read_all();
-  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
-}
 
 // Every leaf of a tree as something comparable: a tensor's dtype, shape and bytes; `None`;
 // other values by type and value. `step` is left out (its encoding is tested elsewhere).

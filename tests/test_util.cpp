@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -40,6 +41,19 @@ void expect_matches_manifest(const Checkpoint& ck, const nlohmann::json& manifes
   }
   for (const auto& [name, w] : want.items())
     if (!seen.count(name)) ADD_FAILURE() << "missing tensor '" << name << "'";
+}
+
+std::string bytes_of(const Tensor& t) {
+  Bytes b = t.read_all();
+  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+}
+
+nlohmann::json sorted_array_metadatas(const std::string& orbax_item) {
+  auto j = load_json(orbax_item + "/array_metadatas/process_0")["array_metadatas"];
+  std::sort(j.begin(), j.end(), [](const auto& x, const auto& y) {
+    return x["array_metadata"]["param_name"] < y["array_metadata"]["param_name"];
+  });
+  return j;
 }
 
 TempDir::TempDir() {

@@ -22,6 +22,13 @@ nlohmann::json load_json(const std::string& path);
 // shape and sha256. Non-fatal failures name the tensor.
 void expect_matches_manifest(const Checkpoint& ck, const nlohmann::json& manifest);
 
+// A tensor's C-order little-endian bytes (read whole), for exact comparisons.
+std::string bytes_of(const Tensor& t);
+
+// An Orbax item's array_metadatas/process_0 entries, sorted by param name (their order in the
+// file is not part of the format), for comparing two items' array metadata.
+nlohmann::json sorted_array_metadatas(const std::string& orbax_item);
+
 // A fresh empty directory under the system temp dir, removed by the destructor.
 class TempDir {
  public:
