@@ -147,10 +147,7 @@ class Checkpoint:
         if widen:
             stored = np.empty(info.nbytes, np.uint8)
             self._read(info, stored)
-            out = np.empty(info.shape, np.float32)
-            n = int(np.prod(info.shape, dtype=np.int64))
-            check(lib.ckb_convert(info.dtype.encode(), stored.ctypes.data, n, b"F32", out.ctypes.data))
-            return out
+            return _widen(info.dtype, stored, info.shape)
         out = np.empty(shape, dtype)
         self._read(info, out)
         if self.report is None:  # an opened checkpoint: nothing of this tensor stays cached
@@ -236,6 +233,14 @@ class Checkpoint:
         check(lib.ckb_tensor_read_region(self._ptr(), info.index, n, a, b, buf, out.nbytes, 0))
 
 
+def _widen(dtype, stored, shape):
+    """Float32 values of the `dtype` elements in C-contiguous `stored` (exact: every widened type
+    fits in float32), as an array of `shape`."""
+    out = np.empty(shape, np.float32)
+    check(lib.ckb_convert(dtype.encode(), stored.ctypes.data, out.size, b"F32", out.ctypes.data))
+    return out
+
+
 def _writable_buffer(out, nbytes, name):
     if isinstance(out, np.ndarray):
         if not out.flags.c_contiguous or not out.flags.writeable:
@@ -310,9 +315,7 @@ class TensorSlice:
         if stored.size:
             self._ck._read_region(info, start, stop, stored)
         if widen:
-            out = np.empty(box, np.float32)
-            check(lib.ckb_convert(info.dtype.encode(), stored.ctypes.data, stored.size, b"F32", out.ctypes.data))
-            stored = out
+            stored = _widen(info.dtype, stored, box)
         out = stored[tuple(local)]
         if drop:
             out = out.reshape([d for i, d in enumerate(out.shape) if i not in drop])

@@ -17,7 +17,7 @@ import sys
 import threading
 from collections import namedtuple
 
-from ._lib import PROGRESS, c_tree_p, call_json, check, enc, lib
+from ._lib import INTO, PROGRESS, c_tree_p, call_json, check, enc, lib
 from .errors import CheckFailed, UsageError
 
 Progress = namedtuple("Progress", "bytes_done bytes_total tensors_done tensors_total")
@@ -183,29 +183,50 @@ def _call_cancellable(fn, cancel):
     return result["value"]
 
 
-def run_job(job, *, dry_run=False, progress=True, memory=None, label="ckptbridge"):
-    """Plans (dry_run) or runs a job dict (the C ABI's job JSON) and returns its Report."""
+def run_job(job, *, dry_run=False, progress=True, memory=None, label="ckptbridge", into=None):
+    """Plans (dry_run) or runs a job dict (the C ABI's job JSON) and returns its Report.
+
+    into: run into memory instead of an output (ckb_run_into): called once per target tensor as
+    ``into(index, name, dtype, shape, nbytes)`` before any byte is read, it returns the address
+    the tensor's bytes go to. An exception from it (or from a progress callback) cancels the
+    run and is raised once the engine has stopped."""
     cancel = lib.ckb_cancel_new()
     sink = _ProgressSink(progress, label) if not dry_run else None
+    errors = []  # the first exception raised by a callback
+
+    def fail(e):
+        errors.append(e)
+        lib.ckb_cancel_request(cancel)
+
     try:
         def on_progress(_user, done, total, tdone, ttotal):
-            if sink.error is not None:
+            if errors:
                 return
             try:
                 sink(Progress(done, total, tdone, ttotal))
             except BaseException as e:  # noqa: BLE001 - cancels the run, re-raised below
-                sink.error = e
-                lib.ckb_cancel_request(cancel)
+                fail(e)
+
+        def on_into(_user, index, name, dt, ndim, shape, nbytes):
+            try:
+                return into(index, name.decode(), dt.decode(), tuple(shape[i] for i in range(ndim)), nbytes)
+            except BaseException as e:  # noqa: BLE001 - fails the run, re-raised below
+                fail(e)
+                return None
 
         cb = PROGRESS(on_progress) if sink is not None and (sink.fn or sink.bar) else PROGRESS()
+        cb_into = INTO(on_into) if into is not None else None
         trees, names, n = _memory_arrays(memory)
         payload = json.dumps(job).encode()
 
         def call():
             out = ctypes.c_void_p()
-            status = lib.ckb_run(payload, trees, names, n, 1 if dry_run else 0, cb, None, cancel, ctypes.byref(out))
-            if status != 0 and sink is not None and sink.error is not None:
-                raise sink.error
+            if cb_into is not None:
+                status = lib.ckb_run_into(payload, trees, names, n, cb_into, None, cb, None, cancel, ctypes.byref(out))
+            else:
+                status = lib.ckb_run(payload, trees, names, n, 1 if dry_run else 0, cb, None, cancel, ctypes.byref(out))
+            if status != 0 and errors:
+                raise errors[0]
             check(status)
             try:
                 return json.loads(ctypes.string_at(out.value).decode("utf-8"))

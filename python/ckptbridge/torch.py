@@ -9,13 +9,12 @@
 load_state_dict runs the engine's job into memory: each tensor is allocated once as a torch
 tensor and the engine writes its bytes straight into that storage (all cores, the engine's
 bounded window), so the extra memory is the window, not a second copy of the model."""
-import ctypes
 
 import numpy as np
 import torch
 
 from . import jobs
-from ._lib import INTO, PROGRESS, check, lib
+from ._lib import lib
 from ._memory import MemoryTree
 from .errors import UsageError
 
@@ -53,50 +52,16 @@ def load_state_dict(path, *, recipe=None, profile=None, dtype=None, adapter=None
         if profile is None:
             profile = jobs.call_json(lib.ckb_lora_merge_profile, b"", 1)
     job = jobs._make_job(path, None, recipe=recipe, profile=profile, dtype=dtype, **profile_args)
-    out, error = {}, []
+    out = {}
 
-    def into(_user, _index, name, dt, ndim, shape, nbytes):
-        try:
-            t = torch.empty(tuple(shape[i] for i in range(ndim)), dtype=torch_dtype(dt.decode()))
-            if t.numel() * t.element_size() != nbytes:
-                raise UsageError(f"{name.decode()}: {nbytes} bytes do not fill a {dt.decode()} tensor of shape {tuple(t.shape)}")
-            out[name.decode()] = t
-            return t.data_ptr() if nbytes else None
-        except BaseException as e:  # noqa: BLE001 - re-raised after the engine returns
-            error.append(e)
-            return None
+    def into(_index, name, dt, shape, nbytes):  # each tensor allocated once; the engine fills it
+        t = torch.empty(shape, dtype=torch_dtype(dt))
+        if t.numel() * t.element_size() != nbytes:
+            raise UsageError(f"{name}: {nbytes} bytes do not fill a {dt} tensor of shape {tuple(t.shape)}")
+        out[name] = t
+        return t.data_ptr() if nbytes else None
 
-    cb_into = INTO(into)
-    cancel = lib.ckb_cancel_new()
-    sink = jobs._ProgressSink(progress, "load_state_dict")
-
-    def on_progress(_u, done, total, tdone, ttotal):
-        try:
-            sink(jobs.Progress(done, total, tdone, ttotal))
-        except BaseException as e:  # noqa: BLE001
-            error.append(e)
-            lib.ckb_cancel_request(cancel)
-
-    cb_prog = PROGRESS(on_progress) if (sink.fn or sink.bar) else PROGRESS()
-    payload = jobs.json.dumps(job).encode()
-    trees, names, n = jobs._memory_arrays(None)
-
-    def call():
-        rep = ctypes.c_void_p()
-        status = lib.ckb_run_into(payload, trees, names, n, cb_into, None, cb_prog, None, cancel, ctypes.byref(rep))
-        if status != 0 and error:
-            raise error[0]
-        check(status)
-        try:
-            return jobs.Report(jobs.json.loads(ctypes.string_at(rep.value).decode("utf-8")))
-        finally:
-            lib.ckb_free(rep)
-
-    try:
-        report = jobs._call_cancellable(call, cancel)
-    finally:
-        sink.close()
-        lib.ckb_cancel_free(cancel)
+    report = jobs.run_job(job, progress=progress, into=into, label="load_state_dict")
     return (out, report) if return_report else out
 
 
