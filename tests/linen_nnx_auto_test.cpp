@@ -24,7 +24,6 @@ using test::read_file;
 using test::run_cli;
 using test::TempDir;
 
-std::string mx(const std::string& rel) { return test::fixture("maxtext_linen_nnx/" + rel); }
 
 // Every leaf of `a` equals the leaf of `b` at the same path (tensors: dtype, shape, bytes;
 // other leaves: type and value), and both have the same leaf paths.
@@ -62,10 +61,10 @@ void expect_same_item(const std::string& ours, const std::string& want) {
 
 TEST(LinenNnxAuto, LinenSourceWithAnNnxLikeEqualsLayoutNnx) {
   TempDir tmp;
-  auto r = run_cli("adapt " + mx("linen_full") + " " + tmp / "auto" + " --layout auto --like " + mx("nnx_fresh_raw") +
+  auto r = run_cli("adapt " + test::maxtext_fixture("linen_full") + " " + tmp / "auto" + " --layout auto --like " + test::maxtext_fixture("nnx_fresh_raw") +
                    " --report " + tmp / "auto.json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  r = run_cli("adapt " + mx("linen_full") + " " + tmp / "nnx" + " --layout nnx --like " + mx("nnx_fresh_raw") + " -q");
+  r = run_cli("adapt " + test::maxtext_fixture("linen_full") + " " + tmp / "nnx" + " --layout nnx --like " + test::maxtext_fixture("nnx_fresh_raw") + " -q");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   // Byte for byte the same metadata files; the tensors the same (the ocdbt data files carry
   // random names, _CHECKPOINT_METADATA a timestamp, so they are compared as read).
@@ -77,7 +76,7 @@ TEST(LinenNnxAuto, LinenSourceWithAnNnxLikeEqualsLayoutNnx) {
   EXPECT_EQ(rep["adapt"]["to"], "nnx");
   EXPECT_EQ(rep["adapt"]["from"]["layout"], "linen (full training state)");
   // and the RNG state of --like is where NNX keeps it
-  const Checkpoint out = read_checkpoint(tmp / "auto"), like = read_checkpoint(mx("nnx_fresh_raw"));
+  const Checkpoint out = read_checkpoint(tmp / "auto"), like = read_checkpoint(test::maxtext_fixture("nnx_fresh_raw"));
   const std::string key = "model/rngs/params/key/value";
   const Node* a = find_path(out.root, key);
   const Node* b = find_path(like.root, key);
@@ -88,45 +87,45 @@ TEST(LinenNnxAuto, LinenSourceWithAnNnxLikeEqualsLayoutNnx) {
 TEST(LinenNnxAuto, NnxRawAndPureBecomeTheFlavourOfLike) {
   TempDir tmp;
   // raw nnx.State source, pure --like: the `value` wrappers go
-  auto r = run_cli("adapt " + mx("nnx_expected_raw") + " " + tmp / "pure" + " --layout auto --like " +
-                   mx("nnx_expected_pure"));
+  auto r = run_cli("adapt " + test::maxtext_fixture("nnx_expected_raw") + " " + tmp / "pure" + " --layout auto --like " +
+                   test::maxtext_fixture("nnx_expected_pure"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("NNX leaves unwrapped from `value` to match --like"), std::string::npos) << r.err;
-  auto d = run_cli("diff " + tmp / "pure" + " " + mx("nnx_expected_pure"));
+  auto d = run_cli("diff " + tmp / "pure" + " " + test::maxtext_fixture("nnx_expected_pure"));
   EXPECT_EQ(d.exit_code, 0) << d.out << d.err;
   EXPECT_NE(d.out.find("45 leaves: 45 equal, 0 not equal"), std::string::npos) << d.out;
-  expect_same_item(tmp / "pure", mx("nnx_expected_pure/3/items"));
+  expect_same_item(tmp / "pure", test::maxtext_fixture("nnx_expected_pure/3/items"));
 
   // and back: pure source, raw --like
-  r = run_cli("adapt " + mx("nnx_expected_pure") + " " + tmp / "raw" + " --layout auto --like " + mx("nnx_expected_raw"));
+  r = run_cli("adapt " + test::maxtext_fixture("nnx_expected_pure") + " " + tmp / "raw" + " --layout auto --like " + test::maxtext_fixture("nnx_expected_raw"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("NNX leaves wrapped in `value` to match --like"), std::string::npos) << r.err;
-  EXPECT_EQ(run_cli("diff " + tmp / "raw" + " " + mx("nnx_expected_raw")).exit_code, 0);
-  expect_same_item(tmp / "raw", mx("nnx_expected_raw/3/items"));
+  EXPECT_EQ(run_cli("diff " + tmp / "raw" + " " + test::maxtext_fixture("nnx_expected_raw")).exit_code, 0);
+  expect_same_item(tmp / "raw", test::maxtext_fixture("nnx_expected_raw/3/items"));
 }
 
 TEST(LinenNnxAuto, SourceAlreadyInTheLayoutPassesUnchanged) {
   TempDir tmp;
-  auto r = run_cli("adapt " + mx("linen_full") + " " + tmp / "same" + " --layout auto --like " + mx("linen_full") +
+  auto r = run_cli("adapt " + test::maxtext_fixture("linen_full") + " " + tmp / "same" + " --layout auto --like " + test::maxtext_fixture("linen_full") +
                    " --report " + tmp / "rep.json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("is already the layout of --like: leaves matched as they are"), std::string::npos) << r.err;
-  expect_same_item(tmp / "same", mx("linen_full/3/items"));
+  expect_same_item(tmp / "same", test::maxtext_fixture("linen_full/3/items"));
   EXPECT_EQ(load_json(tmp / "rep.json")["adapt"]["to"], "auto (unchanged)");
 }
 
 TEST(LinenNnxAuto, NnxSourceWithALinenLikeGivesLinenFull) {
   TempDir tmp;
-  auto r = run_cli("adapt " + mx("nnx_expected_raw") + " " + tmp / "linen" + " --layout auto --like " + mx("linen_full") +
+  auto r = run_cli("adapt " + test::maxtext_fixture("nnx_expected_raw") + " " + tmp / "linen" + " --layout auto --like " + test::maxtext_fixture("linen_full") +
                    " --report " + tmp / "rep.json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  expect_same_item(tmp / "linen", mx("linen_full/3/items"));
+  expect_same_item(tmp / "linen", test::maxtext_fixture("linen_full/3/items"));
   EXPECT_EQ(load_json(tmp / "rep.json")["adapt"]["to"], "linen");
 }
 
 TEST(LinenNnxAuto, WithoutLikeIsAUsageError) {
   TempDir tmp;
-  auto r = run_cli("adapt " + mx("linen_full") + " " + tmp / "out" + " --layout auto");
+  auto r = run_cli("adapt " + test::maxtext_fixture("linen_full") + " " + tmp / "out" + " --layout auto");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("--layout auto takes the layout of --like; pass --like"), std::string::npos) << r.err;
   EXPECT_FALSE(path_exists(tmp / "out"));
@@ -137,8 +136,8 @@ TEST(LinenNnxAuto, WithoutLikeIsAUsageError) {
 TEST(LinenNnxAuto, AdaptationOptionsWithoutAnAdaptationAreUsageErrors) {
   TempDir tmp;
   for (const char* opt : {"--raw", "--weights-only", "--layers unscan"}) {
-    auto r = run_cli("adapt " + mx("nnx_expected_raw") + " " + tmp / "out" + " --layout auto --like " +
-                     mx("nnx_expected_pure") + " " + opt);
+    auto r = run_cli("adapt " + test::maxtext_fixture("nnx_expected_raw") + " " + tmp / "out" + " --layout auto --like " +
+                     test::maxtext_fixture("nnx_expected_pure") + " " + opt);
     EXPECT_EQ(r.exit_code, 1) << opt;
     EXPECT_NE(r.err.find("shapes a Linen <-> NNX adaptation; the source is already in --like's layout"), std::string::npos)
         << opt << ": " << r.err;

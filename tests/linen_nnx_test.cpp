@@ -27,7 +27,6 @@ using test::load_json;
 using test::run_cli;
 using test::TempDir;
 
-std::string mx(const std::string& rel) { return fixture("maxtext_linen_nnx/" + rel); }
 
 // Two trees equal in every respect a restore can see: keys and their order-independent
 // sets, container kinds (Orbax key types), leaf types and values, tensor dtype/shape/bytes,
@@ -66,7 +65,7 @@ void expect_same_checkpoint(const std::string& ours, const std::string& want_ite
 }
 
 TEST(LinenNnx, DetectsEveryFixtureLayout) {
-  auto layout = [](const std::string& d) { return detect_flax_layout(read_checkpoint(mx(d)).root); };
+  auto layout = [](const std::string& d) { return detect_flax_layout(read_checkpoint(test::maxtext_fixture(d)).root); };
   FlaxLayout l = layout("linen_full");
   EXPECT_EQ(l.kind, FlaxKind::LinenFull);
   EXPECT_EQ(l.weights, "params/params");
@@ -99,15 +98,15 @@ TEST(LinenNnx, ThreefryMatchesJax) {
 
 TEST(LinenNnx, LinenFullToNnxRawAndPureMatchTheExpectedStates) {
   TempDir tmp;
-  auto r = run_cli("adapt " + mx("linen_full") + " " + tmp / "raw" + " --layout nnx --like " + mx("nnx_fresh_raw") +
+  auto r = run_cli("adapt " + test::maxtext_fixture("linen_full") + " " + tmp / "raw" + " --layout nnx --like " + test::maxtext_fixture("nnx_fresh_raw") +
                    " --rng-fill deterministic --report " + tmp / "report.json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  expect_same_checkpoint(tmp / "raw", mx("nnx_expected_raw/3/items"));
+  expect_same_checkpoint(tmp / "raw", test::maxtext_fixture("nnx_expected_raw/3/items"));
 
-  r = run_cli("adapt " + mx("linen_full") + " " + tmp / "pure" + " --layout nnx --like " + mx("nnx_fresh_raw") +
+  r = run_cli("adapt " + test::maxtext_fixture("linen_full") + " " + tmp / "pure" + " --layout nnx --like " + test::maxtext_fixture("nnx_fresh_raw") +
               " --rng-fill deterministic --pure -q");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  expect_same_checkpoint(tmp / "pure", mx("nnx_expected_pure/3/items"));
+  expect_same_checkpoint(tmp / "pure", test::maxtext_fixture("nnx_expected_pure/3/items"));
 
   // The report: the layout, the rule for the RNG state, the EmptyState drop, a clean ledger.
   auto rep = load_json(tmp / "report.json");
@@ -135,14 +134,14 @@ TEST(LinenNnx, NnxToLinenGivesLinenFullBack) {
   TempDir tmp;
   for (const char* src : {"nnx_expected_raw", "nnx_expected_pure"}) {
     const std::string out = tmp / src;
-    auto r = run_cli("adapt " + mx(src) + " " + out + " --layout linen --like " + mx("linen_full") + " -q");
+    auto r = run_cli("adapt " + test::maxtext_fixture(src) + " " + out + " --layout linen --like " + test::maxtext_fixture("linen_full") + " -q");
     ASSERT_EQ(r.exit_code, 0) << r.err;
-    expect_same_checkpoint(out, mx("linen_full/3/items"));  // incl. the None chain entry and the step scalar
+    expect_same_checkpoint(out, test::maxtext_fixture("linen_full/3/items"));  // incl. the None chain entry and the step scalar
   }
   // Without --like the step is MaxText's int32 jax.Array; everything else is the same.
-  auto r = run_cli("adapt " + mx("nnx_expected_raw") + " " + tmp / "plain" + " --layout linen -q");
+  auto r = run_cli("adapt " + test::maxtext_fixture("nnx_expected_raw") + " " + tmp / "plain" + " --layout linen -q");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  Checkpoint ours = read_checkpoint(tmp / "plain"), want = read_checkpoint(mx("linen_full"));
+  Checkpoint ours = read_checkpoint(tmp / "plain"), want = read_checkpoint(test::maxtext_fixture("linen_full"));
   const Node* step = ours.root.find("step");
   ASSERT_TRUE(step && step->is_tensor());
   EXPECT_EQ(step->tensor().info, (TensorInfo{DType::I32, {}}));
@@ -156,13 +155,43 @@ TEST(LinenNnx, NnxToLinenGivesLinenFullBack) {
   expect_same_tree(ours.root, want.root);
 }
 
+// A second run written by flax/optax/orbax (make_fixtures.py --heldout: 3 scanned layers,
+// optax.sgd(1e-2, momentum=0.9) = chain(trace, scale), 2 steps): both directions equal the
+// generator's states; NNX -> Linen needs the chain's trailing stateless `scale` entry, which
+// NNX cannot show: from --like, or from --optax 'sgd(momentum)'.
+TEST(LinenNnx, SgdMomentumRunBothWays) {
+  TempDir tmp;
+  const auto sgd = [](const std::string& rel) { return test::fixture("maxtext_sgd_momentum/" + rel); };
+  auto r = run_cli("adapt " + sgd("linen_full") + " " + tmp / "raw --layout nnx --like " + sgd("nnx_fresh_raw") +
+                   " --rng-fill deterministic -q");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  expect_same_checkpoint(tmp / "raw", sgd("nnx_expected_raw/2/items"));
+  for (const std::string& how : {"--like " + sgd("linen_full"), std::string("--optax 'sgd(momentum)'")}) {
+    SCOPED_TRACE(how);
+    const std::string out = tmp / ("linen" + std::to_string(how.size()));
+    r = run_cli("adapt " + sgd("nnx_expected_raw") + " " + out + " --layout linen " + how + " -q");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    Checkpoint ours = read_checkpoint(out), want = read_checkpoint(sgd("linen_full"));
+    if (how.rfind("--like", 0) == 0) {
+      expect_same_checkpoint(out, sgd("linen_full/2/items"));  // the step scalar too
+      continue;
+    }
+    for (Checkpoint* c : {&ours, &want}) {  // --optax alone: the step is MaxText's int32 jax.Array
+      auto& kids = c->root.container().children;
+      kids.erase(std::remove_if(kids.begin(), kids.end(), [](const Child& ch) { return ch.key == "step"; }), kids.end());
+      c->root.container().index.clear();
+    }
+    expect_same_tree(ours.root, want.root);  // opt_state = (TraceState(trace), None)
+  }
+}
+
 TEST(LinenNnx, ParamsOnlyBothWays) {
   TempDir tmp;
-  auto r = run_cli("adapt " + mx("linen_params") + " " + tmp / "nnx" + " --layout nnx --like " + mx("nnx_fresh_raw"));
+  auto r = run_cli("adapt " + test::maxtext_fixture("linen_params") + " " + tmp / "nnx" + " --layout nnx --like " + test::maxtext_fixture("nnx_fresh_raw"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("params-only"), std::string::npos) << r.err;
-  Checkpoint nnx = read_checkpoint(tmp / "nnx"), lin = read_checkpoint(mx("linen_params")),
-             fresh = read_checkpoint(mx("nnx_fresh_raw"));
+  Checkpoint nnx = read_checkpoint(tmp / "nnx"), lin = read_checkpoint(test::maxtext_fixture("linen_params")),
+             fresh = read_checkpoint(test::maxtext_fixture("nnx_fresh_raw"));
   EXPECT_EQ(nnx.root.size(), 1u);  // model only
   // weights from the Linen checkpoint, RNG state kept from --like (the default --rng-fill like)
   std::size_t weights = 0, rng = 0;
@@ -197,8 +226,8 @@ TEST(LinenNnx, WrongTargetFailsListingThePathsAndWritesNothing) {
      "ops": [{"slice": {"axis": 0, "start": 0, "stop": 32}}]},
     {"drop": "model/decoder/logits_dense/kernel/value", "reason": "test"},
     {"map": "{p:*}", "to": "{p}"}]})");
-  ASSERT_EQ(run_cli("convert " + mx("nnx_fresh_raw") + " " + tmp / "like" + " --to orbax --recipe " + tmp / "wrong.json" + " -q").exit_code, 0);
-  auto r = run_cli("adapt " + mx("linen_full") + " " + tmp / "out" + " --layout nnx --like " + tmp / "like");
+  ASSERT_EQ(run_cli("convert " + test::maxtext_fixture("nnx_fresh_raw") + " " + tmp / "like" + " --to orbax --recipe " + tmp / "wrong.json" + " -q").exit_code, 0);
+  auto r = run_cli("adapt " + test::maxtext_fixture("linen_full") + " " + tmp / "out" + " --layout nnx --like " + tmp / "like");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("model/token_embedder/embedding/value' is F32 [64, 16] but the expected layout has F32 [32, 16]"),
             std::string::npos) << r.err;
@@ -209,26 +238,26 @@ TEST(LinenNnx, WrongTargetFailsListingThePathsAndWritesNothing) {
   test::write_file(tmp / "extra.json", R"({"recipe": "extra", "rules": [
     {"map": "{p:*}", "to": "{p}"},
     {"fill": "model/decoder/extra_bias/value", "value": 0, "dtype": "F32", "shape": [16]}]})");
-  ASSERT_EQ(run_cli("convert " + mx("nnx_fresh_raw") + " " + tmp / "like2" + " --to orbax --recipe " + tmp / "extra.json" + " -q").exit_code, 0);
-  r = run_cli("adapt " + mx("linen_full") + " " + tmp / "out" + " --layout nnx --like " + tmp / "like2");
+  ASSERT_EQ(run_cli("convert " + test::maxtext_fixture("nnx_fresh_raw") + " " + tmp / "like2" + " --to orbax --recipe " + tmp / "extra.json" + " -q").exit_code, 0);
+  r = run_cli("adapt " + test::maxtext_fixture("linen_full") + " " + tmp / "out" + " --layout nnx --like " + tmp / "like2");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("missing target 'model/decoder/extra_bias/value'"), std::string::npos) << r.err;
   EXPECT_FALSE(path_exists(tmp / "out"));
 
   // the wrong direction and a like of the wrong kind are usage mistakes with a clear message
-  r = run_cli("adapt " + mx("nnx_fresh_raw") + " " + tmp / "out" + " --layout nnx");
+  r = run_cli("adapt " + test::maxtext_fixture("nnx_fresh_raw") + " " + tmp / "out" + " --layout nnx");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("already in the NNX layout"), std::string::npos) << r.err;
-  r = run_cli("adapt " + mx("linen_full") + " " + tmp / "out" + " --layout nnx --like " + mx("linen_full"));
+  r = run_cli("adapt " + test::maxtext_fixture("linen_full") + " " + tmp / "out" + " --layout nnx --like " + test::maxtext_fixture("linen_full"));
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("--like must be a checkpoint in the target layout"), std::string::npos) << r.err;
 }
 
 TEST(LinenNnx, UnscanAndScanLayers) {
   TempDir tmp;
-  auto r = run_cli("adapt " + mx("linen_full") + " " + tmp / "unscanned" + " --layout nnx --layers unscan -q");
+  auto r = run_cli("adapt " + test::maxtext_fixture("linen_full") + " " + tmp / "unscanned" + " --layout nnx --layers unscan -q");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  Checkpoint un = read_checkpoint(tmp / "unscanned"), lin = read_checkpoint(mx("linen_full"));
+  Checkpoint un = read_checkpoint(tmp / "unscanned"), lin = read_checkpoint(test::maxtext_fixture("linen_full"));
   EXPECT_EQ(find_path(un.root, "model/decoder/layers"), nullptr);
   // layer 1 of the scanned wi_0 [16, L=2, 32] (scan axis 1), and of its adam moment
   for (const auto& [ours, theirs] : {std::pair<std::string, std::string>{"model/decoder/layers_1/mlp/wi_0/kernel/value",
@@ -244,9 +273,9 @@ TEST(LinenNnx, UnscanAndScanLayers) {
     EXPECT_EQ(bytes_of(got->tensor()), want) << ours;
   }
   // back to Linen: --like (scanned) chooses stacking; the result is linen_full exactly
-  r = run_cli("adapt " + tmp / "unscanned" + " " + tmp / "linen" + " --layout linen --like " + mx("linen_full") + " -q");
+  r = run_cli("adapt " + tmp / "unscanned" + " " + tmp / "linen" + " --layout linen --like " + test::maxtext_fixture("linen_full") + " -q");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  expect_same_checkpoint(tmp / "linen", mx("linen_full/3/items"));
+  expect_same_checkpoint(tmp / "linen", test::maxtext_fixture("linen_full/3/items"));
 }
 
 // ---- synthetic optax trees: the recursion, not just MaxText's adamw ----
@@ -264,7 +293,7 @@ Tensor i32(std::int32_t v) {
   return make_memory_tensor({DType::I32, {}}, std::move(b), "synthetic");
 }
 
-Node weights(float base) {
+Node filled_weights(float base) {
   Node w = Node::dict();
   Node dense = Node::dict();
   dense.add("kernel", Node::tensor(f32({4, 3}, base)));
@@ -284,8 +313,8 @@ Node with_params(Node w) {
 Node adam(float base) {
   Node s = Node::dict();
   s.add("count", Node::tensor(i32(7)));
-  s.add("mu", with_params(weights(base)));
-  s.add("nu", with_params(weights(base + 1000)));
+  s.add("mu", with_params(filled_weights(base)));
+  s.add("nu", with_params(filled_weights(base + 1000)));
   return s;
 }
 
@@ -294,7 +323,7 @@ Checkpoint linen_state(Node opt_state) {
   ck.format = "orbax";
   ck.path = "synthetic";
   ck.root.add("step", Node::tensor(i32(5)));
-  ck.root.add("params", with_params(weights(0)));
+  ck.root.add("params", with_params(filled_weights(0)));
   ck.root.add("opt_state", std::move(opt_state));
   return ck;
 }
@@ -355,7 +384,7 @@ TEST(LinenNnx, FlatAndWrappedStatesStayFlat) {
   // MultiSteps-like wrapper: the moment tree acc_grads and an inner chain are found by structure
   Node ms = Node::dict();
   ms.add("mini_step", Node::tensor(i32(1)));
-  ms.add("acc_grads", with_params(weights(3)));
+  ms.add("acc_grads", with_params(filled_weights(3)));
   Node inner = Node::list();
   inner.append(adam(4));
   inner.append(Node::none());
@@ -367,7 +396,7 @@ TEST(LinenNnx, FlatAndWrappedStatesStayFlat) {
 }
 
 TEST(LinenNnx, LoadAsNnxIsALibraryCall) {
-  Checkpoint lin = read_checkpoint(mx("linen_full"));
+  Checkpoint lin = read_checkpoint(test::maxtext_fixture("linen_full"));
   AdaptOptions o;
   o.pure = true;
   Checkpoint nnx = load_adapted(lin, o);

@@ -31,11 +31,6 @@ nlohmann::json params_manifest() {
   return m;
 }
 
-std::string hex_bytes(std::initializer_list<int> b) {
-  std::string s;
-  for (int x : b) s += static_cast<char>(x);
-  return s;
-}
 std::string be_bytes(std::uint64_t v, int width) {
   std::string s;
   for (int i = width - 1; i >= 0; --i) s += static_cast<char>((v >> (8 * i)) & 0xFF);
@@ -127,12 +122,12 @@ TEST(MsgpackWriter, ChunksExactlyLikeFlax) {
   root.add("big", Node::tensor(tensor_from(DType::F32, {10}, f32_le({0, 1, 2, 3, 4, 5, 6, 7, 8, 9}))));
   std::string got = write_tree(root, dir / "c.msgpack", 16);
   auto ext = [](std::uint8_t len, int n, const std::string& data) {
-    return hex_bytes({0xc7, len, 0x01, 0x93, 0x91, n}) + "\xa7" "float32" + hex_bytes({0xc4, static_cast<int>(data.size())}) + data;
+    return test::byte_string({0xc7, len, 0x01, 0x93, 0x91, n}) + "\xa7" "float32" + test::byte_string({0xc4, static_cast<int>(data.size())}) + data;
   };
-  std::string want = hex_bytes({0x81, 0xa3}) + "big" + hex_bytes({0x83, 0xb9}) + "__msgpack_chunked_array__" +
-                     hex_bytes({0xc3, 0xa5}) + "shape" + hex_bytes({0x81, 0xa1, '0', 0x0a, 0xa6}) + "chunks" +
-                     hex_bytes({0x83, 0xa1, '0'}) + ext(29, 4, f32_le({0, 1, 2, 3})) + hex_bytes({0xa1, '1'}) +
-                     ext(29, 4, f32_le({4, 5, 6, 7})) + hex_bytes({0xa1, '2'}) + ext(21, 2, f32_le({8, 9}));
+  std::string want = test::byte_string({0x81, 0xa3}) + "big" + test::byte_string({0x83, 0xb9}) + "__msgpack_chunked_array__" +
+                     test::byte_string({0xc3, 0xa5}) + "shape" + test::byte_string({0x81, 0xa1, '0', 0x0a, 0xa6}) + "chunks" +
+                     test::byte_string({0x83, 0xa1, '0'}) + ext(29, 4, f32_le({0, 1, 2, 3})) + test::byte_string({0xa1, '1'}) +
+                     ext(29, 4, f32_le({4, 5, 6, 7})) + test::byte_string({0xa1, '2'}) + ext(21, 2, f32_le({8, 9}));
   EXPECT_EQ(got, want);
   Checkpoint back = read_checkpoint(dir / "c.msgpack");
   const Tensor& t = back.root.find("big")->tensor();
@@ -153,35 +148,35 @@ TEST(MsgpackWriter, ChunksExactlyLikeFlax) {
   EXPECT_NE(b2.root.find("m")->tensor().source->describe().find("(4 chunks)"), std::string::npos);
   // At exactly the threshold (15 bytes, not more): one plain ext 1 of 32 bytes in all.
   const std::string plain = write_tree(r2, dir / "m2.msgpack", 15);
-  EXPECT_EQ(plain, hex_bytes({0x81, 0xa1, 'm', 0xc7, 0x1a, 0x01, 0x93, 0x92, 0x03, 0x05, 0xa4}) + "int8" +
-                       hex_bytes({0xc4, 0x0f}) + i8);
+  EXPECT_EQ(plain, test::byte_string({0x81, 0xa1, 'm', 0xc7, 0x1a, 0x01, 0x93, 0x92, 0x03, 0x05, 0xa4}) + "int8" +
+                       test::byte_string({0xc4, 0x0f}) + i8);
 }
 
 TEST(MsgpackWriter, ScalarsUseMsgpackPythonEncodings) {
   test::TempDir dir;
   Node root = Node::dict();
   const std::vector<std::pair<std::int64_t, std::string>> ints = {
-      {0, hex_bytes({0x00})},
-      {127, hex_bytes({0x7f})},
-      {128, hex_bytes({0xcc, 0x80})},
-      {256, hex_bytes({0xcd, 0x01, 0x00})},
-      {70000, hex_bytes({0xce, 0x00, 0x01, 0x11, 0x70})},
-      {std::int64_t{1} << 40, hex_bytes({0xcf, 0, 0, 0x01, 0, 0, 0, 0, 0})},
-      {-1, hex_bytes({0xff})},
-      {-32, hex_bytes({0xe0})},
-      {-33, hex_bytes({0xd0, 0xdf})},
-      {-200, hex_bytes({0xd1, 0xff, 0x38})},
-      {-40000, hex_bytes({0xd2, 0xff, 0xff, 0x63, 0xc0})},
-      {-(std::int64_t{1} << 40), hex_bytes({0xd3, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0})},
+      {0, test::byte_string({0x00})},
+      {127, test::byte_string({0x7f})},
+      {128, test::byte_string({0xcc, 0x80})},
+      {256, test::byte_string({0xcd, 0x01, 0x00})},
+      {70000, test::byte_string({0xce, 0x00, 0x01, 0x11, 0x70})},
+      {std::int64_t{1} << 40, test::byte_string({0xcf, 0, 0, 0x01, 0, 0, 0, 0, 0})},
+      {-1, test::byte_string({0xff})},
+      {-32, test::byte_string({0xe0})},
+      {-33, test::byte_string({0xd0, 0xdf})},
+      {-200, test::byte_string({0xd1, 0xff, 0x38})},
+      {-40000, test::byte_string({0xd2, 0xff, 0xff, 0x63, 0xc0})},
+      {-(std::int64_t{1} << 40), test::byte_string({0xd3, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0})},
   };
-  std::string want = hex_bytes({0xde, 0x00, static_cast<int>(ints.size() + 8)});
+  std::string want = test::byte_string({0xde, 0x00, static_cast<int>(ints.size() + 8)});
   for (std::size_t i = 0; i < ints.size(); ++i) {
     std::string k = "i" + std::to_string(i);
     root.add(k, Node(ints[i].first));
     want += static_cast<char>(0xa0 | k.size()) + k + ints[i].second;
   }
   root.add("f", Node(1.5));
-  want += "\xa1" "f" + hex_bytes({0xcb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0});
+  want += "\xa1" "f" + test::byte_string({0xcb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0});
   root.add("t", Node(true));
   want += "\xa1" "t" "\xc3";
   root.add("n", Node::none());
@@ -195,11 +190,11 @@ TEST(MsgpackWriter, ScalarsUseMsgpackPythonEncodings) {
   list.append(Node(std::int64_t{1}));
   list.append(Node(2.0));
   root.add("l", std::move(list));  // to_state_dict form: {"0": 1, "1": 2.0}
-  want += "\xa1" "l" + hex_bytes({0x82, 0xa1, '0', 0x01, 0xa1, '1', 0xcb, 0x40, 0, 0, 0, 0, 0, 0, 0});
+  want += "\xa1" "l" + test::byte_string({0x82, 0xa1, '0', 0x01, 0xa1, '1', 0xcb, 0x40, 0, 0, 0, 0, 0, 0, 0});
   root.add("e", Node::dict());
   want += "\xa1" "e" "\x80";
   root.add("z", Node::tensor(tensor_from(DType::BOOL, {0}, "")));
-  want += "\xa1" "z" + hex_bytes({0xc7, 0x0a, 0x01, 0x93, 0x91, 0x00, 0xa4}) + "bool" + hex_bytes({0xc4, 0x00});
+  want += "\xa1" "z" + test::byte_string({0xc7, 0x0a, 0x01, 0x93, 0x91, 0x00, 0xa4}) + "bool" + test::byte_string({0xc4, 0x00});
   EXPECT_EQ(write_tree(root, dir / "s.msgpack"), want);
   // and read back to the same values
   Checkpoint back = read_checkpoint(dir / "s.msgpack");
@@ -216,22 +211,22 @@ TEST(MsgpackWriter, ScalarsUseMsgpackPythonEncodings) {
 TEST(MsgpackDecoder, AllFormsDecodeAndReencodeExactly) {
   test::TempDir dir;
   std::string f;
-  f += hex_bytes({0x89});
-  f += "\xa1" "a" + hex_bytes({0x92, 0xca}) + be_bytes(0x3fc00000, 4) + hex_bytes({0xcf}) + be_bytes(1ull << 62, 8);  // [1.5f, 2^62]
-  f += "\xa1" "t" + hex_bytes({0xc7, 0x03, 0x04, 0x92, 0x01, 0xc0});  // ext 4 tuple (1, None)
+  f += test::byte_string({0x89});
+  f += "\xa1" "a" + test::byte_string({0x92, 0xca}) + be_bytes(0x3fc00000, 4) + test::byte_string({0xcf}) + be_bytes(1ull << 62, 8);  // [1.5f, 2^62]
+  f += "\xa1" "t" + test::byte_string({0xc7, 0x03, 0x04, 0x92, 0x01, 0xc0});  // ext 4 tuple (1, None)
   // ext 3 numpy scalar float32 2.5, fixext16 (payload exactly 16 bytes)
-  f += "\xa1" "s" + hex_bytes({0xd8, 0x03, 0x93, 0x90, 0xa7}) + "float32" + hex_bytes({0xc4, 0x04}) + f32_le({2.5f});
+  f += "\xa1" "s" + test::byte_string({0xd8, 0x03, 0x93, 0x90, 0xa7}) + "float32" + test::byte_string({0xc4, 0x04}) + f32_le({2.5f});
   double cre = 1.0, cim = -2.0;
   std::uint64_t bre, bim;
   std::memcpy(&bre, &cre, 8);
   std::memcpy(&bim, &cim, 8);
-  f += "\xa1" "c" + hex_bytes({0xc7, 0x13, 0x02, 0x92, 0xcb}) + be_bytes(bre, 8) + "\xcb" + be_bytes(bim, 8);  // ext 2
-  f += hex_bytes({0x07}) + "\xa1" "x";  // integer key 7 -> "7"
-  f += "\xa1" "w" + hex_bytes({0xc7, 0x14, 0x01, 0x93, 0x92, 0x01, 0x02, 0xa5}) + "int32" + hex_bytes({0xc4, 0x08}) +
+  f += "\xa1" "c" + test::byte_string({0xc7, 0x13, 0x02, 0x92, 0xcb}) + be_bytes(bre, 8) + "\xcb" + be_bytes(bim, 8);  // ext 2
+  f += test::byte_string({0x07}) + "\xa1" "x";  // integer key 7 -> "7"
+  f += "\xa1" "w" + test::byte_string({0xc7, 0x14, 0x01, 0x93, 0x92, 0x01, 0x02, 0xa5}) + "int32" + test::byte_string({0xc4, 0x08}) +
        be_bytes(0x0100000002000000ull, 8);  // int32 [1, 2] little-endian
-  f += "\xa1" "n" + hex_bytes({0xd3}) + be_bytes(static_cast<std::uint64_t>(-5000000000LL), 8);
-  f += "\xa1" "m" + hex_bytes({0x80});
-  f += "\xa1" "q" + hex_bytes({0x90});
+  f += "\xa1" "n" + test::byte_string({0xd3}) + be_bytes(static_cast<std::uint64_t>(-5000000000LL), 8);
+  f += "\xa1" "m" + test::byte_string({0x80});
+  f += "\xa1" "q" + test::byte_string({0x90});
   write_file(dir / "all.msgpack", f);
   EXPECT_TRUE(format_by_name("msgpack").detect(dir / "all.msgpack"));
   Checkpoint ck = read_checkpoint(dir / "all.msgpack");
@@ -256,16 +251,16 @@ TEST(MsgpackDecoder, AllFormsDecodeAndReencodeExactly) {
   // Written back with the attrs the reader left: identical bytes except the int key, which
   // becomes the string "7" (a0|1 '7' instead of 07).
   std::string want = f;
-  want.replace(want.find(hex_bytes({0x07}) + "\xa1" "x"), 1, "\xa1" "7");
+  want.replace(want.find(test::byte_string({0x07}) + "\xa1" "x"), 1, "\xa1" "7");
   EXPECT_EQ(write_tree(ck.root, dir / "again.msgpack"), want);
 
   // Wide forms: map16, str8/16 keys, array16/32, bin16/32, ext16/ext32, uint8/16/32, int8/16/32.
-  std::string g = hex_bytes({0xde, 0x00, 0x04});
-  g += hex_bytes({0xd9, 0x01}) + "k" + hex_bytes({0xdc, 0x00, 0x03, 0xcc, 0xff, 0xcd, 0x01, 0x00, 0xce}) + be_bytes(70000, 4);
-  g += hex_bytes({0xda, 0x00, 0x01}) + "l" + hex_bytes({0xdd, 0, 0, 0, 3, 0xd0, 0x80, 0xd1, 0x80, 0x00, 0xd2}) + be_bytes(0x80000000u, 4);
-  g += hex_bytes({0xdb, 0, 0, 0, 1}) + "b" + hex_bytes({0xdd, 0, 0, 0, 2, 0xc5, 0x00, 0x02}) + "hi" + hex_bytes({0xc6, 0, 0, 0, 1}) + "!";
-  std::string payload = hex_bytes({0x93, 0x91, 0x01, 0xa5}) + "uint8" + hex_bytes({0xc4, 0x01, 0x2a});
-  g += "\xa1" "e" + hex_bytes({0x92, 0xc8, 0x00, static_cast<int>(payload.size()), 0x01}) + payload + hex_bytes({0xc9, 0, 0, 0, static_cast<int>(payload.size()), 0x01}) + payload;
+  std::string g = test::byte_string({0xde, 0x00, 0x04});
+  g += test::byte_string({0xd9, 0x01}) + "k" + test::byte_string({0xdc, 0x00, 0x03, 0xcc, 0xff, 0xcd, 0x01, 0x00, 0xce}) + be_bytes(70000, 4);
+  g += test::byte_string({0xda, 0x00, 0x01}) + "l" + test::byte_string({0xdd, 0, 0, 0, 3, 0xd0, 0x80, 0xd1, 0x80, 0x00, 0xd2}) + be_bytes(0x80000000u, 4);
+  g += test::byte_string({0xdb, 0, 0, 0, 1}) + "b" + test::byte_string({0xdd, 0, 0, 0, 2, 0xc5, 0x00, 0x02}) + "hi" + test::byte_string({0xc6, 0, 0, 0, 1}) + "!";
+  std::string payload = test::byte_string({0x93, 0x91, 0x01, 0xa5}) + "uint8" + test::byte_string({0xc4, 0x01, 0x2a});
+  g += "\xa1" "e" + test::byte_string({0x92, 0xc8, 0x00, static_cast<int>(payload.size()), 0x01}) + payload + test::byte_string({0xc9, 0, 0, 0, static_cast<int>(payload.size()), 0x01}) + payload;
   write_file(dir / "wide.msgpack", g);
   Checkpoint w = read_checkpoint(dir / "wide.msgpack");
   EXPECT_EQ(std::get<std::int64_t>(find_path(w.root, "k/0")->value()), 255);
@@ -296,31 +291,31 @@ TEST(MsgpackBadInput, EachIsAFormatErrorNamingTheFile) {
     for (int i = 0; i < 100000; ++i) s += "\x81\xa1" "k";
     return s + "\xc0";
   }(), "nesting deeper than 512");
-  expect_error("bin_past_eof.msgpack", "\x81\xa1" "a" + hex_bytes({0xc6, 0x00, 0x10, 0x00, 0x00}) + "xyz",
+  expect_error("bin_past_eof.msgpack", "\x81\xa1" "a" + test::byte_string({0xc6, 0x00, 0x10, 0x00, 0x00}) + "xyz",
                "truncated msgpack bin payload");
   expect_error("ndarray_past_eof.msgpack",
-               "\x81\xa1" "a" + hex_bytes({0xc7, 0x1d, 0x01, 0x93, 0x91, 0x04, 0xa7}) + "float32" + hex_bytes({0xc4, 0x10}) + "abc",
+               "\x81\xa1" "a" + test::byte_string({0xc7, 0x1d, 0x01, 0x93, 0x91, 0x04, 0xa7}) + "float32" + test::byte_string({0xc4, 0x10}) + "abc",
                "truncated msgpack ext payload");
   const std::string good = read_file(fixture(kParams));
   expect_error("truncated.msgpack", good.substr(0, good.size() / 2), "truncated");
   expect_error("trailing.msgpack", good + "\xc0", "1 unexpected bytes after the top-level");
   expect_error("not_map.msgpack", "\x91\x01", "not a map");
-  expect_error("huge_map.msgpack", hex_bytes({0xdf, 0x7f, 0xff, 0xff, 0xff, 0xa1, 'a'}), "cannot fit");
-  expect_error("huge_array.msgpack", "\x81\xa1" "a" + hex_bytes({0xdd, 0xff, 0xff, 0xff, 0xff, 0x01}), "cannot fit");
+  expect_error("huge_map.msgpack", test::byte_string({0xdf, 0x7f, 0xff, 0xff, 0xff, 0xa1, 'a'}), "cannot fit");
+  expect_error("huge_array.msgpack", "\x81\xa1" "a" + test::byte_string({0xdd, 0xff, 0xff, 0xff, 0xff, 0x01}), "cannot fit");
   expect_error("dup.msgpack", "\x82\xa1" "a" "\x01\xa1" "a" "\x02", "duplicate msgpack map key 'a'");
   expect_error("bad_key.msgpack", "\x81\xc0\x01", "neither a string nor an integer");
   expect_error("c1.msgpack", "\x81\xa1" "a" "\xc1", "0xc1");
-  expect_error("u64.msgpack", "\x81\xa1" "a" + hex_bytes({0xcf, 0xff, 0, 0, 0, 0, 0, 0, 0}), "does not fit");
-  std::string nd = hex_bytes({0x93, 0x91, 0x03, 0xa7}) + "float32" + hex_bytes({0xc4, 0x08}) + "12345678";
-  expect_error("size_mismatch.msgpack", "\x81\xa1" "a" + hex_bytes({0xc7, static_cast<int>(nd.size()), 0x01}) + nd,
+  expect_error("u64.msgpack", "\x81\xa1" "a" + test::byte_string({0xcf, 0xff, 0, 0, 0, 0, 0, 0, 0}), "does not fit");
+  std::string nd = test::byte_string({0x93, 0x91, 0x03, 0xa7}) + "float32" + test::byte_string({0xc4, 0x08}) + "12345678";
+  expect_error("size_mismatch.msgpack", "\x81\xa1" "a" + test::byte_string({0xc7, static_cast<int>(nd.size()), 0x01}) + nd,
                "needs 12 bytes but its data has 8");
-  std::string od = hex_bytes({0x93, 0x91, 0x01, 0xa6}) + "object" + hex_bytes({0xc4, 0x08}) + "12345678";
-  expect_error("object.msgpack", "\x81\xa1" "a" + hex_bytes({0xc7, static_cast<int>(od.size()), 0x01}) + od,
+  std::string od = test::byte_string({0x93, 0x91, 0x01, 0xa6}) + "object" + test::byte_string({0xc4, 0x08}) + "12345678";
+  expect_error("object.msgpack", "\x81\xa1" "a" + test::byte_string({0xc7, static_cast<int>(od.size()), 0x01}) + od,
                "unsupported ndarray dtype 'object'");
-  std::string ovf = hex_bytes({0x93, 0x92, 0xcf}) + be_bytes(1ull << 62, 8) + hex_bytes({0x02, 0xa7}) + "float64" + hex_bytes({0xc4, 0x00});
-  expect_error("overflow.msgpack", "\x81\xa1" "a" + hex_bytes({0xc7, static_cast<int>(ovf.size()), 0x01}) + ovf, "more than 2^64");
-  expect_error("ext9.msgpack", "\x81\xa1" "a" + hex_bytes({0xd4, 0x09, 0x00}), "unsupported msgpack ext type 9");
-  std::string chunk = hex_bytes({0xc7, 0x15, 0x01, 0x93, 0x91, 0x02, 0xa7}) + "float32" + hex_bytes({0xc4, 0x08}) + "12345678";
+  std::string ovf = test::byte_string({0x93, 0x92, 0xcf}) + be_bytes(1ull << 62, 8) + test::byte_string({0x02, 0xa7}) + "float64" + test::byte_string({0xc4, 0x00});
+  expect_error("overflow.msgpack", "\x81\xa1" "a" + test::byte_string({0xc7, static_cast<int>(ovf.size()), 0x01}) + ovf, "more than 2^64");
+  expect_error("ext9.msgpack", "\x81\xa1" "a" + test::byte_string({0xd4, 0x09, 0x00}), "unsupported msgpack ext type 9");
+  std::string chunk = test::byte_string({0xc7, 0x15, 0x01, 0x93, 0x91, 0x02, 0xa7}) + "float32" + test::byte_string({0xc4, 0x08}) + "12345678";
   expect_error("bad_chunks.msgpack",
                "\x81\xa1" "a" "\x83\xb9" "__msgpack_chunked_array__" "\xc3\xa5" "shape" "\x81\xa1" "0" "\x05" "\xa6" "chunks" "\x81\xa1" "0" + chunk,
                "chunks hold 2 elements but shape [5] needs 5");
@@ -340,7 +335,7 @@ TEST(MsgpackDetect, ConservativeSniffing) {
   write_file(dir / "empty_map_junk", "\x80\x01");
   EXPECT_FALSE(mp.detect(dir / "empty_map_junk"));
   // A safetensors-like file whose length byte looks like fixmap 0x85.
-  std::string st = hex_bytes({0x85, 0xa2, 0, 0, 0, 0, 0, 0}) + "{" + std::string(0xa285 - 1, ' ');
+  std::string st = test::byte_string({0x85, 0xa2, 0, 0, 0, 0, 0, 0}) + "{" + std::string(0xa285 - 1, ' ');
   write_file(dir / "st", st);
   EXPECT_FALSE(mp.detect(dir / "st"));
   write_file(dir / "intkey", "\x81\x01\x02");  // first key not a string

@@ -21,12 +21,6 @@ using ocdbt::OcdbtKvStore;
 
 std::span<const std::byte> as_bytes(const std::string& s) { return std::as_bytes(std::span(s.data(), s.size())); }
 
-std::string hex_bytes(std::initializer_list<int> v) {
-  std::string s;
-  for (int b : v) s.push_back(static_cast<char>(b));
-  return s;
-}
-
 void put_le(std::string& s, std::uint64_t v, int n) {
   for (int i = 0; i < n; ++i) s.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
 }
@@ -153,14 +147,14 @@ TEST(OcdbtVarint, DecodesAndRejectsMalformed) {
     std::string bytes;
     std::uint64_t value;
   };
-  const std::vector<V> cases = {{hex_bytes({0x00}), 0},
-                                {hex_bytes({0x7F}), 127},
-                                {hex_bytes({0x80, 0x01}), 128},
-                                {hex_bytes({0xAC, 0x02}), 300},
-                                {hex_bytes({0x80, 0x08}), 1024},                    // max_inline_value_bytes
-                                {hex_bytes({0x80, 0xC2, 0xD7, 0x2F}), 100000000},   // max_decoded_node_bytes
-                                {hex_bytes({0x8F, 0x05}), 655},                     // §2.4 length
-                                {hex_bytes({0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01}), ~0ull}};
+  const std::vector<V> cases = {{test::byte_string({0x00}), 0},
+                                {test::byte_string({0x7F}), 127},
+                                {test::byte_string({0x80, 0x01}), 128},
+                                {test::byte_string({0xAC, 0x02}), 300},
+                                {test::byte_string({0x80, 0x08}), 1024},                    // max_inline_value_bytes
+                                {test::byte_string({0x80, 0xC2, 0xD7, 0x2F}), 100000000},   // max_decoded_node_bytes
+                                {test::byte_string({0x8F, 0x05}), 655},                     // §2.4 length
+                                {test::byte_string({0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01}), ~0ull}};
   for (const auto& c : cases) {
     ByteReader r(as_bytes(c.bytes), "mem");
     EXPECT_EQ(ocdbt::read_varint(r, "v"), c.value);
@@ -171,8 +165,8 @@ TEST(OcdbtVarint, DecodesAndRejectsMalformed) {
     ByteReader r(as_bytes(b), "mem");
     return format_error_of([&] { ocdbt::read_varint(r, "v"); });
   };
-  EXPECT_NE(bad(hex_bytes({0x80})).find("truncated varint"), std::string::npos);
-  EXPECT_NE(bad(hex_bytes({0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x02})).find("overflows"),
+  EXPECT_NE(bad(test::byte_string({0x80})).find("truncated varint"), std::string::npos);
+  EXPECT_NE(bad(test::byte_string({0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x02})).find("overflows"),
             std::string::npos);
   EXPECT_NE(bad(std::string(10, '\x80') + '\x01').find("mem"), std::string::npos);
   const std::string big = ocdbt::encode_varint(65536);
@@ -187,15 +181,15 @@ TEST(OcdbtWorkedExample, MinimalDatabaseFromTheSpec) {
   const std::string node = frame(ocdbt::kBtreeNodeMagic, body);
   ASSERT_EQ(node.size(), 71u);
   // The spec lists the node bytes, ending with crc32c 12 2d e8 e7.
-  const std::string expect_head = hex_bytes({0x0c, 0xdb, 0x20, 0xde, 0x47, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0x22, 0x00});
+  const std::string expect_head = test::byte_string({0x0c, 0xdb, 0x20, 0xde, 0x47, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0x22, 0x00});
   EXPECT_EQ(node.substr(0, expect_head.size()), expect_head);
-  EXPECT_EQ(node.substr(node.size() - 4), hex_bytes({0x12, 0x2d, 0xe8, 0xe7}));
+  EXPECT_EQ(node.substr(node.size() - 4), test::byte_string({0x12, 0x2d, 0xe8, 0xe7}));
   std::string mbody(16, '\x42');
   mbody.push_back(0);
   mbody += ocdbt::encode_varint(2) + ocdbt::encode_varint(8u << 20);
   mbody.push_back(4);
   mbody += ocdbt::encode_varint(0) + table({file});
-  mbody += hex_bytes({0x01, 0x01, 0x00, 0x00, 0x05, 0x47, 0x02, 0x47, 0x05});
+  mbody += test::byte_string({0x01, 0x01, 0x00, 0x00, 0x05, 0x47, 0x02, 0x47, 0x05});
   put_le(mbody, 1700000000000000000ull, 8);
   mbody.push_back(0);
   const std::string manifest = frame(ocdbt::kManifestMagic, mbody);

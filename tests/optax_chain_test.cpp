@@ -28,7 +28,6 @@ using test::load_json;
 using test::run_cli;
 using test::TempDir;
 
-std::string mx(const std::string& rel) { return fixture("maxtext_linen_nnx/" + rel); }
 
 // Every leaf of a tree as something comparable: a tensor's dtype, shape and bytes; `None`;
 // other values by type and value. `step` is left out (its encoding is tested elsewhere).
@@ -54,7 +53,7 @@ std::map<std::string, std::string> leaf_map(const Node& root) {
 // The NNX fixture (raw nnx.State of adamw + schedule: opt_state {0: adam, 2: schedule count})
 // with its optimizer state replaced, written as an Orbax checkpoint at `dir`.
 void write_nnx(const std::string& dir, const std::function<Node(const Node& adam)>& opt_state) {
-  Checkpoint ck = read_checkpoint(mx("nnx_expected_raw"));
+  Checkpoint ck = read_checkpoint(test::maxtext_fixture("nnx_expected_raw"));
   Node* o = find_path(ck.root, "optimizer/opt_state");
   ASSERT_NE(o, nullptr);
   const Node adam = *o->find("0");
@@ -64,7 +63,7 @@ void write_nnx(const std::string& dir, const std::function<Node(const Node& adam
 
 // The same with no `optimizer/opt_state` node at all (how an empty nnx.State may be saved).
 void write_nnx_without_opt_state(const std::string& dir) {
-  Checkpoint ck = read_checkpoint(mx("nnx_expected_raw"));
+  Checkpoint ck = read_checkpoint(test::maxtext_fixture("nnx_expected_raw"));
   auto& kids = ck.root.find("optimizer")->container();
   kids.children.erase(std::remove_if(kids.children.begin(), kids.children.end(),
                                      [](const Child& c) { return c.key == "opt_state"; }),
@@ -83,7 +82,7 @@ Node chain_dict(std::vector<std::pair<std::string, Node>> entries) {
 struct Sources {
   TempDir tmp;
   std::string sgd = tmp / "sgd", momentum = tmp / "sgd_momentum", adamw = tmp / "adamw_const",
-              adamw_schedule = mx("nnx_expected_raw"), flat = tmp / "flat";
+              adamw_schedule = test::maxtext_fixture("nnx_expected_raw"), flat = tmp / "flat";
   Sources() {
     // sgd: chain(identity(), scale(-lr)): both EmptyState, so NNX keeps an empty State
     write_nnx(sgd, [](const Node&) { return Node::dict(); });
@@ -98,7 +97,7 @@ struct Sources {
 
 // linen_full (adamw + schedule, written by flax/optax/orbax) with its opt_state replaced.
 std::map<std::string, std::string> linen_with(const std::function<Node(const Node& adam)>& opt_state) {
-  Checkpoint ck = read_checkpoint(mx("linen_full"));
+  Checkpoint ck = read_checkpoint(test::maxtext_fixture("linen_full"));
   Node* o = ck.root.find("opt_state");
   const Node adam = *o->find("0");
   *o = opt_state(adam);
@@ -205,12 +204,12 @@ TEST(OptaxChain, AdamwConstantAndScheduledLearningRate) {
   // scheduled: the fixture itself; with --like the result is linen_full exactly, step included
   adapt(s.adamw_schedule, tmp / "sched", "--optax adamw+schedule -q");
   expect_chain(tmp / "sched", 3, {1});
-  EXPECT_EQ(leaf_map(read_checkpoint(tmp / "sched").root), leaf_map(read_checkpoint(mx("linen_full")).root));
-  adapt(s.adamw_schedule, tmp / "sched_like", "--optax adamw+schedule --like " + mx("linen_full") + " -q");
-  Checkpoint a = read_checkpoint(tmp / "sched_like"), b = read_checkpoint(mx("linen_full"));
+  EXPECT_EQ(leaf_map(read_checkpoint(tmp / "sched").root), leaf_map(read_checkpoint(test::maxtext_fixture("linen_full")).root));
+  adapt(s.adamw_schedule, tmp / "sched_like", "--optax adamw+schedule --like " + test::maxtext_fixture("linen_full") + " -q");
+  Checkpoint a = read_checkpoint(tmp / "sched_like"), b = read_checkpoint(test::maxtext_fixture("linen_full"));
   EXPECT_EQ(leaf_map(a.root), leaf_map(b.root));
   EXPECT_TRUE(leaf_values_equal(*a.root.find("step"), *b.root.find("step")));
-  EXPECT_EQ(load_json(tmp / "sched_like/_METADATA"), load_json(mx("linen_full/3/items/_METADATA")));
+  EXPECT_EQ(load_json(tmp / "sched_like/_METADATA"), load_json(test::maxtext_fixture("linen_full/3/items/_METADATA")));
 }
 
 TEST(OptaxChain, SgdWithoutMomentumIsAllHoles) {
@@ -248,7 +247,7 @@ TEST(OptaxChain, LikeShowsTheChainAndMustAgreeWithTheOptions) {
   TempDir tmp;
   // a Linen checkpoint of the adamw-constant run: linen_full with (adam, None, None)
   {
-    Checkpoint like = read_checkpoint(mx("linen_full"));
+    Checkpoint like = read_checkpoint(test::maxtext_fixture("linen_full"));
     Node* o = like.root.find("opt_state");
     *o = tuple_of({*o->find("0"), Node::none(), Node::none()});
     write_checkpoint(like, tmp / "like", format_by_name("orbax"), {}, 1);
@@ -288,7 +287,7 @@ TEST(OptaxChain, ADescriptionThatDoesNotFitTheNnxChainFails) {
   e = adapt(s.adamw, tmp / "o", "--optax adamw --weights-only", 1);
   EXPECT_NE(e.find("--optax adamw (adam,-,-) describes the optimizer state, which --weights-only does not carry"),
             std::string::npos) << e;
-  auto r = run_cli("adapt " + mx("linen_full") + " " + tmp / "o" + " --layout nnx --optax adamw");
+  auto r = run_cli("adapt " + test::maxtext_fixture("linen_full") + " " + tmp / "o" + " --layout nnx --optax adamw");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("--keep-rng, --opt-chain and --optax apply to --layout linen"), std::string::npos) << r.err;
   EXPECT_FALSE(path_exists(tmp / "o"));
@@ -330,7 +329,7 @@ TEST(OptaxChain, AnInMemoryTargetWithAPositionKeyedChainGivesTheLength) {
   // "0".."n-1" (tuple positions), EmptyState entries None.
   Sources s;
   Checkpoint src = read_checkpoint(s.adamw);
-  Checkpoint like = read_checkpoint(mx("linen_full"));
+  Checkpoint like = read_checkpoint(test::maxtext_fixture("linen_full"));
   {
     Node* o = like.root.find("opt_state");
     *o = chain_dict({{"0", *o->find("0")}, {"1", Node::none()}, {"2", Node::none()}});

@@ -16,10 +16,9 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-const Format& orbax() { return format_by_name("orbax"); }
 
 Checkpoint read(const std::string& path, ReadOptions opts = {}) {
-  EXPECT_TRUE(orbax().detect(path)) << path;
+  EXPECT_TRUE(format_by_name("orbax").detect(path)) << path;
   Checkpoint ck = read_checkpoint(path, opts);
   EXPECT_EQ(ck.format, "orbax");
   return ck;
@@ -187,19 +186,13 @@ TEST(OrbaxFixtures, OpenpiReleaseAndTrain) {
 
 // maxtext_linen_nnx has no manifest.json: the checkpoints are checked against each other
 // (the same values saved through different layouts must be byte-identical).
-std::map<std::string, const Tensor*> tensors_of(const Checkpoint& ck) {
-  std::map<std::string, const Tensor*> m;
-  for (const auto& [name, t] : tensor_list(ck.root)) m[name] = t;
-  return m;
-}
-
 TEST(OrbaxFixtures, MaxtextCheckpointsAgreeAcrossLayouts) {
   const std::string base = test::fixture("maxtext_linen_nnx/");
   Checkpoint linen = read(base + "linen_full"), params = read(base + "linen_params"), fresh = read(base + "nnx_fresh_raw"),
              raw = read(base + "nnx_expected_raw"), pure = read(base + "nnx_expected_pure");
   EXPECT_EQ(linen.metadata.at("orbax.step"), "3");
   EXPECT_EQ(params.metadata.at("orbax.step"), "0");
-  auto L = tensors_of(linen), P = tensors_of(params), F = tensors_of(fresh), R = tensors_of(raw), U = tensors_of(pure);
+  auto L = test::tensors_by_name(linen), P = test::tensors_by_name(params), F = test::tensors_by_name(fresh), R = test::tensors_by_name(raw), U = test::tensors_by_name(pure);
   EXPECT_EQ(L.size(), 38u);
   EXPECT_EQ(P.size(), 12u);
   EXPECT_EQ(F.size(), 45u);
@@ -257,10 +250,10 @@ TEST(OrbaxFixtures, MaxtextCheckpointsAgreeAcrossLayouts) {
 }
 
 TEST(OrbaxPaths, DetectionAndStepSelection) {
-  EXPECT_FALSE(orbax().detect(test::fixture("orbax_manager/manifest.json")));
-  EXPECT_FALSE(orbax().detect(test::fixture("npz")));
-  EXPECT_FALSE(orbax().detect("/nonexistent/path"));
-  EXPECT_FALSE(orbax().detect(test::fixture("orbax_ocdbt_zarr2/ckpt/d")));
+  EXPECT_FALSE(format_by_name("orbax").detect(test::fixture("orbax_manager/manifest.json")));
+  EXPECT_FALSE(format_by_name("orbax").detect(test::fixture("npz")));
+  EXPECT_FALSE(format_by_name("orbax").detect("/nonexistent/path"));
+  EXPECT_FALSE(format_by_name("orbax").detect(test::fixture("orbax_ocdbt_zarr2/ckpt/d")));
   test::TempDir dir;
   fs::copy(test::fixture("orbax_manager/run"), dir / "run", fs::copy_options::recursive);
   // An uncommitted step 3 and a temporary step 4 are ignored.

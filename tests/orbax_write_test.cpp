@@ -25,7 +25,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const Format& orbax() { return format_by_name("orbax"); }
 
 void expect_same_leaves(const Node& a, const Node& b) {
   auto d = diff_trees(a, b, {});
@@ -61,7 +60,7 @@ TEST(OrbaxWrite, ReproducesOrbaxFilesByteForByte) {
     Checkpoint ck = read_checkpoint(src);
     test::TempDir tmp;
     const std::string out = tmp / "item";
-    write_checkpoint(ck, out, orbax(), options_for(l));
+    write_checkpoint(ck, out, format_by_name("orbax"), options_for(l));
     for (const char* f : {"_METADATA", "_sharding", "array_metadatas/process_0", "_strings.json"})
       EXPECT_EQ(test::read_file(out + "/" + f), test::read_file(src + "/" + f)) << f;
     EXPECT_TRUE(path_exists(out + "/commit_success.txt"));
@@ -93,7 +92,7 @@ TEST(OrbaxWrite, ChunkValuesEqualOrbaxsWhenUncompressedOrPerArray) {
   // zarr2 per-array chunks: zstd level 1 of the same bytes gives the same frame.
   const std::string src = test::fixture("orbax_plain_zarr2/ckpt");
   test::TempDir tmp;
-  write_checkpoint(read_checkpoint(src), tmp / "item", orbax(), options_for(kLayouts[2]));
+  write_checkpoint(read_checkpoint(src), tmp / "item", format_by_name("orbax"), options_for(kLayouts[2]));
   for (const char* p : {"big/0.0", "embed.weight/0.0", "scalar/0", "i64/0"})
     EXPECT_EQ(test::read_file(tmp / ("item/" + std::string(p))), test::read_file(src + "/" + p)) << p;
 }
@@ -109,7 +108,7 @@ TEST(OrbaxWrite, ManagerStepDirectories) {
     WriteOptions wo;
     wo.options["step"] = std::to_string(step);
     wo.options["item"] = "params";
-    write_checkpoint(ck, out, orbax(), wo);
+    write_checkpoint(ck, out, format_by_name("orbax"), wo);
     const std::string s = "/" + std::to_string(step);
     EXPECT_EQ(test::read_file(out + s + "/params/_METADATA"), test::read_file(root + s + "/params/_METADATA"));
     EXPECT_EQ(test::load_json(out + s + "/_CHECKPOINT_METADATA")["item_handlers"],
@@ -125,12 +124,12 @@ TEST(OrbaxWrite, ManagerStepDirectories) {
   const std::string before = test::read_file(out + "/2/params/_METADATA");
   WriteOptions again;
   again.options["step"] = "2";
-  EXPECT_THROW(write_checkpoint(read_checkpoint(root), out, orbax(), again), UsageError);
+  EXPECT_THROW(write_checkpoint(read_checkpoint(root), out, format_by_name("orbax"), again), UsageError);
   EXPECT_EQ(test::read_file(out + "/2/params/_METADATA"), before);
   // Default item name.
   WriteOptions dflt;
   dflt.options["step"] = "7";
-  write_checkpoint(read_checkpoint(root), out, orbax(), dflt);
+  write_checkpoint(read_checkpoint(root), out, format_by_name("orbax"), dflt);
   EXPECT_TRUE(path_exists(out + "/7/default/_METADATA"));
   EXPECT_EQ(test::load_json(out + "/7/_CHECKPOINT_METADATA")["item_handlers"].begin().key(), "default");
 }
@@ -206,7 +205,7 @@ TEST(OrbaxWrite, EveryLeafKindChunkedScrambledAndBothZarrVersions) {
         wo.options["no-ocdbt"] = ocdbt ? "0" : "1";
         wo.options["compression"] = compression;
         wo.options["chunk-size"] = "64";  // w: 30 bytes a row -> 2 rows a chunk, 19 chunks, the last partial
-        auto w = orbax().make_writer(tmp / "item", wo);
+        auto w = format_by_name("orbax").make_writer(tmp / "item", wo);
         write_scrambled(*w, tree, 7);
         Checkpoint back = read_checkpoint(tmp / "item");
         expect_same_leaves(tree, back.root);
@@ -238,25 +237,25 @@ TEST(OrbaxWrite, RefusalsLeaveNothingBehind) {
     Node t = Node::dict();
     t.add("a.b", Node(Node::Value(std::int64_t{1})));
     t.add("a", Node::dict()).add("b", Node(Node::Value(std::int64_t{2})));
-    EXPECT_THROW(orbax().make_writer(out, {})->begin(t), MappingError);
+    EXPECT_THROW(format_by_name("orbax").make_writer(out, {})->begin(t), MappingError);
   }
   {
     Node t = Node::dict();
     t.add("blob", Node(Node::Value(RawBytes{})));
-    EXPECT_THROW(orbax().make_writer(out, {})->begin(t), MappingError);
+    EXPECT_THROW(format_by_name("orbax").make_writer(out, {})->begin(t), MappingError);
   }
   {  // not all bytes written: commit refuses, nothing is published
     Node t = mixed_tree(blobs);
-    auto w = orbax().make_writer(out, {});
+    auto w = format_by_name("orbax").make_writer(out, {});
     w->begin(t);
     EXPECT_THROW(w->commit(), MappingError);
   }
   {
     Node t = Node::dict();
     t.add("x", Node(Node::Value(std::int64_t{1})));
-    EXPECT_THROW(orbax().make_writer(out, {{{"compression", "lz4"}}, {}, false}), UsageError);
-    EXPECT_THROW(orbax().make_writer(out, {{{"item", "p"}}, {}, false}), UsageError);
-    EXPECT_THROW(orbax().make_writer(out, {{{"step", "-1"}}, {}, false}), UsageError);
+    EXPECT_THROW(format_by_name("orbax").make_writer(out, {{{"compression", "lz4"}}, {}, false}), UsageError);
+    EXPECT_THROW(format_by_name("orbax").make_writer(out, {{{"item", "p"}}, {}, false}), UsageError);
+    EXPECT_THROW(format_by_name("orbax").make_writer(out, {{{"step", "-1"}}, {}, false}), UsageError);
   }
   EXPECT_FALSE(path_exists(out));
   EXPECT_TRUE(fs::is_empty(tmp.path()));
@@ -334,7 +333,7 @@ TEST(OrbaxWrite, ConcurrentReadersOfOneChunk) {
   test::TempDir tmp;
   WriteOptions wo;
   wo.options["no-ocdbt"] = "1";
-  write_scrambled(*orbax().make_writer(tmp / "item", wo), tree, 1 << 20);
+  write_scrambled(*format_by_name("orbax").make_writer(tmp / "item", wo), tree, 1 << 20);
   const Bytes want = tree.find("w")->tensor().read_all();
   auto read_all_threads = [&](std::vector<std::string>& errors) {
     Checkpoint ck = read_checkpoint(tmp / "item");

@@ -56,12 +56,6 @@ nlohmann::json header_of(const std::string& path) {
   return nlohmann::json::parse(bytes.substr(8, n));
 }
 
-std::map<std::string, const Tensor*> tensors_of(const Checkpoint& ck) {
-  std::map<std::string, const Tensor*> m;
-  for (const auto& [n, t] : tensor_list(ck.root)) m[n] = t;
-  return m;
-}
-
 // Round-to-nearest-even of a double to bfloat16's 8 significant bits, independent of the
 // library's casts.
 double round_to_bf16(double x) {
@@ -154,7 +148,7 @@ TEST(PeftFolder, Bf16ShardedBaseStaysBf16MergedInFloat64RoundedOnceAndSharded) {
   // from the bf16 base and the F32 adapter, rounded once to bf16
   Checkpoint out = read_checkpoint(tmp / "out"), in = read_checkpoint(base),
              ad = read_checkpoint(fx() + "/adapter/adapter_model.safetensors");
-  const auto ot = tensors_of(out), it = tensors_of(in), at = tensors_of(ad);
+  const auto ot = test::tensors_by_name(out), it = test::tensors_by_name(in), at = test::tensors_by_name(ad);
   std::size_t merged = 0;
   for (const auto& [name, t] : ot) {
     const Tensor& b = *it.at(name);
@@ -186,6 +180,53 @@ TEST(PeftFolder, Bf16ShardedBaseStaysBf16MergedInFloat64RoundedOnceAndSharded) {
   EXPECT_EQ(merged, 14u);
 }
 
+// The real thing: a base that transformers saved sharded in bfloat16, a PEFT adapter on it and
+// PEFT's own merge (tools/fixtures/make_peft_sharded_bf16.py). Ours is W + 2 B A in float64
+// rounded once; PEFT rounds the delta to bf16 and then the sum, so it may differ from ours by
+// those two roundings: at most 2^-8 (|delta| + |W'|) per element (bf16 keeps 8 significant bits).
+TEST(PeftFolder, TransformersShardedBf16BaseMergesAndMatchesPeftWithinItsRoundings) {
+  TempDir tmp;
+  const std::string c = fixture("peft_llama_sharded_bf16");
+  auto r = run_cli("merge-lora " + c + "/base --adapter " + c + "/adapter -o " + tmp / "out -q");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // 53.6 KB of weights: one file under transformers' default shard size, no index
+  EXPECT_EQ(files_in(tmp / "out"), (std::set<std::string>{"config.json", "generation_config.json", "model.safetensors"}));
+  for (const char* f : {"config.json", "generation_config.json"})
+    EXPECT_EQ(test::read_file(tmp / "out/" + f), test::read_file(c + "/base/" + f)) << f;
+  EXPECT_EQ(header_of(tmp / "out/model.safetensors")["__metadata__"], nlohmann::json({{"format", "pt"}}));
+  Checkpoint out = read_checkpoint(tmp / "out"), in = read_checkpoint(c + "/base"), peft = read_checkpoint(c + "/merged"),
+             ad = read_checkpoint(c + "/adapter/adapter_model.safetensors");
+  const auto ot = test::tensors_by_name(out), it = test::tensors_by_name(in), pt = test::tensors_by_name(peft),
+             at = test::tensors_by_name(ad);
+  ASSERT_EQ(ot.size(), 21u);
+  std::size_t merged = 0, differs_from_peft = 0;
+  for (const auto& [name, t] : ot) {
+    ASSERT_EQ(t->info.dtype, DType::BF16) << name;
+    const auto w = ops::to_doubles(*it.at(name)), got = ops::to_doubles(*t), theirs = ops::to_doubles(*pt.at(name));
+    const std::string stem = "base_model.model." + name.substr(0, name.size() - std::string(".weight").size());
+    if (!at.count(stem + ".lora_A.weight")) {
+      EXPECT_EQ(got, w) << name;
+      EXPECT_EQ(theirs, w) << name;
+      continue;
+    }
+    ++merged;
+    const auto a = ops::to_doubles(*at.at(stem + ".lora_A.weight")), b = ops::to_doubles(*at.at(stem + ".lora_B.weight"));
+    const std::int64_t rows = t->info.shape[0], cols = t->info.shape[1], rank = at.at(stem + ".lora_A.weight")->info.shape[0];
+    for (std::int64_t o = 0; o < rows; ++o)
+      for (std::int64_t i = 0; i < cols; ++i) {
+        double d = 0;
+        for (std::int64_t k = 0; k < rank; ++k) d += b[static_cast<std::size_t>(o * rank + k)] * a[static_cast<std::size_t>(k * cols + i)];
+        d *= 2.0;  // lora_alpha 8 / r 4
+        const std::size_t at_oi = static_cast<std::size_t>(o * cols + i);
+        EXPECT_EQ(got[at_oi], round_to_bf16(w[at_oi] + d)) << name << " [" << o << "," << i << "]";
+        EXPECT_LE(std::abs(got[at_oi] - theirs[at_oi]), std::ldexp(std::abs(d) + std::abs(got[at_oi]), -8)) << name;
+        differs_from_peft += got[at_oi] != theirs[at_oi];
+      }
+  }
+  EXPECT_EQ(merged, 14u);  // 7 target modules x 2 layers
+  std::printf("bf16 merge: %zu elements differ from PEFT's double-rounded merge\n", differs_from_peft);
+}
+
 TEST(PeftFolder, DtypeF32WidensEveryTensor) {
   TempDir tmp;
   const std::string base = bf16_sharded_base(tmp);
@@ -205,7 +246,7 @@ TEST(PeftFolder, DtypeF32WidensEveryTensor) {
   EXPECT_EQ(n, 21u);
   // an untouched tensor is the bf16 value widened exactly
   const Checkpoint out_ck = read_checkpoint(tmp / "out"), in_ck = read_checkpoint(base);
-  const auto out = tensors_of(out_ck), in = tensors_of(in_ck);
+  const auto out = test::tensors_by_name(out_ck), in = test::tensors_by_name(in_ck);
   EXPECT_EQ(ops::to_doubles(*out.at("model.norm.weight")), ops::to_doubles(*in.at("model.norm.weight")));
 }
 

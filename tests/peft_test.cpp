@@ -126,6 +126,22 @@ TEST(Peft, FanInFanOutConv1DWithLoraBiasMatchesPeft) {
   expect_matches_peft(test::data_path("peft_cases/gpt2_fan_in_fan_out_bias"), 8);  // c_attn, c_proj, c_fc, mlp c_proj x 2
 }
 
+// Cases written by the shared generator (tests/data/fixtures/gen/make_fixtures.py --heldout,
+// PEFT 0.21 + transformers 5.17 on the GPU host). Module counts from each case's target_modules.
+TEST(Peft, GeneratorCasesMatchPeft) {
+  expect_matches_peft(fixture("peft_llama_rslora_patterns"), 14);  // q,k,v,o,gate,up,down x 2 layers
+  expect_matches_peft(fixture("peft_llama_dora"), 6);              // q_proj, v_proj, down_proj x 2
+  expect_matches_peft(fixture("peft_gpt2_fan_in_fan_out"), 6);     // c_attn, attn c_proj, mlp c_proj x 2
+  // use_rslora with rank_pattern q_proj: 8 and alpha_pattern down_proj: 3
+  const std::string d = fixture("peft_llama_rslora_patterns");
+  PeftMerge m = peft_merge(read_checkpoint(d + "/base/model.safetensors"), d + "/adapter", DType::F32);
+  std::map<std::string, double> scale;
+  for (const auto& g : m.groups) scale[g.base] = g.scale;
+  EXPECT_DOUBLE_EQ(scale["model.layers.0.self_attn.q_proj.weight"], 8 / std::sqrt(8.0));
+  EXPECT_DOUBLE_EQ(scale["model.layers.1.mlp.down_proj.weight"], 3 / std::sqrt(4.0));
+  EXPECT_DOUBLE_EQ(scale["model.layers.1.self_attn.k_proj.weight"], 8 / std::sqrt(4.0));
+}
+
 TEST(Peft, VerifyComparesWithTheOnlineLoraAndCatchesAnUnmergedWeight) {
   Checkpoint base = read_checkpoint(dir() + "/base/model.safetensors");
   PeftMerge m = peft_merge(base, dir() + "/adapter", DType::F32);

@@ -80,6 +80,20 @@ std::string le64(std::uint64_t n) {
   return s;
 }
 
+std::string byte_string(std::initializer_list<int> bytes) {
+  std::string s;
+  for (int b : bytes) s.push_back(static_cast<char>(b));
+  return s;
+}
+
+std::map<std::string, const Tensor*> tensors_by_name(const Checkpoint& ck) {
+  std::map<std::string, const Tensor*> m;
+  for (const auto& [name, t] : tensor_list(ck.root)) m[name] = t;
+  return m;
+}
+
+std::string maxtext_fixture(const std::string& rel) { return fixture("maxtext_linen_nnx/" + rel); }
+
 std::string error_of(const std::function<void()>& fn) {
   try {
     fn();

@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
+#include <map>
 #include <string>
 
 #include "core/tree.h"
@@ -58,5 +60,11 @@ std::string read_file(const std::string& path);
 void write_file(const std::string& path, const std::string& data);
 // `n` as 8 little-endian bytes (safetensors' header length).
 std::string le64(std::uint64_t n);
+// The bytes {0x.., 0x..} as a string.
+std::string byte_string(std::initializer_list<int> bytes);
+// A checkpoint's tensors by their joined path.
+std::map<std::string, const Tensor*> tensors_by_name(const Checkpoint& ck);
+// tests/data/fixtures/maxtext_linen_nnx/<rel>
+std::string maxtext_fixture(const std::string& rel);
 
 }  // namespace ckb::test

@@ -74,14 +74,14 @@ std::string base64_urlsafe(const std::string& s) {
   return out;
 }
 
-bool key_less(const Key& a, const Key& b) {
+bool flatten_key_less(const Key& a, const Key& b) {
   if (a.key_type == 1 && b.key_type == 1 && a.name.size() != b.name.size()) return a.name.size() < b.name.size();
   return a.name < b.name;
 }
 
 // JAX flattening order: dict keys sorted, sequences by index.
 bool flatten_less(const Leaf& a, const Leaf& b) {
-  return std::lexicographical_compare(a.keys.begin(), a.keys.end(), b.keys.begin(), b.keys.end(), key_less);
+  return std::lexicographical_compare(a.keys.begin(), a.keys.end(), b.keys.begin(), b.keys.end(), flatten_key_less);
 }
 
 std::uint64_t now_ns() {
