@@ -528,5 +528,192 @@ TEST(OpenpiAttention, CliConvertsAndReversesAnMhaExpertAndNamesWhatItDetected) {
   EXPECT_NE(r.out.find("16 leaves: 16 equal"), std::string::npos) << r.out;
 }
 
+
+// --- the fixtures written by openpi's own modules -------------------------------------------
+//
+// openpi_mha_lora_expert0_only: two MHA experts (4 heads = 4 kv heads of 12: openpi writes
+// qkv_einsum / qkv_einsum_1), widths 48 / 24, LoRA (attn + ffn, rank 4, alpha 12) on expert 0
+// only. openpi_pi05_gqa_rslora: two GQA experts (4 heads, 2 kv heads of 8), widths 48 / 32, depth
+// 3, expert 0 attention LoRA rank 5 alpha 3, expert 1 pi05 adaRMS with rsLoRA attention rank 3
+// alpha 5 and FFN rank 3 alpha 7. Neither is a shipped variant: the LoRA config is model.json.
+
+struct FixtureCase {
+  const char* name;
+  int depth;
+  bool pi05;
+  int probes, probes_with_lora;
+  nlohmann::json sizes;  // what config.json must keep for --reverse
+};
+const FixtureCase kFixtures[] = {
+    {"openpi_mha_lora_expert0_only", 2, false, 20, 10,
+     {{"n0", 4}, {"h0", 12}, {"k0", 4}, {"qkv0", 1}, {"n1", 4}, {"h1", 12}, {"k1", 4}, {"qkv1", 1}, {"vn", 2}, {"vh", 16}}},
+    {"openpi_pi05_gqa_rslora", 3, true, 36, 27,
+     {{"n0", 4}, {"h0", 8}, {"k0", 2}, {"n1", 4}, {"h1", 8}, {"k1", 2}, {"vn", 2}, {"vh", 16}}},
+};
+
+std::set<std::string> fixture_keys(const FixtureCase& c) {
+  const std::string P = "paligemma_with_expert.paligemma.model.", V = P + "vision_tower.vision_model.";
+  std::set<std::string> k = {V + "embeddings.patch_embedding.weight", V + "embeddings.patch_embedding.bias",
+                             V + "embeddings.position_embedding.weight", V + "post_layernorm.weight",
+                             V + "post_layernorm.bias", P + "multi_modal_projector.linear.weight",
+                             P + "multi_modal_projector.linear.bias", Lm + "embed_tokens.weight", Lm + "norm.weight",
+                             "paligemma_with_expert.paligemma.lm_head.weight",
+                             "paligemma_with_expert.gemma_expert.lm_head.weight"};
+  for (int i = 0; i < 2; ++i) {
+    const std::string l = V + "encoder.layers." + std::to_string(i) + ".";
+    for (const char* s : {"layer_norm1", "layer_norm2", "mlp.fc1", "mlp.fc2", "self_attn.q_proj", "self_attn.k_proj",
+                          "self_attn.v_proj", "self_attn.out_proj"})
+      k.insert(l + s + ".weight"), k.insert(l + s + ".bias");
+  }
+  for (const std::string& pre : {Lm, E})
+    for (int i = 0; i < c.depth; ++i) {
+      const std::string l = pre + "layers." + std::to_string(i) + ".";
+      for (const char* s : {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj",
+                            "mlp.up_proj", "mlp.down_proj"})
+        k.insert(l + s + ".weight");
+      if (c.pi05 && pre == E) {  // adaRMS: the norms are Dense modulations
+        for (const char* s : {"input_layernorm.dense", "post_attention_layernorm.dense"})
+          k.insert(l + s + ".weight"), k.insert(l + s + ".bias");
+      } else {
+        k.insert(l + "input_layernorm.weight"), k.insert(l + "post_attention_layernorm.weight");
+      }
+    }
+  if (c.pi05) k.insert(E + "norm.dense.weight"), k.insert(E + "norm.dense.bias");
+  else k.insert(E + "norm.weight");
+  std::vector<std::string> proj = {"action_in_proj", "action_out_proj"};
+  for (const char* p : c.pi05 ? std::vector<const char*>{"time_mlp_in", "time_mlp_out"}
+                              : std::vector<const char*>{"state_proj", "action_time_mlp_in", "action_time_mlp_out"})
+    proj.push_back(p);
+  for (const auto& p : proj) k.insert(p + ".weight"), k.insert(p + ".bias");
+  return k;
+}
+
+// Both layouts of both fixtures: a clean ledger, the table's keys, every runtime probe
+// reproduced from the PyTorch weights (release: float32 rounding; train: its frozen base is
+// bfloat16, so up to that rounding), and the reverse giving the merged JAX tree back bit for
+// bit, sized only by config.json's sizes.
+TEST(OpenpiAttention, FixturesFromOpenpisModulesConvertReproduceTheProbesAndReverse) {
+  for (const FixtureCase& c : kFixtures) {
+    const auto model = test::load_json(test::fixture(std::string(c.name) + "/model.json"));
+    const auto probes = read_checkpoint(test::fixture(std::string(c.name) + "/probes.npz"));
+    const auto experts = openpi_config_file(test::fixture(std::string(c.name) + "/model.json"));
+    for (const char* layout : {"release/params", "train/checkpoints"}) {
+      SCOPED_TRACE(std::string(c.name) + "/" + layout);
+      const bool train = std::string(layout).starts_with("train");
+      const Checkpoint src = read_checkpoint(test::fixture(std::string(c.name) + "/" + layout));
+      const OpenpiPrepared prep = openpi_prepare(src, experts);
+      PlanOptions po;
+      po.sizes = prep.sizes;
+      const Plan fwd = build_plan(prep.checkpoint, load_recipe("openpi"), po);
+      ASSERT_TRUE(fwd.ok()) << ::testing::PrintToString(fwd.problems);
+      EXPECT_EQ(fwd.ledger_json()["counts"].value("sources_unused", 0), 0);
+      std::set<std::string> got;
+      for (const auto& [name, t] : tensor_list(fwd.target)) got.insert(name);
+      EXPECT_EQ(got, fixture_keys(c));
+      const auto cfg = openpi_pytorch_config(prep, DType::F32);
+      EXPECT_EQ(nlohmann::json(cfg["sizes"]), c.sizes);
+      EXPECT_EQ(cfg["pi05"], c.pi05);
+
+      double worst = 0;
+      int checked = 0, with_lora = 0;
+      for (const auto& p : model["probes"]) {
+        const std::string key = p["key"], module = p["module"];
+        const std::string pre = (p["expert"].get<int>() == 0 ? Lm : E) + "layers." + std::to_string(p["layer"].get<int>()) + ".";
+        std::vector<std::string> ws;
+        if (module == "qkv_einsum") ws = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"};
+        else if (module == "q_einsum") ws = {"self_attn.q_proj"};
+        else if (module == "kv_einsum") ws = {"self_attn.k_proj", "self_attn.v_proj"};
+        else if (module == "attn_vec_einsum") ws = {"self_attn.o_proj"};
+        else if (module == "mlp_gating0") ws = {"mlp.gate_proj"};
+        else if (module == "mlp_gating1") ws = {"mlp.up_proj"};
+        else if (module == "mlp_linear") ws = {"mlp.down_proj"};
+        ASSERT_FALSE(ws.empty()) << module;
+        for (auto& w : ws) w = pre + w + ".weight";
+        const bool lora = p.contains("lora_a");
+        const Node* y = probes.root.find(key + (lora ? "/y" : "/y_base"));
+        ASSERT_TRUE(y) << key;
+        const double rel = rel_err(linear(fwd.target, ws, ops::to_doubles(probes.root.find(key + "/x")->tensor())),
+                                   ops::to_doubles(y->tensor()));
+        EXPECT_LT(rel, train ? 1e-2 : 2e-6) << key;
+        worst = std::max(worst, rel);
+        ++checked;
+        with_lora += lora;
+      }
+      EXPECT_EQ(checked, c.probes);
+      EXPECT_EQ(with_lora, c.probes_with_lora);
+      std::cout << c.name << "/" << layout << ": worst relative error over " << checked << " probes (" << with_lora
+                << " with LoRA) in PyTorch space: " << worst << "\n";
+
+      PlanOptions back_po;
+      for (const auto& [k, v] : cfg["sizes"].items()) back_po.sizes[k] = v.get<std::int64_t>();
+      const Checkpoint torch_side{"safetensors", "mem", fwd.target, {}};
+      const Plan back = build_plan(torch_side, invert(load_recipe("openpi")), back_po);
+      ASSERT_TRUE(back.ok()) << ::testing::PrintToString(back.problems);
+      LoraMergeOptions lo;
+      lo.experts = experts;
+      const Plan merged = build_plan(src, openpi_merge_recipe(src, lo));
+      ASSERT_TRUE(merged.ok()) << ::testing::PrintToString(merged.problems);
+      Node merged_root = merged.target;
+      unwrap_value_leaves(merged_root);
+      const auto d = diff_trees(merged_root, back.target, {});
+      const auto manifest = test::load_json(test::fixture(std::string(c.name) + "/" + (train ? "train" : "release") + "/manifest.json"));
+      std::size_t plain = 0;
+      for (const auto& [name, t] : manifest["tensors"].items()) plain += name.find("lora") == std::string::npos;
+      EXPECT_EQ(d.leaves.size(), plain);
+      for (const auto& l : d.leaves) EXPECT_EQ(l.status, "equal") << l.name << " " << l.detail;
+    }
+  }
+}
+
+// The command line on the released MHA fixture: without a LoRA config the error says what
+// was detected (both experts fused qkv_einsum, LoRA on expert 0 only) and prints the JSON to
+// fill in; with model.json it converts, config.json keeps qkv0 / qkv1, and --reverse (no
+// flags) gives merge-lora's merged tree back bit for bit.
+TEST(OpenpiAttention, CliOnTheMhaFixtureNamesWhatItDetectedAndReversesBitForBit) {
+  test::TempDir tmp;
+  const std::string f = test::fixture("openpi_mha_lora_expert0_only");
+  auto r = test::run_cli("convert " + f + "/release/params " + (tmp / "out/") + " --recipe openpi");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  for (const char* want :
+       {"expert 0: no shipped variant (width 48, depth 2, mlp 64, heads 4, kv heads 4, head dim 12, fused qkv_einsum, LoRA ranks "
+        "attn_vec_einsum=4 gating_einsum=4 linear=4 qkv_einsum=4)",
+        "expert 1: no shipped variant (width 24, depth 2, mlp 40, heads 4, kv heads 4, head dim 12, fused qkv_einsum, no LoRA)",
+        R"({"experts": [{"attn": {"rank": 4, "alpha": ALPHA, "rslora": false}, "ffn": {"rank": 4, "alpha": ALPHA}}, {}]})"})
+    EXPECT_NE(r.err.find(want), std::string::npos) << want << "\n" << r.err;
+  r = test::run_cli("convert " + f + "/release/params " + (tmp / "out/") + " --recipe openpi --openpi-config " + f + "/model.json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto cfg = test::load_json(tmp / "out/config.json");
+  EXPECT_EQ(cfg["sizes"]["qkv0"], 1);
+  EXPECT_EQ(cfg["sizes"]["qkv1"], 1);
+  EXPECT_EQ(cfg["lora_merged"].size(), 4u);
+  r = test::run_cli("merge-lora " + f + "/release/params " + (tmp / "merged.msgpack") + " --openpi-config " + f + "/model.json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = test::run_cli("convert " + (tmp / "out/model.safetensors") + " " + (tmp / "back.msgpack") + " --recipe openpi --reverse");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = test::run_cli("diff " + (tmp / "merged.msgpack") + " " + (tmp / "back.msgpack"));
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("48 leaves: 48 equal"), std::string::npos) << r.out;
+}
+
+// The pi05 GQA fixture without a config: what was detected, pi05 included, and the JSON with
+// attention-only LoRA on expert 0.
+TEST(OpenpiAttention, CliOnThePi05FixtureNamesWhatItDetected) {
+  test::TempDir tmp;
+  const std::string f = test::fixture("openpi_pi05_gqa_rslora");
+  auto r = test::run_cli("convert " + f + "/train/checkpoints " + (tmp / "out/") + " --recipe openpi");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  for (const char* want :
+       {"expert 0: no shipped variant (width 48, depth 3, mlp 80, heads 4, kv heads 2, head dim 8, LoRA ranks attn_vec_einsum=5 "
+        "kv_einsum=5 q_einsum=5)",
+        "expert 1: no shipped variant (width 32, depth 3, mlp 48, heads 4, kv heads 2, head dim 8, LoRA ranks attn_vec_einsum=3 "
+        "gating_einsum=3 kv_einsum=3 linear=3 q_einsum=3)",
+        "model: pi05 (adaRMS time conditioning)",
+        R"({"experts": [{"attn": {"rank": 5, "alpha": ALPHA, "rslora": false}}, {"attn": {"rank": 3, "alpha": ALPHA, "rslora": false}, "ffn": {"rank": 3, "alpha": ALPHA}}]})"})
+    EXPECT_NE(r.err.find(want), std::string::npos) << want << "\n" << r.err;
+  r = test::run_cli("convert " + f + "/train/checkpoints " + (tmp / "out/") + " --recipe openpi --openpi-config " + f + "/model.json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(test::load_json(tmp / "out/config.json")["lora_merged"].size(), 8u);
+}
+
 }  // namespace
 }  // namespace ckb
