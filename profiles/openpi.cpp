@@ -28,10 +28,11 @@ OpenpiPrepared openpi_prepare(const Checkpoint& src, const std::vector<OpenpiExp
     merge.check();
     out.checkpoint.root = merge.target;
   }
+  out.sizes = openpi_sizes(out.checkpoint.root);
   const Node* emb = find_path(out.checkpoint.root, "params/PaliGemma/llm/embedder/input_embedding");
   if (emb && emb->is_tensor()) out.sizes["vocab"] = emb->tensor().info.shape.at(0);
-  const Node* q1 = find_path(out.checkpoint.root, "params/PaliGemma/llm/layers/attn/q_einsum_1/w");
-  if (q1 && q1->is_tensor() && q1->tensor().info.shape.size() == 4) out.sizes["width_1"] = q1->tensor().info.shape[2];
+  for (const auto& e : detect_openpi(out.checkpoint.root).experts)
+    if (e.suffix == "_1") out.sizes["width_1"] = e.width;
   return out;
 }
 
@@ -44,9 +45,25 @@ const Shape* shape_at(const Node& root, const std::string& path) {
 
 }  // namespace
 
+std::map<std::string, std::int64_t> openpi_sizes(const Node& root) {
+  std::map<std::string, std::int64_t> sizes;
+  for (const auto& e : detect_openpi(root).experts) {
+    const std::string x = e.suffix.empty() ? "0" : e.suffix.substr(1);
+    sizes["n" + x] = e.heads;
+    sizes["h" + x] = e.head_dim;
+    sizes["k" + x] = e.kv_heads;
+    if (e.fused_qkv) sizes["qkv" + x] = 1;
+  }
+  if (auto s = shape_at(root, "params/PaliGemma/img/Transformer/encoderblock/MultiHeadDotProductAttention_0/query/kernel");
+      s && s->size() == 4) {
+    sizes["vn"] = (*s)[2];
+    sizes["vh"] = (*s)[3];
+  }
+  return sizes;
+}
+
 nlohmann::ordered_json openpi_pytorch_config(const OpenpiPrepared& prep, DType out_dtype) {
   const Node& r = prep.checkpoint.root;
-  const std::string L = "params/PaliGemma/llm/layers/";
   nlohmann::ordered_json c;
   if (auto s = shape_at(r, "params/action_in_proj/kernel")) c["action_dim"] = (*s)[0];
   const OpenpiDetection detected = detect_openpi(r);
@@ -54,20 +71,7 @@ nlohmann::ordered_json openpi_pytorch_config(const OpenpiPrepared& prep, DType o
   for (const auto& e : detected.experts)
     c[e.suffix.empty() ? "paligemma_variant" : "action_expert_variant"] = e.variant.empty() ? "custom" : e.variant;
   nlohmann::ordered_json sizes;
-  for (const std::string s : {"", "_1"}) {
-    const std::string e = s.empty() ? "0" : "1";
-    const Shape* q = shape_at(r, L + "attn/q_einsum" + s + "/w");      // [L, N, D, H]
-    const Shape* kv = shape_at(r, L + "attn/kv_einsum" + s + "/w");    // [L, 2, K, D, H]
-    if (!q || q->size() != 4) continue;
-    sizes["n" + e] = (*q)[1];
-    sizes["h" + e] = (*q)[3];
-    if (kv && kv->size() == 5) sizes["k" + e] = (*kv)[2];
-  }
-  if (auto s = shape_at(r, "params/PaliGemma/img/Transformer/encoderblock/MultiHeadDotProductAttention_0/query/kernel");
-      s && s->size() == 4) {
-    sizes["vn"] = (*s)[2];
-    sizes["vh"] = (*s)[3];
-  }
+  for (const auto& [k, v] : openpi_sizes(r)) sizes[k] = v;
   c["precision"] = out_dtype == DType::BF16 ? "bfloat16" : out_dtype == DType::F32 ? "float32" : std::string(dtype_name(out_dtype));
   c["lora_merged"] = nlohmann::ordered_json::array();
   for (const auto& g : prep.merged) c["lora_merged"].push_back(g.base);

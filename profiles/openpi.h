@@ -3,8 +3,12 @@
 //  - the training layout's `value` wrappers are unwrapped (`.../w/value` -> `.../w`);
 //  - LoRA factors, when present, are merged first (profiles/lora.h; float32 out), so the
 //    layout recipe sees plain weights and a leftover LoRA tensor fails the plan;
-//  - the sizes the recipe's fills need are read off the tree: `vocab` (embedding rows) and
-//    `width_1` (the action expert's width, for gemma_expert.lm_head.weight).
+//  - the sizes the recipe needs are read off the tree, per expert E (0 = PaliGemma, 1 = the
+//    action expert) from its measured attention shape (profiles/openpi_variants.h), whichever
+//    form it has: nE / kE / hE (heads, kv heads, head dim: the rearranges of q/k/v/o_proj),
+//    qkvE = 1 when its attention is the fused qkv_einsum [L, 3, N, D, H] (MHA; the recipe's
+//    `when: qkvE` rules), else q_einsum [L, N, D, H] + kv_einsum [L, 2, K, D, H]; plus
+//    `vocab` (embedding rows) and `width_1` (for gemma_expert.lm_head.weight).
 #pragma once
 
 #include <cstdint>
@@ -25,13 +29,17 @@ struct OpenpiPrepared {
   std::vector<LoraGroup> merged;                // LoRA modules folded in
 };
 
+// The per-expert attention sizes above (nE, kE, hE, qkvE) and the SigLIP heads (vn, vh): what
+// the forward recipe is sized with and what config.json keeps for --reverse.
+std::map<std::string, std::int64_t> openpi_sizes(const Node& root);
+
 // `experts` is required when the tree holds LoRA factors (openpi does not store alpha):
 // MappingError otherwise, naming the first LoRA tensor.
 OpenpiPrepared openpi_prepare(const Checkpoint& src, const std::vector<OpenpiExpertConfig>& experts);
 
 // The config.json written beside the PyTorch weights: action_dim, pi05, the gemma variants
-// (by width; "custom" when not a shipped size), precision, the LoRA modules merged, and the
-// head counts the reverse recipe needs ("sizes", read back by --reverse).
+// (by width; "custom" when not a shipped size), precision, the LoRA modules merged, and
+// openpi_sizes() ("sizes", read back by --reverse: head counts and each expert's attention form).
 nlohmann::ordered_json openpi_pytorch_config(const OpenpiPrepared& prep, DType out_dtype);
 
 // The `assets` directory openpi keeps beside a checkpoint: in `path`, its parent or its

@@ -49,9 +49,9 @@ class Planner {
   Plan run() {
     // Fills run last so that copy_of can name a target produced by any other rule.
     for (const auto& rule : recipe_.rules)
-      if (rule.kind != Rule::Kind::Fill) apply(rule);
+      if (rule.kind != Rule::Kind::Fill && active(rule)) apply(rule);
     for (const auto& rule : recipe_.rules)
-      if (rule.kind == Rule::Kind::Fill) apply(rule);
+      if (rule.kind == Rule::Kind::Fill && active(rule)) apply(rule);
     for (const auto& s : plan_.sources)
       if (s.status == "unused") problem("unused source '" + s.name + "' (" + s.type + describe_info(s) + "): no rule maps or drops it");
     adopt_container_kinds(plan_.target, src_.root);
@@ -64,6 +64,15 @@ class Planner {
     return s.type == "tensor" ? " " + std::string(dtype_name(s.info.dtype)) + " " + shape_str(s.info.shape) : "";
   }
   void problem(std::string p) { plan_.problems.push_back(std::move(p)); }
+
+  // Rule::when: "NAME" needs the size set and non-zero, "!NAME" needs it absent or zero.
+  bool active(const Rule& rule) const {
+    if (rule.when.empty()) return true;
+    const bool negated = rule.when[0] == '!';
+    auto it = sizes_.find(negated ? rule.when.substr(1) : rule.when);
+    const bool set = it != sizes_.end() && it->second != 0;
+    return set != negated;
+  }
 
   // Unclaimed sources matching `p`, in tree order, with their captures.
   std::vector<std::pair<std::size_t, Captures>> matches(const Pattern& p) {

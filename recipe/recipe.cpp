@@ -183,6 +183,12 @@ Rule parse_rule(const json& r, int index, const std::string& origin) {
   }
   if (rule.kind != Rule::Kind::Fill && rule.kind != Rule::Kind::Drop && rule.outputs.empty())
     throw MappingError(where, "needs 'to'");
+  if (r.contains("when")) {
+    static const std::regex name(R"(!?[A-Za-z_][A-Za-z0-9_]*)");
+    if (!r["when"].is_string() || !std::regex_match(r["when"].get<std::string>(), name))
+      throw MappingError(where, "'when' is a size name, or '!' and a size name");
+    rule.when = r["when"].get<std::string>();
+  }
   if (r.contains("attrs")) {
     if (!r["attrs"].is_object()) throw MappingError(where, "'attrs' must be an object of strings");
     for (const auto& [k, v] : r["attrs"].items()) {
@@ -316,6 +322,7 @@ json recipe_to_json(const Recipe& r) {
       }
     }
     if (!rule.attrs.empty()) o["attrs"] = rule.attrs;
+    if (!rule.when.empty()) o["when"] = rule.when;
     j["rules"].push_back(o);
   }
   return j;
@@ -414,6 +421,7 @@ Recipe invert(const Recipe& r) {
         json f = rule.reverse;
         f["fill"] = rule.inputs[0].text();
         out = parse_rule(f, rule.index, "reverse of " + rule.describe());
+        out.when = rule.when;
         break;
       }
       case Rule::Kind::Fill:

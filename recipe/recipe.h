@@ -12,6 +12,9 @@
 //               another checkpoint, a non-tensor leaf (None, a scalar, an empty container)
 //               or JAX PRNG key data
 //   einsum_add  target = base + scale * einsum(operands) (LoRA-style deltas)
+// Any rule may be conditional (`when`): it takes part only when a size is set (or not), so
+// one recipe holds alternative layouts of the same tensors and the sizes pick one, in both
+// directions (openpi's fused qkv_einsum vs q_einsum + kv_einsum, per expert).
 // invert() derives the reverse recipe where every rule is invertible.
 #pragma once
 
@@ -57,6 +60,9 @@ struct Rule {
   // Any rule: attributes given to every leaf it emits (writer hints such as
   // "orbax.value_type": "scalar"), replacing those of the source leaf.
   std::map<std::string, std::string> attrs;
+  // Any rule: "NAME" = the rule takes part only when the size NAME is given and non-zero;
+  // "!NAME" = only when it is not; "" = always. Kept by invert().
+  std::string when;
   // einsum_add
   std::string equation;
   double scale = 1.0;

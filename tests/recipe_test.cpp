@@ -320,5 +320,50 @@ TEST(Recipe, NonTensorFillsPrngKeysAttrsAndScalarToTensor) {
   EXPECT_EQ(inv.rules[1].kind, Rule::Kind::Drop);
 }
 
+
+// `when`: one recipe holds two layouts of the same tensor and a size picks one, in both
+// directions; the inverse keeps the condition, printing keeps it, a malformed one is refused.
+TEST(Recipe, WhenSelectsRulesBySizeInBothDirections) {
+  const auto j = nlohmann::json::parse(R"({"recipe": "alt", "rules": [
+    {"split": "w", "axis": 0, "to": ["a", "b"], "when": "fused"},
+    {"map": "w", "to": "whole", "when": "!fused"}]})");
+  const Recipe r = parse_recipe(j, "alt.json");
+  EXPECT_EQ(recipe_to_json(r)["rules"][0]["when"], "fused");
+  EXPECT_EQ(recipe_to_json(r)["rules"][1]["when"], "!fused");
+  Checkpoint ck;
+  ck.root.add("w", Node::tensor(pattern_tensor(DType::F32, {4, 3}, 5)));
+  const Plan plain = build_plan(ck, r);  // size absent: the "!fused" rule
+  ASSERT_TRUE(plain.ok()) << ::testing::PrintToString(plain.problems);
+  EXPECT_NE(find_path(plain.target, "whole"), nullptr);
+  EXPECT_EQ(find_path(plain.target, "a"), nullptr);
+  PlanOptions zero;
+  zero.sizes = {{"fused", 0}};
+  EXPECT_NE(find_path(build_plan(ck, r, zero).target, "whole"), nullptr);
+  PlanOptions fused;
+  fused.sizes = {{"fused", 1}};
+  const Plan split = build_plan(ck, r, fused);
+  ASSERT_TRUE(split.ok()) << ::testing::PrintToString(split.problems);
+  EXPECT_EQ(find_path(split.target, "a")->tensor().info.shape, (Shape{2, 3}));
+  EXPECT_EQ(find_path(split.target, "whole"), nullptr);
+  // Inverted: with the size, a and b concatenate back; without it, "whole" maps back. Same bytes.
+  const Recipe inv = invert(r);
+  EXPECT_EQ(inv.rules[0].when, "fused");
+  const Checkpoint from_split{"memory", "m", split.target, {}}, from_plain{"memory", "m", plain.target, {}};
+  const Plan back1 = build_plan(from_split, inv, fused), back2 = build_plan(from_plain, inv);
+  ASSERT_TRUE(back1.ok() && back2.ok());
+  const std::string want = test::bytes_of(find_path(ck.root, "w")->tensor());
+  EXPECT_EQ(test::bytes_of(find_path(back1.target, "w")->tensor()), want);
+  EXPECT_EQ(test::bytes_of(find_path(back2.target, "w")->tensor()), want);
+  // The wrong size for the tree leaves the source unused: the plan fails instead of guessing.
+  EXPECT_FALSE(build_plan(from_plain, inv, fused).ok());
+  try {
+    parse_recipe(nlohmann::json::parse(R"({"rules": [{"map": "w", "to": "x", "when": "fused size"}]})"), "bad.json");
+    ADD_FAILURE() << "no error";
+  } catch (const MappingError& e) {
+    EXPECT_NE(std::string(e.what()).find("'when' is a size name, or '!' and a size name"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("bad.json: rule 0"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace ckb
