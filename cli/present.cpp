@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <iostream>
 
@@ -114,10 +115,26 @@ int run_and_report(const engine::Job& job, const CommonRun& c, const std::string
   if (!c.quiet) {
     std::cerr << verb << " " << plural(r.summary.tensors, "tensor") << " (" << human_bytes(r.summary.bytes) << ") as "
               << r.destination_format << " to " << r.destination << " in " << seconds(r.summary.seconds) << "\n";
-    if (r.summary.cast_tensors)
-      std::cerr << "cast " << plural(r.summary.cast_tensors, "tensor") << " to " << dtype_name(*job.dtype) << ": "
-                << r.summary.inexact << " values rounded, " << r.summary.overflow << " overflowed, " << r.summary.nan
-                << " NaN\n";
+    if (r.summary.cast_tensors) {
+      double abs = 0, rel = 0;
+      for (const auto& t : r.tensors)
+        if (t.cast) abs = std::max(abs, t.cast->max_abs_error), rel = std::max(rel, t.cast->max_rel_error);
+      std::cerr << "cast " << plural(r.summary.cast_tensors, "tensor") << " to "
+                << dtype_name(r.summary.cast_to.value_or(job.dtype.value_or(DType::F32))) << ": " << r.summary.inexact
+                << " values rounded (max abs error " << sci(abs) << ", max rel error " << sci(rel) << "), "
+                << r.summary.overflow << " overflowed, " << r.summary.nan << " NaN\n";
+    }
+    if (!r.rounded.empty()) {
+      double abs = 0, rel = 0;
+      std::string worst;
+      for (const auto& x : r.rounded) {
+        abs = std::max(abs, x.max_abs_error);
+        if (x.max_rel_error > rel || worst.empty()) rel = std::max(rel, x.max_rel_error), worst = x.name;
+      }
+      std::cerr << "rounded " << plural(r.rounded.size(), "computed tensor") << " once from float64 to "
+                << dtype_name(r.rounded.front().to) << ": max abs error " << sci(abs) << ", max rel error "
+                << sci(rel) << " (" << worst << ")\n";
+    }
     for (std::size_t i = 1; i < r.files.size(); ++i) std::cerr << "wrote " << r.files[i] << "\n";
   }
   return r.failures.empty() ? 0 : 2;

@@ -129,6 +129,15 @@ struct TensorStatsReport {
 struct CastReport {
   DType from;
   std::uint64_t elements = 0, inexact = 0, overflow = 0, nan = 0;
+  double max_abs_error = 0, max_rel_error = 0;  // |out - in| and |out - in| / |in|, finite values
+};
+// A tensor computed in float64 (a LoRA merge) and rounded once to `to`: the rounding's largest
+// errors against the float64 values. `name` is the tensor as computed (a source tensor when a
+// profile merged before the recipe, else a target).
+struct RoundingReport {
+  std::string name;
+  DType to;
+  double max_abs_error = 0, max_rel_error = 0;
 };
 struct TensorReport {
   std::string name;
@@ -145,7 +154,13 @@ struct Summary {
   std::uint64_t peak_window_bytes = 0;
   std::uint64_t missing_chunks = 0;
   std::size_t cast_tensors = 0;
+  std::optional<DType> cast_to;                // the dtype of the casts (--dtype, or the profile's default)
   std::uint64_t inexact = 0, overflow = 0, nan = 0;
+  std::size_t rounded_tensors = 0;
+  // The written values' largest error against what they were cast or rounded from (casts and
+  // roundings together); `worst` names the tensor with the largest relative error.
+  double max_abs_error = 0, max_rel_error = 0;
+  std::string worst;
 };
 
 struct Report {
@@ -158,6 +173,7 @@ struct Report {
   std::vector<std::string> problems;           // non-empty: the plan cannot run (run() throws)
   std::vector<std::pair<std::string, std::string>> dropped_leaves;  // name, rule
   std::vector<TensorReport> tensors;           // every written tensor, in write order
+  std::vector<RoundingReport> rounded;         // tensors computed in float64 and rounded once
   std::vector<std::string> notes;              // decisions and warnings worth telling the user
   std::vector<std::string> files;              // files and folders written (weights, sidecars)
   std::vector<std::string> failures;           // checks after writing that failed (verify): exit non-zero

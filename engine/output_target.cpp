@@ -2,6 +2,7 @@
 #include "engine/output_target.h"
 
 #include <filesystem>
+#include <set>
 
 #include "io/file.h"
 #include "io/output.h"
@@ -102,6 +103,27 @@ void check_output(const OutputTarget& out, const OutputSpec& spec, const std::ve
                          out.format->name + " format (--overwrite replaces only a checkpoint of the kind being written; remove it yourself "
                          "or choose another output)");
     }
+  }
+  // A folder a profile completes into a model folder (sidecars) is the output as a whole: it
+  // may hold a previous output (replaced only with --overwrite, below), never anything else.
+  if (!sidecars.empty() && !step_mode && is_directory(out.folder)) {
+    std::set<std::string> ours(sidecars.begin(), sidecars.end());
+    ours.insert(fs::path(out.path).filename().string());
+    std::string foreign;
+    std::size_t n = 0;
+    for (fs::recursive_directory_iterator it(out.folder, ec), end; !ec && it != end; it.increment(ec)) {
+      std::error_code ec2;
+      if (it->is_directory(ec2)) continue;
+      const std::string rel = fs::relative(it->path(), out.folder, ec2).generic_string();
+      const bool shard = rel.find('/') == std::string::npos && out.path == out.folder && out.format->replaceable &&
+                         (rel.ends_with(".safetensors") || rel.ends_with(".index.json"));
+      if (ours.count(rel) || shard) continue;
+      if (n++ < 3) foreign += (foreign.empty() ? "" : ", ") + rel;
+    }
+    if (n)
+      throw UsageError("refusing to write into " + out.folder + ": it holds files this output does not write (" + foreign +
+                       (n > 3 ? ", ..." : "") + "); the output folder gets the weights and " + std::to_string(sidecars.size()) +
+                       " file(s) beside them (config.json, ...): choose a new or empty folder");
   }
   for (const auto& s : sidecars) {
     const std::string p = (fs::path(out.folder) / s).string();

@@ -9,7 +9,9 @@
 //  - an existing output without `overwrite`; with it, a folder that is not a checkpoint of
 //    the format being written (it is never emptied) — steps outputs (orbax `step`) write
 //    into an existing root and leave the step check to the writer;
-//  - an existing sidecar (e.g. config.json) the user did not ask to replace.
+//  - an existing sidecar (e.g. config.json) the user did not ask to replace;
+//  - a folder that a profile completes into a model folder (sidecars) holding any file that
+//    this output does not write (with or without --overwrite).
 #pragma once
 
 #include <string>

@@ -207,15 +207,20 @@ std::shared_ptr<Planned> make_plan(const Job& requested) {
     Path path;
     for (auto& d : drop_non_tensors(target, path)) r.dropped_leaves.emplace_back(d, "--drop-non-tensors");
   }
-  if (job.dtype) {
+  // The job's --dtype, else the profile's default (openpi: float32 when LoRA was merged).
+  if (const std::optional<DType> dtype = job.dtype ? job.dtype : p->prepared.default_dtype) {
+    r.summary.cast_to = dtype;
     visit_leaves_mut(target, [&](const Path& path, Node& n) {
       if (!n.is_tensor()) return;
       const DType from = n.tensor().info.dtype;
-      if (dtype_is_bytes_only(from)) refuse_bytes_only(join_path(path), from, "--dtype cannot cast it");
-      if (!dtype_is_float(from) || from == *job.dtype) return;
+      if (dtype_is_bytes_only(from)) {
+        if (!job.dtype) return;  // a profile's default leaves what cannot be cast as it is
+        refuse_bytes_only(join_path(path), from, "--dtype cannot cast it");
+      }
+      if (!dtype_is_float(from) || from == *dtype) return;
       auto stats = std::make_shared<CastStats>();
       p->casts[join_path(path)] = {from, stats};
-      n.tensor() = cast_tensor(n.tensor(), *job.dtype, stats);
+      n.tensor() = cast_tensor(n.tensor(), *dtype, stats);
     });
   }
 

@@ -29,9 +29,16 @@ nlohmann::ordered_json Report::to_json() const {
                     {"inf", t.stats->inf}};
     if (t.cast)
       e["cast"] = {{"from", std::string(dtype_name(t.cast->from))}, {"elements", t.cast->elements},
-                   {"inexact", t.cast->inexact}, {"overflow", t.cast->overflow}, {"nan", t.cast->nan}};
+                   {"inexact", t.cast->inexact}, {"overflow", t.cast->overflow}, {"nan", t.cast->nan},
+                   {"max_abs_error", t.cast->max_abs_error}, {"max_rel_error", t.cast->max_rel_error}};
     e["missing_chunks"] = t.missing_chunks;
     j["tensors"][t.name] = e;
+  }
+  if (!rounded.empty()) {
+    j["rounded"] = ojson::object();
+    for (const auto& x : rounded)
+      j["rounded"][x.name] = {{"from", "F64"}, {"to", std::string(dtype_name(x.to))}, {"max_abs_error", x.max_abs_error},
+                              {"max_rel_error", x.max_rel_error}};
   }
   j["notes"] = notes;
   if (!files.empty()) j["files"] = files;
@@ -39,7 +46,10 @@ nlohmann::ordered_json Report::to_json() const {
   j["summary"] = {{"tensors", summary.tensors}, {"bytes", summary.bytes}, {"seconds", summary.seconds},
                   {"peak_window_bytes", summary.peak_window_bytes}, {"missing_chunks", summary.missing_chunks},
                   {"cast_tensors", summary.cast_tensors}, {"inexact", summary.inexact},
-                  {"overflow", summary.overflow}, {"nan", summary.nan}};
+                  {"overflow", summary.overflow}, {"nan", summary.nan}, {"rounded_tensors", summary.rounded_tensors},
+                  {"max_abs_error", summary.max_abs_error}, {"max_rel_error", summary.max_rel_error}};
+  if (summary.cast_to) j["summary"]["cast_to"] = std::string(dtype_name(*summary.cast_to));
+  if (!summary.worst.empty()) j["summary"]["worst_rel_error"] = summary.worst;
   for (const auto& [k, v] : profile_summary.items()) j["summary"][k] = v;
   return j;
 }

@@ -1,4 +1,5 @@
 // engine::run, engine::target and engine::diff: executing a planned job (engine/api.h).
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 
@@ -47,6 +48,15 @@ ExecOptions exec_options(const Job& job, const RunOptions& opts) {
   return eo;
 }
 
+// The largest errors of the run so far (casts and roundings together).
+void note_error(Summary& sum, const std::string& name, const CastStats& s) {
+  sum.max_abs_error = std::max(sum.max_abs_error, s.max_abs_error.load());
+  if (s.max_rel_error > sum.max_rel_error) {
+    sum.max_rel_error = s.max_rel_error;
+    sum.worst = name;
+  }
+}
+
 // The run's numbers into the report: per-tensor stats and cast counts, missing chunks, totals.
 void record_results(Planned& p, const ExecResult& res) {
   Report& r = p.report;
@@ -63,10 +73,24 @@ void record_results(Planned& p, const ExecResult& res) {
     t.cast->inexact = s.inexact;
     t.cast->overflow = s.overflow;
     t.cast->nan = s.nan;
+    t.cast->max_abs_error = s.max_abs_error;
+    t.cast->max_rel_error = s.max_rel_error;
     r.summary.inexact += s.inexact;
     r.summary.overflow += s.overflow;
     r.summary.nan += s.nan;
+    note_error(r.summary, t.name, s);
   }
+  // Tensors computed in float64 and rounded once: by the profile before the recipe, or by it.
+  r.rounded.clear();
+  for (const auto* rounded : {&p.prepared.rounded, &p.plan.rounded})
+    for (const auto& [name, s] : *rounded) {
+      if (!s->elements) continue;  // not read (a plan-only run)
+      const Node* n = find_path(rounded == &p.plan.rounded ? p.plan.target : p.prepared.source.root, name);
+      if (!n || !n->is_tensor()) continue;
+      r.rounded.push_back({name, n->tensor().info.dtype, s->max_abs_error, s->max_rel_error});
+      note_error(r.summary, name, *s);
+    }
+  r.summary.rounded_tensors = r.rounded.size();
   count_missing(p);
   r.summary.bytes = res.bytes;
   r.summary.seconds = res.seconds;

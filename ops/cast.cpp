@@ -183,7 +183,54 @@ bool convert_uncounted(DType from, DType to, const std::byte* src, std::byte* ds
   return true;
 }
 
+// Max |out - in| and |out - in| / |in| over the elements whose input and result are finite.
+struct ErrorTally {
+  double abs = 0, rel = 0;
+  void add(double in, double out) {
+    if (!std::isfinite(in) || !std::isfinite(out)) return;
+    const double e = std::fabs(out - in);
+    abs = std::max(abs, e);
+    if (in != 0) rel = std::max(rel, e / std::fabs(in));
+  }
+};
+
+bool widens_exactly(DType from, DType to) {
+  if (from == to) return true;
+  if (to == DType::F64) return from == DType::F32 || from == DType::F16 || from == DType::BF16 || from == DType::F8_E4M3 ||
+                               from == DType::F8_E5M2;
+  if (to == DType::F32) return from == DType::F16 || from == DType::BF16 || from == DType::F8_E4M3 || from == DType::F8_E5M2;
+  return false;
+}
+
+// The rounding error of a conversion already done (`dst` holds the results of `src`).
+void measure_errors(DType from, DType to, const std::byte* src, const std::byte* dst, std::size_t count, CastStats& stats) {
+  if (!dtype_is_float(to) || widens_exactly(from, to)) return;
+  ErrorTally e;
+  if (from == DType::F32 && to == DType::BF16) {
+    for (std::size_t k = 0; k < count; ++k)
+      e.add(load<float>(src + 4 * k),
+            std::bit_cast<float>(static_cast<std::uint32_t>(load<std::uint16_t>(dst + 2 * k)) << 16));
+  } else if (from == DType::F64 && to == DType::F32) {
+    for (std::size_t k = 0; k < count; ++k) e.add(load<double>(src + 8 * k), load<float>(dst + 4 * k));
+  } else {
+    const std::size_t in = dtype_size(from), out = dtype_size(to);
+    for (std::size_t k = 0; k < count; ++k) e.add(as_double(load_value(from, src + in * k)), load_value(to, dst + out * k).d);
+  }
+  stats.note_error(e.abs, e.rel);
+}
+
+void atomic_max(std::atomic<double>& a, double v) {
+  double cur = a.load(std::memory_order_relaxed);
+  while (v > cur && !a.compare_exchange_weak(cur, v, std::memory_order_relaxed)) {
+  }
+}
+
 }  // namespace
+
+void CastStats::note_error(double abs_error, double rel_error) {
+  atomic_max(max_abs_error, abs_error);
+  atomic_max(max_rel_error, rel_error);
+}
 
 void convert_elements(DType from, DType to, const std::byte* src, std::byte* dst, std::size_t count,
                       CastStats* stats) {
@@ -267,6 +314,7 @@ void convert_elements(DType from, DType to, const std::byte* src, std::byte* dst
     for (std::size_t k = 0; k < count; ++k) store_value(to, dst + out * k, load_value(from, src + in * k), tally);
   }
   if (stats) {
+    measure_errors(from, to, src, dst, count, *stats);
     stats->elements += count;
     stats->inexact += tally.inexact;
     stats->overflow += tally.overflow;

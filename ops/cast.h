@@ -1,7 +1,8 @@
 // Explicit dtype casts as lazy tensor sources. Floating conversions round to nearest even
 // (directly from double, never double-rounded through float32); float -> int rounds to
 // nearest even and saturates; int -> int saturates. Every element that overflowed, was a
-// NaN, or changed value is counted so reports can say what a cast cost.
+// NaN, or changed value is counted, and a floating result's largest absolute and relative
+// error against the exact input value is kept, so reports can say what a cast cost.
 #pragma once
 
 #include <atomic>
@@ -17,6 +18,11 @@ struct CastStats {
   std::atomic<std::uint64_t> inexact{0};   // value changed (rounded or saturated)
   std::atomic<std::uint64_t> overflow{0};  // finite input became inf/NaN/saturated
   std::atomic<std::uint64_t> nan{0};       // NaN inputs (and NaN -> int, which becomes 0)
+  // Floating targets: max |out - in| and max |out - in| / |in| over finite results of finite
+  // inputs (in != 0 for the relative one), measured in float64.
+  std::atomic<double> max_abs_error{0};
+  std::atomic<double> max_rel_error{0};
+  void note_error(double abs_error, double rel_error);
 };
 
 // Converts `count` elements from `src` (dtype `from`) into `dst` (dtype `to`).

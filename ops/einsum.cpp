@@ -290,9 +290,9 @@ Scratch& scratch() {
 class EinsumAddSource final : public TensorSource {
  public:
   EinsumAddSource(std::optional<Tensor> base, std::vector<Tensor> ops, EinsumSpec spec, Shape out_shape, double scale,
-                  DType out, std::uint64_t block_elems, std::string what)
+                  DType out, std::uint64_t block_elems, std::string what, std::shared_ptr<CastStats> rounding)
       : base_(std::move(base)), ops_(std::move(ops)), spec_(std::move(spec)), shape_(std::move(out_shape)), scale_(scale),
-        out_(out), what_(std::move(what)) {
+        out_(out), what_(std::move(what)), rounding_(std::move(rounding)) {
     std::vector<Shape> shapes;
     for (const auto& t : ops_) shapes.push_back(t.info.shape);
     gemm_ = gemm_layout(spec_, shapes);
@@ -462,7 +462,8 @@ class EinsumAddSource final : public TensorSource {
         convert_elements(bt, DType::F64, b, reinterpret_cast<std::byte*>(s.base.data()), n, nullptr);
         for (std::uint64_t i = 0; i < n; ++i) y[i] += s.base[i];
       }
-      convert_elements(DType::F64, out_, reinterpret_cast<const std::byte*>(y), dst + (e - e_begin) * esz, n, nullptr);
+      convert_elements(DType::F64, out_, reinterpret_cast<const std::byte*>(y), dst + (e - e_begin) * esz, n,
+                       rounding_.get());
     }
   }
 
@@ -542,7 +543,7 @@ class EinsumAddSource final : public TensorSource {
       auto bv = ops::to_doubles(bt);
       for (std::size_t i = 0; i < y.size(); ++i) y[i] += bv[i];
     }
-    return ops::from_doubles(y, out_);
+    return ops::from_doubles(y, out_, rounding_.get());
   }
 
   std::optional<Tensor> base_;
@@ -552,6 +553,7 @@ class EinsumAddSource final : public TensorSource {
   double scale_;
   DType out_;
   std::string what_;
+  std::shared_ptr<CastStats> rounding_;  // the final float64 -> out_ rounding, when someone counts it
   std::optional<GemmLayout> gemm_;
   std::size_t axis_ = 0;
   std::uint64_t inner_ = 1, rows_ = 1;
@@ -564,7 +566,8 @@ class EinsumAddSource final : public TensorSource {
 }  // namespace
 
 Tensor einsum_add(const std::optional<Tensor>& base, const std::vector<Tensor>& operands, const std::string& equation,
-                  double scale, DType out, const std::string& what, std::uint64_t block_elems) {
+                  double scale, DType out, const std::string& what, std::uint64_t block_elems,
+                  std::shared_ptr<CastStats> rounding) {
   std::vector<Shape> shapes;
   for (const auto& t : operands) {
     if (dtype_is_complex(t.info.dtype)) throw MappingError(what, "complex tensors are not supported by einsum");
@@ -580,7 +583,7 @@ Tensor einsum_add(const std::optional<Tensor>& base, const std::vector<Tensor>& 
                                  shape_str(base->info.shape));
   TensorInfo info{out, shape};
   return Tensor{info, std::make_shared<EinsumAddSource>(base, operands, spec, shape, scale, out,
-                                                        std::max<std::uint64_t>(block_elems, 1), what)};
+                                                        std::max<std::uint64_t>(block_elems, 1), what, std::move(rounding))};
 }
 
 }  // namespace ckb

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "ops/cast.h"
 
 namespace ckb {
 
@@ -35,7 +36,10 @@ std::vector<double> einsum_f64(const EinsumSpec& spec, const std::vector<const d
 
 // base + scale * einsum(equation, operands), rounded to `out` (round to nearest even);
 // without a base, just scale * einsum. Lazy and blocked; `block_elems` bounds one block.
+// `rounding`, when given, counts the final float64 -> `out` rounding (errors against the
+// float64 result; ops/cast.h) as the tensor is read.
 Tensor einsum_add(const std::optional<Tensor>& base, const std::vector<Tensor>& operands, const std::string& equation,
-                  double scale, DType out, const std::string& what, std::uint64_t block_elems = 1u << 16);
+                  double scale, DType out, const std::string& what, std::uint64_t block_elems = 1u << 16,
+                  std::shared_ptr<CastStats> rounding = nullptr);
 
 }  // namespace ckb

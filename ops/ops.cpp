@@ -283,10 +283,10 @@ std::vector<double> to_doubles(const Tensor& t) {
   return out;
 }
 
-Bytes from_doubles(const std::vector<double>& v, DType dtype) {
+Bytes from_doubles(const std::vector<double>& v, DType dtype, CastStats* stats) {
   Bytes out(v.size() * dtype_size(dtype));
   if (!v.empty())
-    convert_elements(DType::F64, dtype, reinterpret_cast<const std::byte*>(v.data()), out.data(), v.size(), nullptr);
+    convert_elements(DType::F64, dtype, reinterpret_cast<const std::byte*>(v.data()), out.data(), v.size(), stats);
   return out;
 }
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "ops/cast.h"
 
 namespace ckb::ops {
 
@@ -48,6 +49,6 @@ int norm_axis(int axis, std::size_t rank, const std::string& what);
 // Loads all elements as float64 (any real dtype).
 std::vector<double> to_doubles(const Tensor& t);
 // Encodes float64 values into `dtype` bytes with RNE.
-Bytes from_doubles(const std::vector<double>& v, DType dtype);
+Bytes from_doubles(const std::vector<double>& v, DType dtype, CastStats* stats = nullptr);
 
 }  // namespace ckb::ops

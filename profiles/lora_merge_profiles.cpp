@@ -10,6 +10,7 @@
 #include "io/file.h"
 #include "profiles/hf_model_folder.h"
 #include "profiles/lora_outputs.h"
+#include "profiles/openpi_folder.h"
 #include "profiles/openpi_variants.h"
 #include "profiles/peft.h"
 #include "profiles/profile.h"
@@ -61,6 +62,7 @@ class OpenpiMergeProfile final : public LoraMergeProfile {
                                {{"variant", "gemma variants, one per expert (e.g. gemma_2b_lora,gemma_300m_lora; default: read off the tree)"},
                                 {"openpi-config", "JSON {\"experts\": [{\"attn\": {rank, alpha, rslora}, \"ffn\": {...}}]}", false,
                                  false, {}, true},
+                                openpi_weights_option(),
                                 kMergedDtype,
                                 kVerify},
                                "",
@@ -76,20 +78,22 @@ class OpenpiMergeProfile final : public LoraMergeProfile {
     auto st = std::make_shared<LoraMergeState>();
     st->out = merged_dtype_option(req.options);
     st->verify = opt(req.options, "verify") == "1";
-    st->source = source;
+    const OpenpiWeights weights = openpi_weights(source, opt(req.options, "weights"), req.open);
+    st->source = weights.checkpoint;
     LoraMergeOptions lo;
     lo.experts = openpi_experts(variant, config);
-    Checkpoint unwrapped = source;
+    Checkpoint unwrapped = st->source;
     unwrap_value_leaves(unwrapped.root);
     const OpenpiDetection detected = detect_openpi(unwrapped.root);
     if (variant.empty() && config.empty()) lo.experts = openpi_configs_from_detection(detected, source.path);
     lo.out_dtype = st->out;
-    Recipe recipe = openpi_merge_recipe(source, lo, &st->groups);
+    Recipe recipe = openpi_merge_recipe(st->source, lo, &st->groups);
     Prepared p = finish(std::move(st), std::move(recipe), req);
-    std::vector<std::string> lines;
+    std::vector<std::string> lines = {weights.note()};
     for (const auto& line : detected.summary()) lines.push_back("detected " + line);
     p.notes.insert(p.notes.begin(), lines.begin(), lines.end());
     p.report["detected"] = detected.to_json();
+    p.report["weights"] = weights.to_json();
     return p;
   }
 };

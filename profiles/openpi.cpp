@@ -2,14 +2,12 @@
 #include "profiles/openpi.h"
 #include "profiles/openpi_variants.h"
 
-#include <filesystem>
-
 #include "core/errors.h"
 #include "recipe/plan.h"
 
 namespace ckb {
 
-OpenpiPrepared openpi_prepare(const Checkpoint& src, const std::vector<OpenpiExpertConfig>& experts) {
+OpenpiPrepared openpi_prepare(const Checkpoint& src, const std::vector<OpenpiExpertConfig>& experts, DType merged) {
   OpenpiPrepared out;
   out.checkpoint = src;
   unwrap_value_leaves(out.checkpoint.root);
@@ -24,9 +22,11 @@ OpenpiPrepared openpi_prepare(const Checkpoint& src, const std::vector<OpenpiExp
                                        "'); openpi does not store alpha: pass --variant or --openpi-config");
     LoraMergeOptions lo;
     lo.experts = experts;
+    lo.out_dtype = merged;
     Plan merge = build_plan(out.checkpoint, openpi_merge_recipe(out.checkpoint, lo, &out.merged));
     merge.check();
     out.checkpoint.root = merge.target;
+    out.rounded = merge.rounded;
   }
   out.sizes = openpi_sizes(out.checkpoint.root);
   const Node* emb = find_path(out.checkpoint.root, "params/PaliGemma/llm/embedder/input_embedding");
@@ -78,17 +78,6 @@ nlohmann::ordered_json openpi_pytorch_config(const OpenpiPrepared& prep, DType o
   c["sizes"] = sizes;
   c["written_by"] = "ckptbridge (recipe openpi)";
   return c;
-}
-
-std::string find_openpi_assets(const std::string& path) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  fs::path p = fs::absolute(path, ec);
-  for (int up = 0; up < 3 && !p.empty(); ++up) {
-    if (fs::is_directory(p / "assets", ec)) return (p / "assets").string();
-    p = p.parent_path();
-  }
-  return "";
 }
 
 }  // namespace ckb

@@ -13,12 +13,14 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "core/tree.h"
+#include "ops/cast.h"
 #include "profiles/lora.h"
 
 namespace ckb {
@@ -27,6 +29,7 @@ struct OpenpiPrepared {
   Checkpoint checkpoint;                        // unwrapped, LoRA merged
   std::map<std::string, std::int64_t> sizes;    // for the recipe
   std::vector<LoraGroup> merged;                // LoRA modules folded in
+  std::map<std::string, std::shared_ptr<CastStats>> rounded;  // merged weights: float64 -> `merged` rounding
 };
 
 // The per-expert attention sizes above (nE, kE, hE, qkvE) and the SigLIP heads (vn, vh): what
@@ -34,17 +37,14 @@ struct OpenpiPrepared {
 std::map<std::string, std::int64_t> openpi_sizes(const Node& root);
 
 // `experts` is required when the tree holds LoRA factors (openpi does not store alpha):
-// MappingError otherwise, naming the first LoRA tensor.
-OpenpiPrepared openpi_prepare(const Checkpoint& src, const std::vector<OpenpiExpertConfig>& experts);
+// MappingError otherwise, naming the first LoRA tensor. Merged weights are computed in
+// float64 and rounded once to `merged`.
+OpenpiPrepared openpi_prepare(const Checkpoint& src, const std::vector<OpenpiExpertConfig>& experts,
+                              DType merged = DType::F32);
 
 // The config.json written beside the PyTorch weights: action_dim, pi05, the gemma variants
 // (by width; "custom" when not a shipped size), precision, the LoRA modules merged, and
 // openpi_sizes() ("sizes", read back by --reverse: head counts and each expert's attention form).
 nlohmann::ordered_json openpi_pytorch_config(const OpenpiPrepared& prep, DType out_dtype);
-
-// The `assets` directory openpi keeps beside a checkpoint: in `path`, its parent or its
-// grandparent (released `<ckpt>/{params,assets}`, training `<run>/<step>/{params,assets}`).
-// Empty when there is none.
-std::string find_openpi_assets(const std::string& path);
 
 }  // namespace ckb

@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/tree.h"
+#include "ops/cast.h"
 #include "recipe/plan.h"
 #include "recipe/recipe.h"
 
@@ -85,6 +86,11 @@ struct Prepared {
   std::vector<std::string> notes;                // decisions worth telling the user
   nlohmann::ordered_json report = nlohmann::ordered_json::object();  // the profile's section
   std::shared_ptr<void> state;                   // the profile's own data for after_write
+  // Tensors of `source` the profile computed in float64 and rounded once (a LoRA merge before
+  // the recipe), by source name: reported with the run's casts (errors measured as read).
+  std::map<std::string, std::shared_ptr<CastStats>> rounded;
+  // The dtype floating tensors are written in unless the job asks for one (--dtype).
+  std::optional<DType> default_dtype;
 };
 
 // Where the weights were written, for after_write.

@@ -392,7 +392,9 @@ class Planner {
         t = ops::rescale_to_norm(einsum_add(base, operands, rule.equation, rule.scale, DType::F64, target), magnitude,
                                  rule.magnitude_axis, out, target);
       } else {
-        t = einsum_add(base, operands, rule.equation, rule.scale, out, target);
+        std::shared_ptr<CastStats> rounding;
+        if (out != DType::F64) rounding = plan_.rounded[target] = std::make_shared<CastStats>();
+        t = einsum_add(base, operands, rule.equation, rule.scale, out, target, 1u << 16, rounding);
       }
       for (auto& m : members) claim(*m, rule, {target});
       emit(target, Node::tensor(std::move(t)), rule, from, "base + " + std::to_string(rule.scale) + " * einsum '" + rule.equation + "'" +
@@ -495,6 +497,7 @@ Plan build_plan(const Checkpoint& src, const Recipe& recipe, const PlanOptions& 
       all.target = p.target;
     }
     const bool ok = p.ok();
+    all.rounded.insert(p.rounded.begin(), p.rounded.end());
     cur = Checkpoint{src.format, src.path, p.target, src.metadata};
     all.stages.push_back(std::move(p));
     if (!ok) break;  // later stages would only report the consequences

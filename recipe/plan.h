@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/tree.h"
+#include "ops/cast.h"
 #include "recipe/recipe.h"
 
 namespace ckb {
@@ -49,6 +50,9 @@ struct Plan {
   // For a staged recipe: the plan of every stage in order (this plan then has the first
   // stage's sources, the last stage's targets and tree, and every stage's problems).
   std::vector<Plan> stages;
+  // Targets computed in float64 (einsum_add) and rounded once to their dtype: the rounding's
+  // errors against the float64 result, measured as the tensors are read (ops/cast.h).
+  std::map<std::string, std::shared_ptr<CastStats>> rounded;
   bool ok() const { return problems.empty(); }
   nlohmann::ordered_json ledger_json() const;
   // Throws MappingError listing (up to 40 of) the problems.

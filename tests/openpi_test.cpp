@@ -190,15 +190,15 @@ TEST(Openpi, ReverseRoundTripIsBitExact) {
   }
 }
 
-// The command: weights + config.json (with the sizes the reverse needs) + a copy of the
-// assets/ found beside the checkpoint; `--reverse` then needs no --size.
+// The command into a folder: weights + config.json (with the sizes the reverse needs) + a copy
+// of the assets/ found beside the checkpoint; `--reverse` then needs no --size.
 TEST(Openpi, CliWritesConfigAndAssetsAndReverseReadsThem) {
   test::TempDir tmp;
   std::filesystem::copy(test::fixture("openpi_pi0_tiny_full/release"), tmp / "ckpt", std::filesystem::copy_options::recursive);
   std::filesystem::create_directories(tmp / "ckpt/assets/robot");
   test::write_file(tmp / "ckpt/assets/robot/norm_stats.json", "{}");
   std::filesystem::create_directories(tmp / "out");
-  auto r = test::run_cli("convert " + (tmp / "ckpt/params") + " " + (tmp / "out/model.safetensors") + " --recipe openpi");
+  auto r = test::run_cli("convert " + (tmp / "ckpt/params") + " " + (tmp / "out/") + " --recipe openpi");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto cfg = test::load_json(tmp / "out/config.json");
   EXPECT_EQ(cfg["action_dim"], 8);

@@ -254,6 +254,9 @@ Format make_safetensors_format() {
     std::error_code ec;
     for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
       const std::string n = e.path().filename().string();
+      // A folder of sidecars (assets/...): engine/output_target.cpp checks the files in it.
+      if (e.is_directory() && std::any_of(sidecars.begin(), sidecars.end(), [&](const auto& s) { return s.starts_with(n + "/"); }))
+        continue;
       if (!e.is_regular_file()) return false;
       if (std::find(sidecars.begin(), sidecars.end(), n) != sidecars.end()) continue;
       if (!(n.ends_with(".safetensors") || n.ends_with(".safetensors.index.json"))) return false;
