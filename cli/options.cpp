@@ -51,6 +51,7 @@ void add_profile_options(CLI::App& app, engine::Job& job, const std::vector<std:
              },
              help + " (repeatable)")
           ->expected(1)
+          ->allow_extra_args(false)  // `--adapter A OUT`: OUT stays the positional output
           ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
     } else {
       auto* opt = app.add_option_function<std::string>("--" + name, [&po, name](const std::string& v) { po[name] = v; }, help);
