@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <set>
+#include <stdexcept>
 #include <regex>
 
 #include <nlohmann/json.hpp>
@@ -79,8 +80,12 @@ PeftAdapter parse_peft_adapter(const std::string& text) {
   PeftAdapter a{text, 1.0};
   if (std::regex_match(text, sm, scaled)) {
     a.dir = sm[1];
-    a.scale = std::stod(sm[2]);
-    if (!std::isfinite(a.scale)) throw UsageError("--adapter " + text + ": the scale " + std::string(sm[2]) + " is not finite");
+    try {
+      a.scale = std::stod(sm[2]);
+    } catch (const std::out_of_range&) {
+      a.scale = HUGE_VAL;
+    }
+    if (!std::isfinite(a.scale)) throw UsageError("--adapter " + text + ": the scale " + std::string(sm[2]) + " is out of range");
   }
   if (a.dir.empty()) throw UsageError("--adapter needs a folder (DIR or DIR:SCALE), got '" + text + "'");
   return a;
