@@ -277,6 +277,45 @@ TEST(PeftMultiAdapter, AnAdapterFolderAloneWhoseNameEndsInANumberIsNotReadAsASca
     for (std::size_t i = 0; i < w.size(); ++i) ASSERT_EQ(got.at(name)[i], static_cast<double>(static_cast<float>(w[i]))) << name;
 }
 
+// GPT-2's Conv1D (fan_in_fan_out: W is [in, out]) with lora_bias, the same adapter given twice
+// (scales 1 and -0.5): W + 0.5 s (B A)^T and b + 0.5 s lora_B.bias, s = 16/4, in float64.
+TEST(PeftMultiAdapter, FanInFanOutWeightsAndLoraBiasesSumTheirTerms) {
+  TempDir tmp;
+  const std::string c = test::data_path("peft_cases/gpt2_fan_in_fan_out_bias");
+  auto r = run_cli("merge-lora " + c + "/base/model.safetensors --adapter " + c + "/adapter --adapter " + c + "/adapter:-0.5 " +
+                   tmp / "m.safetensors -q");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto got = values_of(tmp / "m.safetensors");
+  auto want = values_of(c + "/base/model.safetensors");
+  const auto ad = values_of(c + "/adapter/adapter_model.safetensors");
+  const Checkpoint base = read_checkpoint(c + "/base/model.safetensors");
+  std::size_t weights = 0, biases = 0;
+  for (const auto& [name, a] : ad) {
+    const auto at = name.find(".lora_A.weight");
+    if (at == std::string::npos) continue;
+    const std::string module = name.substr(kPrefix.size(), at - kPrefix.size());
+    const auto& b = ad.at(kPrefix + module + ".lora_B.weight");
+    const Shape& ws = find_path(base.root, module + ".weight")->tensor().info.shape;  // [in, out]
+    auto& w = want.at(module + ".weight");
+    const std::int64_t in = ws[0], out = ws[1];
+    for (std::int64_t i = 0; i < in; ++i)
+      for (std::int64_t o = 0; o < out; ++o) {
+        double d = 0;
+        for (std::int64_t k = 0; k < 4; ++k) d += b[static_cast<std::size_t>(o * 4 + k)] * a[static_cast<std::size_t>(k * in + i)];
+        w[static_cast<std::size_t>(i * out + o)] += 0.5 * 4.0 * d;
+      }
+    ++weights;
+    const auto& lb = ad.at(kPrefix + module + ".lora_B.bias");
+    auto& bias = want.at(module + ".bias");
+    for (std::size_t o = 0; o < bias.size(); ++o) bias[o] += 0.5 * 4.0 * lb[o];
+    ++biases;
+  }
+  EXPECT_GT(weights, 0u);
+  EXPECT_EQ(weights, biases);
+  for (const auto& [name, w] : want)
+    for (std::size_t i = 0; i < w.size(); ++i) ASSERT_EQ(got.at(name)[i], static_cast<double>(static_cast<float>(w[i]))) << name << " " << i;
+}
+
 // The recipe form the merge compiles to: einsum_add with "terms", written back as it was read.
 TEST(PeftMultiAdapter, EinsumAddTermsSumInOneRuleAndRoundTrip) {
   const auto j = nlohmann::json::parse(R"({"rules": [
