@@ -10,6 +10,11 @@ namespace {
 
 std::string text_of(const json& v, const std::string& key) {
   if (v.is_string()) return v.get<std::string>();
+  if (v.is_array()) {  // a repeated option: the values joined by '\n' (profiles/profile.h)
+    std::string joined;
+    for (std::size_t i = 0; i < v.size(); ++i) joined += (i ? "\n" : "") + text_of(v[i], key + "[" + std::to_string(i) + "]");
+    return joined;
+  }
   if (v.is_boolean()) return v.get<bool>() ? "1" : "0";
   if (v.is_number_integer()) return std::to_string(v.get<std::int64_t>());
   if (v.is_number()) return v.dump();
@@ -209,7 +214,7 @@ int ckb_profiles(char** json_out) {
     for (const auto& p : engine::profiles()) {
       json o = json::array();
       for (const auto& s : p.options)
-        o.push_back({{"name", s.name}, {"help", s.help}, {"flag", s.flag}, {"required", s.required}, {"choices", s.choices}, {"path", s.is_path}});
+        o.push_back({{"name", s.name}, {"help", s.help}, {"flag", s.flag}, {"required", s.required}, {"choices", s.choices}, {"path", s.is_path}, {"repeated", s.repeated}});
       j.push_back({{"name", p.name}, {"description", p.description}, {"options", o}, {"recipe", p.recipe},
                    {"merges_lora_of", p.merges_lora_of}, {"default_lora_merge", p.default_lora_merge}});
     }

@@ -41,6 +41,18 @@ void add_profile_options(CLI::App& app, engine::Job& job, const std::vector<std:
     auto& po = job.profile_options;
     if (spec.flag) {
       app.add_flag_callback("--" + name, [&po, name] { po[name] = "1"; }, help);
+    } else if (spec.repeated) {  // one value per occurrence, all kept, joined by '\n' (profiles/profile.h)
+      app.add_option_function<std::vector<std::string>>(
+             "--" + name,
+             [&po, name](const std::vector<std::string>& vs) {
+               std::string joined;
+               for (const auto& v : vs) joined += (joined.empty() ? "" : "\n") + v;
+               po[name] = joined;
+             },
+             help + " (repeatable)")
+          ->expected(1)
+          ->allow_extra_args(false)  // `--adapter A OUT`: OUT stays the positional output
+          ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
     } else {
       auto* opt = app.add_option_function<std::string>("--" + name, [&po, name](const std::string& v) { po[name] = v; }, help);
       if (!spec.choices.empty()) opt->check(CLI::IsMember(spec.choices));

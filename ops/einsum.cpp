@@ -277,15 +277,36 @@ std::optional<GemmLayout> gemm_layout(const EinsumSpec& spec, const std::vector<
 constexpr std::uint64_t kMaxHelpers = 4;            // threads merging one request of a streamed base
 constexpr std::uint64_t kHelperElems = 1u << 20;     // at least this many elements per helper
 
-// Per-thread scratch reused across ranges (no allocation, and no page faults, per range).
+// Per-thread scratch reused across ranges (no allocation, and no page faults, per range), one
+// per nesting level: a merge whose base is itself a merge (several LoRA terms summed) reads
+// that base while its own scratch holds its partial sums.
 struct Scratch {
   std::vector<double> y, base;
   std::vector<std::byte> raw;
 };
-Scratch& scratch() {
-  thread_local Scratch s;
-  return s;
+struct ScratchPool {
+  std::vector<std::unique_ptr<Scratch>> levels;
+  std::size_t depth = 0;
+};
+ScratchPool& scratch_pool() {
+  thread_local ScratchPool p;
+  return p;
 }
+class ScratchLease {
+ public:
+  ScratchLease() : pool_(scratch_pool()) {
+    if (pool_.levels.size() == pool_.depth) pool_.levels.push_back(std::make_unique<Scratch>());
+    s_ = pool_.levels[pool_.depth++].get();
+  }
+  ~ScratchLease() { --pool_.depth; }
+  ScratchLease(const ScratchLease&) = delete;
+  ScratchLease& operator=(const ScratchLease&) = delete;
+  Scratch& get() { return *s_; }
+
+ private:
+  ScratchPool& pool_;
+  Scratch* s_;
+};
 
 class EinsumAddSource final : public TensorSource {
  public:
@@ -433,7 +454,7 @@ class EinsumAddSource final : public TensorSource {
       if (n == 0) return;
       merge_range(*p, e_begin + e0, n, raw.data() + e0 * bsz, out.data() + e0 * esz);
       // A pool worker keeps no scratch between requests (as a thread that ends would not).
-      if (std::this_thread::get_id() != caller) scratch() = Scratch{};
+      if (std::this_thread::get_id() != caller && scratch_pool().depth == 0) scratch_pool().levels.clear();
     });
   }
 
@@ -441,7 +462,8 @@ class EinsumAddSource final : public TensorSource {
   // the range are `base_raw` when given, else read from the base per step.
   void merge_range(const Prepared& p, std::uint64_t e_begin, std::uint64_t count, const std::byte* base_raw,
                    std::byte* dst) const {
-    Scratch& s = scratch();
+    ScratchLease lease;
+    Scratch& s = lease.get();
     // Elements per step: small enough for the working set to stay in cache, at least 16 GEMM
     // rows so packing B' is amortised.
     const std::uint64_t kStep = std::clamp<std::uint64_t>(16 * gemm_->nn, 1u << 14, 1u << 18);

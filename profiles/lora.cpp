@@ -185,6 +185,12 @@ void self_check(const LoraEquations& raw) {
 
 LoraVerification verify_merge(const LoraGroup& g, const Tensor& merged, const Tensor& base, const Tensor& a,
                               const Tensor& b, std::uint64_t seed) {
+  return verify_merge(std::vector<const LoraGroup*>{&g}, merged, base, {&a}, {&b}, seed);
+}
+
+LoraVerification verify_merge(const std::vector<const LoraGroup*>& terms, const Tensor& merged, const Tensor& base,
+                              const std::vector<const Tensor*>& as, const std::vector<const Tensor*>& bs, std::uint64_t seed) {
+  const LoraGroup& g = *terms.at(0);
   LoraEquations e = letters_only({strip_spaces(g.eqs.eqn), strip_spaces(g.eqs.eqn_a), strip_spaces(g.eqs.eqn_b)});
   std::set<char> used;
   for (const auto* s : {&e.eqn, &e.eqn_a, &e.eqn_b})
@@ -206,8 +212,8 @@ LoraVerification verify_merge(const LoraGroup& g, const Tensor& merged, const Te
     for (std::size_t i = 0; i < labels.size(); ++i) size[labels[i]] = shape[i];
   };
   take(base_eq.in[1], base.info.shape, g.base);
-  take(ea.in[1], a.info.shape, g.lora_a);
-  take(split_eq(eqn_b, eqn_b).in[1], b.info.shape, g.lora_b);
+  take(ea.in[1], as.at(0)->info.shape, g.lora_a);
+  take(split_eq(eqn_b, eqn_b).in[1], bs.at(0)->info.shape, g.lora_b);
   Shape xs;
   for (char c : base_eq.in[0]) xs.push_back(size.count(c) ? size[c] : 2);
   std::mt19937_64 rng(seed);
@@ -216,27 +222,37 @@ LoraVerification verify_merge(const LoraGroup& g, const Tensor& merged, const Te
   for (auto d : xs) n *= static_cast<std::uint64_t>(d);
   std::vector<double> x(n);
   for (auto& v : x) v = nd(rng);
-  const auto w = ops::to_doubles(base), wm = ops::to_doubles(merged), av = ops::to_doubles(a), bv = ops::to_doubles(b);
+  const auto w = ops::to_doubles(base), wm = ops::to_doubles(merged);
   auto run = [](const std::string& eq, const std::vector<double>& p, const Shape& ps, const std::vector<double>& q,
                 const Shape& qs) { return einsum_f64(parse_einsum(eq, {ps, qs}, eq), {p.data(), q.data()}, {ps, qs}); };
-  Shape zs;
-  for (char c : ea.out) zs.push_back(size.count(c) ? size[c] : 2);
   const auto y0 = run(eqn, x, xs, w, base.info.shape);
-  const auto z = run(eqn_a, x, xs, av, a.info.shape);
-  const auto dy = run(eqn_b, z, zs, bv, b.info.shape);
   const auto ym = run(eqn, x, xs, wm, merged.info.shape);
-  LoraVerification v;
+  // the float64 merge and the online output: base + sum over the terms (several adapters)
+  std::vector<double> exact = w, online = y0;
   const std::string delta = delta_equation(g.eqs, g.extra_leading);
-  const auto dw = run(delta, av, a.info.shape, bv, b.info.shape);
-  for (std::size_t i = 0; i < w.size() && i < dw.size(); ++i) {
-    const double exact = w[i] + g.scale * dw[i], err = std::fabs(wm[i] - exact);
-    v.weight_max_abs = std::max(v.weight_max_abs, err);
-    if (exact != 0) v.weight_max_rel = std::max(v.weight_max_rel, err / std::fabs(exact));
+  for (std::size_t k = 0; k < terms.size(); ++k) {
+    const Tensor& a = *as.at(k);
+    const Tensor& b = *bs.at(k);
+    take(ea.in[1], a.info.shape, terms[k]->lora_a);
+    take(split_eq(eqn_b, eqn_b).in[1], b.info.shape, terms[k]->lora_b);
+    Shape zs;
+    for (char c : ea.out) zs.push_back(size.count(c) ? size[c] : 2);
+    const auto av = ops::to_doubles(a), bv = ops::to_doubles(b);
+    const auto z = run(eqn_a, x, xs, av, a.info.shape);
+    const auto dy = run(eqn_b, z, zs, bv, b.info.shape);
+    const auto dw = run(delta, av, a.info.shape, bv, b.info.shape);
+    for (std::size_t i = 0; i < exact.size() && i < dw.size(); ++i) exact[i] += terms[k]->scale * dw[i];
+    for (std::size_t i = 0; i < online.size(); ++i) online[i] += terms[k]->scale * dy[i];
   }
-  for (std::size_t i = 0; i < y0.size(); ++i) {
-    const double online = y0[i] + g.scale * dy[i];
-    v.max_abs = std::max(v.max_abs, std::fabs(ym[i] - online));
-    v.max_ref = std::max(v.max_ref, std::fabs(online));
+  LoraVerification v;
+  for (std::size_t i = 0; i < exact.size() && i < wm.size(); ++i) {
+    const double err = std::fabs(wm[i] - exact[i]);
+    v.weight_max_abs = std::max(v.weight_max_abs, err);
+    if (exact[i] != 0) v.weight_max_rel = std::max(v.weight_max_rel, err / std::fabs(exact[i]));
+  }
+  for (std::size_t i = 0; i < online.size(); ++i) {
+    v.max_abs = std::max(v.max_abs, std::fabs(ym[i] - online[i]));
+    v.max_ref = std::max(v.max_ref, std::fabs(online[i]));
   }
   return v;
 }

@@ -86,6 +86,10 @@ struct LoraVerification {
 };
 LoraVerification verify_merge(const LoraGroup& g, const Tensor& merged, const Tensor& base, const Tensor& a,
                               const Tensor& b, std::uint64_t seed = 1);
+// Several groups merged into one weight (PEFT adapters summed; same equations): the online
+// output is base + sum_k s_k x A_k B_k, the float64 merge W + sum_k s_k dW_k.
+LoraVerification verify_merge(const std::vector<const LoraGroup*>& terms, const Tensor& merged, const Tensor& base,
+                              const std::vector<const Tensor*>& a, const std::vector<const Tensor*>& b, std::uint64_t seed = 1);
 
 struct LoraMergeOptions {
   std::vector<OpenpiExpertConfig> experts;

@@ -104,7 +104,10 @@ class PeftProfile final : public LoraMergeProfile {
     static const ProfileInfo i{"peft",
                                "a PEFT LoRA adapter folder merged into its base model as PEFT's merge_and_unload() does; "
                                "a base model folder gives a Hugging Face model folder",
-                               {{"adapter", "the adapter folder (adapter_config.json + adapter_model.safetensors)", false, true, {}, true},
+                               {{"adapter",
+                                 "the adapter folder (adapter_config.json + adapter_model.safetensors); DIR:SCALE scales its "
+                                 "lora_alpha/r (a trailing ':<number>'; default 1); several are summed in one pass",
+                                 false, true, {}, true, true},
                                 {"merged-dtype", "dtype of the merged weights (default: each base weight's own)"},
                                 kVerify},
                                "",
@@ -115,9 +118,17 @@ class PeftProfile final : public LoraMergeProfile {
   // `merge-lora ADAPTER_DIR`: the base is the local folder adapter_config.json names. An
   // adapter given as the base is refused. A base folder makes the output a model folder,
   // sharded as transformers' save_pretrained shards by default.
+  std::vector<std::string> inputs(const std::map<std::string, std::string>& options) const override {
+    std::vector<std::string> out;
+    if (auto it = options.find("adapter"); it != options.end())
+      for (const auto& a : parse_peft_adapters(it->second)) out.push_back(a.dir);
+    return out;
+  }
+
   void resolve(ProfileInputs& in) const override {
     if (!in.options.count("adapter") && is_directory(in.source) && is_peft_adapter(in.source)) {
-      in.options["adapter"] = in.source;
+      // a folder whose name ends in ':<number>' keeps it (profiles/peft.h: DIR:SCALE)
+      in.options["adapter"] = parse_peft_adapter(in.source).dir == in.source ? in.source : in.source + ":1";
       in.source = peft_local_base(in.source);
     }
     if (in.options.count("adapter") && is_peft_adapter(in.source))
@@ -134,7 +145,8 @@ class PeftProfile final : public LoraMergeProfile {
     std::optional<DType> merged;
     if (req.options.count("merged-dtype")) merged = merged_dtype_option(req.options);
     st->verify = opt(req.options, "verify") == "1";
-    PeftMerge pm = peft_merge(source, opt(req.options, "adapter"), merged);
+    const std::vector<PeftAdapter> adapters = parse_peft_adapters(opt(req.options, "adapter"));
+    PeftMerge pm = peft_merge(source, adapters, merged);
     st->source = std::move(pm.combined);
     st->groups = std::move(pm.groups);
     // The verify tolerance follows the least precise merged weight.
@@ -148,7 +160,13 @@ class PeftProfile final : public LoraMergeProfile {
       st->folder_files = hf_model_folder_files(req.source_path);
     }
     Prepared p = finish(st, std::move(pm.recipe), req, merged ? "" : "to each base weight's dtype");
-    p.report["adapter"] = opt(req.options, "adapter");
+    if (adapters.size() == 1) p.report["adapter"] = adapters[0].dir;
+    p.report["adapters"] = pm.adapters;
+    if (adapters.size() > 1)
+      for (const auto& a : pm.adapters)
+        p.notes.push_back("adapter " + a["path"].get<std::string>() + " (scale " + a["scale"].dump() + "): " +
+                          std::to_string(a["modules"].size()) + " module(s) merged" +
+                          (a["replaced"].empty() ? "" : ", " + std::to_string(a["replaced"].size()) + " tensor(s) replaced"));
     if (!st->base_folder.empty()) p.report["model_folder"] = {{"from", st->base_folder}, {"files", st->folder_files}};
     return p;
   }

@@ -41,7 +41,16 @@ AfterWriteResult verify_lora_output(const std::vector<LoraGroup>& groups, const 
   double worst = 0;
   std::string worst_name;
   report["verify"] = nlohmann::ordered_json::array();
+  // the groups of each weight (several when adapters are summed), in the order first seen
+  std::vector<std::vector<const LoraGroup*>> by_weight;
+  std::map<std::string, std::size_t> index;
   for (const auto& g : groups) {
+    auto [it, fresh] = index.try_emplace(g.base, by_weight.size());
+    if (fresh) by_weight.emplace_back();
+    by_weight[it->second].push_back(&g);
+  }
+  for (const auto& terms : by_weight) {
+    const LoraGroup& g = *terms[0];
     if (g.dora) {  // the online DoRA path is the merge formula itself; nothing independent to compare
       report["verify"].push_back({{"weight", g.base}, {"skipped", "DoRA"}});
       continue;
@@ -53,8 +62,9 @@ AfterWriteResult verify_lora_output(const std::vector<LoraGroup>& groups, const 
       if (s == src_t.end()) throw MappingError(source.path, "verify: the source has no tensor '" + name + "'");
       return *s->second;
     };
-    LoraVerification v = verify_merge(g, *it->second, source_tensor(g.base_source.empty() ? g.base : g.base_source),
-                                      source_tensor(g.lora_a), source_tensor(g.lora_b));
+    std::vector<const Tensor*> as, bs;
+    for (const LoraGroup* t : terms) as.push_back(&source_tensor(t->lora_a)), bs.push_back(&source_tensor(t->lora_b));
+    LoraVerification v = verify_merge(terms, *it->second, source_tensor(g.base_source.empty() ? g.base : g.base_source), as, bs);
     report["verify"].push_back({{"weight", g.base}, {"max_abs", v.max_abs}, {"max_ref", v.max_ref}, {"rel", v.rel()},
                                 {"fidelity", {{"max_abs", v.weight_max_abs}, {"max_rel", v.weight_max_rel}}}});
     if (v.rel() >= worst) worst = v.rel(), worst_name = g.base;

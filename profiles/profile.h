@@ -32,15 +32,18 @@ namespace ckb {
 // A profile's option as users type it (CLI `--NAME`, Python keyword with underscores).
 struct ProfileOptionSpec {
   ProfileOptionSpec(std::string n, std::string h, bool is_flag = false, bool is_required = false,
-                    std::vector<std::string> allowed = {}, bool names_path = false)
+                    std::vector<std::string> allowed = {}, bool names_path = false, bool can_repeat = false)
       : name(std::move(n)), help(std::move(h)), flag(is_flag), required(is_required), choices(std::move(allowed)),
-        is_path(names_path) {}
+        is_path(names_path), repeated(can_repeat) {}
   std::string name;
   std::string help;
   bool flag = false;       // takes no value ("1" when set)
   bool required = false;
   std::vector<std::string> choices;  // empty: any text
   bool is_path = false;              // names a file or folder the run reads
+  // may be given several times: the values, in order, joined by '\n' into one option value
+  // (the C ABI takes a JSON list for it)
+  bool repeated = false;
 };
 
 struct ProfileInfo {

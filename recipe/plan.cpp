@@ -385,20 +385,32 @@ class Planner {
       const Tensor& base = tensor_of(*members[0], rule);
       DType out = rule.dtype.value_or(base.info.dtype);
       std::string target = rule.outputs[0].format(group_caps[key]);
-      Tensor t;
-      if (rule.magnitude_axis >= 0) {  // DoRA: W + s*dW in float64, then rescaled to the magnitude
-        Tensor magnitude = operands.back();
+      std::optional<Tensor> magnitude;
+      if (rule.magnitude_axis >= 0) {
+        magnitude = operands.back();
         operands.pop_back();
-        t = ops::rescale_to_norm(einsum_add(base, operands, rule.equation, rule.scale, DType::F64, target), magnitude,
-                                 rule.magnitude_axis, out, target);
-      } else {
-        std::shared_ptr<CastStats> rounding;
-        if (out != DType::F64) rounding = plan_.rounded[target] = std::make_shared<CastStats>();
-        t = einsum_add(base, operands, rule.equation, rule.scale, out, target, 1u << 16, rounding);
       }
+      // Several terms: each but the last adds to the float64 sum so far; only the last rounds.
+      const std::vector<double> scales = rule.term_scales.empty() ? std::vector<double>{rule.scale} : rule.term_scales;
+      if (operands.size() % scales.size())
+        throw MappingError(target, "einsum_add has " + std::to_string(operands.size()) + " operands, not " +
+                                       std::to_string(scales.size()) + " equal groups (one per term scale)");
+      const std::size_t per = operands.size() / scales.size();
+      std::optional<Tensor> sum = base;
+      std::string how = "base";
+      for (std::size_t k = 0; k < scales.size(); ++k) {
+        const bool last = k + 1 == scales.size();
+        const DType dt = last && !magnitude ? out : DType::F64;  // DoRA: W + s*dW in float64, then rescaled
+        std::vector<Tensor> term(operands.begin() + static_cast<std::ptrdiff_t>(k * per),
+                                 operands.begin() + static_cast<std::ptrdiff_t>((k + 1) * per));
+        std::shared_ptr<CastStats> rounding;  // the one rounding of the float64 sum, measured (report "rounded")
+        if (dt != DType::F64) rounding = plan_.rounded[target] = std::make_shared<CastStats>();
+        sum = einsum_add(sum, term, rule.equation, scales[k], dt, target, 1u << 16, rounding);
+        how += " + " + std::to_string(scales[k]) + " * einsum '" + rule.equation + "'";
+      }
+      Tensor t = magnitude ? ops::rescale_to_norm(*sum, *magnitude, rule.magnitude_axis, out, target) : *sum;
       for (auto& m : members) claim(*m, rule, {target});
-      emit(target, Node::tensor(std::move(t)), rule, from, "base + " + std::to_string(rule.scale) + " * einsum '" + rule.equation + "'" +
-                                                             (rule.magnitude_axis >= 0 ? ", rescaled to the magnitude's norm (DoRA)" : ""));
+      emit(target, Node::tensor(std::move(t)), rule, from, how + (magnitude ? ", rescaled to the magnitude's norm (DoRA)" : ""));
     }
   }
 

@@ -167,7 +167,19 @@ Rule parse_rule(const json& r, int index, const std::string& origin) {
     rule.kind = Rule::Kind::EinsumAdd;
     const auto& e = r["einsum_add"];
     rule.inputs.push_back(pat(e.at("base"), where));
-    for (const auto& p : e.at("operands")) rule.inputs.push_back(pat(p, where));
+    // "operands" + "scale" (one term), or "terms": [{"operands", "scale"}, ...] (summed)
+    if (e.contains("terms")) {
+      if (e.contains("operands") || !e["terms"].is_array() || e["terms"].empty())
+        throw MappingError(where, "einsum_add takes 'operands' or a non-empty 'terms' list, not both");
+      for (const auto& t : e["terms"]) {
+        if (!t.contains("operands") || t["operands"].size() != e["terms"][0]["operands"].size())
+          throw MappingError(where, "every einsum_add term needs the same number of 'operands'");
+        for (const auto& p : t["operands"]) rule.inputs.push_back(pat(p, where));
+        rule.term_scales.push_back(t.value("scale", 1.0));
+      }
+    } else {
+      for (const auto& p : e.at("operands")) rule.inputs.push_back(pat(p, where));
+    }
     rule.equation = e.at("equation").get<std::string>();
     rule.scale = e.value("scale", 1.0);
     if (e.contains("magnitude")) {
@@ -311,9 +323,19 @@ json recipe_to_json(const Recipe& r) {
         if (!rule.from_checkpoint.empty()) o["from_checkpoint"] = rule.from_checkpoint, o["tensor"] = rule.tensor;
         break;
       case Rule::Kind::EinsumAdd: {
-        json e = {{"base", pat_json(rule.inputs[0])}, {"equation", rule.equation}, {"scale", rule.scale}};
+        json e = {{"base", pat_json(rule.inputs[0])}, {"equation", rule.equation}};
         const std::size_t n_ops = rule.inputs.size() - (rule.magnitude_axis >= 0 ? 1 : 0);
-        for (std::size_t k = 1; k < n_ops; ++k) e["operands"].push_back(pat_json(rule.inputs[k]));
+        if (rule.term_scales.empty()) {
+          e["scale"] = rule.scale;
+          for (std::size_t k = 1; k < n_ops; ++k) e["operands"].push_back(pat_json(rule.inputs[k]));
+        } else {
+          const std::size_t per = (n_ops - 1) / rule.term_scales.size();
+          for (std::size_t t = 0; t < rule.term_scales.size(); ++t) {
+            json term = {{"operands", json::array()}, {"scale", rule.term_scales[t]}};
+            for (std::size_t k = 0; k < per; ++k) term["operands"].push_back(pat_json(rule.inputs[1 + t * per + k]));
+            e["terms"].push_back(term);
+          }
+        }
         if (rule.magnitude_axis >= 0) e["magnitude"] = pat_json(rule.inputs.back()), e["magnitude_axis"] = rule.magnitude_axis;
         o["einsum_add"] = e;
         if (rule.dtype) o["dtype"] = std::string(dtype_name(*rule.dtype));

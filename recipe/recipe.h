@@ -66,6 +66,10 @@ struct Rule {
   // einsum_add
   std::string equation;
   double scale = 1.0;
+  // einsum_add of several terms (LoRA adapters merged together): the operands form equal
+  // groups, one per entry, and the output is base + sum_k term_scales[k] * einsum(equation,
+  // group k), summed in float64 and rounded once; empty: one term scaled by `scale`
+  std::vector<double> term_scales;
   // einsum_add with a DoRA magnitude (the last input): the sum is rescaled so that its norm
   // over every axis but magnitude_axis equals the magnitude; -1 = none
   int magnitude_axis = -1;

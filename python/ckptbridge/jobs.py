@@ -12,7 +12,9 @@ callback raising) cancels the run: its temporaries are removed, the previous out
 stays, and KeyboardInterrupt (or the callback's exception) is raised."""
 import ctypes
 import json
+import math
 import os
+import re
 import sys
 import threading
 from collections import namedtuple
@@ -57,6 +59,8 @@ class Report(dict):
 
 
 def _text(v):
+    if isinstance(v, list):  # a repeated option (the C ABI joins the values)
+        return [_text(x) for x in v]
     if v is True:
         return "1"
     if isinstance(v, os.PathLike):
@@ -251,15 +255,40 @@ def convert(src, dst, *, progress=True, dry_run=False, **kw):
     return run_job(_make_job(src, dst, **kw), dry_run=dry_run, progress=progress)
 
 
+_SCALE_SUFFIX = re.compile(r":[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$")
+
+
+def adapter_option(adapter):
+    """``adapter=`` as the peft profile takes it: a folder, a ``(folder, scale)`` pair, or a list
+    of those, merged in one pass (the scale multiplies that adapter's lora_alpha/r; default
+    1). A str is read as on the CLI (``"DIR:0.5"``: a trailing ``:<number>`` is the scale); a
+    pathlib path is always a folder, whatever its name ends in."""
+    def one(a):
+        if isinstance(a, tuple):
+            if len(a) != 2:
+                raise UsageError(f"adapter: expected (folder, scale), got {a!r}")
+            scale = float(a[1])
+            if not math.isfinite(scale):
+                raise UsageError(f"adapter {os.fspath(a[0])}: the scale {scale} is not finite")
+            return f"{os.fspath(a[0])}:{scale!r}"
+        text = os.fspath(a)
+        return text + ":1" if not isinstance(a, str) and _SCALE_SUFFIX.search(text) else text
+    items = [one(a) for a in (adapter if isinstance(adapter, list) else [adapter])]
+    if not items:
+        raise UsageError("adapter: an empty list")
+    return items[0] if len(items) == 1 else items
+
+
 def merge_lora(src, dst, *, adapter=None, profile=None, progress=True, dry_run=False, **kw):
     """Merges LoRA as its runtime applied it, like ``ckptbridge merge-lora``: an openpi
-    checkpoint's own LoRA (``profile="openpi"``, the default without an adapter), or a PEFT
-    adapter folder into its base (``adapter=DIR``; ``profile="peft"``)."""
+    checkpoint's own LoRA (``profile="openpi"``, the default without an adapter), or PEFT
+    adapter folders into their base (``adapter=DIR``, ``(DIR, scale)`` or a list of those,
+    summed in one pass as ``--adapter A --adapter B:0.5``; ``profile="peft"``)."""
     # a PEFT adapter folder alone: its local base_model_name_or_path is the base (as the CLI)
     adapter_alone = adapter is None and profile is None and os.path.isfile(os.path.join(os.fspath(src), "adapter_config.json"))
     name = call_json(lib.ckb_lora_merge_profile, enc(profile or ""), 1 if adapter or adapter_alone else 0)
     if adapter:
-        kw["adapter"] = adapter
+        kw["adapter"] = adapter_option(adapter)
     return run_job(_make_job(src, dst, profile=name, **kw), dry_run=dry_run, progress=progress)
 
 

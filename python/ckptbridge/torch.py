@@ -43,12 +43,13 @@ def load_state_dict(path, *, recipe=None, profile=None, dtype=None, adapter=None
     """A ``dict[str, torch.Tensor]`` of the job's target: `path` mapped through `recipe` (e.g.
     "openpi": PI0Pytorch names, LoRA merged in float64 and rounded once to float32, other
     tensors in their stored dtype unless `dtype` is given) or a
-    profile (``adapter=DIR``: a PEFT adapter merged into the base at `path`), floats cast to
+    profile (``adapter=DIR``, ``(DIR, scale)`` or a list of those: PEFT adapters merged into the base
+    at `path`), floats cast to
     `dtype`. Every source tensor is accounted for or the call raises MappingError naming
     them: the dict is ready for ``model.load_state_dict(sd, strict=True)``. With
     return_report=True: ``(state_dict, report)``, the engine's Report (ledger, casts, notes)."""
     if adapter is not None:
-        profile_args["adapter"] = adapter
+        profile_args["adapter"] = jobs.adapter_option(adapter)
         if profile is None:
             profile = jobs.call_json(lib.ckb_lora_merge_profile, b"", 1)
     job = jobs._make_job(path, None, recipe=recipe, profile=profile, dtype=dtype, **profile_args)

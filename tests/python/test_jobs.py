@@ -162,6 +162,54 @@ def test_merge_lora_of_an_adapter_folder_alone_finds_its_base_as_the_cli_does(tm
         assert (tmp / "py" / k).read_bytes() == (tmp / "cli" / k).read_bytes(), k
 
 
+def test_merge_lora_of_several_adapters_sums_them_as_the_cli_does(tmp, cli):
+    # adapter B: the fixture's factors under lora_alpha 16 (s = 16/4 = 4; A's s = 8/4 = 2), so
+    # A + 0.5 * B merges W + (2 + 0.5 * 4) * B A = W + 4 * B A
+    import shutil
+    second = tmp / "second"
+    shutil.copytree(PEFT / "adapter", second)
+    cfg = json.loads((second / "adapter_config.json").read_text())
+    cfg["lora_alpha"] = 16
+    (second / "adapter_config.json").write_text(json.dumps(cfg))
+    r = ckptbridge.merge_lora(PEFT / "base", tmp / "py/", adapter=[PEFT / "adapter", (second, 0.5)], verify=True,
+                              progress=False)
+    assert [(a["path"], a["scale"], len(a["modules"])) for a in r.adapters] == [(str(PEFT / "adapter"), 1.0, 14),
+                                                                                (str(second), 0.5, 14)]
+    assert r.summary["verify"]["ok"] and r.ledger["ok"]
+    cli("merge-lora", PEFT / "base", tmp / "cli/", "--adapter", PEFT / "adapter", "--adapter", f"{second}:0.5", "-q")
+    py, cl = files_under(tmp / "py"), files_under(tmp / "cli")
+    assert py.keys() == cl.keys() == {"model.safetensors", "config.json", "generation_config.json"}
+    for k in py:
+        assert (tmp / "py" / k).read_bytes() == (tmp / "cli" / k).read_bytes(), k
+    # the numbers, from NumPy in float64: within one float32 rounding of W + 4 B A
+    prefix = "base_model.model."
+    with ckptbridge.open(PEFT / "base/model.safetensors") as base, ckptbridge.open(PEFT / "adapter") as ad, \
+            ckptbridge.open(tmp / "py/model.safetensors") as out:
+        for name in ("model.layers.0.self_attn.q_proj.weight", "model.layers.1.mlp.down_proj.weight"):
+            m = name[: -len(".weight")]
+            a = np.asarray(ad[prefix + m + ".lora_A.weight"], np.float64)
+            b = np.asarray(ad[prefix + m + ".lora_B.weight"], np.float64)
+            want = np.asarray(base[name], np.float64) + 4.0 * (b @ a)
+            got = np.asarray(out[name], np.float64)
+            assert np.all(np.abs(got - want) <= 2.0**-24 * np.abs(want))  # rounded once to float32
+        assert np.array_equal(np.asarray(out["model.norm.weight"]), np.asarray(base["model.norm.weight"]))
+    # the CLI's spelling as a str; a pathlib folder whose name ends in ':<number>' is a folder
+    odd = tmp / "run:2"
+    shutil.copytree(second, odd)
+    r = ckptbridge.merge_lora(PEFT / "base", tmp / "py2/", adapter=[str(PEFT / "adapter"), f"{odd}:0.5"], progress=False)
+    assert [a["scale"] for a in r.adapters] == [1.0, 0.5]
+    assert (tmp / "py2/model.safetensors").read_bytes() == (tmp / "py/model.safetensors").read_bytes()
+    r = ckptbridge.merge_lora(PEFT / "base", tmp / "py3/", adapter=odd, dry_run=True)
+    assert [(a["path"], a["scale"]) for a in r.adapters] == [(str(odd), 1.0)]
+    # DoRA merges alone only
+    dora = REPO / "tests/data/peft_cases/llama_dora/adapter"
+    with pytest.raises(ckptbridge.MappingError, match="uses DoRA, which cannot be merged together with other adapters"):
+        ckptbridge.merge_lora(PEFT / "base", tmp / "py4/", adapter=[PEFT / "adapter", dora], progress=False)
+    assert not (tmp / "py4").exists()
+    with pytest.raises(ckptbridge.UsageError, match="empty list"):
+        ckptbridge.jobs.adapter_option([])
+
+
 def test_plan_and_dry_run_read_and_write_nothing(tmp):
     out = tmp / "x" / "o.pt"
     p = ckptbridge.plan(F / "safetensors_single/model.safetensors", out, dtype="fp16")
