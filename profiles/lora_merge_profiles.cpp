@@ -18,11 +18,6 @@
 namespace ckb {
 namespace {
 
-std::string opt(const std::map<std::string, std::string>& o, const std::string& k) {
-  auto it = o.find(k);
-  return it == o.end() ? "" : it->second;
-}
-
 const ProfileOptionSpec kMergedDtype{"merged-dtype", "dtype of the merged weights (default F32)"};
 const ProfileOptionSpec kVerify{"verify",
                                 "re-read the output and compare each merged weight with the online LoRA (base + s * x A B) "
@@ -71,14 +66,14 @@ class OpenpiMergeProfile final : public LoraMergeProfile {
     return i;
   }
   Prepared prepare(const Checkpoint& source, const ProfileRequest& req) const override {
-    const std::string variant = opt(req.options, "variant"), config = opt(req.options, "openpi-config");
+    const std::string variant = req.option("variant"), config = req.option("openpi-config");
     if (!variant.empty() && !config.empty())
       throw UsageError("pass at most one of --variant (e.g. gemma_2b_lora,gemma_300m_lora, one per expert) and "
                        "--openpi-config FILE.json (without either, the variants are read off the tree)");
     auto st = std::make_shared<LoraMergeState>();
     st->out = merged_dtype_option(req.options);
-    st->verify = opt(req.options, "verify") == "1";
-    const OpenpiWeights weights = openpi_weights(source, opt(req.options, "weights"), req.open);
+    st->verify = req.option("verify") == "1";
+    const OpenpiWeights weights = openpi_weights(source, req.option("weights"), req.open);
     st->source = weights.checkpoint;
     LoraMergeOptions lo;
     lo.experts = openpi_experts(variant, config);
@@ -144,8 +139,8 @@ class PeftProfile final : public LoraMergeProfile {
     auto st = std::make_shared<LoraMergeState>();
     std::optional<DType> merged;
     if (req.options.count("merged-dtype")) merged = merged_dtype_option(req.options);
-    st->verify = opt(req.options, "verify") == "1";
-    const std::vector<PeftAdapter> adapters = parse_peft_adapters(opt(req.options, "adapter"));
+    st->verify = req.option("verify") == "1";
+    const std::vector<PeftAdapter> adapters = parse_peft_adapters(req.option("adapter"));
     PeftMerge pm = peft_merge(source, adapters, merged);
     st->source = std::move(pm.combined);
     st->groups = std::move(pm.groups);

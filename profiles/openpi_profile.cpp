@@ -24,11 +24,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string opt(const std::map<std::string, std::string>& o, const std::string& k) {
-  auto it = o.find(k);
-  return it == o.end() ? "" : it->second;
-}
-
 std::string join(const std::vector<std::string>& v) {
   std::string s;
   for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
@@ -62,7 +57,7 @@ class OpenpiProfile final : public Profile {
   void resolve(ProfileInputs& in) const override { in.folder_output = true; }
 
   Prepared prepare(const Checkpoint& source, const ProfileRequest& req) const override {
-    const std::string variant = opt(req.options, "variant"), config = opt(req.options, "openpi-config");
+    const std::string variant = req.option("variant"), config = req.option("openpi-config");
     Prepared p;
     if (req.reverse) {
       if (!variant.empty() || !config.empty() || req.options.count("weights"))
@@ -81,7 +76,7 @@ class OpenpiProfile final : public Profile {
       return p;
     }
     auto st = std::make_shared<OpenpiState>();
-    st->weights = openpi_weights(source, opt(req.options, "weights"), req.open);
+    st->weights = openpi_weights(source, req.option("weights"), req.open);
     const Checkpoint& weights = st->weights.checkpoint;
     p.notes.push_back(st->weights.note());
     p.report["weights"] = st->weights.to_json();

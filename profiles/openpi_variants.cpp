@@ -26,7 +26,7 @@ const Variant kVariants[] = {
     {"gemma_2b_lora", 2048, 18, 16384, 8, 1, 256, 16, 16.0},
 };
 
-const Shape* shape_at(const Node& root, const std::string& path) {
+const Shape* leaf_shape(const Node& root, const std::string& path) {
   const Node* n = find_path(root, path);
   return n && n->is_tensor() ? &n->tensor().info.shape : nullptr;
 }
@@ -108,10 +108,10 @@ OpenpiDetection detect_openpi(const Node& root) {
   for (const std::string s : {"", "_1"}) {
     OpenpiExpertShape e;
     e.suffix = s;
-    const Shape* q = shape_at(root, kLayers + "attn/q_einsum" + s + "/w");      // [L, N, D, H]
-    const Shape* kv = shape_at(root, kLayers + "attn/kv_einsum" + s + "/w");    // [L, 2, K, D, H]
-    const Shape* qkv = shape_at(root, kLayers + "attn/qkv_einsum" + s + "/w");  // [L, 3, N, D, H]
-    const Shape* gate = shape_at(root, kLayers + "mlp" + s + "/gating_einsum"); // [L, 2, D, F]
+    const Shape* q = leaf_shape(root, kLayers + "attn/q_einsum" + s + "/w");      // [L, N, D, H]
+    const Shape* kv = leaf_shape(root, kLayers + "attn/kv_einsum" + s + "/w");    // [L, 2, K, D, H]
+    const Shape* qkv = leaf_shape(root, kLayers + "attn/qkv_einsum" + s + "/w");  // [L, 3, N, D, H]
+    const Shape* gate = leaf_shape(root, kLayers + "mlp" + s + "/gating_einsum"); // [L, 2, D, F]
     if (q && q->size() == 4 && kv && kv->size() == 5) {
       e.depth = (*q)[0];
       e.heads = (*q)[1];
@@ -130,10 +130,10 @@ OpenpiDetection detect_openpi(const Node& root) {
     if (gate && gate->size() == 4) e.mlp_dim = (*gate)[3];
     // LoRA: the rank is the last axis of every lora_a (the einsums' `.../lora_a`, the MLP's `*_lora_a`)
     for (const char* m : {"q_einsum", "kv_einsum", "qkv_einsum", "attn_vec_einsum"})
-      if (const Shape* a = shape_at(root, kLayers + "attn/" + m + s + "/lora_a"); a && !a->empty())
+      if (const Shape* a = leaf_shape(root, kLayers + "attn/" + m + s + "/lora_a"); a && !a->empty())
         e.lora[m] = a->back();
     for (const char* m : {"gating_einsum", "linear"})
-      if (const Shape* a = shape_at(root, kLayers + "mlp" + s + "/" + m + "_lora_a"); a && !a->empty())
+      if (const Shape* a = leaf_shape(root, kLayers + "mlp" + s + "/" + m + "_lora_a"); a && !a->empty())
         e.lora[m] = a->back();
     if (const Variant* v = match(e)) e.variant = v->name;
     d.experts.push_back(std::move(e));

@@ -63,6 +63,8 @@ struct ProfileRequest {
   std::string source_path;
   std::map<std::string, std::string> options;  // validated against ProfileInfo::options
   bool reverse = false;                         // the recipe runs backwards
+  // The value of option `name`; empty when the job does not give it.
+  std::string option(const std::string& name) const;
   // Opens another checkpoint (e.g. `--like`) with the job's source options.
   std::function<Checkpoint(const std::string& path)> open;
   // The output is a folder the user named (OUT_DIR/model.safetensors, or shards in OUT_DIR),

@@ -59,4 +59,9 @@ void validate_profile_options(const Profile& p, const std::map<std::string, std:
       throw UsageError("the " + info.name + " profile needs --" + o.name + " (" + o.help + ")");
 }
 
+std::string ProfileRequest::option(const std::string& name) const {
+  auto it = options.find(name);
+  return it == options.end() ? "" : it->second;
+}
+
 }  // namespace ckb

@@ -43,17 +43,9 @@ std::map<std::string, std::string> files_under(const std::string& dir) {
   return out;
 }
 
-// A safetensors file's JSON header, parsed here (not by the library).
-nlohmann::json header_of(const std::string& path) {
-  const std::string bytes = test::read_file(path);
-  std::uint64_t n = 0;
-  std::memcpy(&n, bytes.data(), 8);
-  return nlohmann::json::parse(bytes.substr(8, n));
-}
-
 std::set<std::string> dtypes_of(const std::string& safetensors) {
   std::set<std::string> out;
-  const nlohmann::json header = header_of(safetensors);
+  const nlohmann::json header = test::safetensors_header(safetensors);
   for (const auto& [k, v] : header.items())
     if (k != "__metadata__") out.insert(v["dtype"].get<std::string>());
   return out;

@@ -21,7 +21,7 @@ Tensor tensor_of(DType t, std::vector<T> v) {
   if (!v.empty()) std::memcpy(b.data(), v.data(), b.size());
   return make_memory_tensor({t, {static_cast<std::int64_t>(v.size())}}, std::move(b));
 }
-Tensor f32(std::vector<float> v) { return tensor_of(DType::F32, std::move(v)); }
+Tensor f32_vector(std::vector<float> v) { return tensor_of(DType::F32, std::move(v)); }
 Tensor f64(std::vector<double> v) { return tensor_of(DType::F64, std::move(v)); }
 // bf16 from its bit patterns.
 Tensor bf16(std::vector<std::uint16_t> v) { return tensor_of(DType::BF16, std::move(v)); }
@@ -41,14 +41,14 @@ LeafDiff diff1(Tensor a, Tensor b, DiffOptions o = {}) {
 const float kOneUp = std::nextafter(1.0f, 2.0f);  // 1 + 2^-23
 
 TEST(Diff, EqualBytesAreEqual) {
-  auto d = diff1(f32({1, -2, 0.5f}), f32({1, -2, 0.5f}));
+  auto d = diff1(f32_vector({1, -2, 0.5f}), f32_vector({1, -2, 0.5f}));
   EXPECT_EQ(d.status, "equal");
   EXPECT_EQ(d.detail, "");
   EXPECT_EQ(d.mismatches, 0u);
 }
 
 TEST(Diff, OneUlpApartIsReportedExactly) {
-  auto d = diff1(f32({1, kOneUp, 3}), f32({1, 1, 3}));
+  auto d = diff1(f32_vector({1, kOneUp, 3}), f32_vector({1, 1, 3}));
   EXPECT_EQ(d.status, "different");
   EXPECT_TRUE(d.ulp_compared);
   EXPECT_EQ(d.max_ulp, 1u);
@@ -61,17 +61,17 @@ TEST(Diff, UlpToleranceAcceptsUpToNRepresentableValues) {
   const float two_up = std::nextafter(kOneUp, 2.0f);
   DiffOptions o;
   o.ulp = 1;
-  auto d = diff1(f32({kOneUp, two_up}), f32({1, 1}), o);
+  auto d = diff1(f32_vector({kOneUp, two_up}), f32_vector({1, 1}), o);
   EXPECT_EQ(d.status, "different");  // the second element is 2 ULP away
   EXPECT_EQ(d.max_ulp, 2u);
   EXPECT_EQ(d.mismatches, 1u);
   o.ulp = 2;
-  d = diff1(f32({kOneUp, two_up}), f32({1, 1}), o);
+  d = diff1(f32_vector({kOneUp, two_up}), f32_vector({1, 1}), o);
   EXPECT_EQ(d.status, "close");
   EXPECT_EQ(d.mismatches, 0u);
   // ULP distance crosses zero as numpy's assert_array_max_ulp counts it: -min..+min is 2.
   const float tiny = std::numeric_limits<float>::denorm_min();
-  d = diff1(f32({-tiny}), f32({tiny}), o);
+  d = diff1(f32_vector({-tiny}), f32_vector({tiny}), o);
   EXPECT_EQ(d.max_ulp, 2u);
   EXPECT_EQ(d.status, "close");
   // bf16: 1.0 (0x3F80) vs 1.0078125 (0x3F81) is one bf16 ULP.
@@ -85,15 +85,15 @@ TEST(Diff, UlpToleranceAcceptsUpToNRepresentableValues) {
 TEST(Diff, AbsRelToleranceIsAllclose) {
   DiffOptions o;
   o.rtol = std::ldexp(1.0, -23);  // |a - b| <= rtol * |b| exactly
-  EXPECT_EQ(diff1(f32({kOneUp}), f32({1}), o).status, "close");
+  EXPECT_EQ(diff1(f32_vector({kOneUp}), f32_vector({1}), o).status, "close");
   o.rtol = std::ldexp(1.0, -24);
-  EXPECT_EQ(diff1(f32({kOneUp}), f32({1}), o).status, "different");
+  EXPECT_EQ(diff1(f32_vector({kOneUp}), f32_vector({1}), o).status, "different");
   o.atol = std::ldexp(1.0, -24);  // atol + rtol * |b| = 2^-23
-  EXPECT_EQ(diff1(f32({kOneUp}), f32({1}), o).status, "close");
+  EXPECT_EQ(diff1(f32_vector({kOneUp}), f32_vector({1}), o).status, "close");
 }
 
 TEST(Diff, DtypesDifferWithEqualValues) {
-  auto d = diff1(f32({1, -2, 0.5f}), f64({1, -2, 0.5}));
+  auto d = diff1(f32_vector({1, -2, 0.5f}), f64({1, -2, 0.5}));
   EXPECT_EQ(d.status, "dtype_mismatch");
   EXPECT_EQ(d.detail, "values equal, dtypes differ: F32 vs F64");
   EXPECT_FALSE(d.ulp_compared);
@@ -102,7 +102,7 @@ TEST(Diff, DtypesDifferWithEqualValues) {
   EXPECT_FALSE(r.within_tolerance());
   DiffOptions o;
   o.ignore_dtype = true;
-  d = diff1(f32({1, -2, 0.5f}), f64({1, -2, 0.5}), o);
+  d = diff1(f32_vector({1, -2, 0.5f}), f64({1, -2, 0.5}), o);
   EXPECT_EQ(d.status, "equal");
   EXPECT_EQ(d.detail, "values equal, dtypes differ: F32 vs F64");
 }
@@ -111,23 +111,23 @@ TEST(Diff, DtypesDifferValuesComparedInFloat64WithoutUlp) {
   // 1 + 2^-23 in f32 vs 1 in f64: compared as float64, no ULP between different dtypes.
   DiffOptions o;
   o.ulp = 1000000;
-  auto d = diff1(f32({kOneUp}), f64({1}), o);
+  auto d = diff1(f32_vector({kOneUp}), f64({1}), o);
   EXPECT_EQ(d.status, "different");
   EXPECT_EQ(d.detail, "dtype F32 vs F64");
   EXPECT_FALSE(d.ulp_compared);
   EXPECT_EQ(d.max_ulp, 0u);
   EXPECT_EQ(d.max_abs, std::ldexp(1.0, -23));
   o.rtol = 1e-6;
-  d = diff1(f32({kOneUp}), f64({1}), o);
+  d = diff1(f32_vector({kOneUp}), f64({1}), o);
   EXPECT_EQ(d.status, "dtype_mismatch");
   EXPECT_EQ(d.detail, "values within tolerance, dtypes differ: F32 vs F64");
   o.ignore_dtype = true;
-  d = diff1(f32({kOneUp}), f64({1}), o);
+  d = diff1(f32_vector({kOneUp}), f64({1}), o);
   EXPECT_EQ(d.status, "close");
-  auto j = diff_trees(tree1(f32({kOneUp})), tree1(f64({1})), o).to_json();
+  auto j = diff_trees(tree1(f32_vector({kOneUp})), tree1(f64({1})), o).to_json();
   EXPECT_FALSE(j["leaves"]["w"].contains("max_ulp"));  // not meaningful across dtypes
   EXPECT_TRUE(j["within_tolerance"].get<bool>());
-  j = diff_trees(tree1(f32({kOneUp})), tree1(f32({1})), {}).to_json();
+  j = diff_trees(tree1(f32_vector({kOneUp})), tree1(f32_vector({1})), {}).to_json();
   EXPECT_EQ(j["leaves"]["w"]["max_ulp"], 1);
   EXPECT_EQ(j["leaves"]["w"]["mismatches"], 1);
   EXPECT_FALSE(j["within_tolerance"].get<bool>());
@@ -135,29 +135,29 @@ TEST(Diff, DtypesDifferValuesComparedInFloat64WithoutUlp) {
 
 TEST(Diff, NanSignedZeroAndZeroReference) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
-  EXPECT_EQ(diff1(f32({nan, 1}), f32({nan, 1})).status, "equal");
-  auto d = diff1(f32({nan, 1}), f32({1, 1}));
+  EXPECT_EQ(diff1(f32_vector({nan, 1}), f32_vector({nan, 1})).status, "equal");
+  auto d = diff1(f32_vector({nan, 1}), f32_vector({1, 1}));
   EXPECT_EQ(d.status, "different");
   EXPECT_EQ(d.mismatches, 1u);
-  d = diff1(f32({-0.0f}), f32({0.0f}));
+  d = diff1(f32_vector({-0.0f}), f32_vector({0.0f}));
   EXPECT_EQ(d.status, "close");
   EXPECT_EQ(d.detail, "values equal, bits differ (signed zeros or NaN payloads)");
-  d = diff1(f32({1e-30f}), f32({0}));
+  d = diff1(f32_vector({1e-30f}), f32_vector({0}));
   EXPECT_TRUE(std::isinf(d.max_rel));
   DiffOptions o;
   o.atol = 1e-29;
-  EXPECT_EQ(diff1(f32({1e-30f}), f32({0}), o).status, "close");
+  EXPECT_EQ(diff1(f32_vector({1e-30f}), f32_vector({0}), o).status, "close");
 }
 
 TEST(Diff, ShapeAndTypeMismatchesAndMissingLeaves) {
-  auto d = diff1(f32({1, 2}), f64({1, 2, 3}));
+  auto d = diff1(f32_vector({1, 2}), f64({1, 2, 3}));
   EXPECT_EQ(d.status, "shape_mismatch");
   EXPECT_EQ(d.detail, "[2] vs [3], dtype F32 vs F64");
-  Node a = tree1(f32({1}));
+  Node a = tree1(f32_vector({1}));
   a.add("only_a", Node(std::int64_t{1}));
   a.add("n", Node(std::int64_t{3}));
-  Node b = tree1(f32({1}));
-  b.add("n", Node::tensor(f32({3})));
+  Node b = tree1(f32_vector({1}));
+  b.add("n", Node::tensor(f32_vector({3})));
   auto r = diff_trees(a, b, {});
   ASSERT_EQ(r.leaves.size(), 3u);
   EXPECT_EQ(r.leaves[1].status, "only_in_a");
@@ -175,8 +175,8 @@ void save(const std::string& path, std::vector<std::pair<std::string, Tensor>> t
 
 TEST(DiffCli, ExitStatusIsZeroEqualOneDifferTwoTrouble) {
   test::TempDir tmp;
-  save(tmp / "a.safetensors", {{"w", f32({1, 2})}});
-  save(tmp / "b.safetensors", {{"w", f32({1, kOneUp})}});
+  save(tmp / "a.safetensors", {{"w", f32_vector({1, 2})}});
+  save(tmp / "b.safetensors", {{"w", f32_vector({1, kOneUp})}});
   auto same = run_cli("diff " + tmp / "a.safetensors " + tmp / "a.safetensors");
   EXPECT_EQ(same.exit_code, 0) << same.err;
   EXPECT_EQ(same.out, "1 leaf: 1 equal, 0 not equal; within tolerance\n");
@@ -228,8 +228,8 @@ TEST(DiffCli, SmallErrorsInScientificNotation) {
 
 TEST(DiffCli, UlpOptionAsReadmeStates) {
   test::TempDir tmp;
-  save(tmp / "a.safetensors", {{"w", f32({1, 1})}});
-  save(tmp / "b.safetensors", {{"w", f32({kOneUp, std::nextafter(kOneUp, 2.0f)})}});
+  save(tmp / "a.safetensors", {{"w", f32_vector({1, 1})}});
+  save(tmp / "b.safetensors", {{"w", f32_vector({kOneUp, std::nextafter(kOneUp, 2.0f)})}});
   save(tmp / "c.safetensors", {{"w", f64({1, 1})}});
   auto exact = run_cli("diff " + tmp / "a.safetensors " + tmp / "b.safetensors --json");
   EXPECT_EQ(exact.exit_code, 1);

@@ -31,12 +31,6 @@ std::string write_source(const test::TempDir& tmp) {
   return path;
 }
 
-std::string tensor_bytes(const Tensor& t) {
-  std::string s(t.info.nbytes(), '\0');
-  t.source->read(0, std::as_writable_bytes(std::span(s.data(), s.size())));
-  return s;
-}
-
 const engine::TensorReport& tensor_in(const engine::Report& r, const std::string& name) {
   for (const auto& t : r.tensors)
     if (t.name == name) return t;
@@ -69,9 +63,9 @@ TEST(Engine, ConvertCastsRoundToNearestEvenAndCountsWhatChanged) {
   // (0x7F7FFFFF) rounds up to +inf 0x7F80; the quiet NaN keeps its top bits 0x7FC0.
   Checkpoint out = engine::open(r.destination);
   const std::uint16_t want[4] = {0x3F80, 0x3F80, 0x7F80, 0x7FC0};
-  EXPECT_EQ(tensor_bytes(find_path(out.root, "a")->tensor()), std::string(reinterpret_cast<const char*>(want), 8));
+  EXPECT_EQ(test::bytes_of(find_path(out.root, "a")->tensor()), std::string(reinterpret_cast<const char*>(want), 8));
   const std::int32_t b[2] = {7, -7};
-  EXPECT_EQ(tensor_bytes(find_path(out.root, "b")->tensor()), std::string(reinterpret_cast<const char*>(b), 8));
+  EXPECT_EQ(test::bytes_of(find_path(out.root, "b")->tensor()), std::string(reinterpret_cast<const char*>(b), 8));
   // The JSON report says the same.
   const auto j = r.to_json();
   EXPECT_EQ(j["tensors"]["a"]["cast"]["overflow"], 1);

@@ -43,7 +43,7 @@ std::vector<std::string> temporaries_under(const std::string& dir) {
   return found;
 }
 
-struct Target {
+struct InterruptTarget {
   const char* name;
   const char* dst;
   std::vector<std::string> extra;
@@ -51,8 +51,8 @@ struct Target {
   bool step = false;        // an Orbax step written into a root that holds step 1
 };
 
-const std::vector<Target>& targets() {
-  static const std::vector<Target> t = {
+const std::vector<InterruptTarget>& targets() {
+  static const std::vector<InterruptTarget> t = {
       {"safetensors", "out.safetensors", {}},
       {"sharded safetensors", "out_sharded", {"--to", "safetensors", "--shard-size", "16MB"}},
       {"torch", "out.pt", {}},
@@ -90,7 +90,7 @@ class Interrupt : public ::testing::Test {
   static void TearDownTestSuite() { sources_.reset(); }
   static std::unique_ptr<Sources> sources_;
 
-  std::vector<std::string> convert_args(const std::string& src, const std::string& dst, const Target& t) {
+  std::vector<std::string> convert_args(const std::string& src, const std::string& dst, const InterruptTarget& t) {
     std::vector<std::string> a{"convert", src, dst, "--overwrite", "--threads", "1", "--max-memory", "16MB", "-q"};
     a.insert(a.end(), t.extra.begin(), t.extra.end());
     return a;

@@ -280,7 +280,7 @@ TEST(LinenNnx, UnscanAndScanLayers) {
 
 // ---- synthetic optax trees: the recursion, not just MaxText's adamw ----
 
-Tensor f32(Shape s, float base) {
+Tensor f32_filled(Shape s, float base) {
   TensorInfo info{DType::F32, s};
   Bytes b(static_cast<std::size_t>(info.nbytes()));
   auto* p = reinterpret_cast<float*>(b.data());
@@ -296,12 +296,12 @@ Tensor i32(std::int32_t v) {
 Node filled_weights(float base) {
   Node w = Node::dict();
   Node dense = Node::dict();
-  dense.add("kernel", Node::tensor(f32({4, 3}, base)));
-  dense.add("bias", Node::tensor(f32({3}, base + 100)));
+  dense.add("kernel", Node::tensor(f32_filled({4, 3}, base)));
+  dense.add("bias", Node::tensor(f32_filled({3}, base + 100)));
   w.add("dense", std::move(dense));
   // a module named `value` (MaxText's attention has one): not a wrapper
   Node v = Node::dict();
-  v.add("kernel", Node::tensor(f32({3, 3}, base + 200)));
+  v.add("kernel", Node::tensor(f32_filled({3, 3}, base + 200)));
   w.add("value", std::move(v));
   return w;
 }

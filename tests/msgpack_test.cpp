@@ -46,16 +46,12 @@ Tensor tensor_from(DType t, Shape shape, const std::string& bytes) {
   if (!bytes.empty()) std::memcpy(b.data(), bytes.data(), bytes.size());
   return make_memory_tensor({t, std::move(shape)}, std::move(b));
 }
-std::string tensor_bytes(const Tensor& t) {
-  Bytes b = t.read_all();
-  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
-}
 std::string write_tree(const Node& root, const std::string& path, std::uint64_t chunk = kFlaxMaxChunkBytes) {
   auto w = make_msgpack_writer(path, chunk);
   w->begin(root);
   std::size_t slot = 0;
   for (const auto& [name, t] : tensor_list(root)) {
-    std::string b = tensor_bytes(*t);
+    std::string b = test::bytes_of(*t);
     // write in two pieces, second first, to exercise out-of-order writes
     std::size_t half = b.size() / 2;
     auto all = std::as_bytes(std::span(b.data(), b.size()));
@@ -132,7 +128,7 @@ TEST(MsgpackWriter, ChunksExactlyLikeFlax) {
   Checkpoint back = read_checkpoint(dir / "c.msgpack");
   const Tensor& t = back.root.find("big")->tensor();
   EXPECT_EQ(t.info, (TensorInfo{DType::F32, {10}}));
-  EXPECT_EQ(tensor_bytes(t), f32_le({0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
+  EXPECT_EQ(test::bytes_of(t), f32_le({0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
   // A read straddling all three chunks.
   std::string part(26, '\0');
   t.source->read(14, std::as_writable_bytes(std::span(part.data(), part.size())));
@@ -144,7 +140,7 @@ TEST(MsgpackWriter, ChunksExactlyLikeFlax) {
   write_tree(r2, dir / "m.msgpack", 4);
   Checkpoint b2 = read_checkpoint(dir / "m.msgpack");
   EXPECT_EQ(b2.root.find("m")->tensor().info, (TensorInfo{DType::I8, {3, 5}}));
-  EXPECT_EQ(tensor_bytes(b2.root.find("m")->tensor()), i8);
+  EXPECT_EQ(test::bytes_of(b2.root.find("m")->tensor()), i8);
   EXPECT_NE(b2.root.find("m")->tensor().source->describe().find("(4 chunks)"), std::string::npos);
   // At exactly the threshold (15 bytes, not more): one plain ext 1 of 32 bytes in all.
   const std::string plain = write_tree(r2, dir / "m2.msgpack", 15);
@@ -238,15 +234,15 @@ TEST(MsgpackDecoder, AllFormsDecodeAndReencodeExactly) {
   EXPECT_EQ(find_path(ck.root, "t/1")->type_name(), "none");
   const Tensor& s = ck.root.find("s")->tensor();
   EXPECT_EQ(s.info, (TensorInfo{DType::F32, {}}));
-  EXPECT_EQ(tensor_bytes(s), f32_le({2.5f}));
+  EXPECT_EQ(test::bytes_of(s), f32_le({2.5f}));
   const Tensor& c = ck.root.find("c")->tensor();
   EXPECT_EQ(c.info, (TensorInfo{DType::C128, {}}));
   std::string cb(16, '\0');
   std::memcpy(cb.data(), &cre, 8);
   std::memcpy(cb.data() + 8, &cim, 8);
-  EXPECT_EQ(tensor_bytes(c), cb);
+  EXPECT_EQ(test::bytes_of(c), cb);
   EXPECT_EQ(std::get<std::string>(ck.root.find("7")->value()), "x");
-  EXPECT_EQ(tensor_bytes(ck.root.find("w")->tensor()), std::string("\x01\0\0\0\x02\0\0\0", 8));
+  EXPECT_EQ(test::bytes_of(ck.root.find("w")->tensor()), std::string("\x01\0\0\0\x02\0\0\0", 8));
   EXPECT_EQ(std::get<std::int64_t>(ck.root.find("n")->value()), -5000000000LL);
   // Written back with the attrs the reader left: identical bytes except the int key, which
   // becomes the string "7" (a0|1 '7' instead of 07).
@@ -271,8 +267,8 @@ TEST(MsgpackDecoder, AllFormsDecodeAndReencodeExactly) {
   EXPECT_EQ(std::get<std::int64_t>(find_path(w.root, "l/2")->value()), -2147483648LL);
   EXPECT_EQ(std::get<RawBytes>(find_path(w.root, "b/0")->value()).data, "hi");
   EXPECT_EQ(std::get<RawBytes>(find_path(w.root, "b/1")->value()).data, "!");
-  EXPECT_EQ(tensor_bytes(find_path(w.root, "e/0")->tensor()), "*");
-  EXPECT_EQ(tensor_bytes(find_path(w.root, "e/1")->tensor()), "*");
+  EXPECT_EQ(test::bytes_of(find_path(w.root, "e/0")->tensor()), "*");
+  EXPECT_EQ(test::bytes_of(find_path(w.root, "e/1")->tensor()), "*");
 }
 
 TEST(MsgpackBadInput, EachIsAFormatErrorNamingTheFile) {

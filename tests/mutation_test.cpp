@@ -289,11 +289,11 @@ class SeedCopy {
 };
 
 // The file a case mutates (every file of a directory seed is a candidate), then the mutation.
-struct Case {
+struct MutationCase {
   std::size_t file;
   Mutation m;
 };
-Case make_case(const SeedCopy& c, const std::string& seed_name, std::uint64_t k) {
+MutationCase make_case(const SeedCopy& c, const std::string& seed_name, std::uint64_t k) {
   const std::uint64_t s = case_seed(seed_name, k);
   const std::size_t f = s % c.file_count();
   Mutator mut(c.original(f), c.map(f), s);
@@ -328,7 +328,7 @@ std::size_t run_seed_in_process(const Seed& seed, Watchdog& dog, std::map<std::s
   for (std::uint64_t k = 0; k < n; ++k) {
     const std::string label = seed.name + "/" + std::to_string(k);
     if (!only.empty() && only != label) continue;
-    Case c = make_case(copy, seed.name, k);
+    MutationCase c = make_case(copy, seed.name, k);
     const std::string where = label + " (" + copy.rel(c.file) + ": " + c.m.what + ")";
     copy.put(c.file, c.m.bytes);
     if (c.m.guarded) ++outcomes["checksum-guarded"];
@@ -417,7 +417,7 @@ TEST(Mutation, CliConvertAndInspect) {
     for (unsigned k = 0; k < n; ++k) {
       const std::string label = "cli/" + seed->name + "/" + std::to_string(k);
       if (!only.empty() && only != label) continue;
-      Case c = make_case(copy, label, k);
+      MutationCase c = make_case(copy, label, k);
       const std::string where = label + " (" + copy.rel(c.file) + ": " + c.m.what + ")";
       SCOPED_TRACE(where + "\n  rerun alone: CKB_MUTATION_CASE=" + label);
       copy.put(c.file, c.m.bytes);

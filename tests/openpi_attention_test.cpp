@@ -1,12 +1,12 @@
 // Every Gemma attention shape through the built-in "openpi" recipe, per expert: the fused
-// qkv_einsum [L, 3, N, D, H] openpi builds when num_kv_heads == num_heads (MHA) and
-// q_einsum [L, N, D, H] + kv_einsum [L, 2, K, D, H] otherwise (GQA / MQA), each with or
+// qkv_einsum [kJaxLayers, 3, N, D, H] openpi builds when num_kv_heads == num_heads (MHA) and
+// q_einsum [kJaxLayers, N, D, H] + kv_einsum [kJaxLayers, 2, K, D, H] otherwise (GQA / MQA), each with or
 // without LoRA, experts of different widths, head counts and head dims, one MHA beside one
 // GQA (openpi's own Attention asserts equal heads across experts; the converter must not).
 //
 // The trees are built here with random values, and the reference is computed here too, in
 // float64 with a naive loop einsum over openpi's runtime equations as lora.Einsum writes them
-// (eqn, then eqn_a / eqn_b from _make_lora_eqns with axes (-2, -1) and label L, scaled by
+// (eqn, then eqn_a / eqn_b from _make_lora_eqns with axes (-2, -1) and label kJaxLayers, scaled by
 // alpha/rank or alpha/sqrt(rank)) and FeedForward's unscaled dot(dot(x, A), B): nothing of the
 // library's einsum or merge code is used for the expected values. Checked: a clean ledger,
 // every module's runtime output reproduced from the converted PyTorch Linear weights
@@ -33,9 +33,9 @@
 namespace ckb {
 namespace {
 
-const std::string L = "params/PaliGemma/llm/layers/";
-const std::string Lm = "paligemma_with_expert.paligemma.model.language_model.";
-const std::string E = "paligemma_with_expert.gemma_expert.model.";
+const std::string kJaxLayers = "params/PaliGemma/llm/layers/";
+const std::string kTorchLm = "paligemma_with_expert.paligemma.model.language_model.";
+const std::string kTorchExpert = "paligemma_with_expert.gemma_expert.model.";
 
 struct ExpertSpec {
   std::int64_t width, mlp, heads, kv_heads, head_dim;
@@ -141,7 +141,7 @@ struct Synthetic {
 
 std::string sfx(std::size_t e) { return e == 0 ? "" : "_" + std::to_string(e); }
 
-// An einsum weight [L, ...] and, with LoRA, its factors as lora.Einsum shapes them: lora_a
+// An einsum weight [kJaxLayers, ...] and, with LoRA, its factors as lora.Einsum shapes them: lora_a
 // has the rank in place of the last axis, lora_b in place of the second to last.
 void einsum_module(Synthetic& s, const std::string& base, Shape w, const std::optional<LoraModuleConfig>& lora) {
   s.add(base + "/w", w, 0.3);
@@ -160,7 +160,7 @@ Synthetic make_tree(const std::vector<ExpertSpec>& experts) {
   s.add("params/PaliGemma/llm/embedder/input_embedding", {s.vocab, experts[0].width}, 1.0);
   for (std::size_t e = 0; e < experts.size(); ++e) {
     const ExpertSpec& x = experts[e];
-    const std::string a = L + "attn/", m = L + "mlp" + sfx(e) + "/";
+    const std::string a = kJaxLayers + "attn/", m = kJaxLayers + "mlp" + sfx(e) + "/";
     if (x.mha()) {
       einsum_module(s, a + "qkv_einsum" + sfx(e), {Ld, 3, x.heads, x.width, x.head_dim}, x.attn);
     } else {
@@ -176,8 +176,8 @@ Synthetic make_tree(const std::vector<ExpertSpec>& experts) {
       s.add(m + "linear_lora_a", {Ld, x.mlp, x.ffn->rank}, 0.5);
       s.add(m + "linear_lora_b", {Ld, x.ffn->rank, x.width}, 0.5);
     }
-    s.add(L + "pre_attention_norm" + sfx(e) + "/scale", {Ld, x.width}, 0.1);
-    s.add(L + "pre_ffw_norm" + sfx(e) + "/scale", {Ld, x.width}, 0.1);
+    s.add(kJaxLayers + "pre_attention_norm" + sfx(e) + "/scale", {Ld, x.width}, 0.1);
+    s.add(kJaxLayers + "pre_ffw_norm" + sfx(e) + "/scale", {Ld, x.width}, 0.1);
     s.add("params/PaliGemma/llm/final_norm" + sfx(e) + "/scale", {x.width}, 0.1);
   }
   return s;
@@ -258,8 +258,8 @@ std::vector<Probe> probe_all(const Synthetic& s, const Node& target) {
   const std::int64_t B = 2, T = 3;
   for (std::size_t e = 0; e < s.experts.size(); ++e) {
     const ExpertSpec& x = s.experts[e];
-    const std::string pre = e == 0 ? Lm : E;
-    const std::string a = L + "attn/", m = L + "mlp" + sfx(e) + "/";
+    const std::string pre = e == 0 ? kTorchLm : kTorchExpert;
+    const std::string a = kJaxLayers + "attn/", m = kJaxLayers + "mlp" + sfx(e) + "/";
     auto check = [&](const std::string& what, const std::string& module, const std::string& base, std::vector<std::int64_t> lead,
                      const Arr& in, const std::optional<LoraModuleConfig>& lora, bool scaled, const std::vector<std::string>& torch,
                      const std::string& a_name, const std::string& b_name) {
@@ -304,10 +304,10 @@ std::vector<Probe> probe_all(const Synthetic& s, const Node& target) {
 }
 
 std::set<std::string> expected_llm_keys(const Synthetic& s) {
-  std::set<std::string> k = {Lm + "embed_tokens.weight", Lm + "norm.weight", E + "norm.weight",
+  std::set<std::string> k = {kTorchLm + "embed_tokens.weight", kTorchLm + "norm.weight", kTorchExpert + "norm.weight",
                              "paligemma_with_expert.paligemma.lm_head.weight",
                              "paligemma_with_expert.gemma_expert.lm_head.weight"};
-  for (const std::string& pre : {Lm, E})
+  for (const std::string& pre : {kTorchLm, kTorchExpert})
     for (std::int64_t i = 0; i < s.depth; ++i)
       for (const char* n : {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj",
                             "mlp.up_proj", "mlp.down_proj", "input_layernorm", "post_attention_layernorm"})
@@ -318,11 +318,11 @@ std::set<std::string> expected_llm_keys(const Synthetic& s) {
 // The cases: one MHA expert beside one GQA expert, LoRA on one of them only, the other way
 // round with LoRA on both (rslora on the MHA one, attention-only LoRA on the MQA one), and
 // two plain MHA experts. Widths, head counts and head dims differ between the experts.
-struct Case {
+struct AttentionCase {
   const char* name;
   std::vector<ExpertSpec> experts;
 };
-const Case kCases[] = {
+const AttentionCase kCases[] = {
     {"mha_lora_beside_gqa_plain",
      {{24, 16, 3, 3, 5, LoraModuleConfig{2, 3.0, true}, LoraModuleConfig{3, 2.0, false}}, {16, 12, 4, 2, 6, {}, {}}}},
     {"mqa_attn_lora_beside_mha_lora",
@@ -332,7 +332,7 @@ const Case kCases[] = {
 };
 
 TEST(OpenpiAttention, EveryShapeMapsMergesAndReversesPerExpert) {
-  for (const Case& c : kCases) {
+  for (const AttentionCase& c : kCases) {
     SCOPED_TRACE(c.name);
     const Synthetic s = make_tree(c.experts);
     const OpenpiPrepared prep = openpi_prepare(s.ck, configs_of(c.experts));
@@ -361,7 +361,7 @@ TEST(OpenpiAttention, EveryShapeMapsMergesAndReversesPerExpert) {
     EXPECT_EQ(got, expected_llm_keys(s));
     for (std::size_t e = 0; e < c.experts.size(); ++e) {
       const ExpertSpec& x = c.experts[e];
-      const std::string pre = (e == 0 ? Lm : E) + "layers.1.self_attn.";
+      const std::string pre = (e == 0 ? kTorchLm : kTorchExpert) + "layers.1.self_attn.";
       auto shape = [&](const std::string& k) { return find_path(fwd.target, pre + k + ".weight")->tensor().info.shape; };
       EXPECT_EQ(shape("q_proj"), (Shape{x.heads * x.head_dim, x.width}));
       EXPECT_EQ(shape("k_proj"), (Shape{x.kv_heads * x.head_dim, x.width}));
@@ -465,15 +465,15 @@ TEST(OpenpiAttention, ReverseFormFollowsTheQkvSize) {
   split.sizes.erase("qkv1");
   const Plan back = build_plan(torch_side, invert(load_recipe("openpi")), split);
   ASSERT_TRUE(back.ok()) << ::testing::PrintToString(back.problems);
-  EXPECT_NE(find_path(back.target, L + "attn/qkv_einsum/w"), nullptr);
-  EXPECT_EQ(find_path(back.target, L + "attn/qkv_einsum_1/w"), nullptr);
-  const Node* q = find_path(back.target, L + "attn/q_einsum_1/w");
-  const Node* kv = find_path(back.target, L + "attn/kv_einsum_1/w");
+  EXPECT_NE(find_path(back.target, kJaxLayers + "attn/qkv_einsum/w"), nullptr);
+  EXPECT_EQ(find_path(back.target, kJaxLayers + "attn/qkv_einsum_1/w"), nullptr);
+  const Node* q = find_path(back.target, kJaxLayers + "attn/q_einsum_1/w");
+  const Node* kv = find_path(back.target, kJaxLayers + "attn/kv_einsum_1/w");
   ASSERT_TRUE(q && kv);
   EXPECT_EQ(q->tensor().info.shape, (Shape{2, 2, 10, 3}));
   EXPECT_EQ(kv->tensor().info.shape, (Shape{2, 2, 2, 10, 3}));
   // q_einsum_1 = qkv_einsum_1[:, 0], kv_einsum_1 = qkv_einsum_1[:, 1:3]
-  const Arr& qkv = s.values.at(L + "attn/qkv_einsum_1/w");
+  const Arr& qkv = s.values.at(kJaxLayers + "attn/qkv_einsum_1/w");
   const auto qv = ops::to_doubles(q->tensor()), kvv = ops::to_doubles(kv->tensor());
   for (std::int64_t l = 0; l < 2; ++l) {
     const auto want_q = slice(qkv, {l, 0}).v;
@@ -556,7 +556,7 @@ std::set<std::string> fixture_keys(const FixtureCase& c) {
   std::set<std::string> k = {V + "embeddings.patch_embedding.weight", V + "embeddings.patch_embedding.bias",
                              V + "embeddings.position_embedding.weight", V + "post_layernorm.weight",
                              V + "post_layernorm.bias", P + "multi_modal_projector.linear.weight",
-                             P + "multi_modal_projector.linear.bias", Lm + "embed_tokens.weight", Lm + "norm.weight",
+                             P + "multi_modal_projector.linear.bias", kTorchLm + "embed_tokens.weight", kTorchLm + "norm.weight",
                              "paligemma_with_expert.paligemma.lm_head.weight",
                              "paligemma_with_expert.gemma_expert.lm_head.weight"};
   for (int i = 0; i < 2; ++i) {
@@ -565,21 +565,21 @@ std::set<std::string> fixture_keys(const FixtureCase& c) {
                           "self_attn.v_proj", "self_attn.out_proj"})
       k.insert(l + s + ".weight"), k.insert(l + s + ".bias");
   }
-  for (const std::string& pre : {Lm, E})
+  for (const std::string& pre : {kTorchLm, kTorchExpert})
     for (int i = 0; i < c.depth; ++i) {
       const std::string l = pre + "layers." + std::to_string(i) + ".";
       for (const char* s : {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj",
                             "mlp.up_proj", "mlp.down_proj"})
         k.insert(l + s + ".weight");
-      if (c.pi05 && pre == E) {  // adaRMS: the norms are Dense modulations
+      if (c.pi05 && pre == kTorchExpert) {  // adaRMS: the norms are Dense modulations
         for (const char* s : {"input_layernorm.dense", "post_attention_layernorm.dense"})
           k.insert(l + s + ".weight"), k.insert(l + s + ".bias");
       } else {
         k.insert(l + "input_layernorm.weight"), k.insert(l + "post_attention_layernorm.weight");
       }
     }
-  if (c.pi05) k.insert(E + "norm.dense.weight"), k.insert(E + "norm.dense.bias");
-  else k.insert(E + "norm.weight");
+  if (c.pi05) k.insert(kTorchExpert + "norm.dense.weight"), k.insert(kTorchExpert + "norm.dense.bias");
+  else k.insert(kTorchExpert + "norm.weight");
   std::vector<std::string> proj = {"action_in_proj", "action_out_proj"};
   for (const char* p : c.pi05 ? std::vector<const char*>{"time_mlp_in", "time_mlp_out"}
                               : std::vector<const char*>{"state_proj", "action_time_mlp_in", "action_time_mlp_out"})
@@ -618,7 +618,7 @@ TEST(OpenpiAttention, FixturesFromOpenpisModulesConvertReproduceTheProbesAndReve
       int checked = 0, with_lora = 0;
       for (const auto& p : model["probes"]) {
         const std::string key = p["key"], module = p["module"];
-        const std::string pre = (p["expert"].get<int>() == 0 ? Lm : E) + "layers." + std::to_string(p["layer"].get<int>()) + ".";
+        const std::string pre = (p["expert"].get<int>() == 0 ? kTorchLm : kTorchExpert) + "layers." + std::to_string(p["layer"].get<int>()) + ".";
         std::vector<std::string> ws;
         if (module == "qkv_einsum") ws = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"};
         else if (module == "q_einsum") ws = {"self_attn.q_proj"};

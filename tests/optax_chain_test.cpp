@@ -79,11 +79,11 @@ Node chain_dict(std::vector<std::pair<std::string, Node>> entries) {
 }
 
 // The NNX sources of the chains optax's aliases build (optax/_src/alias.py).
-struct Sources {
+struct OptaxSources {
   TempDir tmp;
   std::string sgd = tmp / "sgd", momentum = tmp / "sgd_momentum", adamw = tmp / "adamw_const",
               adamw_schedule = test::maxtext_fixture("nnx_expected_raw"), flat = tmp / "flat";
-  Sources() {
+  OptaxSources() {
     // sgd: chain(identity(), scale(-lr)): both EmptyState, so NNX keeps an empty State
     write_nnx(sgd, [](const Node&) { return Node::dict(); });
     // sgd(momentum): chain(trace, scale): {0: {trace: <weights>}}; the fixture's adam mu as the trace
@@ -161,7 +161,7 @@ TEST(OptaxChain, OptaxAliasesAreTheChainsOptaxBuilds) {
 }
 
 TEST(OptaxChain, SgdMomentumGetsItsTrailingScale) {
-  Sources s;
+  OptaxSources s;
   TempDir tmp;
   const auto want = linen_with([](const Node& adam) {
     return tuple_of({chain_dict({{"trace", *adam.find("mu")}}), Node::none()});
@@ -186,7 +186,7 @@ TEST(OptaxChain, SgdMomentumGetsItsTrailingScale) {
 }
 
 TEST(OptaxChain, AdamwConstantAndScheduledLearningRate) {
-  Sources s;
+  OptaxSources s;
   TempDir tmp;
   // constant: chain(adam, add_decayed_weights, scale) -> (adam, None, None)
   adapt(s.adamw, tmp / "const", "--optax adamw -q");
@@ -213,7 +213,7 @@ TEST(OptaxChain, AdamwConstantAndScheduledLearningRate) {
 }
 
 TEST(OptaxChain, SgdWithoutMomentumIsAllHoles) {
-  Sources s;
+  OptaxSources s;
   TempDir tmp;
   const std::string err = adapt(s.sgd, tmp / "out", "--optax sgd --report " + tmp / "r.json");
   EXPECT_EQ(err.find("warning"), std::string::npos) << err;
@@ -243,7 +243,7 @@ TEST(OptaxChain, SgdWithoutMomentumIsAllHoles) {
 }
 
 TEST(OptaxChain, LikeShowsTheChainAndMustAgreeWithTheOptions) {
-  Sources s;
+  OptaxSources s;
   TempDir tmp;
   // a Linen checkpoint of the adamw-constant run: linen_full with (adam, None, None)
   {
@@ -265,7 +265,7 @@ TEST(OptaxChain, LikeShowsTheChainAndMustAgreeWithTheOptions) {
 }
 
 TEST(OptaxChain, ADescriptionThatDoesNotFitTheNnxChainFails) {
-  Sources s;
+  OptaxSources s;
   TempDir tmp;
   std::string e = adapt(s.adamw_schedule, tmp / "o", "--opt-chain trace,-", 2);
   EXPECT_NE(e.find("optimizer/opt_state: --opt-chain trace,- has stateful entries at {0} but the NNX chain at "
@@ -294,7 +294,7 @@ TEST(OptaxChain, ADescriptionThatDoesNotFitTheNnxChainFails) {
 }
 
 TEST(OptaxChain, WithoutADescriptionItWarnsAndSaysHowToSupplyIt) {
-  Sources s;
+  OptaxSources s;
   TempDir tmp;
   // adamw with a constant learning rate: NNX shows {0}; the 1-entry chain is written, loudly (even with -q)
   const std::string err = adapt(s.adamw, tmp / "o", "-q --report " + tmp / "r.json");
@@ -327,7 +327,7 @@ TEST(OptaxChain, WithoutADescriptionItWarnsAndSaysHowToSupplyIt) {
 TEST(OptaxChain, AnInMemoryTargetWithAPositionKeyedChainGivesTheLength) {
   // ckptbridge.jax.restore passes the program's TrainState as `like`: its chain is a dict keyed
   // "0".."n-1" (tuple positions), EmptyState entries None.
-  Sources s;
+  OptaxSources s;
   Checkpoint src = read_checkpoint(s.adamw);
   Checkpoint like = read_checkpoint(test::maxtext_fixture("linen_full"));
   {

@@ -48,23 +48,6 @@ std::set<std::string> shard_names(const nlohmann::json& index) {
   return out;
 }
 
-// A safetensors file's JSON header, parsed here (not by the library).
-nlohmann::json header_of(const std::string& path) {
-  const std::string bytes = test::read_file(path);
-  std::uint64_t n = 0;
-  std::memcpy(&n, bytes.data(), 8);
-  return nlohmann::json::parse(bytes.substr(8, n));
-}
-
-// Round-to-nearest-even of a double to bfloat16's 8 significant bits, independent of the
-// library's casts.
-double round_to_bf16(double x) {
-  if (x == 0) return x;
-  int e = 0;
-  const double m = std::frexp(x, &e);  // x = m * 2^e, 0.5 <= |m| < 1
-  return std::ldexp(std::nearbyint(std::ldexp(m, 8)), e - 8);
-}
-
 // The bf16 base: the fixture's base converted with the CLI (--dtype bf16, sharded), its
 // model-folder files beside it, a tokenizer's files and a file that is not one of them.
 std::string bf16_sharded_base(const TempDir& tmp) {
@@ -88,7 +71,7 @@ TEST(PeftFolder, F32BaseFolderGivesAModelFolderWithTheBasesFilesAndMetadata) {
   EXPECT_EQ(files_in(tmp / "out"), (std::set<std::string>{"config.json", "generation_config.json", "model.safetensors"}));
   for (const char* f : {"config.json", "generation_config.json"})
     EXPECT_EQ(test::read_file(tmp / "out/" + f), test::read_file(fx() + "/base/" + f)) << f;
-  const auto h = header_of(tmp / "out/model.safetensors");
+  const auto h = test::safetensors_header(tmp / "out/model.safetensors");
   EXPECT_EQ(h["__metadata__"], nlohmann::json({{"format", "pt"}}));
   // the weights equal the file-to-file merge (peft_test.cpp checks that one against PEFT)
   r = run_cli("merge-lora " + fx() + "/base/model.safetensors --adapter " + fx() + "/adapter -o " + tmp / "m.safetensors -q");
@@ -126,7 +109,7 @@ TEST(PeftFolder, Bf16ShardedBaseStaysBf16MergedInFloat64RoundedOnceAndSharded) {
   std::map<std::string, std::string> in_shards;
   std::uint64_t total = 0;
   for (const auto& s : shards) {
-    const auto h = header_of(tmp / "out/" + s);
+    const auto h = test::safetensors_header(tmp / "out/" + s);
     EXPECT_EQ(h["__metadata__"], nlohmann::json({{"format", "pt"}})) << s;
     std::uint64_t in_shard = 0;
     for (const auto& [k, v] : h.items()) {
@@ -171,7 +154,7 @@ TEST(PeftFolder, Bf16ShardedBaseStaysBf16MergedInFloat64RoundedOnceAndSharded) {
         double d = 0;
         for (std::int64_t k = 0; k < rank; ++k) d += bb[static_cast<std::size_t>(o * rank + k)] * a[static_cast<std::size_t>(k * cols + i)];
         const std::size_t at_oi = static_cast<std::size_t>(o * cols + i);
-        const double want_v = round_to_bf16(w[at_oi] + 2.0 * d);  // lora_alpha 8 / r 4
+        const double want_v = test::round_to_bf16(w[at_oi] + 2.0 * d);  // lora_alpha 8 / r 4
         EXPECT_EQ(got[at_oi], want_v) << name << " [" << o << "," << i << "]";
         changed += got[at_oi] != w[at_oi];
       }
@@ -193,7 +176,7 @@ TEST(PeftFolder, TransformersShardedBf16BaseMergesAndMatchesPeftWithinItsRoundin
   EXPECT_EQ(files_in(tmp / "out"), (std::set<std::string>{"config.json", "generation_config.json", "model.safetensors"}));
   for (const char* f : {"config.json", "generation_config.json"})
     EXPECT_EQ(test::read_file(tmp / "out/" + f), test::read_file(c + "/base/" + f)) << f;
-  EXPECT_EQ(header_of(tmp / "out/model.safetensors")["__metadata__"], nlohmann::json({{"format", "pt"}}));
+  EXPECT_EQ(test::safetensors_header(tmp / "out/model.safetensors")["__metadata__"], nlohmann::json({{"format", "pt"}}));
   Checkpoint out = read_checkpoint(tmp / "out"), in = read_checkpoint(c + "/base"), peft = read_checkpoint(c + "/merged"),
              ad = read_checkpoint(c + "/adapter/adapter_model.safetensors");
   const auto ot = test::tensors_by_name(out), it = test::tensors_by_name(in), pt = test::tensors_by_name(peft),
@@ -218,7 +201,7 @@ TEST(PeftFolder, TransformersShardedBf16BaseMergesAndMatchesPeftWithinItsRoundin
         for (std::int64_t k = 0; k < rank; ++k) d += b[static_cast<std::size_t>(o * rank + k)] * a[static_cast<std::size_t>(k * cols + i)];
         d *= 2.0;  // lora_alpha 8 / r 4
         const std::size_t at_oi = static_cast<std::size_t>(o * cols + i);
-        EXPECT_EQ(got[at_oi], round_to_bf16(w[at_oi] + d)) << name << " [" << o << "," << i << "]";
+        EXPECT_EQ(got[at_oi], test::round_to_bf16(w[at_oi] + d)) << name << " [" << o << "," << i << "]";
         EXPECT_LE(std::abs(got[at_oi] - theirs[at_oi]), std::ldexp(std::abs(d) + std::abs(got[at_oi]), -8)) << name;
         differs_from_peft += got[at_oi] != theirs[at_oi];
       }
@@ -235,7 +218,7 @@ TEST(PeftFolder, DtypeF32WidensEveryTensor) {
   EXPECT_EQ(files_in(tmp / "out"), (std::set<std::string>{"config.json", "generation_config.json", "tokenizer.json",
                                                           "tokenizer_config.json", "special_tokens_map.json",
                                                           "tokenizer.model", "model.safetensors"}));
-  const auto h = header_of(tmp / "out/model.safetensors");
+  const auto h = test::safetensors_header(tmp / "out/model.safetensors");
   EXPECT_EQ(h["__metadata__"], nlohmann::json({{"format", "pt"}}));
   std::size_t n = 0;
   for (const auto& [k, v] : h.items())

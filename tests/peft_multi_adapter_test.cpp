@@ -30,7 +30,7 @@ using test::fixture;
 using test::run_cli;
 using test::TempDir;
 
-std::string fx() { return fixture("peft_llama_lora"); }
+std::string llama_lora() { return fixture("peft_llama_lora"); }
 const std::string kPrefix = "base_model.model.";
 
 struct Factors {
@@ -61,7 +61,7 @@ std::map<std::string, Factors> factors_b() {
   return out;
 }
 
-Tensor f32_tensor(const Shape& shape, const std::vector<double>& v) {
+Tensor f32_from_doubles(const Shape& shape, const std::vector<double>& v) {
   return make_memory_tensor(TensorInfo{DType::F32, shape}, ops::from_doubles(v, DType::F32));
 }
 
@@ -69,7 +69,7 @@ Tensor f32_tensor(const Shape& shape, const std::vector<double>& v) {
 std::string write_adapter(const std::string& dir, const std::function<void(nlohmann::json&)>& edit,
                           const std::vector<std::pair<std::string, Tensor>>& tensors) {
   fs::create_directories(dir);
-  auto cfg = test::load_json(fx() + "/adapter/adapter_config.json");
+  auto cfg = test::load_json(llama_lora() + "/adapter/adapter_config.json");
   edit(cfg);
   test::write_file(dir + "/adapter_config.json", cfg.dump(2));
   Checkpoint ck;
@@ -81,8 +81,8 @@ std::string write_adapter(const std::string& dir, const std::function<void(nlohm
 std::string adapter_b(const std::string& dir) {
   std::vector<std::pair<std::string, Tensor>> ts;
   for (const auto& [module, f] : factors_b()) {
-    ts.emplace_back(kPrefix + module + ".lora_A.weight", f32_tensor(f.a_shape, f.a));
-    ts.emplace_back(kPrefix + module + ".lora_B.weight", f32_tensor(f.b_shape, f.b));
+    ts.emplace_back(kPrefix + module + ".lora_A.weight", f32_from_doubles(f.a_shape, f.a));
+    ts.emplace_back(kPrefix + module + ".lora_B.weight", f32_from_doubles(f.b_shape, f.b));
   }
   return write_adapter(dir, [](nlohmann::json& c) { c["r"] = kRankB, c["lora_alpha"] = kAlphaB, c["use_rslora"] = true; }, ts);
 }
@@ -108,7 +108,7 @@ void add_term(std::vector<double>& w, const std::vector<double>& a, const std::v
 // The float64 merge of the fixture's adapter (scale 1: alpha 8 / r 4) and adapter B (scale
 // `c`: c * 4 / sqrt(2)) into `base` (name -> values; shapes from the fixture's config).
 std::map<std::string, std::vector<double>> expected_merge(std::map<std::string, std::vector<double>> base, double c) {
-  const auto a1 = values_of(fx() + "/adapter/adapter_model.safetensors");
+  const auto a1 = values_of(llama_lora() + "/adapter/adapter_model.safetensors");
   std::set<std::string> touched;
   for (const auto& [name, v] : a1) {
     const auto at = name.find(".lora_A.weight");
@@ -121,15 +121,6 @@ std::map<std::string, std::vector<double>> expected_merge(std::map<std::string, 
   for (const auto& [module, f] : factors_b())
     add_term(base.at(module + ".weight"), f.a, f.b, f.b_shape[0], f.a_shape[1], kRankB, c * kAlphaB / std::sqrt(2.0));
   return base;
-}
-
-// Round-to-nearest-even of a double to bfloat16's 8 significant bits, independent of the
-// library's casts.
-double round_to_bf16(double x) {
-  if (x == 0) return x;
-  int e = 0;
-  const double m = std::frexp(x, &e);
-  return std::ldexp(std::nearbyint(std::ldexp(m, 8)), e - 8);
 }
 
 TEST(PeftMultiAdapter, ParsesATrailingNumberAsTheScaleAndNothingElse) {
@@ -164,11 +155,11 @@ TEST(PeftMultiAdapter, ParsesATrailingNumberAsTheScaleAndNothingElse) {
 TEST(PeftMultiAdapter, TwoAdaptersIntoAnF32BaseSumInFloat64RoundedOnceWithACleanLedger) {
   TempDir tmp;
   const std::string b = adapter_b(tmp / "b");
-  auto r = run_cli("merge-lora " + fx() + "/base --adapter " + fx() + "/adapter --adapter " + b + ":0.5 " + tmp / "out" +
+  auto r = run_cli("merge-lora " + llama_lora() + "/base --adapter " + llama_lora() + "/adapter --adapter " + b + ":0.5 " + tmp / "out" +
                    " --report " + tmp / "r.json --verify -q");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto got = values_of(tmp / "out/model.safetensors");
-  const auto base = values_of(fx() + "/base/model.safetensors");
+  const auto base = values_of(llama_lora() + "/base/model.safetensors");
   const auto want = expected_merge(base, 0.5);
   ASSERT_EQ(got.size(), want.size());
   std::size_t changed = 0;
@@ -183,7 +174,7 @@ TEST(PeftMultiAdapter, TwoAdaptersIntoAnF32BaseSumInFloat64RoundedOnceWithAClean
 
   const auto rep = test::load_json(tmp / "r.json");
   ASSERT_EQ(rep["adapters"].size(), 2u);
-  EXPECT_EQ(rep["adapters"][0]["path"], fx() + "/adapter");
+  EXPECT_EQ(rep["adapters"][0]["path"], llama_lora() + "/adapter");
   EXPECT_EQ(rep["adapters"][0]["scale"], 1.0);
   EXPECT_EQ(rep["adapters"][0]["modules"].size(), 14u);
   EXPECT_EQ(rep["adapters"][1]["path"], b);
@@ -210,12 +201,12 @@ TEST(PeftMultiAdapter, TwoAdaptersIntoAnF32BaseSumInFloat64RoundedOnceWithAClean
 TEST(PeftMultiAdapter, ABf16ShardedBaseIsRoundedOnceToBf16) {
   TempDir tmp;
   const std::string base = tmp / "base_bf16";
-  auto r = run_cli("convert " + fx() + "/base/model.safetensors " + base + "/ --dtype bf16 --shard-size 20KB -q");
+  auto r = run_cli("convert " + llama_lora() + "/base/model.safetensors " + base + "/ --dtype bf16 --shard-size 20KB -q");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  fs::copy_file(fx() + "/base/config.json", base + "/config.json");
+  fs::copy_file(llama_lora() + "/base/config.json", base + "/config.json");
   const std::string b = adapter_b(tmp / "b");
   // scale -2: adapter B subtracted twice over
-  r = run_cli("merge-lora " + base + " --adapter " + fx() + "/adapter --adapter " + b + ":-2 -o " + tmp / "out -q");
+  r = run_cli("merge-lora " + base + " --adapter " + llama_lora() + "/adapter --adapter " + b + ":-2 -o " + tmp / "out -q");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::map<std::string, std::vector<double>> base_values, got;
   for (const auto& e : fs::directory_iterator(base))
@@ -228,16 +219,16 @@ TEST(PeftMultiAdapter, ABf16ShardedBaseIsRoundedOnceToBf16) {
   for (const auto& [name, w] : want) {
     const auto& g = got.at(name);
     ASSERT_EQ(g.size(), w.size()) << name;
-    for (std::size_t i = 0; i < w.size(); ++i) ASSERT_EQ(g[i], round_to_bf16(w[i])) << name << " " << i;
+    for (std::size_t i = 0; i < w.size(); ++i) ASSERT_EQ(g[i], test::round_to_bf16(w[i])) << name << " " << i;
   }
   // The single rounding matters here: rounding after adapter A and again after B differs.
   const auto after_a = expected_merge(base_values, 0.0);
   for (const auto& [module, f] : factors_b()) {
     auto twice = after_a.at(module + ".weight");
-    for (auto& x : twice) x = round_to_bf16(x);
+    for (auto& x : twice) x = test::round_to_bf16(x);
     add_term(twice, f.a, f.b, f.b_shape[0], f.a_shape[1], kRankB, -2.0 * kAlphaB / std::sqrt(2.0));
     const auto& g = got.at(module + ".weight");
-    for (std::size_t i = 0; i < g.size(); ++i) inexact_twice += round_to_bf16(twice[i]) != g[i];
+    for (std::size_t i = 0; i < g.size(); ++i) inexact_twice += test::round_to_bf16(twice[i]) != g[i];
   }
   EXPECT_GT(inexact_twice, 0u);
 }
@@ -245,9 +236,9 @@ TEST(PeftMultiAdapter, ABf16ShardedBaseIsRoundedOnceToBf16) {
 TEST(PeftMultiAdapter, PathsWithAColonAndTheAdapterAloneFormKeepWorking) {
   TempDir tmp;
   // folders named "run:v2" and "ckpt:3" (the latter needs its explicit ":1")
-  fs::copy(fx() + "/adapter", tmp / "run:v2");
+  fs::copy(llama_lora() + "/adapter", tmp / "run:v2");
   const std::string b = adapter_b(tmp / "ckpt:3");
-  auto r = run_cli("merge-lora " + fx() + "/base --adapter " + tmp / "run:v2" + " --adapter " + b + ":1 " + tmp / "out" +
+  auto r = run_cli("merge-lora " + llama_lora() + "/base --adapter " + tmp / "run:v2" + " --adapter " + b + ":1 " + tmp / "out" +
                    " --report " + tmp / "r.json -q");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto rep = test::load_json(tmp / "r.json");
@@ -255,7 +246,7 @@ TEST(PeftMultiAdapter, PathsWithAColonAndTheAdapterAloneFormKeepWorking) {
   EXPECT_EQ(rep["adapters"][1]["path"], b);
   EXPECT_EQ(rep["adapters"][1]["scale"], 1.0);
   const auto got = values_of(tmp / "out/model.safetensors");
-  const auto want = expected_merge(values_of(fx() + "/base/model.safetensors"), 1.0);
+  const auto want = expected_merge(values_of(llama_lora() + "/base/model.safetensors"), 1.0);
   for (const auto& [name, w] : want)
     for (std::size_t i = 0; i < w.size(); ++i) ASSERT_EQ(got.at(name)[i], static_cast<double>(static_cast<float>(w[i]))) << name;
 }
@@ -264,15 +255,15 @@ TEST(PeftMultiAdapter, AnAdapterFolderAloneWhoseNameEndsInANumberIsNotReadAsASca
   TempDir tmp;
   const std::string lora = tmp / "lora:2";
   fs::create_directories(lora);
-  fs::copy_file(fx() + "/adapter/adapter_model.safetensors", lora + "/adapter_model.safetensors");
-  auto cfg = test::load_json(fx() + "/adapter/adapter_config.json");
-  cfg["base_model_name_or_path"] = fx() + "/base";
+  fs::copy_file(llama_lora() + "/adapter/adapter_model.safetensors", lora + "/adapter_model.safetensors");
+  auto cfg = test::load_json(llama_lora() + "/adapter/adapter_config.json");
+  cfg["base_model_name_or_path"] = llama_lora() + "/base";
   test::write_file(lora + "/adapter_config.json", cfg.dump());
   auto r = run_cli("merge-lora " + lora + " -o " + tmp / "out --report " + tmp / "r.json -q");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(test::load_json(tmp / "r.json")["adapters"][0]["scale"], 1.0);
   const auto got = values_of(tmp / "out/model.safetensors");
-  const auto want = expected_merge(values_of(fx() + "/base/model.safetensors"), 0.0);  // adapter A alone
+  const auto want = expected_merge(values_of(llama_lora() + "/base/model.safetensors"), 0.0);  // adapter A alone
   for (const auto& [name, w] : want)
     for (std::size_t i = 0; i < w.size(); ++i) ASSERT_EQ(got.at(name)[i], static_cast<double>(static_cast<float>(w[i]))) << name;
 }
@@ -324,11 +315,11 @@ TEST(PeftMultiAdapter, EinsumAddTermsSumInOneRuleAndRoundTrip) {
      "to": "w", "dtype": "F64"}]})");
   // einsum operands in the order given: A [o, r] first here, then [r, i]
   Checkpoint ck;
-  ck.root.add("w", Node::tensor(f32_tensor({2, 2}, {1, 2, 3, 4})));
-  ck.root.add("a1", Node::tensor(f32_tensor({2, 1}, {1, 2})));
-  ck.root.add("b1", Node::tensor(f32_tensor({1, 2}, {10, 20})));
-  ck.root.add("a2", Node::tensor(f32_tensor({2, 1}, {1, -1})));
-  ck.root.add("b2", Node::tensor(f32_tensor({1, 2}, {0.25, 0.5})));
+  ck.root.add("w", Node::tensor(f32_from_doubles({2, 2}, {1, 2, 3, 4})));
+  ck.root.add("a1", Node::tensor(f32_from_doubles({2, 1}, {1, 2})));
+  ck.root.add("b1", Node::tensor(f32_from_doubles({1, 2}, {10, 20})));
+  ck.root.add("a2", Node::tensor(f32_from_doubles({2, 1}, {1, -1})));
+  ck.root.add("b2", Node::tensor(f32_from_doubles({1, 2}, {0.25, 0.5})));
   const Recipe recipe = parse_recipe(j, "test");
   EXPECT_EQ(recipe_to_json(recipe)["rules"][0]["einsum_add"], j["rules"][0]["einsum_add"]);
   const Plan plan = build_plan(ck, recipe);
@@ -342,10 +333,10 @@ TEST(PeftMultiAdapter, EinsumAddTermsSumInOneRuleAndRoundTrip) {
 
 TEST(PeftMultiAdapter, RefusesAnotherBasesAdapterDoraWithOthersAndAnUnknownModule) {
   TempDir tmp;
-  const std::string base = fx() + "/base";
+  const std::string base = llama_lora() + "/base";
   // an adapter for another base: the rsLoRA case's model has mlp width 48, not 64
   const std::string other = test::data_path("peft_cases/llama_rslora_patterns/adapter");
-  auto r = run_cli("merge-lora " + base + " --adapter " + fx() + "/adapter --adapter " + other + " " + tmp / "o1");
+  auto r = run_cli("merge-lora " + base + " --adapter " + llama_lora() + "/adapter --adapter " + other + " " + tmp / "o1");
   EXPECT_EQ(r.exit_code, 2);  // a mapping error
   EXPECT_NE(r.err.find(other + ": 'base_model.model.model.layers.0.mlp.down_proj.lora_A.weight' [4, 48] and "
                        "'base_model.model.model.layers.0.mlp.down_proj.lora_B.weight' [32, 4] give a delta of [32, 48] but "
@@ -356,7 +347,7 @@ TEST(PeftMultiAdapter, RefusesAnotherBasesAdapterDoraWithOthersAndAnUnknownModul
 
   // DoRA only alone
   const std::string dora = test::data_path("peft_cases/llama_dora/adapter");
-  r = run_cli("merge-lora " + base + " --adapter " + fx() + "/adapter --adapter " + dora + ":0.5 " + tmp / "o2");
+  r = run_cli("merge-lora " + base + " --adapter " + llama_lora() + "/adapter --adapter " + dora + ":0.5 " + tmp / "o2");
   EXPECT_EQ(r.exit_code, 2);  // a mapping error
   EXPECT_NE(r.err.find(dora + ": uses DoRA, which cannot be merged together with other adapters"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("merge it alone, then merge the next adapter into that output"), std::string::npos) << r.err;
@@ -365,9 +356,9 @@ TEST(PeftMultiAdapter, RefusesAnotherBasesAdapterDoraWithOthersAndAnUnknownModul
   // a module the base does not have
   const auto f = factors_b().at("model.layers.0.self_attn.q_proj");
   const std::string unknown = write_adapter(tmp / "unknown", [](nlohmann::json& c) { c["r"] = kRankB; },
-                                            {{kPrefix + "model.layers.0.self_attn.qq_proj.lora_A.weight", f32_tensor(f.a_shape, f.a)},
-                                             {kPrefix + "model.layers.0.self_attn.qq_proj.lora_B.weight", f32_tensor(f.b_shape, f.b)}});
-  r = run_cli("merge-lora " + base + " --adapter " + fx() + "/adapter --adapter " + unknown + " " + tmp / "o3");
+                                            {{kPrefix + "model.layers.0.self_attn.qq_proj.lora_A.weight", f32_from_doubles(f.a_shape, f.a)},
+                                             {kPrefix + "model.layers.0.self_attn.qq_proj.lora_B.weight", f32_from_doubles(f.b_shape, f.b)}});
+  r = run_cli("merge-lora " + base + " --adapter " + llama_lora() + "/adapter --adapter " + unknown + " " + tmp / "o3");
   EXPECT_EQ(r.exit_code, 2);  // a mapping error
   EXPECT_NE(r.err.find(unknown + ": 'base_model.model.model.layers.0.self_attn.qq_proj.lora_A.weight': the base has no weight "
                        "for module 'model.layers.0.self_attn.qq_proj'"),
@@ -376,7 +367,7 @@ TEST(PeftMultiAdapter, RefusesAnotherBasesAdapterDoraWithOthersAndAnUnknownModul
   EXPECT_FALSE(fs::exists(tmp / "o3"));
 
   // in the library: the same refusal as a MappingError
-  EXPECT_THROW(peft_merge(read_checkpoint(base + "/model.safetensors"), {{fx() + "/adapter", 1.0}, {dora, 1.0}}, std::nullopt),
+  EXPECT_THROW(peft_merge(read_checkpoint(base + "/model.safetensors"), {{llama_lora() + "/adapter", 1.0}, {dora, 1.0}}, std::nullopt),
                MappingError);
   EXPECT_THROW(peft_merge(read_checkpoint(base + "/model.safetensors"), std::vector<PeftAdapter>{}, std::nullopt), UsageError);
 }

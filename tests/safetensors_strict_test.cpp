@@ -16,7 +16,7 @@ using test::le64;
 std::string st_file(const std::string& header, const std::string& data) { return le64(header.size()) + header + data; }
 
 // Kind and full message of the ckb::Error `fn` throws.
-std::pair<std::string, std::string> error_of(const std::function<void()>& fn) {
+std::pair<std::string, std::string> kind_and_message_of(const std::function<void()>& fn) {
   try {
     fn();
   } catch (const FormatError& e) {
@@ -45,7 +45,7 @@ TEST(SafetensorsStrict, TrailingBytesAreRefused) {
   test::TempDir d;
   const std::string p = d / "trail.safetensors";
   test::write_file(p, st_file(kTwo, std::string("\x01\x02\x03\x04", 4) + "extra_bogus_data_for_polyglot_file"));
-  auto [kind, msg] = error_of([&] { read_checkpoint(p); });
+  auto [kind, msg] = kind_and_message_of([&] { read_checkpoint(p); });
   EXPECT_EQ(kind, "format");
   EXPECT_NE(msg.find(p), std::string::npos) << msg;
   EXPECT_NE(msg.find("34 trailing bytes after the last tensor ('b' ends at buffer offset 4)"), std::string::npos) << msg;
@@ -53,7 +53,7 @@ TEST(SafetensorsStrict, TrailingBytesAreRefused) {
   EXPECT_NE(msg.find("(offset " + std::to_string(8 + kTwo.size() + 4) + ")"), std::string::npos) << msg;
   // A header listing no tensors with bytes after it.
   test::write_file(d / "none.safetensors", st_file("{}", "xyz"));
-  EXPECT_NE(error_of([&] { read_checkpoint(d / "none.safetensors"); }).second.find("3 trailing bytes after the last tensor (the header lists none)"),
+  EXPECT_NE(kind_and_message_of([&] { read_checkpoint(d / "none.safetensors"); }).second.find("3 trailing bytes after the last tensor (the header lists none)"),
             std::string::npos);
 }
 
@@ -62,13 +62,13 @@ TEST(SafetensorsStrict, GapsAreRefusedNamingTheTensor) {
   // 'b' starts 3 bytes after 'a' ends.
   const std::string gap = R"({"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},"b":{"dtype":"U8","shape":[2],"data_offsets":[5,7]}})";
   test::write_file(d / "gap.safetensors", st_file(gap, "1234567"));
-  auto msg = error_of([&] { read_checkpoint(d / "gap.safetensors"); }).second;
+  auto msg = kind_and_message_of([&] { read_checkpoint(d / "gap.safetensors"); }).second;
   EXPECT_NE(msg.find("gap of 3 bytes before tensor 'b': its data starts at buffer offset 5 but tensor 'a' ends at 2"),
             std::string::npos) << msg;
   // The first tensor does not start at 0 (the header order is not the offset order).
   const std::string first = R"({"b":{"dtype":"U8","shape":[2],"data_offsets":[3,5]},"a":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}})";
   test::write_file(d / "first.safetensors", st_file(first, "12345"));
-  msg = error_of([&] { read_checkpoint(d / "first.safetensors"); }).second;
+  msg = kind_and_message_of([&] { read_checkpoint(d / "first.safetensors"); }).second;
   EXPECT_NE(msg.find("gap of 1 bytes before tensor 'a': its data starts at buffer offset 1 but the data buffer starts at 0"),
             std::string::npos) << msg;
 }

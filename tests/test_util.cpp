@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -90,6 +92,20 @@ std::map<std::string, const Tensor*> tensors_by_name(const Checkpoint& ck) {
   std::map<std::string, const Tensor*> m;
   for (const auto& [name, t] : tensor_list(ck.root)) m[name] = t;
   return m;
+}
+
+nlohmann::json safetensors_header(const std::string& path) {
+  const std::string bytes = read_file(path);
+  std::uint64_t n = 0;
+  if (bytes.size() >= 8) std::memcpy(&n, bytes.data(), 8);
+  return nlohmann::json::parse(bytes.substr(8, n));
+}
+
+double round_to_bf16(double x) {
+  if (x == 0) return x;
+  int e = 0;
+  const double m = std::frexp(x, &e);  // x = m * 2^e, 0.5 <= |m| < 1
+  return std::ldexp(std::nearbyint(std::ldexp(m, 8)), e - 8);
 }
 
 std::string maxtext_fixture(const std::string& rel) { return fixture("maxtext_linen_nnx/" + rel); }

@@ -64,6 +64,11 @@ std::string le64(std::uint64_t n);
 std::string byte_string(std::initializer_list<int> bytes);
 // A checkpoint's tensors by their joined path.
 std::map<std::string, const Tensor*> tensors_by_name(const Checkpoint& ck);
+// A safetensors file's JSON header, parsed here (not by the library).
+nlohmann::json safetensors_header(const std::string& path);
+// Round-to-nearest-even of a double to bfloat16's 8 significant bits, independent of the
+// library's casts.
+double round_to_bf16(double x);
 // tests/data/fixtures/maxtext_linen_nnx/<rel>
 std::string maxtext_fixture(const std::string& rel);
 

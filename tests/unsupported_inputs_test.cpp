@@ -41,8 +41,8 @@ TEST(UnsupportedTorch, RealSparseAndQuantizedFilesNameTheTensor) {
 }
 
 // Pickle bytes: GLOBAL, short unicode.
-std::string glob(const std::string& m, const std::string& n) { return "c" + m + "\n" + n + "\n"; }
-std::string uni(const std::string& s) { return "X" + std::string{static_cast<char>(s.size()), 0, 0, 0} + s; }
+std::string glob_one(const std::string& m, const std::string& n) { return "c" + m + "\n" + n + "\n"; }
+std::string unsupported_case(const std::string& s) { return "X" + std::string{static_cast<char>(s.size()), 0, 0, 0} + s; }
 
 std::string torch_zip(const test::TempDir& d, const std::string& name, const std::string& pkl) {
   const std::string p = d / name;
@@ -61,26 +61,26 @@ TEST(UnsupportedTorch, LayoutAndQSchemeGlobalsOfOtherTorchVersions) {
   test::TempDir d;
   const std::string proto = "\x80\x02";
   // {'s': _rebuild_sparse_tensor(torch.sparse_coo, ())} with the layout as a bare GLOBAL.
-  const std::string sparse = proto + "}" + uni("s") + glob("torch._utils", "_rebuild_sparse_tensor") +
-                             glob("torch", "sparse_coo") + ")" + "\x86" + "R" + "s.";
+  const std::string sparse = proto + "}" + unsupported_case("s") + glob_one("torch._utils", "_rebuild_sparse_tensor") +
+                             glob_one("torch", "sparse_coo") + ")" + "\x86" + "R" + "s.";
   auto r = test::run_cli("inspect " + torch_zip(d, "s.pt", sparse));
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_HAS(r.err, "s.pt: 's': sparse tensors are not supported");
   // A bare qscheme value: not a checkpoint value, and said so without "execute code".
-  const std::string qs = proto + "}" + uni("q") + glob("torch", "per_channel_symmetric") + "s.";
+  const std::string qs = proto + "}" + unsupported_case("q") + glob_one("torch", "per_channel_symmetric") + "s.";
   r = test::run_cli("inspect " + torch_zip(d, "q.pt", qs));
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_HAS(r.err, "q.pt: 'q': ");
   EXPECT_HAS(r.err, "torch.per_channel_symmetric");
   EXPECT_EQ(r.err.find("execute code"), std::string::npos) << r.err;
   // A quantized dtype object.
-  const std::string qd = proto + "}" + uni("d") + glob("torch._utils", "_rebuild_qtensor") + glob("torch", "qint8") +
+  const std::string qd = proto + "}" + unsupported_case("d") + glob_one("torch._utils", "_rebuild_qtensor") + glob_one("torch", "qint8") +
                          "\x85" + "R" + "s.";
   r = test::run_cli("inspect " + torch_zip(d, "d.pt", qd));
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_HAS(r.err, "d.pt: 'd': quantized tensors are not supported");
   // Code-execution globals are still refused as such.
-  const std::string evil = proto + "}" + uni("e") + glob("os", "system") + "s.";
+  const std::string evil = proto + "}" + unsupported_case("e") + glob_one("os", "system") + "s.";
   r = test::run_cli("inspect " + torch_zip(d, "e.pt", evil));
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_HAS(r.err, "refusing GLOBAL 'os.system'");

@@ -194,7 +194,7 @@ std::string copy_case(const test::TempDir& tmp, const std::string& rel) {
   return dst;
 }
 
-std::string read_error(const std::string& path) {
+std::string zarr_read_error(const std::string& path) {
   return test::error_of([&] {
     Checkpoint ck = read_checkpoint(path);
     for (const auto& [n, t] : tensor_list(ck.root)) tensor_sha256(*t);
@@ -210,22 +210,22 @@ TEST(ZarrCodecs, HostileLz4AndBz2ChunksAreRefused) {
   chunk[2] = '\xff';
   chunk[3] = '\x7f';
   test::write_file(lz4 + "/0.0", chunk);
-  std::string err = read_error(lz4);
+  std::string err = zarr_read_error(lz4);
   EXPECT_NE(err.find("lz4 header declares 2147483647 decoded bytes, expected 32"), std::string::npos) << err;
   EXPECT_NE(err.find(lz4 + "/0.0"), std::string::npos) << err;
   chunk = test::read_file(case_path("v2/lz4/0.0"));
   test::write_file(lz4 + "/0.0", chunk.substr(0, chunk.size() - 3));
-  err = read_error(lz4);
+  err = zarr_read_error(lz4);
   EXPECT_NE(err.find("lz4"), std::string::npos) << err;
 
   const std::string bz2 = copy_case(tmp, "v2/bz2");
   chunk = test::read_file(bz2 + "/0.0");
   test::write_file(bz2 + "/0.0", chunk.substr(0, chunk.size() / 2));
-  err = read_error(bz2);
+  err = zarr_read_error(bz2);
   EXPECT_NE(err.find("truncated bz2 stream"), std::string::npos) << err;
   chunk[chunk.size() / 2] ^= 0x55;
   test::write_file(bz2 + "/0.0", chunk);
-  err = read_error(bz2);
+  err = zarr_read_error(bz2);
   EXPECT_NE(err.find("(bz2)"), std::string::npos) << err;
 }
 
@@ -236,7 +236,7 @@ TEST(ZarrFilters, UnsupportedFiltersAreRefusedByName) {
     json z = test::load_json(a + "/.zarray");
     z["filters"] = filters;
     test::write_file(a + "/.zarray", z.dump());
-    return read_error(a);
+    return zarr_read_error(a);
   };
   std::string err = with_filters(json::array({{{"id", "quantize"}, {"digits", 3}, {"dtype", "<f8"}}}));
   EXPECT_NE(err.find("unsupported filter 'quantize'"), std::string::npos) << err;
@@ -260,7 +260,7 @@ TEST(ZarrFilters, FixedScaleOffsetOutOfRangeIsAnError) {
                                                       {"dtype", "|u1"}, {"astype", "|i1"}}}}}
                                        .dump());
   test::write_file(a + "/0", std::string("\x05\x80", 2));
-  const std::string err = read_error(a);
+  const std::string err = zarr_read_error(a);
   EXPECT_NE(err.find("element 1 decodes to -12.3"), std::string::npos) << err;
   EXPECT_NE(err.find("cannot hold"), std::string::npos) << err;
 }
@@ -271,12 +271,12 @@ TEST(ZarrConsolidated, DisagreementWithTheStoredNodesIsAnError) {
   json z = test::load_json(g + "/sub/w/.zarray");
   z["fill_value"] = 1.5;
   test::write_file(g + "/sub/w/.zarray", z.dump());
-  std::string err = read_error(g);
+  std::string err = zarr_read_error(g);
   EXPECT_NE(err.find("consolidated metadata for 'sub/w/.zarray' differs"), std::string::npos) << err;
   EXPECT_NE(err.find(g + "/.zmetadata"), std::string::npos) << err;
   fs::copy(case_path("v2/group_consolidated/sub/w/.zarray"), g + "/sub/w/.zarray", fs::copy_options::overwrite_existing);
   fs::copy(case_path("v2/bz2"), g + "/extra", fs::copy_options::recursive);
-  err = read_error(g);
+  err = zarr_read_error(g);
   EXPECT_NE(err.find("does not list 'extra/.zarray'"), std::string::npos) << err;
 }
 

@@ -23,6 +23,8 @@
 namespace ckb {
 namespace {
 
+using test::le64;
+
 using zarr::MissingChunks;
 using zarr::ZarrArray;
 
@@ -55,7 +57,6 @@ std::string blosc_of(const std::string& s, int typesize) {
   return out;
 }
 std::string le32(std::uint32_t v) { return std::string(reinterpret_cast<const char*>(&v), 4); }
-std::string le64(std::uint64_t v) { return std::string(reinterpret_cast<const char*>(&v), 8); }
 
 struct Dir {
   test::TempDir tmp;

@@ -35,9 +35,12 @@ for phase in "$@"; do
     ;;
   pi0)
     [ -d /tmp/pi0/ckpt ] || python3 "$ROOT/bench/pi0/make_pi0_sized.py" /tmp/pi0/ckpt 2>&1 | tail -3
-    /usr/bin/time -v ckptbridge convert /tmp/pi0/ckpt/1000 "$W/pi0_out" --recipe openpi --overwrite \
-      --report "$OUT/pi0_report.json" 2>&1 | grep -E "detected|variant|wrote|Maximum resident|Elapsed|error|tensors" | head -20
-    ls -la "$W/pi0_out" 2>&1 | head
+    for dt in "" bf16; do
+      echo "--- convert /tmp/pi0/ckpt/1000 OUT_DIR --recipe openpi ${dt:+--dtype $dt} (no other flags)"
+      /usr/bin/time -v ckptbridge convert /tmp/pi0/ckpt/1000 "$W/pi0_out$dt" --recipe openpi ${dt:+--dtype $dt} --overwrite \
+        --report "$OUT/pi0_report$dt.json" 2>&1 | grep -vE "^\s+(Average|Exit|File|Socket|Signals|Swaps|Page size|Minor|Major|Voluntary|Involuntary|Percent|System time|User time)" | tail -30
+      ls -la "$W/pi0_out$dt" 2>&1 | head
+    done
     ;;
   *) echo "unknown phase $phase" ;;
   esac

@@ -32,6 +32,48 @@ def logits(folder, ids, dtype):
         return model.eval()(torch.as_tensor(ids)).logits.float().numpy()
 
 
+def multi_adapter(cli, work, case):
+    """`--adapter A --adapter B:0.5` against PEFT with both adapters active online (B loaded with
+    its lora_alpha halved: the same 0.5 scale), and PEFT's own merge of both."""
+    import shutil
+    from peft import PeftModel
+    from safetensors.torch import load_file, save_file
+    a = os.path.join(case, "adapter")
+    b, b_half = os.path.join(work, "adapter_b"), os.path.join(work, "adapter_b_half")
+    for d in (b, b_half):
+        shutil.rmtree(d, ignore_errors=True)
+        shutil.copytree(a, d)
+    g = torch.Generator().manual_seed(11)
+    w = {k: 0.3 * torch.randn(v.shape, generator=g, dtype=torch.float32).to(v.dtype)
+         for k, v in load_file(os.path.join(a, "adapter_model.safetensors")).items()}
+    for d in (b, b_half):
+        save_file(w, os.path.join(d, "adapter_model.safetensors"), metadata={"format": "pt"})
+    cfg = json.load(open(os.path.join(b_half, "adapter_config.json")))
+    cfg["lora_alpha"] = cfg["lora_alpha"] / 2
+    json.dump(cfg, open(os.path.join(b_half, "adapter_config.json"), "w"))
+    ids = np.load(os.path.join(case, "logits.npz"))["input_ids"]
+    base = AutoModelForCausalLM.from_pretrained(os.path.join(case, "base"), torch_dtype=torch.float32)
+    pm = PeftModel.from_pretrained(base, a, adapter_name="a")
+    pm.load_adapter(b_half, adapter_name="b")
+    pm.base_model.set_adapter(["a", "b"])
+    with torch.no_grad():
+        online = pm.eval()(torch.as_tensor(ids)).logits.float().numpy()
+        peft_merged = pm.merge_and_unload(adapter_names=["a", "b"])(torch.as_tensor(ids)).logits.float().numpy()
+    out = os.path.join(work, "multi")
+    r = subprocess.run([cli, "merge-lora", os.path.join(case, "base"), "--adapter", a, "--adapter", b + ":0.5",
+                        "-o", out, "--overwrite", "-q"], capture_output=True, text=True)
+    if r.returncode:
+        print(f"FAIL multi-adapter: exit {r.returncode}: {r.stderr.strip()}")
+        return False
+    ours = logits(out, ids, torch.float32)
+    err, peft_err = float(np.abs(ours - online).max()), float(np.abs(peft_merged - online).max())
+    single = float(np.abs(logits(os.path.join(work, os.path.basename(os.path.normpath(case)) + "-base"), ids, torch.float32) - online).max())
+    good = err <= max(2 * peft_err, 1e-4 * float(np.abs(online).max())) and single > 100 * max(err, 1e-7)
+    print(f"{'OK  ' if good else 'FAIL'} two adapters (--adapter A --adapter B:0.5) vs PEFT with both active online: "
+          f"max|ours - online| = {err:.3g}, PEFT's merge of both {peft_err:.3g}; A alone is off by {single:.3g}")
+    return good
+
+
 def main():
     cli, work, cases = sys.argv[1], sys.argv[2], sys.argv[3:]
     os.makedirs(work, exist_ok=True)
@@ -68,6 +110,8 @@ def main():
             print(f"{'OK  ' if good else 'FAIL'} {name} {label}: from_pretrained loads {files}; "
                   f"max|ours - online| = {err:.3g}, PEFT's own merge max|merged - online| = {peft_err:.3g} "
                   f"(|logits| max {scale:.3g})")
+    llama = [c for c in cases if os.path.basename(os.path.normpath(c)) == "peft_llama_lora"]
+    ok &= multi_adapter(cli, work, (llama or cases)[0])
     print("ALL OK" if ok else "SOME FAILED")
     return 0 if ok else 1
 

@@ -18,7 +18,7 @@ namespace {
 constexpr std::uint64_t kPageStep = 16u << 20;   // input consumed between page drops/prefetches
 constexpr std::uint64_t kReadAhead = 64u << 20;  // input prefetched ahead of the decoder
 
-std::uint64_t prod(const std::vector<std::uint64_t>& s) {
+std::uint64_t element_count(const std::vector<std::uint64_t>& s) {
   std::uint64_t n = 1;
   for (auto d : s) n *= d;
   return n;
@@ -56,7 +56,7 @@ ChunkStream::ChunkStream(const CodecChain& chain, std::optional<KvValue> value, 
                          ChunkContext ctx, std::uint64_t decode_ahead_from)
     : ctx_(std::move(ctx)), value_(std::move(value)) {
   const std::size_t elem = ctx_.meta->dtype.itemsize;
-  total_ = prod(shape) * elem;
+  total_ = element_count(shape) * elem;
   if (!value_) {
     fill_ = true;
     return;
