@@ -18,7 +18,7 @@ $SUDO apt-get install -y -qq --no-install-recommends \
 if [ "${CKB_WITH_TORCH:-1}" = 1 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends python3-torch >/dev/null || echo "python3-torch unavailable: the torch load test is skipped, tests/python/test_torch.py fails"
 fi
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCKB_UNITY_BUILD=ON >/dev/null
 cmake --build build -j"$(nproc)"
 # The Python package, installed as a real wheel (setup.py builds libckptbridge.so in
 # build/python-wheel and ships it stripped inside the package) rather than a .pth file pointing
