@@ -16,15 +16,15 @@ namespace {
 using test::run_cli;
 
 template <typename T>
-Tensor tensor_of(DType t, std::vector<T> v) {
+Tensor tensor_of_diff(DType t, std::vector<T> v) {
   Bytes b(v.size() * sizeof(T));
   if (!v.empty()) std::memcpy(b.data(), v.data(), b.size());
   return make_memory_tensor({t, {static_cast<std::int64_t>(v.size())}}, std::move(b));
 }
-Tensor f32_vector(std::vector<float> v) { return tensor_of(DType::F32, std::move(v)); }
-Tensor f64(std::vector<double> v) { return tensor_of(DType::F64, std::move(v)); }
+Tensor f32_vector(std::vector<float> v) { return tensor_of_diff(DType::F32, std::move(v)); }
+Tensor f64(std::vector<double> v) { return tensor_of_diff(DType::F64, std::move(v)); }
 // bf16 from its bit patterns.
-Tensor bf16(std::vector<std::uint16_t> v) { return tensor_of(DType::BF16, std::move(v)); }
+Tensor bf16(std::vector<std::uint16_t> v) { return tensor_of_diff(DType::BF16, std::move(v)); }
 
 Node tree1(Tensor t) {
   Node n = Node::dict();

@@ -128,7 +128,7 @@ TEST(FormatNames, NamesAliasesAndExtensionsAreUnique) {
   }
 }
 
-Tensor f32_tensor(std::vector<float> v) {
+Tensor f32_tensor_format_options(std::vector<float> v) {
   Bytes b(v.size() * 4);
   std::memcpy(b.data(), v.data(), b.size());
   return make_memory_tensor({DType::F32, {static_cast<std::int64_t>(v.size())}}, std::move(b));
@@ -136,7 +136,7 @@ Tensor f32_tensor(std::vector<float> v) {
 
 Checkpoint tree(bool with_int) {
   Checkpoint ck;
-  ck.root.add("w", Node::tensor(f32_tensor({1.5f, -2.0f, 3.25f})));
+  ck.root.add("w", Node::tensor(f32_tensor_format_options({1.5f, -2.0f, 3.25f})));
   if (with_int) ck.root.add("step", Node(std::int64_t{7}));
   return ck;
 }

@@ -401,7 +401,7 @@ TEST_F(Hostile, MsgpackHugeLengthsAndTerabyteNdarray) {
 
 class HostileOrbax : public Hostile {
  protected:
-  std::string copy_fixture() {
+  std::string copy_fixture_hostile() {
     const std::string d = tmp / "ckpt";
     fs::copy(fixture("orbax_plain_zarr2/ckpt"), d, fs::copy_options::recursive);
     return d;
@@ -413,21 +413,21 @@ class HostileOrbax : public Hostile {
 };
 
 TEST_F(HostileOrbax, ZarrShapeWhoseByteSizeOverflows) {
-  auto d = copy_fixture();
+  auto d = copy_fixture_hostile();
   test::write_file(d + "/big/.zarray",
                    R"({"chunks":[256,384],"compressor":{"id":"zstd","level":1},"dimension_separator":".","dtype":"<f8","fill_value":null,"filters":null,"order":"C","shape":[4611686018427387904,4611686018427387904],"zarr_format":2})");
   check_dir(d, "big");
 }
 
 TEST_F(HostileOrbax, ZarrChunkOfTerabytes) {
-  auto d = copy_fixture();
+  auto d = copy_fixture_hostile();
   test::write_file(d + "/big/.zarray",
                    R"({"chunks":[1048576,1048576],"compressor":{"id":"zstd","level":1},"dimension_separator":".","dtype":"<f4","fill_value":null,"filters":null,"order":"C","shape":[1048576,1048576],"zarr_format":2})");
   check_dir(d, "big");
 }
 
 TEST_F(HostileOrbax, ZstdFrameDeclaringTerabytes) {
-  auto d = copy_fixture();
+  auto d = copy_fixture_hostile();
   // A 20-byte zstd frame header whose Frame_Content_Size says 4 TiB, followed by one empty raw block.
   std::string f = le(0xFD2FB528u, 4) + std::string("\xe0", 1) + le(4ull << 40, 8) + std::string("\x01\x00\x00", 3);
   test::write_file(d + "/big/0.0", f);
@@ -435,7 +435,7 @@ TEST_F(HostileOrbax, ZstdFrameDeclaringTerabytes) {
 }
 
 TEST_F(HostileOrbax, ZstdFrameWithoutContentSizeThatExpandsHugely) {
-  auto d = copy_fixture();
+  auto d = copy_fixture_hostile();
   // 256 MiB of zeros, streamed with no pledged size: a ~10 KB frame with no content size.
   ZSTD_CCtx* c = ZSTD_createCCtx();
   ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, 1);
@@ -458,7 +458,7 @@ TEST_F(HostileOrbax, ZstdFrameWithoutContentSizeThatExpandsHugely) {
 }
 
 TEST_F(HostileOrbax, DeepJsonInMetadata) {
-  auto d = copy_fixture();
+  auto d = copy_fixture_hostile();
   test::write_file(d + "/_METADATA", "{\"tree_metadata\":" + std::string(100000, '[') + std::string(100000, ']') + "}");
   check_dir(d, "_METADATA");
   test::write_file(d + "/_METADATA", test::read_file(fixture("orbax_plain_zarr2/ckpt/_METADATA")));

@@ -29,7 +29,7 @@ std::string deflate_text(const std::string& text, int window_bits) {
 }
 
 std::span<const std::byte> bytes(const std::string& s) { return std::as_bytes(std::span(s)); }
-std::string text(const Bytes& b) { return std::string(reinterpret_cast<const char*>(b.data()), b.size()); }
+std::string text_inflate(const Bytes& b) { return std::string(reinterpret_cast<const char*>(b.data()), b.size()); }
 
 std::string sample() {
   std::string s;
@@ -37,7 +37,7 @@ std::string sample() {
   return s;
 }
 
-std::string error_of(DeflateWrap wrap, const std::string& in, std::uint64_t limit, bool exact) {
+std::string inflate_error_of(DeflateWrap wrap, const std::string& in, std::uint64_t limit, bool exact) {
   try {
     inflate_decode(wrap, bytes(in), limit, exact, "m.zarr/0.0", 4096, "chunk 0.0");
   } catch (const FormatError& e) {
@@ -52,8 +52,8 @@ TEST(Inflate, DecodesEachWrapExactlyAndBounded) {
   const std::pair<DeflateWrap, int> wraps[] = {{DeflateWrap::Raw, -15}, {DeflateWrap::Zlib, 15}, {DeflateWrap::Gzip, 31}};
   for (auto [wrap, bits] : wraps) {
     const std::string z = deflate_text(s, bits);
-    EXPECT_EQ(text(inflate_decode(wrap, bytes(z), s.size(), true, "p", 0, "w")), s);
-    EXPECT_EQ(text(inflate_decode(wrap, bytes(z), s.size() + 100, false, "p", 0, "w")), s);
+    EXPECT_EQ(text_inflate(inflate_decode(wrap, bytes(z), s.size(), true, "p", 0, "w")), s);
+    EXPECT_EQ(text_inflate(inflate_decode(wrap, bytes(z), s.size() + 100, false, "p", 0, "w")), s);
   }
 }
 
@@ -61,22 +61,22 @@ TEST(Inflate, RefusesLargerShorterCorruptAndTrailing) {
   const std::string s = sample();
   const std::string z = deflate_text(s, 15);
   const std::string n = std::to_string(s.size());
-  EXPECT_NE(error_of(DeflateWrap::Zlib, z, s.size() - 1, true).find("m.zarr/0.0 (offset 4096): chunk 0.0: inflates beyond its declared size of " +
+  EXPECT_NE(inflate_error_of(DeflateWrap::Zlib, z, s.size() - 1, true).find("m.zarr/0.0 (offset 4096): chunk 0.0: inflates beyond its declared size of " +
                                                                      std::to_string(s.size() - 1) + " bytes"),
             std::string::npos);
-  EXPECT_NE(error_of(DeflateWrap::Zlib, z, s.size() - 1, false).find("inflates beyond its declared size"), std::string::npos);
-  EXPECT_NE(error_of(DeflateWrap::Zlib, z, s.size() + 1, true).find("chunk 0.0: corrupt stream: ends after " + n + " of " +
+  EXPECT_NE(inflate_error_of(DeflateWrap::Zlib, z, s.size() - 1, false).find("inflates beyond its declared size"), std::string::npos);
+  EXPECT_NE(inflate_error_of(DeflateWrap::Zlib, z, s.size() + 1, true).find("chunk 0.0: corrupt stream: ends after " + n + " of " +
                                                                     std::to_string(s.size() + 1) + " bytes"),
             std::string::npos);
-  EXPECT_NE(error_of(DeflateWrap::Zlib, z.substr(0, z.size() / 2), s.size(), true).find("corrupt stream: truncated after"),
+  EXPECT_NE(inflate_error_of(DeflateWrap::Zlib, z.substr(0, z.size() / 2), s.size(), true).find("corrupt stream: truncated after"),
             std::string::npos);
   std::string bad = z;
   bad[1] = static_cast<char>(bad[1] ^ 1);  // the header's check bits no longer match
-  EXPECT_NE(error_of(DeflateWrap::Zlib, bad, s.size(), true).find("corrupt stream: incorrect header check"),
+  EXPECT_NE(inflate_error_of(DeflateWrap::Zlib, bad, s.size(), true).find("corrupt stream: incorrect header check"),
             std::string::npos);
-  EXPECT_NE(error_of(DeflateWrap::Zlib, z + "abc", s.size(), true).find("3 trailing bytes after the stream"),
+  EXPECT_NE(inflate_error_of(DeflateWrap::Zlib, z + "abc", s.size(), true).find("3 trailing bytes after the stream"),
             std::string::npos);
-  EXPECT_NE(error_of(DeflateWrap::Gzip, "", 10, false).find("corrupt stream: truncated after 0 bytes"), std::string::npos);
+  EXPECT_NE(inflate_error_of(DeflateWrap::Gzip, "", 10, false).find("corrupt stream: truncated after 0 bytes"), std::string::npos);
 }
 
 TEST(Inflate, StreamsIntoCallerWindowsAndReadsAPrefix) {

@@ -90,7 +90,7 @@ class Interrupt : public ::testing::Test {
   static void TearDownTestSuite() { sources_.reset(); }
   static std::unique_ptr<Sources> sources_;
 
-  std::vector<std::string> convert_args(const std::string& src, const std::string& dst, const InterruptTarget& t) {
+  std::vector<std::string> convert_args_interrupt(const std::string& src, const std::string& dst, const InterruptTarget& t) {
     std::vector<std::string> a{"convert", src, dst, "--overwrite", "--threads", "1", "--max-memory", "16MB", "-q"};
     a.insert(a.end(), t.extra.begin(), t.extra.end());
     return a;
@@ -113,13 +113,13 @@ TEST_F(Interrupt, SignalMidRunLeavesThePreviousOutputAndNoTemporaries) {
     const std::string& big = t.one_tensor ? s.one : s.big;
     const std::string& small = t.one_tensor ? s.one_small : s.small;
     if (t.step) {  // a root holding another step, which must survive every run
-      auto a = convert_args(small, dst, t);
+      auto a = convert_args_interrupt(small, dst, t);
       a.back() = "1";
       auto r = test::run_cli_child(a);
       ASSERT_EQ(r.exit_code, 0) << r.err;
     }
     const std::string step1 = t.step ? test::tree_hash(dst + "/1") : "";
-    auto r = test::run_cli_child(convert_args(small, dst, t));
+    auto r = test::run_cli_child(convert_args_interrupt(small, dst, t));
     ASSERT_EQ(r.exit_code, 0) << r.err;
     std::string prev_hash = test::tree_hash(dst);
     for (int k = 0; k < 3; ++k) {
@@ -129,7 +129,7 @@ TEST_F(Interrupt, SignalMidRunLeavesThePreviousOutputAndNoTemporaries) {
       lim.kill_after_s = std::uniform_real_distribution<double>(0.0, 0.15)(rng);
       lim.start_clock = [&] { return !temporaries_under(out).empty(); };  // the run is writing
       SCOPED_TRACE("signal " + std::to_string(signo) + " " + std::to_string(lim.kill_after_s) + " s after the first temporary");
-      auto run = test::run_cli_child(convert_args(big, dst, t), lim);
+      auto run = test::run_cli_child(convert_args_interrupt(big, dst, t), lim);
       ++runs;
       ASSERT_FALSE(run.timed_out) << run.err;
       EXPECT_EQ(run.signal, 0) << "ended by signal " << run.signal;
@@ -149,13 +149,13 @@ TEST_F(Interrupt, SignalMidRunLeavesThePreviousOutputAndNoTemporaries) {
       EXPECT_TRUE(run.exit_code == 0 || run.exit_code == 128 + signo) << run.exit_code << ": " << run.err;
       const std::string ref = tmp / "ref/" + t.dst;
       fs::create_directories(tmp / "ref");
-      auto full = test::run_cli_child(convert_args(big, ref, t));
+      auto full = test::run_cli_child(convert_args_interrupt(big, ref, t));
       ASSERT_EQ(full.exit_code, 0) << full.err;
       auto same = test::run_cli_child({"diff", ref, dst});
       EXPECT_EQ(same.exit_code, 0) << "the output of a run that finished differs: " << same.out << same.err;
       fs::remove_all(tmp / "ref");
       // A previous output again for the next round (OCDBT names its data files at random).
-      r = test::run_cli_child(convert_args(small, dst, t));
+      r = test::run_cli_child(convert_args_interrupt(small, dst, t));
       ASSERT_EQ(r.exit_code, 0) << r.err;
       prev_hash = test::tree_hash(dst);
     }

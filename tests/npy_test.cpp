@@ -41,7 +41,7 @@ std::string make_npy(const std::string& header, const std::string& data, int maj
 }
 
 template <class T>
-std::vector<T> values(const Tensor& t) {
+std::vector<T> values_npy(const Tensor& t) {
   Bytes b = t.read_all();
   std::vector<T> v(b.size() / sizeof(T));
   std::memcpy(v.data(), b.data(), b.size());
@@ -69,7 +69,7 @@ TEST(NpyFixture, FortranOrderReadsAsCOrder) {
   EXPECT_EQ(t.info.shape, (Shape{3, 4}));
   EXPECT_EQ(t.source->contiguous(), nullptr);  // column-major data is re-ordered on read
   // The file's first stored values are column 0: -6, -2, 2 ; C order starts with row 0.
-  auto v = values<std::int32_t>(t);
+  auto v = values_npy<std::int32_t>(t);
   const std::string raw = read_file(fixture("npz/fortran.npy")).substr(128);
   std::vector<std::int32_t> stored(12);
   std::memcpy(stored.data(), raw.data(), 48);
@@ -139,7 +139,7 @@ TEST(NpyHeader, BigEndianFortranIsSwappedAndReordered) {
   Checkpoint ck = read_checkpoint(dir / "be.npy");
   const Tensor& t = ck.root.find("be")->tensor();
   EXPECT_EQ(t.info, (TensorInfo{DType::I16, {2, 3}}));
-  EXPECT_EQ(values<std::int16_t>(t), (std::vector<std::int16_t>{1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(values_npy<std::int16_t>(t), (std::vector<std::int16_t>{1, 2, 3, 4, 5, 6}));
   // Partial, unaligned read through the swap source (C order bytes 3..6).
   std::byte part[4];
   t.source->read(3, part);
@@ -160,7 +160,7 @@ TEST(NpyHeader, BigEndianComplexSwapsEachHalf) {
   write_file(dir / "c.npy", make_npy("{'descr': '>c8', 'fortran_order': False, 'shape': (), }", data));
   Checkpoint ck = read_checkpoint(dir / "c.npy");
   EXPECT_EQ(ck.root.find("c")->tensor().info, (TensorInfo{DType::C64, {}}));
-  EXPECT_EQ(values<float>(ck.root.find("c")->tensor()), (std::vector<float>{1.5f, -2.25f}));
+  EXPECT_EQ(values_npy<float>(ck.root.find("c")->tensor()), (std::vector<float>{1.5f, -2.25f}));
 }
 
 TEST(NpyHeader, VersionsAndLayoutVariantsParse) {

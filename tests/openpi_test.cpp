@@ -37,7 +37,7 @@ Plan openpi_plan(const std::string& fixture, bool with_config) {
   return build_plan(prep.checkpoint, load_recipe("openpi"), po);
 }
 
-std::vector<float> floats(const Node* n) {
+std::vector<float> floats_openpi(const Node* n) {
   EXPECT_TRUE(n && n->is_tensor());
   const Tensor& t = n->tensor();
   Bytes b = t.read_all();
@@ -111,12 +111,12 @@ TEST(Openpi, ValuesLandWhereTheTableSays) {
   ASSERT_TRUE(plan.ok());
   Checkpoint src = read_checkpoint(test::fixture(f));
   const std::string L = "params/PaliGemma/llm/layers/";
-  auto w = floats(find_path(src.root, L + "attn/q_einsum/w"));        // [2, 8, 64, 16]
-  auto q = floats(find_path(plan.target, Lm + "layers.1.self_attn.q_proj.weight"));
-  auto av = floats(find_path(src.root, L + "attn/attn_vec_einsum/w"));  // [2, 8, 16, 64]
-  auto o = floats(find_path(plan.target, Lm + "layers.1.self_attn.o_proj.weight"));
-  auto kv = floats(find_path(src.root, L + "attn/kv_einsum/w"));        // [2, 2, 1, 64, 16]
-  auto v = floats(find_path(plan.target, Lm + "layers.1.self_attn.v_proj.weight"));
+  auto w = floats_openpi(find_path(src.root, L + "attn/q_einsum/w"));        // [2, 8, 64, 16]
+  auto q = floats_openpi(find_path(plan.target, Lm + "layers.1.self_attn.q_proj.weight"));
+  auto av = floats_openpi(find_path(src.root, L + "attn/attn_vec_einsum/w"));  // [2, 8, 16, 64]
+  auto o = floats_openpi(find_path(plan.target, Lm + "layers.1.self_attn.o_proj.weight"));
+  auto kv = floats_openpi(find_path(src.root, L + "attn/kv_einsum/w"));        // [2, 2, 1, 64, 16]
+  auto v = floats_openpi(find_path(plan.target, Lm + "layers.1.self_attn.v_proj.weight"));
   for (int n = 0; n < 8; ++n)
     for (int h = 0; h < 16; ++h)
       for (int d = 0; d < 64; ++d) {
@@ -125,16 +125,16 @@ TEST(Openpi, ValuesLandWhereTheTableSays) {
       }
   for (int h = 0; h < 16; ++h)
     for (int d = 0; d < 64; ++d) ASSERT_EQ(v[h * 64 + d], kv[(((1 * 2 + 1) * 1 + 0) * 64 + d) * 16 + h]);
-  auto pk = floats(find_path(src.root, "params/PaliGemma/img/embedding/kernel"));  // [14, 14, 3, 32]
-  auto pw = floats(find_path(plan.target, V + "embeddings.patch_embedding.weight"));  // [32, 3, 14, 14]
+  auto pk = floats_openpi(find_path(src.root, "params/PaliGemma/img/embedding/kernel"));  // [14, 14, 3, 32]
+  auto pw = floats_openpi(find_path(plan.target, V + "embeddings.patch_embedding.weight"));  // [32, 3, 14, 14]
   for (int oc = 0; oc < 32; oc += 7)
     for (int c = 0; c < 3; ++c)
       for (int y = 0; y < 14; y += 5)
         for (int x = 0; x < 14; x += 3) ASSERT_EQ(pw[((oc * 3 + c) * 14 + y) * 14 + x], pk[((y * 14 + x) * 3 + c) * 32 + oc]);
   // The tied head is the embedding; the expert's head is an explicit zero fill.
-  EXPECT_EQ(floats(find_path(plan.target, "paligemma_with_expert.paligemma.lm_head.weight")),
-            floats(find_path(plan.target, Lm + "embed_tokens.weight")));
-  for (float x : floats(find_path(plan.target, "paligemma_with_expert.gemma_expert.lm_head.weight"))) ASSERT_EQ(x, 0.0f);
+  EXPECT_EQ(floats_openpi(find_path(plan.target, "paligemma_with_expert.paligemma.lm_head.weight")),
+            floats_openpi(find_path(plan.target, Lm + "embed_tokens.weight")));
+  for (float x : floats_openpi(find_path(plan.target, "paligemma_with_expert.gemma_expert.lm_head.weight"))) ASSERT_EQ(x, 0.0f);
 }
 
 TEST(Openpi, LoraIsMergedFirstAndRequiresItsConfig) {
@@ -148,11 +148,11 @@ TEST(Openpi, LoraIsMergedFirstAndRequiresItsConfig) {
   lo.experts = openpi_config_file(test::fixture("openpi_pi0_tiny_lora/model.json"));
   Plan merged = build_plan(src, openpi_merge_recipe(src, lo));
   ASSERT_TRUE(merged.ok());
-  auto w = floats(find_path(merged.target, "params/PaliGemma/llm/layers/attn/q_einsum_1/w/value"));  // [2, 8, 32, 16]
+  auto w = floats_openpi(find_path(merged.target, "params/PaliGemma/llm/layers/attn/q_einsum_1/w/value"));  // [2, 8, 32, 16]
   const Node* qn = find_path(plan.target, E + "layers.0.self_attn.q_proj.weight");
   ASSERT_TRUE(qn);
   EXPECT_EQ(qn->tensor().info.dtype, DType::F32);
-  auto q = floats(qn);
+  auto q = floats_openpi(qn);
   for (int n = 0; n < 8; ++n)
     for (int h = 0; h < 16; ++h)
       for (int d = 0; d < 32; ++d) ASSERT_EQ(q[(n * 16 + h) * 32 + d], w[((0 * 8 + n) * 32 + d) * 16 + h]);

@@ -12,7 +12,7 @@ namespace {
 
 const std::string L = "params/PaliGemma/llm/layers/";
 
-void put(Node& root, const std::string& path, Shape shape, DType dt = DType::BF16) {
+void put_openpi_variants(Node& root, const std::string& path, Shape shape, DType dt = DType::BF16) {
   Node* cur = &root;
   std::size_t a = 0;
   for (std::size_t b; (b = path.find('/', a)) != std::string::npos; a = b + 1) {
@@ -27,23 +27,23 @@ void put(Node& root, const std::string& path, Shape shape, DType dt = DType::BF1
 void expert(Node& root, const std::string& s, std::int64_t depth, std::int64_t width, std::int64_t mlp, std::int64_t heads,
             std::int64_t kv, std::int64_t hd, std::int64_t r, bool fused = false) {
   if (fused) {
-    put(root, L + "attn/qkv_einsum" + s + "/w", {depth, 3, heads, width, hd});
-    if (r) put(root, L + "attn/qkv_einsum" + s + "/lora_a", {depth, 3, heads, width, r}, DType::F32);
+    put_openpi_variants(root, L + "attn/qkv_einsum" + s + "/w", {depth, 3, heads, width, hd});
+    if (r) put_openpi_variants(root, L + "attn/qkv_einsum" + s + "/lora_a", {depth, 3, heads, width, r}, DType::F32);
   } else {
-    put(root, L + "attn/q_einsum" + s + "/w", {depth, heads, width, hd});
-    put(root, L + "attn/kv_einsum" + s + "/w", {depth, 2, kv, width, hd});
+    put_openpi_variants(root, L + "attn/q_einsum" + s + "/w", {depth, heads, width, hd});
+    put_openpi_variants(root, L + "attn/kv_einsum" + s + "/w", {depth, 2, kv, width, hd});
     if (r) {
-      put(root, L + "attn/q_einsum" + s + "/lora_a", {depth, heads, width, r}, DType::F32);
-      put(root, L + "attn/kv_einsum" + s + "/lora_a", {depth, 2, kv, width, r}, DType::F32);
+      put_openpi_variants(root, L + "attn/q_einsum" + s + "/lora_a", {depth, heads, width, r}, DType::F32);
+      put_openpi_variants(root, L + "attn/kv_einsum" + s + "/lora_a", {depth, 2, kv, width, r}, DType::F32);
     }
   }
-  put(root, L + "attn/attn_vec_einsum" + s + "/w", {depth, heads, hd, width});
-  put(root, L + "mlp" + s + "/gating_einsum", {depth, 2, width, mlp});
-  put(root, L + "mlp" + s + "/linear", {depth, mlp, width});
+  put_openpi_variants(root, L + "attn/attn_vec_einsum" + s + "/w", {depth, heads, hd, width});
+  put_openpi_variants(root, L + "mlp" + s + "/gating_einsum", {depth, 2, width, mlp});
+  put_openpi_variants(root, L + "mlp" + s + "/linear", {depth, mlp, width});
   if (r) {
-    put(root, L + "attn/attn_vec_einsum" + s + "/lora_a", {depth, heads, hd, r}, DType::F32);
-    put(root, L + "mlp" + s + "/gating_einsum_lora_a", {depth, 2, width, r}, DType::F32);
-    put(root, L + "mlp" + s + "/linear_lora_a", {depth, mlp, r}, DType::F32);
+    put_openpi_variants(root, L + "attn/attn_vec_einsum" + s + "/lora_a", {depth, heads, hd, r}, DType::F32);
+    put_openpi_variants(root, L + "mlp" + s + "/gating_einsum_lora_a", {depth, 2, width, r}, DType::F32);
+    put_openpi_variants(root, L + "mlp" + s + "/linear_lora_a", {depth, mlp, r}, DType::F32);
   }
 }
 
@@ -51,7 +51,7 @@ TEST(OpenpiVariants, Pi0LoraFinetuneIsDetectedWithItsAlpha) {
   Node root = Node::dict();
   expert(root, "", 18, 2048, 16384, 8, 1, 256, 16);
   expert(root, "_1", 18, 1024, 4096, 8, 1, 256, 32);
-  put(root, "params/action_time_mlp_in/kernel", {2048, 1024}, DType::F32);  // pi0's, not pi05's time_mlp_in
+  put_openpi_variants(root, "params/action_time_mlp_in/kernel", {2048, 1024}, DType::F32);  // pi0's, not pi05's time_mlp_in
   const OpenpiDetection d = detect_openpi(root);
   ASSERT_EQ(d.experts.size(), 2u);
   EXPECT_EQ(d.experts[0].variant, "gemma_2b_lora");
@@ -75,8 +75,8 @@ TEST(OpenpiVariants, BaseVariantsAndPi05NeedNoConfig) {
   Node root = Node::dict();
   expert(root, "", 18, 2048, 16384, 8, 1, 256, 0);
   expert(root, "_1", 18, 1024, 4096, 8, 1, 256, 0);
-  put(root, L + "pre_attention_norm_1/Dense_0/kernel", {18, 1024, 3072}, DType::F32);  // adaRMS modulation
-  put(root, "params/time_mlp_in/kernel", {1024, 1024}, DType::F32);
+  put_openpi_variants(root, L + "pre_attention_norm_1/Dense_0/kernel", {18, 1024, 3072}, DType::F32);  // adaRMS modulation
+  put_openpi_variants(root, "params/time_mlp_in/kernel", {1024, 1024}, DType::F32);
   const OpenpiDetection d = detect_openpi(root);
   EXPECT_EQ(d.experts[0].variant, "gemma_2b");
   EXPECT_EQ(d.experts[1].variant, "gemma_300m");

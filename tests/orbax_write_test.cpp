@@ -26,7 +26,7 @@ namespace {
 namespace fs = std::filesystem;
 
 
-void expect_same_leaves(const Node& a, const Node& b) {
+void expect_same_leaves_orbax_write(const Node& a, const Node& b) {
   auto d = diff_trees(a, b, {});
   EXPECT_GT(d.leaves.size(), 0u);
   for (const auto& l : d.leaves) EXPECT_EQ(l.status, "equal") << l.name << " " << l.detail;
@@ -84,7 +84,7 @@ TEST(OrbaxWrite, ReproducesOrbaxFilesByteForByte) {
       ++hashed;
     }
     EXPECT_EQ(hashed, 14);
-    expect_same_leaves(ck.root, back.root);
+    expect_same_leaves_orbax_write(ck.root, back.root);
   }
 }
 
@@ -117,7 +117,7 @@ TEST(OrbaxWrite, ManagerStepDirectories) {
     EXPECT_TRUE(path_exists(out + s + "/params/commit_success.txt"));
     Checkpoint back = read_checkpoint(out, ro);
     EXPECT_EQ(back.metadata["orbax.step"], std::to_string(step));
-    expect_same_leaves(ck.root, back.root);
+    expect_same_leaves_orbax_write(ck.root, back.root);
   }
   // Latest step is found; an existing step is refused and left as it was.
   EXPECT_EQ(read_checkpoint(out).metadata["orbax.step"], "2");
@@ -208,7 +208,7 @@ TEST(OrbaxWrite, EveryLeafKindChunkedScrambledAndBothZarrVersions) {
         auto w = format_by_name("orbax").make_writer(tmp / "item", wo);
         write_scrambled(*w, tree, 7);
         Checkpoint back = read_checkpoint(tmp / "item");
-        expect_same_leaves(tree, back.root);
+        expect_same_leaves_orbax_write(tree, back.root);
         EXPECT_EQ(back.root.find("rng")->attrs.at("random_key_impl"), "threefry2x32");
         EXPECT_EQ(back.root.find("layers")->container().kind, ContainerKind::List);
         auto am = test::load_json(tmp / "item/array_metadatas/process_0")["array_metadatas"];

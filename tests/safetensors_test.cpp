@@ -92,7 +92,7 @@ TEST(Safetensors, ShardedIndexMustAgreeWithShards) {
 }
 
 // Writes a safetensors file with the given raw header and buffer.
-std::string make_file(const std::string& dir, const std::string& header, const std::string& buffer,
+std::string make_file_safetensors(const std::string& dir, const std::string& header, const std::string& buffer,
                       std::uint64_t declared = 0) {
   std::string out(8, '\0');
   std::uint64_t n = declared ? declared : header.size();
@@ -117,18 +117,18 @@ void expect_format_error(const std::string& path, const std::string& needle) {
 TEST(Safetensors, BadInputGivesClearErrors) {
   test::TempDir tmp;
   auto d = tmp.path();
-  expect_format_error(make_file(d, "{}", "", 1000), "truncated: header declares 1000 bytes but the file has 2");
-  expect_format_error(make_file(d, "{}", "", 200'000'000), "exceeds the 100 MB limit");
-  expect_format_error(make_file(d, R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", "1234"), "beyond the end");
-  expect_format_error(make_file(d, R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}})", "12345678"), "do not hold");
-  expect_format_error(make_file(d, R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[2,6]}})", "12345678"), "overlap");
-  expect_format_error(make_file(d, R"({"a":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,4]}})", "1234"), "overflow");
-  expect_format_error(make_file(d, R"({"a":{"dtype":"X9","shape":[1],"data_offsets":[0,4]}})", "1234"), "unsupported dtype");
-  expect_format_error(make_file(d, R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", "1234"), "non-negative");
-  expect_format_error(make_file(d, R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,18446744073709551615]}})", "1234"), "do not hold");
-  expect_format_error(make_file(d, std::string(100, '[') + std::string(100, ']'), ""), "start with '{'");
-  expect_format_error(make_file(d, "{\"a\":" + std::string(200, '[') + std::string(200, ']') + "}", ""), "nested deeper");
-  expect_format_error(make_file(d, "{\"a\":1", ""), "not valid JSON");
+  expect_format_error(make_file_safetensors(d, "{}", "", 1000), "truncated: header declares 1000 bytes but the file has 2");
+  expect_format_error(make_file_safetensors(d, "{}", "", 200'000'000), "exceeds the 100 MB limit");
+  expect_format_error(make_file_safetensors(d, R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", "1234"), "beyond the end");
+  expect_format_error(make_file_safetensors(d, R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}})", "12345678"), "do not hold");
+  expect_format_error(make_file_safetensors(d, R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[2,6]}})", "12345678"), "overlap");
+  expect_format_error(make_file_safetensors(d, R"({"a":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,4]}})", "1234"), "overflow");
+  expect_format_error(make_file_safetensors(d, R"({"a":{"dtype":"X9","shape":[1],"data_offsets":[0,4]}})", "1234"), "unsupported dtype");
+  expect_format_error(make_file_safetensors(d, R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", "1234"), "non-negative");
+  expect_format_error(make_file_safetensors(d, R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,18446744073709551615]}})", "1234"), "do not hold");
+  expect_format_error(make_file_safetensors(d, std::string(100, '[') + std::string(100, ']'), ""), "start with '{'");
+  expect_format_error(make_file_safetensors(d, "{\"a\":" + std::string(200, '[') + std::string(200, ']') + "}", ""), "nested deeper");
+  expect_format_error(make_file_safetensors(d, "{\"a\":1", ""), "not valid JSON");
   // Truncated copy of a real file.
   auto real = test::read_file(fixture("safetensors_single/model.safetensors"));
   test::write_file(d + "/bad.safetensors", real.substr(0, real.size() - 100));

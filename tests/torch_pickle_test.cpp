@@ -26,7 +26,7 @@ std::string i2(int v) { return std::string("M") + static_cast<char>(v & 0xff) + 
 const std::string kProto = "\x80\x02";
 const std::string kOrderedDict = glob("collections", "OrderedDict") + ")R";
 
-std::string tuple_of(const std::vector<std::string>& items) {
+std::string tuple_of_torch_pickle(const std::vector<std::string>& items) {
   std::string s = "(";
   for (const auto& i : items) s += i;
   return s + "t";
@@ -39,8 +39,8 @@ std::string tensor_v2(const std::string& storage_cls, const std::string& key, in
   for (int v : size) sz.push_back(i2(v));
   for (int v : stride) st.push_back(i2(v));
   return glob("torch._utils", "_rebuild_tensor_v2") + "(" +
-         tuple_of({uni("storage"), glob("torch", storage_cls), uni(key), uni("cpu"), i2(numel)}) + "Q" + i2(offset) +
-         tuple_of(sz) + tuple_of(st) + "\x89" + kOrderedDict + "tR";
+         tuple_of_torch_pickle({uni("storage"), glob("torch", storage_cls), uni(key), uni("cpu"), i2(numel)}) + "Q" + i2(offset) +
+         tuple_of_torch_pickle(sz) + tuple_of_torch_pickle(st) + "\x89" + kOrderedDict + "tR";
 }
 
 std::string state_dict(const std::vector<std::pair<std::string, std::string>>& items) {
@@ -135,12 +135,12 @@ TEST(PickleHostile, ReduceTricks) {
   // Rebuild functions with the wrong arity or argument types.
   EXPECT_MSG(unpickle_error(kProto + glob("torch._utils", "_rebuild_tensor_v2") + ")R."), "takes 6-7 arguments");
   EXPECT_MSG(unpickle_error(kProto + glob("torch._utils", "_rebuild_tensor_v2") +
-                            tuple_of({uni("a"), i1(0), ")", ")", "\x89", "N"}) + "R."),
+                            tuple_of_torch_pickle({uni("a"), i1(0), ")", ")", "\x89", "N"}) + "R."),
              "first argument must be a storage");
   // Persistent ids that are not storages.
-  EXPECT_MSG(unpickle_error(kProto + tuple_of({uni("module"), glob("torch", "FloatStorage"), uni("0"), uni("cpu"), i1(1)}) + "Q."),
+  EXPECT_MSG(unpickle_error(kProto + tuple_of_torch_pickle({uni("module"), glob("torch", "FloatStorage"), uni("0"), uni("cpu"), i1(1)}) + "Q."),
              "persistent id kind must be 'storage'");
-  EXPECT_MSG(unpickle_error(kProto + tuple_of({uni("storage"), uni("x"), uni("0"), uni("cpu"), i1(1)}) + "Q."),
+  EXPECT_MSG(unpickle_error(kProto + tuple_of_torch_pickle({uni("storage"), uni("x"), uni("0"), uni("cpu"), i1(1)}) + "Q."),
              "storage type must be a torch storage class");
   // BUILD, NEWOBJ and SETITEM/APPEND on the wrong objects.
   EXPECT_MSG(unpickle_error(kProto + "]" + "N" + "b."), "BUILD on a list");
@@ -265,8 +265,8 @@ TEST(PickleHostile, UnsupportedTensorKindsNameTheTensor) {
   const std::string storage = std::string(64, '\0');
   auto v3 = [&](const std::string& dtype) {
     return glob("torch._utils", "_rebuild_tensor_v3") + "(" +
-           tuple_of({uni("storage"), glob("torch.storage", "UntypedStorage"), uni("0"), uni("cpu"), i1(16)}) + "Q" +
-           i1(0) + tuple_of({i1(16)}) + tuple_of({i1(1)}) + "\x89" + kOrderedDict + glob("torch", dtype) + "tR";
+           tuple_of_torch_pickle({uni("storage"), glob("torch.storage", "UntypedStorage"), uni("0"), uni("cpu"), i1(16)}) + "Q" +
+           i1(0) + tuple_of_torch_pickle({i1(16)}) + tuple_of_torch_pickle({i1(1)}) + "\x89" + kOrderedDict + glob("torch", dtype) + "tR";
   };
   EXPECT_MSG(read_error(write_torch_zip(dir, state_dict({{"enc.w", v3("float8_e4m3fnuz")}}), {{"t/data/0", storage}})),
              "'enc.w': dtype torch.float8_e4m3fnuz is not supported");
@@ -366,10 +366,10 @@ std::string legacy_file(int view_offset, int view_size) {
   std::string sys_info = kProto + "}(" + uni("protocol_version") + i2(1001) + uni("little_endian") + "\x88" +
                          uni("type_sizes") + "}(" + uni("short") + i1(2) + uni("int") + i1(4) + uni("long") + i1(4) +
                          "uu.";
-  std::string pid = tuple_of({uni("storage"), glob("torch", "FloatStorage"), uni("root"), uni("cpu"), i1(8),
-                              tuple_of({uni("view1"), i1(view_offset), i1(view_size)})});
+  std::string pid = tuple_of_torch_pickle({uni("storage"), glob("torch", "FloatStorage"), uni("root"), uni("cpu"), i1(8),
+                              tuple_of_torch_pickle({uni("view1"), i1(view_offset), i1(view_size)})});
   std::string obj = state_dict({{"v", glob("torch._utils", "_rebuild_tensor_v2") + "(" + pid + "Q" + i1(1) +
-                                          tuple_of({i1(3)}) + tuple_of({i1(1)}) + "\x89" + kOrderedDict + "tR"}});
+                                          tuple_of_torch_pickle({i1(3)}) + tuple_of_torch_pickle({i1(1)}) + "\x89" + kOrderedDict + "tR"}});
   std::string keys = kProto + "](" + uni("root") + "e.";
   std::string data(8, '\0');
   data[0] = 8;

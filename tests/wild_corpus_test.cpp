@@ -81,7 +81,7 @@ test::ChildResult run(const std::vector<std::string>& args) {
   return test::run_cli_child(args, lim);
 }
 
-std::string describe(const test::ChildResult& r) {
+std::string describe_wild_corpus(const test::ChildResult& r) {
   return "exit " + std::to_string(r.exit_code) + ", signal " + std::to_string(r.signal) +
          (r.timed_out ? ", TIMED OUT" : "") + "\nstderr: " + r.err.substr(0, 2000);
 }
@@ -108,10 +108,10 @@ TEST_P(WildCorpus, InspectMatchesManifest) {
   ASSERT_TRUE(fs::exists(c.file)) << c.file;
   const std::string expect = c.spec.at("expect");
   const auto r = run({"inspect", "--json", "--hash", c.file});
-  ASSERT_FALSE(r.timed_out) << c.file << ": " << describe(r);
-  ASSERT_EQ(r.signal, 0) << c.file << ": killed by a signal; " << describe(r);
+  ASSERT_FALSE(r.timed_out) << c.file << ": " << describe_wild_corpus(r);
+  ASSERT_EQ(r.signal, 0) << c.file << ": killed by a signal; " << describe_wild_corpus(r);
   if (expect == "refuse") {
-    EXPECT_EQ(r.exit_code, 2) << c.file << " (" << c.spec.value("why", "") << "): " << describe(r);
+    EXPECT_EQ(r.exit_code, 2) << c.file << " (" << c.spec.value("why", "") << "): " << describe_wild_corpus(r);
     EXPECT_NE(r.err.find(c.file), std::string::npos) << "the message does not name the file " << c.file << ": " << r.err;
     // The expected words must be in what the message says, not in the path it names ("pcodec" is in both).
     std::string said = r.err;
@@ -122,7 +122,7 @@ TEST_P(WildCorpus, InspectMatchesManifest) {
     return;
   }
   ASSERT_EQ(expect, "read") << "unknown expectation in " << c.project << "/MANIFEST.json";
-  ASSERT_EQ(r.exit_code, 0) << c.file << ": " << describe(r);
+  ASSERT_EQ(r.exit_code, 0) << c.file << ": " << describe_wild_corpus(r);
   json j;
   ASSERT_NO_THROW(j = json::parse(r.out)) << r.out.substr(0, 2000);
   EXPECT_EQ(j.value("format", ""), c.spec.at("format").get<std::string>()) << c.file;
@@ -148,11 +148,11 @@ TEST_P(WildConvert, ToSafetensorsKeepsTheBytes) {
   test::TempDir tmp;
   const std::string out = tmp / "out.safetensors";
   const auto r = run({"convert", c.file, out});
-  ASSERT_FALSE(r.timed_out) << c.file << ": " << describe(r);
-  ASSERT_EQ(r.signal, 0) << c.file << ": " << describe(r);
-  ASSERT_EQ(r.exit_code, 0) << c.file << ": " << describe(r);
+  ASSERT_FALSE(r.timed_out) << c.file << ": " << describe_wild_corpus(r);
+  ASSERT_EQ(r.signal, 0) << c.file << ": " << describe_wild_corpus(r);
+  ASSERT_EQ(r.exit_code, 0) << c.file << ": " << describe_wild_corpus(r);
   const auto back = run({"inspect", "--json", "--hash", out});
-  ASSERT_EQ(back.exit_code, 0) << out << ": " << describe(back);
+  ASSERT_EQ(back.exit_code, 0) << out << ": " << describe_wild_corpus(back);
   const json j = json::parse(back.out);
   EXPECT_EQ(j.value("format", ""), "safetensors");
   expect_tensors(j.at("tensors"), c.spec.at("tensors"), c.file + " -> " + out);

@@ -17,12 +17,12 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 std::string cases_dir() { return test::data_path("zarr_cases"); }
-json manifest() { return test::load_json(cases_dir() + "/expected.json"); }
+json manifest_zarr_format() { return test::load_json(cases_dir() + "/expected.json"); }
 std::string case_path(const std::string& rel) { return cases_dir() + "/" + rel; }
 
 TEST(ZarrFormat, ManifestHasTheCasesTheIssueAsksFor) {
   std::set<std::string> paths;
-  const json m = manifest();
+  const json m = manifest_zarr_format();
   for (const auto& c : m.at("cases")) paths.insert(c.at("path").get<std::string>());
   for (const char* p : {"v2/bz2", "v2/lz4", "v2/delta", "v2/shuffle", "v2/fixedscaleoffset", "v2/zstd", "v2/blosc",
                         "v2/gzip", "v2/missing_chunk", "v2/group", "v2/group_consolidated", "v3/must_understand_false",
@@ -31,7 +31,7 @@ TEST(ZarrFormat, ManifestHasTheCasesTheIssueAsksFor) {
 }
 
 TEST(ZarrFormat, EveryCaseReadsExactlyOrIsRefusedInProcess) {
-  const json m = manifest();
+  const json m = manifest_zarr_format();
   for (const auto& c : m.at("cases")) {
     const std::string path = case_path(c.at("path").get<std::string>());
     SCOPED_TRACE(path);
@@ -51,7 +51,7 @@ TEST(ZarrFormat, EveryCaseReadsExactlyOrIsRefusedInProcess) {
 }
 
 TEST(ZarrFormat, EveryCaseThroughTheCli) {
-  const json m = manifest();
+  const json m = manifest_zarr_format();
   for (const auto& c : m.at("cases")) {
     const std::string path = case_path(c.at("path").get<std::string>());
     SCOPED_TRACE(path);
@@ -148,7 +148,7 @@ TEST(ZarrMissingChunks, CliStrictOptionReportAndWarning) {
   auto back = test::run_cli("inspect --json --hash " + tmp / "o.safetensors");
   ASSERT_EQ(back.exit_code, 0) << back.err;
   json want;
-  const json m = manifest();
+  const json m = manifest_zarr_format();
   for (const auto& c : m.at("cases"))
     if (c.at("path") == "v2/missing_chunk") want = c.at("tensors").at("missing_chunk");
   EXPECT_EQ(json::parse(back.out).at("tensors").at("missing_chunk").at("sha256"), want.at("sha256"));

@@ -78,7 +78,7 @@ std::vector<T> read_all(const ZarrArray& a) {
 }
 
 template <class F>
-std::string error_of(F&& f) {
+std::string zarr_error_of(F&& f) {
   try {
     f();
   } catch (const FormatError& e) {
@@ -193,7 +193,7 @@ TEST(ZarrV2, DtypesScalarsAndFillValues) {
         "\"zarr_format\":2}");
   f.put("a/0", raw(std::vector<std::int32_t>{1, 2}));
   EXPECT_EQ(read_all<std::int32_t>(*f.open(MissingChunks::Fill)), (std::vector<std::int32_t>{1, 2, 5}));
-  const auto msg = error_of([&] { read_all<std::int32_t>(*f.open()); });
+  const auto msg = zarr_error_of([&] { read_all<std::int32_t>(*f.open()); });
   EXPECT_NE(msg.find("array 'a'"), std::string::npos) << msg;
   EXPECT_NE(msg.find(f.tmp / "a/1"), std::string::npos) << msg;
   EXPECT_NE(msg.find("missing"), std::string::npos) << msg;
@@ -207,36 +207,36 @@ TEST(ZarrV2, HostileChunksAreRefusedBeforeAllocating) {
   // A zstd frame declaring 2^40 content bytes (single segment, 8-byte FCS) with a 4-byte raw block.
   std::string huge = "\x28\xB5\x2F\xFD\xE0" + le64(1ull << 40) + std::string("\x21\x00\x00", 3) + "abcd";
   d.put("a/0", huge);
-  auto msg = error_of([&] { read_all<float>(*d.open()); });
+  auto msg = zarr_error_of([&] { read_all<float>(*d.open()); });
   EXPECT_NE(msg.find("declares 1099511627776"), std::string::npos) << msg;
   EXPECT_NE(msg.find("array 'a'"), std::string::npos) << msg;
   EXPECT_NE(msg.find(d.tmp / "a/0"), std::string::npos) << msg;
   // Decodes to the wrong size (the chunk holds 3 floats instead of 4).
   d.put("a/0", zstd_of(raw(std::vector<float>{1, 2, 3})));
-  msg = error_of([&] { read_all<float>(*d.open()); });
+  msg = zarr_error_of([&] { read_all<float>(*d.open()); });
   EXPECT_NE(msg.find("expected 16"), std::string::npos) << msg;
   // Not zstd at all; blosc header lying about its size; uncompressed chunk of the wrong size.
   d.put("a/0", "this is not a zstd frame");
-  EXPECT_NE(error_of([&] { read_all<float>(*d.open()); }).find("zstd"), std::string::npos);
+  EXPECT_NE(zarr_error_of([&] { read_all<float>(*d.open()); }).find("zstd"), std::string::npos);
   // Metadata: chunk too large, rank mismatch, filters, unknown compressor.
   d.put("a/.zarray",
         "{\"chunks\":[4000000000,4000000000],\"compressor\":null,\"dtype\":\"<f4\",\"fill_value\":null,"
         "\"order\":\"C\",\"shape\":[4,4],\"zarr_format\":2}");
-  EXPECT_NE(error_of([&] { d.open(); }).find("too large"), std::string::npos);
+  EXPECT_NE(zarr_error_of([&] { d.open(); }).find("too large"), std::string::npos);
   d.put("a/.zarray", "{\"chunks\":[4],\"compressor\":null,\"dtype\":\"<f4\",\"shape\":[4,4],\"zarr_format\":2}");
-  EXPECT_NE(error_of([&] { d.open(); }).find("rank"), std::string::npos);
+  EXPECT_NE(zarr_error_of([&] { d.open(); }).find("rank"), std::string::npos);
   d.put("a/.zarray",
         "{\"chunks\":[4],\"compressor\":null,\"dtype\":\"<f4\",\"filters\":[{\"id\":\"delta\"}],\"shape\":[4],"
         "\"zarr_format\":2}");
-  EXPECT_NE(error_of([&] { d.open(); }).find("filter 'delta': 'dtype' must be a dtype string"), std::string::npos);
+  EXPECT_NE(zarr_error_of([&] { d.open(); }).find("filter 'delta': 'dtype' must be a dtype string"), std::string::npos);
   d.put("a/.zarray", "{\"chunks\":[4],\"compressor\":{\"id\":\"lzma\"},\"dtype\":\"<f4\",\"shape\":[4],\"zarr_format\":2}");
-  EXPECT_NE(error_of([&] { d.open(); }).find("lzma"), std::string::npos);
+  EXPECT_NE(zarr_error_of([&] { d.open(); }).find("lzma"), std::string::npos);
   d.put("a/.zarray", "{\"chunks\":[4],\"compressor\":{\"id\":\"blosc\"},\"dtype\":\"<f4\",\"shape\":[4],\"zarr_format\":2}");
   std::string b = blosc_of(raw(std::vector<float>{1, 2, 3, 4, 5, 6, 7, 8}), 4);  // 32 bytes, not 16
   d.put("a/0", b);
-  EXPECT_NE(error_of([&] { read_all<float>(*d.open()); }).find("blosc header declares 32"), std::string::npos);
+  EXPECT_NE(zarr_error_of([&] { read_all<float>(*d.open()); }).find("blosc header declares 32"), std::string::npos);
   std::filesystem::remove(d.tmp / "a/.zarray");
-  EXPECT_NE(error_of([&] { d.open(); }).find("missing"), std::string::npos);
+  EXPECT_NE(zarr_error_of([&] { d.open(); }).find("missing"), std::string::npos);
 }
 
 // A v3 array: transpose [1,0] then big-endian bytes then gzip then crc32c.
@@ -257,7 +257,7 @@ TEST(ZarrV3, TransposeEndianGzipCrc32c) {
   EXPECT_EQ(read_all<std::int32_t>(*d.open()), (std::vector<std::int32_t>{0, 1, 2, 3, 4, 5, 6, 7}));
   enc[3] ^= 1;
   d.put("a/c/0/0", enc);
-  EXPECT_NE(error_of([&] { read_all<std::int32_t>(*d.open()); }).find("crc32c mismatch"), std::string::npos);
+  EXPECT_NE(zarr_error_of([&] { read_all<std::int32_t>(*d.open()); }).find("crc32c mismatch"), std::string::npos);
 }
 
 std::string v3_sharded(const std::string& loc, const std::string& extra = "") {
@@ -303,7 +303,7 @@ TEST(ZarrV3, ShardingIndexedStartEndAndMissingInner) {
     std::iota(want.begin(), want.end(), 0);
     EXPECT_EQ(read_all<std::uint16_t>(*d.open()), want) << loc;
     d.put("a/c/0/0", shard(true));
-    auto msg = error_of([&] { read_all<std::uint16_t>(*d.open()); });
+    auto msg = zarr_error_of([&] { read_all<std::uint16_t>(*d.open()); });
     EXPECT_NE(msg.find("inner chunk 3 of the shard is missing"), std::string::npos) << msg;
     EXPECT_NE(msg.find(d.tmp / "a/c/0/0"), std::string::npos) << msg;
     for (int k : {10, 11, 14, 15}) want[k] = 9;  // fill_value
@@ -311,7 +311,7 @@ TEST(ZarrV3, ShardingIndexedStartEndAndMissingInner) {
     std::string s = shard(false);
     s[loc == "start" ? 1 : s.size() - 10] ^= 1;  // corrupt the index
     d.put("a/c/0/0", s);
-    EXPECT_NE(error_of([&] { read_all<std::uint16_t>(*d.open()); }).find("shard index crc32c mismatch"),
+    EXPECT_NE(zarr_error_of([&] { read_all<std::uint16_t>(*d.open()); }).find("shard index crc32c mismatch"),
               std::string::npos);
   }
 }
@@ -501,12 +501,12 @@ TEST(ZarrStream, DecodeAheadMatchesAndReportsErrors) {
 
   const std::string cut = frame.substr(0, frame.size() / 2);
   auto t = stream(cut);
-  auto msg = error_of([&] { t->read(std::as_writable_bytes(std::span(got.data(), got.size()))); });
+  auto msg = zarr_error_of([&] { t->read(std::as_writable_bytes(std::span(got.data(), got.size()))); });
   EXPECT_NE(msg.find("truncated"), std::string::npos) << msg;
   const std::string longer = frame + "zz";
   auto u = stream(longer);
   u->read(std::as_writable_bytes(std::span(got.data(), got.size())));
-  msg = error_of([&] { u->finish(); });
+  msg = zarr_error_of([&] { u->finish(); });
   EXPECT_NE(msg.find("2 trailing bytes"), std::string::npos) << msg;
   auto w = stream(frame);
   w->read(std::as_writable_bytes(std::span(got.data(), 100)));
@@ -540,7 +540,7 @@ TEST(ZarrStream, SingleInnerChunkShardAndBrokenStreams) {
 
   auto stream_error = [&](const std::string& stored) {
     d.put("a/c/0/0", stored);
-    return error_of([&] { read_all<std::uint16_t>(*d.open()); });
+    return zarr_error_of([&] { read_all<std::uint16_t>(*d.open()); });
   };
   const std::string frame = zstd_of(raw(want));
   std::string msg = stream_error(shard(frame.substr(0, frame.size() - 3)));

@@ -17,13 +17,13 @@ std::span<const std::byte> as_bytes_of(const std::string& s) { return std::as_by
 std::string to_string(const Bytes& b) { return std::string(reinterpret_cast<const char*>(b.data()), b.size()); }
 std::string to_string(std::span<const std::byte> b) { return std::string(reinterpret_cast<const char*>(b.data()), b.size()); }
 
-std::uint32_t crc_of(const std::string& s) {
+std::uint32_t crc_of_zip(const std::string& s) {
   return static_cast<std::uint32_t>(::crc32(0, reinterpret_cast<const Bytef*>(s.data()), static_cast<uInt>(s.size())));
 }
 
 // Writes `members` through ZipWriter, feeding each member in 3 pieces in reverse order from
 // several threads, and commits to `path`.
-void write_zip(const std::string& path, const std::vector<std::pair<std::string, std::string>>& members,
+void write_zip_zip(const std::string& path, const std::vector<std::pair<std::string, std::string>>& members,
                bool force_zip64, std::uint64_t alignment = 64) {
   AtomicFile out(path);
   std::vector<ZipWriter::Member> ms;
@@ -53,7 +53,7 @@ std::vector<std::pair<std::string, std::string>> sample_members() {
 void expect_round_trip(bool force_zip64) {
   test::TempDir dir;
   auto members = sample_members();
-  write_zip(dir / "a.zip", members, force_zip64);
+  write_zip_zip(dir / "a.zip", members, force_zip64);
   ZipReader zr(MappedFile::open(dir / "a.zip"));
   ASSERT_EQ(zr.entries().size(), members.size());
   for (std::size_t i = 0; i < members.size(); ++i) {
@@ -62,7 +62,7 @@ void expect_round_trip(bool force_zip64) {
     EXPECT_EQ(e.method, 0);
     EXPECT_EQ(e.uncompressed_size, members[i].second.size());
     EXPECT_EQ(e.data_offset % 64, 0u) << e.name;
-    EXPECT_EQ(e.crc32, crc_of(members[i].second)) << e.name;
+    EXPECT_EQ(e.crc32, crc_of_zip(members[i].second)) << e.name;
     EXPECT_EQ(to_string(zr.stored_bytes(e)), members[i].second);
     EXPECT_EQ(to_string(zr.read(e)), members[i].second);
   }
@@ -212,7 +212,7 @@ std::string assemble(const std::vector<RawMember>& ms) {
 RawMember stored_member(std::string name, std::string data, bool descriptor = false) {
   RawMember m;
   m.name = std::move(name);
-  m.crc = crc_of(data);
+  m.crc = crc_of_zip(data);
   m.usize = static_cast<std::uint32_t>(data.size());
   m.payload = std::move(data);
   m.descriptor = descriptor;
@@ -222,7 +222,7 @@ RawMember deflated_member(std::string name, const std::string& data, std::uint32
   RawMember m;
   m.name = std::move(name);
   m.method = 8;
-  m.crc = crc_of(data);
+  m.crc = crc_of_zip(data);
   m.usize = declared;
   m.payload = raw_deflate(data);
   return m;
