@@ -1,4 +1,4 @@
-// CRC-32 (the IEEE polynomial of zip, gzip and PNG; zlib's implementation), with the
+// CRC-32 (the IEEE polynomial of zip, gzip and PNG; libdeflate's implementation), with the
 // combination of two adjacent ranges' CRCs. io/zip_crc.h verifies zip members with it.
 #pragma once
 

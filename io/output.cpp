@@ -87,15 +87,28 @@ AtomicFile::AtomicFile(std::string final_path) : final_(std::move(final_path)), 
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd_ < 0) throw_errno(final_, "cannot create temporary output " + tmp_);
   reg.live.insert(tmp_);
+  direct_ = std::make_unique<DirectWriter>(tmp_);
+  if (!direct_->active()) direct_.reset();
 }
 
 AtomicFile::~AtomicFile() {
+  direct_.reset();
   if (fd_ >= 0) ::close(fd_);
   if (!committed_) ::unlink(tmp_.c_str());
   forget(tmp_);
 }
 
 void AtomicFile::pwrite(std::uint64_t offset, std::span<const std::byte> data) {
+  if (direct_) {
+    const DirectWriter::Rest rest = direct_->write(offset, data);
+    buffered_write(rest.head_offset, rest.head);
+    buffered_write(rest.tail_offset, rest.tail);
+  } else {
+    buffered_write(offset, data);
+  }
+}
+
+void AtomicFile::buffered_write(std::uint64_t offset, std::span<const std::byte> data) {
   const std::byte* p = data.data();
   std::size_t left = data.size();
   while (left > 0) {
@@ -122,6 +135,7 @@ void AtomicFile::truncate(std::uint64_t size) {
 }
 
 void AtomicFile::commit() {
+  direct_.reset();
   if (::fsync(fd_) != 0) throw_errno(final_, "fsync failed");
   if (::close(fd_) != 0) {
     fd_ = -1;

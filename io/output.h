@@ -16,13 +16,18 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "io/direct_io.h"
+
 namespace ckb {
 
-// A file written at explicit offsets (thread-safe pwrite), published by commit().
+// A file written at explicit offsets (thread-safe pwrite), published by commit(). Large
+// writes bypass the page cache where the filesystem allows it (io/direct_io.h); the rest is
+// buffered and pushed towards the disk as it is written, so dirty pages never pile up.
 class AtomicFile {
  public:
   explicit AtomicFile(std::string final_path);
@@ -42,8 +47,10 @@ class AtomicFile {
   const std::string& final_path() const { return final_; }
 
  private:
+  void buffered_write(std::uint64_t offset, std::span<const std::byte> data);
   std::string final_, tmp_;
   int fd_ = -1;
+  std::unique_ptr<DirectWriter> direct_;  // null when the filesystem refuses O_DIRECT
   bool committed_ = false;
 };
 

@@ -10,7 +10,7 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
   build-essential cmake ninja-build pkg-config git \
-  libzstd-dev zlib1g-dev libssl-dev libblosc-dev libopenblas-dev libbz2-dev liblz4-dev \
+  libzstd-dev zlib1g-dev libssl-dev libblosc-dev libopenblas-dev libbz2-dev liblz4-dev libdeflate-dev \
   nlohmann-json3-dev libfmt-dev libcli11-dev \
   libgtest-dev libgmock-dev libbenchmark-dev \
   python3 python3-numpy python3-pytest python3-pip python3-setuptools python3-wheel time zsh >/dev/null
