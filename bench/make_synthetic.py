@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Writes a synthetic safetensors checkpoint for benchmarks: `--layers` transformer-like layers
 (q/k/v/o, gate/up/down, norms) in bfloat16, so a 4 GB file has hundreds of tensors with realistic
-names and sizes. Values are random bytes (bf16 NaN patterns included, which is fine for layout and
-cast throughput). Uses only NumPy.
+names and sizes. Values are normal with std 0.02 like trained weights (a 64 MiB block repeated), so
+casts and compression do realistic work. Uses only NumPy.
 
     python3 make_synthetic.py OUT.safetensors --gb 4
 """
@@ -35,7 +35,10 @@ def main():
     hj = json.dumps(header).encode()
     hj += b" " * ((8 - len(hj) % 8) % 8)
     rng = np.random.default_rng(0)
-    block = rng.integers(0, 2**16, size=32 << 20, dtype=np.uint16).view(np.uint8)  # 64 MiB of random bytes
+    # 64 MiB of bfloat16 values drawn like trained weights (normal, std 0.02; the top half of
+    # each float32), so compression (Orbax's zstd) sees realistic bytes.
+    w = (rng.standard_normal(32 << 20, dtype=np.float32) * np.float32(0.02)).view(np.uint32)
+    block = (w >> 16).astype(np.uint16).view(np.uint8)
     with open(a.out, "wb") as f:
         f.write(struct.pack("<Q", len(hj)))
         f.write(hj)

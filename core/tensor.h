@@ -76,6 +76,13 @@ class TensorSource {
   // True when reads of disjoint ranges from several threads at once are efficient (each
   // computes only its range). The executor then splits a large tensor across workers.
   virtual bool parallel_reads() const { return false; }
+  // A hint that bytes [offset, offset + len) will be read soon: a source over a mapped file
+  // asks the kernel to start reading them from disk in the background, so the reads that
+  // follow overlap with the writes before them. Never blocks; the default does nothing.
+  virtual void prefetch(std::uint64_t offset, std::uint64_t len) const {
+    (void)offset;
+    (void)len;
+  }
   // Drops cached/computed data once the consumer has read everything it needs. A later
   // read recomputes. Must be safe to call when nothing is cached.
   virtual void release() const {}

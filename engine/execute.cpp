@@ -14,10 +14,13 @@
 #include <thread>
 
 #include "core/errors.h"
+#include "io/direct_io.h"
 #include "ops/cast.h"
 
 namespace ckb {
 namespace {
+
+constexpr std::size_t kBlock = DirectWriter::kBlock;
 
 class ByteWindow {
  public:
@@ -175,8 +178,14 @@ ExecResult execute(const Node& target, const Format& fmt, const std::string& dst
         double sum = 0;
         // A zero-copy source goes to the writer in one call: writers that encode whole
         // chunks (Orbax/zarr) can then compress straight from the mapping instead of
-        // gathering pieces into a buffer.
-        if (direct) writer->write(i, 0, {direct, static_cast<std::size_t>(n)});
+        // gathering pieces into a buffer. Its bytes are asked for from disk first, so they
+        // stream in while the writer works.
+        if (direct) {
+          t.source->prefetch(0, n);
+          writer->write(i, 0, {direct, static_cast<std::size_t>(n)});
+        } else {
+          t.source->prefetch(item.off, std::min(item.len, chunk));
+        }
         const std::uint64_t end = item.off + item.len;
         for (std::uint64_t off = item.off; off < end; off += chunk) {
           std::size_t len = static_cast<std::size_t>(std::min(chunk, end - off));
@@ -184,9 +193,14 @@ ExecResult execute(const Node& target, const Format& fmt, const std::string& dst
           if (direct) {
             p = direct + off;
           } else {
-            if (buf.size() < len) buf = Bytes(static_cast<std::size_t>(std::min(n, chunk)));
-            t.source->read(off, {buf.data(), len});
-            p = buf.data();
+            // The next piece streams in from disk while this one is computed and written.
+            if (off + len < end) t.source->prefetch(off + len, std::min(chunk, end - off - len));
+            // Laid out like the output file (same offset modulo the block), so a direct write
+            // of it needs no copy.
+            const std::size_t phase = static_cast<std::size_t>(writer->file_position(i, off).value_or(0) % kBlock);
+            if (buf.size() < len + phase) buf = Bytes(static_cast<std::size_t>(std::min(n, chunk)) + kBlock);
+            t.source->read(off, {buf.data() + phase, len});
+            p = buf.data() + phase;
           }
           if (!direct) writer->write(i, off, {p, len});
           if (eo.stats && !dtype_is_bytes_only(t.info.dtype)) accumulate_stats(st, t.info.dtype, p, len / dtype_size(t.info.dtype), sum);

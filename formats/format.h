@@ -75,6 +75,15 @@ class Writer {
   virtual void write(std::size_t slot, std::uint64_t offset, std::span<const std::byte> data) = 0;
   // Every slot must have been fully written. Publishes the output (temp name -> final).
   virtual void commit() = 0;
+  // Where byte `offset` of slot `slot` lands in its output file, for writers that store
+  // tensor bytes verbatim at positions fixed in begin() (safetensors, .pt, .npy, .npz);
+  // nullopt otherwise. Callers use it to lay out their buffers like the file (same offset
+  // modulo the block size), so large writes go to the disk without a copy (io/direct_io.h).
+  virtual std::optional<std::uint64_t> file_position(std::size_t slot, std::uint64_t offset) const {
+    (void)slot;
+    (void)offset;
+    return std::nullopt;
+  }
 };
 
 struct Format {

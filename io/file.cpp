@@ -73,6 +73,11 @@ void MappedFile::will_need(std::uint64_t off, std::uint64_t len) const {
   advise(data_, size_, off, len, MADV_WILLNEED);
 }
 
+void MappedRangeSource::prefetch(std::uint64_t offset, std::uint64_t len) const {
+  if (offset >= len_) return;
+  file_->will_need(offset_ + offset, std::min(len, len_ - offset));
+}
+
 MappedRangeSource::MappedRangeSource(MappedFilePtr file, std::uint64_t offset, std::uint64_t len, std::string what)
     : file_(std::move(file)), offset_(offset), len_(len), what_(std::move(what)) {
   file_->range(offset_, len_, what_.c_str());

@@ -51,6 +51,7 @@ class MappedRangeSource final : public TensorSource {
   void read(std::uint64_t offset, std::span<std::byte> out) const override;
   const std::byte* contiguous() const override { return file_->data() + offset_; }
   std::string describe() const override;
+  void prefetch(std::uint64_t offset, std::uint64_t len) const override;
   // Drops this range's pages from the process (they stay in the page cache), so streaming
   // a file larger than RAM through mmap does not grow the resident set.
   void release() const override { file_->drop_pages(offset_, len_); }

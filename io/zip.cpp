@@ -135,6 +135,9 @@ class StoredMemberSource final : public TensorSource {
   }
   std::string describe() const override { return file_->path() + ":" + name_ + " @" + std::to_string(begin_); }
   bool parallel_reads() const override { return true; }
+  void prefetch(std::uint64_t offset, std::uint64_t len) const override {
+    if (offset < len_) file_->will_need(begin_ + offset, std::min(len, len_ - offset));
+  }
   void release() const override { file_->drop_pages(begin_, len_); }
 
  private:

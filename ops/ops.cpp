@@ -112,6 +112,12 @@ class SliceSource final : public TensorSource {
   std::string describe() const override { return what_; }
   std::uint64_t resident_bytes() const override { return base_.source->resident_bytes(); }
   void release() const override { base_.source->release(); }
+  void prefetch(std::uint64_t offset, std::uint64_t len) const override {
+    // The base rows the range touches (with the bytes between slices: one hint, not many).
+    if (len_ == 0) return;
+    const std::uint64_t first = offset / len_, last = (offset + len + len_ - 1) / len_;
+    base_.source->prefetch(first * in_row_ + start_, (last - first) * in_row_);
+  }
 
  private:
   Tensor base_;

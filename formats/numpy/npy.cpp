@@ -212,6 +212,7 @@ class SwapSource final : public TensorSource {
     std::memcpy(out.data(), tmp.data() + (offset - start), out.size());
   }
   std::string describe() const override { return what_ + " (byte-swapped)"; }
+  void prefetch(std::uint64_t offset, std::uint64_t len) const override { base_->prefetch(offset, len); }
 
  private:
   SourcePtr base_;
@@ -237,6 +238,7 @@ class AlignedReadSource final : public TensorSource {
   }
   const std::byte* contiguous() const override { return base_->contiguous(); }
   std::string describe() const override { return base_->describe(); }
+  void prefetch(std::uint64_t offset, std::uint64_t len) const override { base_->prefetch(offset, len); }
 
  private:
   SourcePtr base_;

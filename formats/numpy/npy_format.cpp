@@ -50,6 +50,11 @@ class NpyWriter final : public Writer {
     file_->pwrite(header_.size() + offset, data);
   }
 
+  std::optional<std::uint64_t> file_position(std::size_t slot, std::uint64_t offset) const override {
+    if (!file_ || slot != 0) return std::nullopt;
+    return header_.size() + offset;
+  }
+
   void commit() override {
     if (!file_) throw MappingError(path_, "npy writer: commit() before begin()");
     file_->commit();

@@ -140,6 +140,11 @@ class NpzWriter final : public Writer {
     zip_->write(slot, headers_[slot].size() + offset, data);
   }
 
+  std::optional<std::uint64_t> file_position(std::size_t slot, std::uint64_t offset) const override {
+    if (!zip_ || slot >= headers_.size()) return std::nullopt;
+    return zip_->data_offset(slot) + headers_[slot].size() + offset;
+  }
+
   void commit() override {
     if (!zip_) throw MappingError(path_, "npz writer: commit() before begin()");
     zip_->finish();

@@ -115,6 +115,11 @@ class SafetensorsWriter final : public Writer {
     shards_[s.shard].file->pwrite(s.file_offset + offset, data);
   }
 
+  std::optional<std::uint64_t> file_position(std::size_t slot, std::uint64_t offset) const override {
+    if (slot >= slots_.size()) return std::nullopt;
+    return slots_[slot].file_offset + offset;
+  }
+
   void commit() override {
     for (auto& sh : shards_) sh.file->commit();  // inside the temp dir when sharded
     if (dir_) {

@@ -169,6 +169,11 @@ class TorchWriter final : public Writer {
     zip_->write(first_storage_ + slot, offset, data);
   }
 
+  std::optional<std::uint64_t> file_position(std::size_t slot, std::uint64_t offset) const override {
+    if (!zip_ || slot >= slot_of_.size()) return std::nullopt;
+    return zip_->data_offset(first_storage_ + slot) + offset;
+  }
+
   void commit() override {
     if (!zip_) throw UsageError("torch writer: commit() before begin()");
     zip_->finish();

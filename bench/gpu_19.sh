@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Issue #19's measurements on the GPU host (jax, orbax, torch, safetensors installed; ckptbridge
+# set up by tools/pack_device.sh's env.sh). Every number is measured in this run, cold page
+# cache before each timed command (bench/pi0/timed.py --cold). Phases, in the order given:
+#   env     versions, cores, memory, disk
+#   pi0     the pi0-sized openpi LoRA checkpoint (bench/pi0/make_pi0_sized.py) -> openpi PyTorch
+#           safetensors (merged, f32): ours vs reading the checkpoint + a durable write of the
+#           output bytes, vs the Python path (bench/pi0/python_baseline.py)
+#   orbax   safetensors (pi0-sized, largest array 2.4 GB) -> Orbax zstd: ours vs Orbax's own save
+#           of the same arrays (bench/python/orbax_save.py); ours read back and compared
+#   matrix  bench/matrix.py --python at MATRIX_SIZES (default 1,4) into $OUT/gpu.jsonl
+#   bash bench/gpu_19.sh env pi0 orbax matrix 2>&1 | tee log
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${OUT:-/tmp/gpu19}
+W=${W:-/tmp/pi0}
+CK=$W/ckpt
+T="python3 $ROOT/bench/pi0/timed.py"
+mkdir -p "$OUT" "$W"
+for phase in "$@"; do
+  echo "### phase $phase ($(date -u +%T))"
+  case $phase in
+  env)
+    python3 -c 'import sys, jax, orbax.checkpoint as o, torch, safetensors; print("python", sys.version.split()[0], "jax", jax.__version__, "orbax", o.__version__, "torch", torch.__version__, "safetensors", safetensors.__version__)'
+    echo "cores $(nproc); $(free -g | sed -n 2p)"; df -h "$W" | tail -1
+    ;;
+  pi0)
+    [ -d "$CK/1000/params" ] || python3 "$ROOT/bench/pi0/make_pi0_sized.py" "$CK" > /dev/null
+    echo "checkpoint: $(du -sb "$CK/1000/params" | cut -f1) bytes in params"
+    ckptbridge inspect --json "$CK/1000/params" | python3 -c 'import json,sys,math; t=json.load(sys.stdin)["tensors"]; b={"BF16":2,"F32":4}; print("largest input tensor bytes", max(math.prod(v["shape"])*b.get(v["dtype"],4) for v in t.values()))'
+    for rep in 1 2; do
+      $T raw_read_params_r$rep --cold -- sh -c "find '$CK/1000/params' -type f -exec cat {} + > /dev/null"
+      rm -f "$W/pt.safetensors"
+      $T ckb_openpi_merged_f32_r$rep --cold -- ckptbridge convert -q "$CK/1000/params" "$W/pt.safetensors" --recipe openpi
+    done
+    echo "output bytes $(stat -c %s "$W/pt.safetensors")"
+    cat "$W/pt.safetensors" > /dev/null  # warm: the baseline writes its bytes, it does not read them from disk
+    $T durable_write_output_bytes -- dd if="$W/pt.safetensors" of="$W/copy.bin" bs=16M conv=fsync status=none
+    rm -f "$W/copy.bin"
+    $T python_restore_merge_save --cold -- python3 "$ROOT/bench/pi0/python_baseline.py" "$CK/1000/params" "$W/py.safetensors"
+    python3 "$ROOT/bench/pi0/check_openpi.py" "$W/pt.safetensors" "$W/py.safetensors"
+    rm -f "$W/py.safetensors"
+    ;;
+  orbax)
+    [ -f "$W/stacked.safetensors" ] || ckptbridge convert -q "$CK/1000/params" "$W/stacked.safetensors"
+    echo "input $(stat -c %s "$W/stacked.safetensors") bytes"
+    for rep in 1 2; do
+      rm -rf "$W/ours_orbax" "$W/py_orbax"
+      $T ckb_safetensors_to_orbax_zstd_r$rep --cold -- ckptbridge convert -q "$W/stacked.safetensors" "$W/ours_orbax" --to orbax
+      $T orbax_save_same_arrays_r$rep --cold -- python3 "$ROOT/bench/python/orbax_save.py" "$W/stacked.safetensors" "$W/py_orbax"
+    done
+    echo "sizes: ours $(du -sb "$W/ours_orbax" | cut -f1) orbax $(du -sb "$W/py_orbax" | cut -f1)"
+    ckptbridge convert -q "$W/ours_orbax" "$W/back.safetensors" && ckptbridge diff "$W/stacked.safetensors" "$W/back.safetensors" > /dev/null \
+      && echo "ours_orbax reads back bit-identical (ckptbridge diff)"
+    JAX_PLATFORMS=cpu python3 - "$W/ours_orbax" "$W/stacked.safetensors" <<'PY'
+import sys, json, struct, numpy as np, orbax.checkpoint as ocp
+r = ocp.PyTreeCheckpointer().restore(sys.argv[1])
+flat = {}
+def walk(p, v):
+    if isinstance(v, dict):
+        for k, x in v.items(): walk(p + [k], x)
+    else: flat[".".join(p)] = v
+walk([], r)
+bad = 0
+with open(sys.argv[2], "rb") as f:
+    n = struct.unpack("<Q", f.read(8))[0]; h = json.loads(f.read(n)); base = 8 + n
+    for k, m in h.items():
+        if k == "__metadata__": continue
+        a, b = m["data_offsets"]; f.seek(base + a); raw = f.read(b - a)
+        got = np.asarray(flat[k.replace("/", ".")]).tobytes()
+        bad += got != raw
+print(f"Orbax restored our output: {len(flat)} arrays, {bad} differ from the safetensors bytes")
+PY
+    rm -rf "$W/ours_orbax" "$W/py_orbax" "$W/back.safetensors"
+    ;;
+  matrix)
+    python3 "$ROOT/bench/matrix.py" --bin "$(command -v ckptbridge)" --work "$W/matrix" --sizes "${MATRIX_SIZES:-1,4}" \
+      --reps "${MATRIX_REPS:-1}" --python --out "$OUT/gpu.jsonl" --host gpu-host 2>&1 | cut -c1-160
+    rm -rf "$W/matrix"
+    ;;
+  *) echo "unknown phase $phase" >&2; exit 2 ;;
+  esac
+done
