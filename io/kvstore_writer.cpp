@@ -9,15 +9,30 @@
 namespace ckb {
 namespace {
 
+// A value as a file: written at increasing offsets into a temporary, renamed at close().
+class FileSink final : public KvValueSink {
+ public:
+  explicit FileSink(const std::string& path) : file_(path) {}
+  void append(std::span<const std::byte> bytes) override {
+    if (bytes.empty()) return;
+    file_.pwrite(size_, bytes);
+    size_ += bytes.size();
+  }
+  void close() override { file_.commit(); }
+
+ private:
+  AtomicFile file_;
+  std::uint64_t size_ = 0;
+};
+
 class DirectoryKvWriter final : public KvWriter {
  public:
   explicit DirectoryKvWriter(std::string root) : root_(std::move(root)) {}
-  using KvWriter::put;
-  void put(const std::string& key, std::span<const std::byte> value) override {
+  std::unique_ptr<KvValueSink> begin_value(const std::string& key) override {
     check_key(key);
     const std::string path = root_ + "/" + key;
     make_dirs(std::filesystem::path(path).parent_path().string());
-    write_small_file(path, std::string_view(reinterpret_cast<const char*>(value.data()), value.size()));
+    return std::make_unique<FileSink>(path);
   }
   void finish() override {}
 
@@ -38,10 +53,18 @@ class DirectoryKvWriter final : public KvWriter {
 };
 
 class OcdbtKvWriter final : public KvWriter {
+  struct Sink final : KvValueSink {
+    explicit Sink(std::unique_ptr<ocdbt::OcdbtWriter::ValueStream> s) : s(std::move(s)) {}
+    void append(std::span<const std::byte> bytes) override { s->append(bytes); }
+    void close() override { s->close(); }
+    std::unique_ptr<ocdbt::OcdbtWriter::ValueStream> s;
+  };
+
  public:
   OcdbtKvWriter(std::string root, ocdbt::WriterConfig config) : w_(std::move(root), config) {}
-  using KvWriter::put;
-  void put(const std::string& key, std::span<const std::byte> value) override { w_.put(key, value); }
+  std::unique_ptr<KvValueSink> begin_value(const std::string& key) override {
+    return std::make_unique<Sink>(w_.begin_value(key));
+  }
   void finish() override { w_.finish(); }
 
  private:
