@@ -91,7 +91,8 @@ ExecResult execute(const Node& target, const Format& fmt, const std::string& dst
   // by one worker, which a streaming source serves without holding anything resident.
   const unsigned nthreads = threads;
   auto split = [&](const Tensor& t) {
-    return t.info.nbytes() >= 4 * chunk && nthreads > 1 && !t.source->contiguous() && t.source->parallel_reads();
+    return t.info.nbytes() >= 4 * chunk && nthreads > 1 && !t.source->contiguous() && t.source->parallel_reads() &&
+           !writer->streams_in_order();
   };
   std::vector<std::uint64_t> cost(tensors.size());
   std::vector<std::size_t> order(tensors.size());
@@ -173,10 +174,6 @@ ExecResult execute(const Node& target, const Format& fmt, const std::string& dst
         } guard{window, c, t, pending[i], tensors_done};
         TensorStats st;
         double sum = 0;
-        // A zero-copy source goes to the writer in one call: writers that encode whole
-        // chunks (Orbax/zarr) can then compress straight from the mapping instead of
-        // gathering pieces into a buffer.
-        if (direct) writer->write(i, 0, {direct, static_cast<std::size_t>(n)});
         const std::uint64_t end = item.off + item.len;
         for (std::uint64_t off = item.off; off < end; off += chunk) {
           std::size_t len = static_cast<std::size_t>(std::min(chunk, end - off));
@@ -188,8 +185,11 @@ ExecResult execute(const Node& target, const Format& fmt, const std::string& dst
             t.source->read(off, {buf.data(), len});
             p = buf.data();
           }
-          if (!direct) writer->write(i, off, {p, len});
+          // A zero-copy source is written straight from its memory, piece by piece, each
+          // piece released once used: a mapped input then never grows the resident set.
+          writer->write(i, off, {p, len});
           if (eo.stats && !dtype_is_bytes_only(t.info.dtype)) accumulate_stats(st, t.info.dtype, p, len / dtype_size(t.info.dtype), sum);
+          if (direct) t.source->release_range(off, len);
           done_bytes += len;
           if (eo.cancel) eo.cancel->throw_if_cancelled();
         }

@@ -75,6 +75,10 @@ class Writer {
   virtual void write(std::size_t slot, std::uint64_t offset, std::span<const std::byte> data) = 0;
   // Every slot must have been fully written. Publishes the output (temp name -> final).
   virtual void commit() = 0;
+  // True when the writer consumes each tensor's bytes front to back (it streams them into a
+  // compressor): a caller should then write a tensor from one thread, in order; ranges that
+  // arrive ahead of their turn are accepted but held in memory until then.
+  virtual bool streams_in_order() const { return false; }
 };
 
 struct Format {

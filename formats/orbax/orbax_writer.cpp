@@ -283,6 +283,8 @@ class OrbaxWriter final : public Writer {
     }
   }
 
+  bool streams_in_order() const override { return true; }
+
   // Streams still open (a failed or cancelled run) end before the store they write to.
   ~OrbaxWriter() override { slots_.clear(); }
 
