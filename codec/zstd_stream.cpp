@@ -8,7 +8,8 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
-#include <vector>
+
+#include "core/tensor.h"
 
 namespace ckb {
 namespace {
@@ -28,7 +29,7 @@ void check(std::size_t r) {
 struct ZstdStreamEncoder::Impl {
   ZSTD_CCtx* cctx = nullptr;
   Output out;
-  std::vector<std::byte> buf;
+  Bytes buf;  // page-aligned (a large Bytes is a mapping), as direct writes of it want
   std::size_t used = 0;
   bool done = false;
   ~Impl() {
@@ -45,7 +46,7 @@ ZstdStreamEncoder::ZstdStreamEncoder(int level, std::uint64_t content_size, Outp
     : impl_(std::make_unique<Impl>()), content_size_(content_size) {
   const unsigned active = ++g_active;
   impl_->out = std::move(out);
-  impl_->buf.resize(std::max<std::size_t>(out_piece, ZSTD_CStreamOutSize()));
+  impl_->buf = Bytes(std::max<std::size_t>(out_piece, ZSTD_CStreamOutSize()));
   impl_->cctx = ZSTD_createCCtx();
   if (!impl_->cctx) throw std::bad_alloc();
   ZSTD_CCtx* c = impl_->cctx;

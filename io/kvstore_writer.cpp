@@ -1,6 +1,10 @@
 // Directory and OCDBT key-value writers for io/kvstore_writer.h.
 #include "io/kvstore_writer.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <filesystem>
 
 #include "core/errors.h"
@@ -9,19 +13,41 @@
 namespace ckb {
 namespace {
 
-// A value as a file: written at increasing offsets into a temporary, renamed at close().
+// A value as a file, written where it will stay: the store lives inside a temporary
+// directory the caller renames into place, so a per-file temporary (and its rename and
+// directory fsync) would buy nothing. Abandoned without close(), the file is removed.
 class FileSink final : public KvValueSink {
  public:
-  explicit FileSink(const std::string& path) : file_(path) {}
-  void append(std::span<const std::byte> bytes) override {
-    if (bytes.empty()) return;
-    file_.pwrite(size_, bytes);
-    size_ += bytes.size();
+  explicit FileSink(std::string path) : path_(std::move(path)) {
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw_errno(path_, "cannot create");
   }
-  void close() override { file_.commit(); }
+  ~FileSink() override {
+    if (fd_ < 0) return;
+    ::close(fd_);
+    ::unlink(path_.c_str());
+  }
+  void append(std::span<const std::byte> bytes) override {
+    while (!bytes.empty()) {
+      const ssize_t n = ::pwrite(fd_, bytes.data(), bytes.size(), static_cast<off_t>(size_));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        throw_errno(path_, "write failed");
+      }
+      size_ += static_cast<std::uint64_t>(n);
+      bytes = bytes.subspan(static_cast<std::size_t>(n));
+    }
+  }
+  void close() override {
+    const int fd = fd_;
+    if (::fsync(fd) != 0) throw_errno(path_, "cannot finish writing");
+    fd_ = -1;
+    if (::close(fd) != 0) throw_errno(path_, "cannot finish writing");
+  }
 
  private:
-  AtomicFile file_;
+  std::string path_;
+  int fd_ = -1;
   std::uint64_t size_ = 0;
 };
 

@@ -47,7 +47,8 @@ class KvWriter {
 
 // Keys become relative file paths; a key with an empty, "." or ".." component or a leading
 // '/' is refused (MappingError), so nothing is written outside `root`. A value is written
-// to a temporary beside its file and renamed into place at close().
+// straight to its file (the store is inside the caller's temporary directory), fsync'd at
+// close(); an abandoned sink removes its file.
 std::unique_ptr<KvWriter> make_directory_kv_writer(std::string root);
 std::unique_ptr<KvWriter> make_ocdbt_kv_writer(std::string root, ocdbt::WriterConfig config = {});
 
