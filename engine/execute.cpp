@@ -185,11 +185,11 @@ ExecResult execute(const Node& target, const Format& fmt, const std::string& dst
             t.source->read(off, {buf.data(), len});
             p = buf.data();
           }
-          // A zero-copy source is written straight from its memory, piece by piece, each
-          // piece released once used: a mapped input then never grows the resident set.
+          // A zero-copy source is written straight from its memory, piece by piece; every
+          // piece is released once used, so a mapped input never grows the resident set.
           writer->write(i, off, {p, len});
           if (eo.stats && !dtype_is_bytes_only(t.info.dtype)) accumulate_stats(st, t.info.dtype, p, len / dtype_size(t.info.dtype), sum);
-          if (direct) t.source->release_range(off, len);
+          t.source->release_range(off, len);
           done_bytes += len;
           if (eo.cancel) eo.cancel->throw_if_cancelled();
         }

@@ -40,6 +40,10 @@ class CastSource final : public TensorSource {
   std::uint64_t sequential_resident_bytes() const override { return base_.source->sequential_resident_bytes(); }
   bool parallel_reads() const override { return base_.source->contiguous() || base_.source->parallel_reads(); }
   void release() const override { base_.source->release(); }
+  void release_range(std::uint64_t offset, std::uint64_t len) const override {
+    const std::uint64_t in = dtype_size(base_.info.dtype), out = dtype_size(to_);
+    base_.source->release_range(offset / out * in, len / out * in);
+  }
 
  private:
   Tensor base_;
