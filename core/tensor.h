@@ -86,6 +86,10 @@ class TensorSource {
   // Drops cached/computed data once the consumer has read everything it needs. A later
   // read recomputes. Must be safe to call when nothing is cached.
   virtual void release() const {}
+  // The consumer is done with bytes [offset, offset + len) and reads them front to back: a
+  // source may drop what it holds of them (a mapped file its pages), as release() does for
+  // all. Only a hint; a later read still works. Must be safe to call for any range.
+  virtual void release_range(std::uint64_t /*offset*/, std::uint64_t /*len*/) const {}
   // Chunked formats (zarr): how many distinct stored chunks were absent and read as the fill
   // value by the reads so far (reported, never silent); 0 for everything else.
   virtual std::uint64_t missing_chunks() const { return 0; }
@@ -128,6 +132,9 @@ class StridedSource final : public TensorSource {
   std::string describe() const override { return what_; }
   std::uint64_t resident_bytes() const override { return base_->resident_bytes(); }
   void release() const override { base_->release(); }
+  void release_range(std::uint64_t offset, std::uint64_t len) const override {
+    if (is_contiguous()) base_->release_range(offset_ * elem_ + offset, len);
+  }
 
  private:
   bool is_contiguous() const;

@@ -94,7 +94,8 @@ ExecResult execute(const Node& target, const Format& fmt, const std::string& dst
   // by one worker, which a streaming source serves without holding anything resident.
   const unsigned nthreads = threads;
   auto split = [&](const Tensor& t) {
-    return t.info.nbytes() >= 4 * chunk && nthreads > 1 && !t.source->contiguous() && t.source->parallel_reads();
+    return t.info.nbytes() >= 4 * chunk && nthreads > 1 && !t.source->contiguous() && t.source->parallel_reads() &&
+           !writer->streams_in_order();
   };
   std::vector<std::uint64_t> cost(tensors.size());
   std::vector<std::size_t> order(tensors.size());
@@ -176,25 +177,17 @@ ExecResult execute(const Node& target, const Format& fmt, const std::string& dst
         } guard{window, c, t, pending[i], tensors_done};
         TensorStats st;
         double sum = 0;
-        // A zero-copy source goes to the writer in one call: writers that encode whole
-        // chunks (Orbax/zarr) can then compress straight from the mapping instead of
-        // gathering pieces into a buffer. Its bytes are asked for from disk first, so they
-        // stream in while the writer works.
-        if (direct) {
-          t.source->prefetch(0, n);
-          writer->write(i, 0, {direct, static_cast<std::size_t>(n)});
-        } else {
-          t.source->prefetch(item.off, std::min(item.len, chunk));
-        }
+        // The first piece is asked for from disk now; each later one while the piece before
+        // it is computed and written.
+        t.source->prefetch(item.off, std::min(item.len, chunk));
         const std::uint64_t end = item.off + item.len;
         for (std::uint64_t off = item.off; off < end; off += chunk) {
           std::size_t len = static_cast<std::size_t>(std::min(chunk, end - off));
+          if (off + len < end) t.source->prefetch(off + len, std::min(chunk, end - off - len));
           const std::byte* p;
           if (direct) {
             p = direct + off;
           } else {
-            // The next piece streams in from disk while this one is computed and written.
-            if (off + len < end) t.source->prefetch(off + len, std::min(chunk, end - off - len));
             // Laid out like the output file (same offset modulo the block), so a direct write
             // of it needs no copy.
             const std::size_t phase = static_cast<std::size_t>(writer->file_position(i, off).value_or(0) % kBlock);
@@ -202,8 +195,11 @@ ExecResult execute(const Node& target, const Format& fmt, const std::string& dst
             t.source->read(off, {buf.data() + phase, len});
             p = buf.data() + phase;
           }
-          if (!direct) writer->write(i, off, {p, len});
+          // A zero-copy source is written straight from its memory, piece by piece; every
+          // piece is released once used, so a mapped input never grows the resident set.
+          writer->write(i, off, {p, len});
           if (eo.stats && !dtype_is_bytes_only(t.info.dtype)) accumulate_stats(st, t.info.dtype, p, len / dtype_size(t.info.dtype), sum);
+          t.source->release_range(off, len);
           done_bytes += len;
           if (eo.cancel) eo.cancel->throw_if_cancelled();
         }

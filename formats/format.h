@@ -84,6 +84,10 @@ class Writer {
     (void)offset;
     return std::nullopt;
   }
+  // True when the writer consumes each tensor's bytes front to back (it streams them into a
+  // compressor): a caller should then write a tensor from one thread, in order; ranges that
+  // arrive ahead of their turn are accepted but held in memory until then.
+  virtual bool streams_in_order() const { return false; }
 };
 
 struct Format {

@@ -55,6 +55,7 @@ class MappedRangeSource final : public TensorSource {
   // Drops this range's pages from the process (they stay in the page cache), so streaming
   // a file larger than RAM through mmap does not grow the resident set.
   void release() const override { file_->drop_pages(offset_, len_); }
+  void release_range(std::uint64_t off, std::uint64_t len) const override { file_->drop_pages(offset_ + off, len); }
 
  private:
   MappedFilePtr file_;

@@ -138,6 +138,9 @@ class StoredMemberSource final : public TensorSource {
   void prefetch(std::uint64_t offset, std::uint64_t len) const override {
     if (offset < len_) file_->will_need(begin_ + offset, std::min(len, len_ - offset));
   }
+  void release_range(std::uint64_t offset, std::uint64_t len) const override {
+    if (offset < len_) file_->drop_pages(begin_ + offset, std::min(len, len_ - offset));
+  }
   void release() const override { file_->drop_pages(begin_, len_); }
 
  private:

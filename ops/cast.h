@@ -41,6 +41,10 @@ class CastSource final : public TensorSource {
   bool parallel_reads() const override { return base_.source->contiguous() || base_.source->parallel_reads(); }
   void release() const override { base_.source->release(); }
   void prefetch(std::uint64_t offset, std::uint64_t len) const override;
+  void release_range(std::uint64_t offset, std::uint64_t len) const override {
+    const std::uint64_t in = dtype_size(base_.info.dtype), out = dtype_size(to_);
+    base_.source->release_range(offset / out * in, len / out * in);
+  }
 
  private:
   Tensor base_;

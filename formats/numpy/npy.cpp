@@ -213,6 +213,7 @@ class SwapSource final : public TensorSource {
   }
   std::string describe() const override { return what_ + " (byte-swapped)"; }
   void prefetch(std::uint64_t offset, std::uint64_t len) const override { base_->prefetch(offset, len); }
+  void release_range(std::uint64_t offset, std::uint64_t len) const override { base_->release_range(offset, len); }
 
  private:
   SourcePtr base_;
@@ -239,6 +240,7 @@ class AlignedReadSource final : public TensorSource {
   const std::byte* contiguous() const override { return base_->contiguous(); }
   std::string describe() const override { return base_->describe(); }
   void prefetch(std::uint64_t offset, std::uint64_t len) const override { base_->prefetch(offset, len); }
+  void release_range(std::uint64_t offset, std::uint64_t len) const override { base_->release_range(offset, len); }
 
  private:
   SourcePtr base_;

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <unordered_map>
 
@@ -15,6 +16,7 @@
 #include "core/float_bits.h"
 #include "formats/orbax/py_json.h"
 #include "formats/zarr/zarr_dtype.h"
+#include "formats/zarr/zarr_chunk_encoder.h"
 #include "formats/zarr/zarr_writer.h"
 #include "io/file.h"
 #include "io/kvstore_writer.h"
@@ -45,12 +47,35 @@ struct Leaf {
   bool skip_deserialize = false;
 };
 
+// Chunks of more raw bytes than this are streamed: encoded as their bytes arrive (zstd on
+// several cores) straight into their stored value, so memory holds neither the raw nor the
+// compressed chunk. Smaller ones are gathered (unless written whole) and compressed in one
+// call on the writing thread, which is faster for them: the executor already runs one such
+// chunk per core. Which path a chunk takes depends only on its size, so the output does not
+// depend on how the bytes were cut into write() calls or on the machine.
+constexpr std::uint64_t kStreamChunkBytes = 16ull << 20;
+
+struct ChunkState {
+  // Gathered chunks: the bytes received so far (when not written whole).
+  Bytes partial;
+  std::uint64_t filled = 0;
+  // Streamed chunks: the value being written, the bytes fed to the encoder so far, whether a
+  // thread is feeding it now, and the pieces that arrived ahead of their turn (only when
+  // several threads write ranges of one chunk: each waits here, copied, until the bytes
+  // before it are in; the executor writes a tensor for this writer from one thread, in order).
+  std::unique_ptr<KvValueSink> sink;
+  std::unique_ptr<zarr::ChunkEncoder> encoder;
+  std::uint64_t next = 0;
+  bool feeding = false;
+  std::map<std::uint64_t, Bytes> ahead;
+};
+
 struct ArraySlot {
   std::size_t leaf = 0;
   zarr::WriteSpec spec;
+  bool streamed = false;  // chunk_bytes() > kStreamChunkBytes
   std::mutex mu;
-  std::vector<Bytes> partial;              // per chunk: bytes gathered so far (when not written whole)
-  std::vector<std::uint64_t> filled;       // per chunk: bytes received
+  std::vector<ChunkState> chunks;
   std::atomic<std::uint64_t> chunks_done{0};
 };
 
@@ -201,9 +226,8 @@ class OrbaxWriter final : public Writer {
         a->spec.compress = compress_;
         a->spec.info = leaf.node->tensor().info;
         a->spec.chunk_rows = zarr::rows_for_chunk_bytes(a->spec.info, chunk_bytes_);
-        const std::uint64_t n = a->spec.num_chunks();
-        a->partial.resize(n);
-        a->filled.assign(n, 0);
+        a->streamed = a->spec.chunk_bytes() > kStreamChunkBytes;
+        a->chunks.resize(a->spec.num_chunks());
         kv_->put(leaf.param + "/" + zarr::metadata_key(a->spec), zarr::metadata_json(a->spec));
         slots_.push_back(std::move(a));
       } else if (leaf.value_type == "scalar") {
@@ -232,23 +256,25 @@ class OrbaxWriter final : public Writer {
       const auto [b, e] = a.spec.chunk_range(i);
       const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(data.size(), e - offset));
       const auto part = data.first(n);
-      if (offset == b && n == e - b) {
+      ChunkState& c = a.chunks[i];
+      if (a.streamed) {
+        stream_piece(a, i, offset - b, part);
+      } else if (offset == b && n == e - b) {
         store_chunk(a, i, part);
       } else {
         std::byte* dst;
         {
           std::lock_guard lock(a.mu);
-          if (!a.partial[i].data()) a.partial[i] = Bytes(static_cast<std::size_t>(e - b));
-          dst = a.partial[i].data();
+          if (!c.partial.data()) c.partial = Bytes(static_cast<std::size_t>(e - b));
+          dst = c.partial.data();
         }
         std::memcpy(dst + (offset - b), part.data(), n);
         Bytes full;
         {
           std::lock_guard lock(a.mu);
-          a.filled[i] += n;
-          if (a.filled[i] > e - b)
-            throw MappingError(path_, "orbax writer: bytes of '" + leaves_[a.leaf].param + "' written twice");
-          if (a.filled[i] == e - b) full = std::move(a.partial[i]);
+          c.filled += n;
+          if (c.filled > e - b) written_twice(a);
+          if (c.filled == e - b) full = std::move(c.partial);
         }
         if (full.data()) store_chunk(a, i, full.span());
       }
@@ -256,6 +282,11 @@ class OrbaxWriter final : public Writer {
       data = data.subspan(n);
     }
   }
+
+  bool streams_in_order() const override { return true; }
+
+  // Streams still open (a failed or cancelled run) end before the store they write to.
+  ~OrbaxWriter() override { slots_.clear(); }
 
   void commit() override {
     if (!kv_) throw MappingError(path_, "orbax writer: commit() before begin()");
@@ -384,6 +415,57 @@ class OrbaxWriter final : public Writer {
         throw MappingError(path_, "two leaves have the same Orbax name '" + leaves_[i].param +
                                       "' (dotted key path); rename one of them");
     }
+  }
+
+  [[noreturn]] void written_twice(const ArraySlot& a) const {
+    throw MappingError(path_, "orbax writer: bytes of '" + leaves_[a.leaf].param + "' written twice");
+  }
+
+  // Bytes [at, at + part.size()) of streamed chunk `i`: fed to its encoder when their turn
+  // has come (then also the pieces waiting behind them), else copied aside.
+  void stream_piece(ArraySlot& a, std::uint64_t i, std::uint64_t at, std::span<const std::byte> part) {
+    ChunkState& c = a.chunks[i];
+    const auto [b, e] = a.spec.chunk_range(i);
+    std::unique_lock lock(a.mu);
+    if (at < c.next) written_twice(a);
+    if (!c.encoder) {
+      c.sink = kv_->begin_value(leaves_[a.leaf].param + "/" + zarr::chunk_key(a.spec, i));
+      c.encoder = std::make_unique<zarr::ChunkEncoder>(a.spec, i, [sink = c.sink.get()](std::span<const std::byte> v) {
+        sink->append(v);
+      });
+    }
+    if (c.feeding || at != c.next) {
+      lock.unlock();
+      Bytes copy(part.size());
+      std::memcpy(copy.data(), part.data(), part.size());
+      lock.lock();
+      if (at < c.next || !c.ahead.emplace(at, std::move(copy)).second) written_twice(a);
+      if (c.feeding || c.ahead.begin()->first != c.next) return;
+      part = {};
+    }
+    c.feeding = true;
+    Bytes held;
+    for (;;) {
+      lock.unlock();
+      if (!part.empty()) c.encoder->append(part);
+      lock.lock();
+      c.next += part.size();
+      held = Bytes();
+      part = {};
+      auto it = c.ahead.begin();
+      if (it == c.ahead.end() || it->first != c.next) break;
+      held = std::move(it->second);
+      c.ahead.erase(it);
+      part = held.span();
+    }
+    c.feeding = false;
+    if (c.next != e - b) return;
+    lock.unlock();
+    c.encoder->finish();
+    c.sink->close();
+    c.encoder.reset();
+    c.sink.reset();
+    a.chunks_done.fetch_add(1);
   }
 
   void store_chunk(ArraySlot& a, std::uint64_t i, std::span<const std::byte> raw) {

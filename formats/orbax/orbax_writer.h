@@ -16,6 +16,12 @@
 // along axis 0 into chunks of at most N bytes (default: one chunk per array up to 2 GiB,
 // Orbax's OCDBT target file size; larger arrays are split like Orbax splits them).
 //
+// Memory: a chunk of more than 16 MiB is streamed: its bytes are compressed as they arrive
+// (zstd on all cores, codec/zstd_stream.h) and appended to its value in the store, so
+// neither the raw nor the compressed chunk is ever whole in memory; the writer asks to get
+// each tensor in order from one thread (streams_in_order) and holds only pieces that arrive
+// ahead of their turn. Smaller chunks are gathered and compressed in one call.
+//
 // Leaves: tensors -> jax.Array (or np.ndarray when the source said so); int/float/bool ->
 // "scalar" 0-d arrays (int64/float64/bool, or the dtype the source had); strings ->
 // _strings.json; None and empty dict/list/tuple -> metadata-only entries. Raw bytes

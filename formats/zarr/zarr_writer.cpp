@@ -133,6 +133,8 @@ std::string chunk_key(const WriteSpec& s, std::uint64_t i) {
   return k;
 }
 
+int zstd_level(const WriteSpec& s) { return s.zarr_format == 3 ? kV3ZstdLevel : kV2ZstdLevel; }
+
 EncodedChunk encode_chunk(const WriteSpec& s, std::span<const std::byte> raw) {
   const std::uint64_t full = s.chunk_bytes();
   // A partial last chunk is padded with zeros (the fill value) to the full chunk shape.

@@ -49,4 +49,7 @@ EncodedChunk encode_chunk(const WriteSpec& s, std::span<const std::byte> raw);
 
 std::string v2_dtype_string(DType t);
 
+// The zstd level chunks of `s` are compressed with (v2: 1, v3: 3; Orbax's defaults).
+int zstd_level(const WriteSpec& s);
+
 }  // namespace ckb::zarr

@@ -6,6 +6,8 @@
 #include <chrono>
 #include <cstring>
 #include <functional>
+#include <optional>
+#include <tuple>
 #include <mutex>
 #include <random>
 #include <vector>
@@ -46,7 +48,17 @@ struct Entry {
   std::string key;
   std::string inline_value;  // when !indirect
   bool indirect = false;
+  std::size_t file = 0;  // pool id of the data file (indirect only)
   std::uint64_t offset = 0, length = 0;
+};
+
+// A data file of the pool. `busy` while a stream appends at its end; `end` is the end of
+// the closed values (and, at finish, the nodes) it holds.
+struct PoolFile {
+  std::string rel;  // "d/<hex>"
+  std::unique_ptr<AtomicFile> file;
+  std::uint64_t end = 0;
+  bool busy = false;
 };
 
 // A node already written to the data file, as its parent references it.
@@ -72,24 +84,50 @@ void encode_keys(std::string& body, const std::vector<std::string>& keys, const 
 struct OcdbtWriter::Impl {
   std::string dir;
   WriterConfig config;
-  std::string data_rel;  // "d/<hex>"
-  std::unique_ptr<AtomicFile> data;
-  std::atomic<std::uint64_t> data_end{0};
-  std::mutex mu;
+  std::mutex mu;  // guards files' end/busy, entries, finished
+  std::vector<std::unique_ptr<PoolFile>> files;
   std::vector<Entry> entries;
   bool finished = false;
+  // Set by finish(): the file the nodes go to and each pool file's index in the table.
+  std::size_t node_file = 0;
+  std::vector<std::size_t> table_order;   // pool ids, in table order
+  std::vector<std::uint64_t> table_index;  // pool id -> table index
 
-  std::uint64_t append(std::span<const std::byte> bytes) {
-    const std::uint64_t at = data_end.fetch_add(bytes.size());
-    data->pwrite(at, bytes);
+  // A file nobody appends to (the lowest such pool id, or a new one) and its end.
+  std::pair<std::size_t, std::uint64_t> checkout() {
+    std::lock_guard lock(mu);
+    if (finished) throw MappingError(dir, "OCDBT writer: value written after finish()");
+    for (std::size_t i = 0; i < files.size(); ++i)
+      if (!files[i]->busy) {
+        files[i]->busy = true;
+        return {i, files[i]->end};
+      }
+    auto f = std::make_unique<PoolFile>();
+    f->rel = "d/" + random_hex(16);
+    f->file = std::make_unique<AtomicFile>(dir + "/" + f->rel);
+    f->busy = true;
+    files.push_back(std::move(f));
+    return {files.size() - 1, 0};
+  }
+
+  std::uint64_t append_node(std::span<const std::byte> bytes) {
+    PoolFile& f = *files[node_file];
+    const std::uint64_t at = f.end;
+    f.file->pwrite(at, bytes);
+    f.end += bytes.size();
     return at;
   }
 
   std::string file_table() const {
-    std::string t = encode_varint(1);
-    t += encode_varint(data_rel.size());  // suffix length (no prefix column for one file)
-    t += encode_varint(0);                // base path length
-    t += data_rel;
+    std::string t = encode_varint(table_order.size());
+    for (std::size_t i = 1; i < table_order.size(); ++i)
+      t += encode_varint(common_prefix(files[table_order[i - 1]]->rel, files[table_order[i]]->rel));
+    for (std::size_t i = 0; i < table_order.size(); ++i)
+      t += encode_varint(files[table_order[i]]->rel.size() -
+                         (i ? common_prefix(files[table_order[i - 1]]->rel, files[table_order[i]]->rel) : 0));
+    for (std::size_t i = 0; i < table_order.size(); ++i) t += encode_varint(0);  // base path length
+    for (std::size_t i = 0; i < table_order.size(); ++i)
+      t += files[table_order[i]]->rel.substr(i ? common_prefix(files[table_order[i - 1]]->rel, files[table_order[i]]->rel) : 0);
     return t;
   }
 
@@ -100,7 +138,7 @@ struct OcdbtWriter::Impl {
     const std::string framed = encode_framed(kBtreeNodeMagic, body, config.node_zstd_level);
     NodeRef r;
     r.length = framed.size();
-    r.offset = append(std::as_bytes(std::span(framed.data(), framed.size())));
+    r.offset = append_node(std::as_bytes(std::span(framed.data(), framed.size())));
     r.num_tree_bytes = framed.size();
     return r;
   }
@@ -121,7 +159,7 @@ struct OcdbtWriter::Impl {
       if (entries[i].indirect) indirect_bytes += entries[i].length;
     }
     for (std::size_t i = begin; i < end; ++i)
-      if (entries[i].indirect) body += encode_varint(0);  // data file id
+      if (entries[i].indirect) body += encode_varint(table_index[entries[i].file]);
     for (std::size_t i = begin; i < end; ++i)
       if (entries[i].indirect) body += encode_varint(entries[i].offset);
     for (std::size_t i = begin; i < end; ++i)
@@ -145,7 +183,7 @@ struct OcdbtWriter::Impl {
     }
     std::string body;
     encode_keys(body, keys, &subtree);
-    for (std::size_t i = begin; i < end; ++i) body += encode_varint(0);
+    for (std::size_t i = begin; i < end; ++i) body += encode_varint(table_index[node_file]);
     for (std::size_t i = begin; i < end; ++i) body += encode_varint(kids[i].offset);
     for (std::size_t i = begin; i < end; ++i) body += encode_varint(kids[i].length);
     for (std::size_t i = begin; i < end; ++i) body += encode_varint(kids[i].num_keys);
@@ -181,30 +219,85 @@ struct OcdbtWriter::Impl {
   }
 };
 
+class OcdbtWriter::Stream final : public OcdbtWriter::ValueStream {
+ public:
+  Stream(Impl& m, std::string key) : m_(m), key_(std::move(key)) {}
+  ~Stream() override {
+    if (!file_) return;
+    std::lock_guard lock(m_.mu);  // roll back: the file's end stays where the value began
+    m_.files[*file_]->busy = false;
+  }
+  void append(std::span<const std::byte> bytes) override {
+    if (closed_) throw MappingError(m_.dir, "OCDBT writer: append() to '" + key_ + "' after close()");
+    if (!file_) {
+      if (pending_.size() + bytes.size() <= m_.config.max_inline_value_bytes) {
+        pending_.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+        return;
+      }
+      std::tie(file_, start_) = m_.checkout();
+      write(std::as_bytes(std::span(pending_.data(), pending_.size())));
+      pending_ = std::string();
+    }
+    write(bytes);
+  }
+  void close() override {
+    if (closed_) throw MappingError(m_.dir, "OCDBT writer: '" + key_ + "' closed twice");
+    Entry e;
+    e.key = key_;
+    if (file_) {
+      e.indirect = true;
+      e.file = *file_;
+      e.offset = start_;
+      e.length = written_;
+    } else {
+      e.inline_value = std::move(pending_);
+    }
+    std::lock_guard lock(m_.mu);
+    if (m_.finished) throw MappingError(m_.dir, "OCDBT writer: '" + key_ + "' closed after finish()");
+    m_.entries.push_back(std::move(e));
+    if (file_) {
+      m_.files[*file_]->end = start_ + written_;
+      m_.files[*file_]->busy = false;
+      file_.reset();
+    }
+    closed_ = true;
+  }
+
+ private:
+  void write(std::span<const std::byte> bytes) {
+    if (bytes.empty()) return;
+    m_.files[*file_]->file->pwrite(start_ + written_, bytes);
+    written_ += bytes.size();
+  }
+  Impl& m_;
+  std::string key_;
+  std::string pending_;  // the value while it may still be inline
+  std::optional<std::size_t> file_;
+  std::uint64_t start_ = 0, written_ = 0;
+  bool closed_ = false;
+};
+
 OcdbtWriter::OcdbtWriter(std::string dir, WriterConfig config) : impl_(std::make_unique<Impl>()) {
   impl_->dir = std::move(dir);
   impl_->config = config;
-  impl_->data_rel = "d/" + random_hex(16);
   make_dirs(impl_->dir + "/d");
-  impl_->data = std::make_unique<AtomicFile>(impl_->dir + "/" + impl_->data_rel);
 }
 
 OcdbtWriter::~OcdbtWriter() = default;
 
-void OcdbtWriter::put(std::string key, std::span<const std::byte> value) {
+std::unique_ptr<OcdbtWriter::ValueStream> OcdbtWriter::begin_value(std::string key) {
   if (key.size() > 65535) throw MappingError(impl_->dir, "OCDBT key longer than 65535 bytes: '" + key.substr(0, 80) + "...'");
-  Entry e;
-  e.key = std::move(key);
-  if (value.size() > impl_->config.max_inline_value_bytes) {
-    e.indirect = true;
-    e.length = value.size();
-    e.offset = impl_->append(value);
-  } else {
-    e.inline_value.assign(reinterpret_cast<const char*>(value.data()), value.size());
+  {
+    std::lock_guard lock(impl_->mu);
+    if (impl_->finished) throw MappingError(impl_->dir, "OCDBT writer: put() after finish()");
   }
-  std::lock_guard lock(impl_->mu);
-  if (impl_->finished) throw MappingError(impl_->dir, "OCDBT writer: put() after finish()");
-  impl_->entries.push_back(std::move(e));
+  return std::make_unique<Stream>(*impl_, std::move(key));
+}
+
+void OcdbtWriter::put(std::string key, std::span<const std::byte> value) {
+  auto s = begin_value(std::move(key));
+  s->append(value);
+  s->close();
 }
 
 WriterStats OcdbtWriter::finish() {
@@ -216,6 +309,31 @@ WriterStats OcdbtWriter::finish() {
   for (std::size_t i = 1; i < m.entries.size(); ++i)
     if (m.entries[i - 1].key == m.entries[i].key)
       throw MappingError(m.dir, "OCDBT writer: key '" + m.entries[i].key + "' written twice");
+
+  for (const auto& f : m.files)
+    if (f->busy) throw MappingError(m.dir, "OCDBT writer: finish() while a value is still being written");
+  // The nodes go to the first data file that holds values (or a new one); files left empty
+  // by rolled-back streams are dropped, the others cut to their end.
+  if (!m.entries.empty()) {
+    m.node_file = m.files.size();
+    for (std::size_t i = 0; i < m.files.size() && m.node_file == m.files.size(); ++i)
+      if (m.files[i]->end) m.node_file = i;
+    if (m.node_file == m.files.size()) {
+      auto f = std::make_unique<PoolFile>();
+      f->rel = "d/" + random_hex(16);
+      f->file = std::make_unique<AtomicFile>(m.dir + "/" + f->rel);
+      m.files.push_back(std::move(f));
+    }
+  }
+  m.table_index.assign(m.files.size(), 0);
+  for (std::size_t i = 0; i < m.files.size(); ++i)
+    if (m.files[i]->end || (i == m.node_file && !m.entries.empty())) m.table_order.push_back(i);
+  std::sort(m.table_order.begin(), m.table_order.end(),
+            [&](std::size_t a, std::size_t b) { return m.files[a]->rel < m.files[b]->rel; });
+  for (std::size_t t = 0; t < m.table_order.size(); ++t) {
+    m.table_index[m.table_order[t]] = t;
+    m.files[m.table_order[t]]->file->truncate(m.files[m.table_order[t]]->end);
+  }
 
   WriterStats stats;
   std::optional<NodeRef> root;
@@ -246,7 +364,7 @@ WriterStats OcdbtWriter::finish() {
     stats.num_tree_bytes = root->num_tree_bytes;
     stats.num_indirect_value_bytes = root->num_indirect_value_bytes;
   }
-  m.data->commit();
+  for (std::size_t i : m.table_order) m.files[i]->file->commit();
 
   // Manifest (formats.md §2.4): config, file table, one inline version, no version nodes.
   std::string body;
@@ -275,7 +393,7 @@ WriterStats OcdbtWriter::finish() {
   body += encode_varint(1);  // one version
   body += encode_varint(1);  // generation 1
   body.push_back(static_cast<char>(stats.height));
-  body += encode_varint(0);  // data file id
+  body += encode_varint(root ? m.table_index[m.node_file] : 0);  // data file id
   body += encode_varint(root ? root->offset : kMissing);
   body += encode_varint(root ? root->length : kMissing);
   body += encode_varint(stats.num_keys);
