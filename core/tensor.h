@@ -79,6 +79,21 @@ class TensorSource {
   // Drops cached/computed data once the consumer has read everything it needs. A later
   // read recomputes. Must be safe to call when nothing is cached.
   virtual void release() const {}
+  // Where byte `offset` of this tensor is read from, when its bytes come through one stored
+  // source that is best read front to back (a zarr array: a stacked [layers, ...] weight
+  // whose per-layer tensors are unstacked views of it): that source and the byte offset
+  // in it. {nullptr, 0} when there is none (the default; mmap'd and in-memory bytes read at
+  // any offset for the same cost). Views (slices, casts, permutes, LoRA merges onto a base)
+  // pass their input's origin on. The executor runs the tensors sharing an origin one after
+  // another in origin order, so the stored array is decoded once, as a stream, for all of them.
+  struct StreamOrigin {
+    const TensorSource* source = nullptr;
+    std::uint64_t offset = 0;
+  };
+  virtual StreamOrigin stream_origin(std::uint64_t offset) const {
+    (void)offset;
+    return {};
+  }
   // Chunked formats (zarr): how many distinct stored chunks were absent and read as the fill
   // value by the reads so far (reported, never silent); 0 for everything else.
   virtual std::uint64_t missing_chunks() const { return 0; }

@@ -40,6 +40,7 @@ class CastSource final : public TensorSource {
   std::uint64_t sequential_resident_bytes() const override { return base_.source->sequential_resident_bytes(); }
   bool parallel_reads() const override { return base_.source->contiguous() || base_.source->parallel_reads(); }
   void release() const override { base_.source->release(); }
+  StreamOrigin stream_origin(std::uint64_t offset) const override;
 
  private:
   Tensor base_;
