@@ -34,7 +34,9 @@ struct TensorInfo {
 
 // Frees a Bytes buffer: large buffers are anonymous mappings advised to use transparent
 // huge pages (512x fewer page faults on first touch for the decoded chunks and transform
-// blocks that dominate conversions); small ones come from operator new[].
+// blocks that dominate conversions); small ones come from operator new[]. Freed mappings of up
+// to 256 MiB in all are kept and reused for a next buffer of the same mapped length (no page
+// faults or kernel zeroing for the same-sized per-layer buffers of a stacked tensor).
 struct BytesDeleter {
   std::size_t mapped = 0;  // mapping length, 0 for operator new[]
   void operator()(std::byte* p) const;

@@ -7,9 +7,11 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <thread>
 
 #include "core/concat_source.h"
 #include "core/errors.h"
+#include "core/thread_pool.h"
 #include "ops/cast.h"
 #include "ops/einsum.h"
 #include "ops/permute_kernel.h"
@@ -147,7 +149,20 @@ class PermuteSource final : public TensorSource {
       std::memcpy(out.data(), whole.data() + (offset - e0 * elem), out.size());
       return;
     }
-    permute_range(src, info.shape, perm_, elem, e0, e1, out.data());
+    // A large range (a chain of per-layer tensors runs on one executor worker) is cut into
+    // parts that pool threads permute at once; on a small machine the workers are busy anyway.
+    const std::uint64_t n = e1 - e0, kPart = (4u << 20) / elem;
+    const unsigned parts = static_cast<unsigned>(
+        std::min<std::uint64_t>({8, std::max(1u, std::thread::hardware_concurrency() / 2), n / kPart}));
+    if (parts <= 1) {
+      permute_range(src, info.shape, perm_, elem, e0, e1, out.data());
+      return;
+    }
+    const std::uint64_t per = (n + parts - 1) / parts;
+    parallel_for(parts, parts, [&](std::size_t k) {
+      const std::uint64_t a = e0 + k * per, b = std::min(e1, a + per);
+      if (a < b) permute_range(src, info.shape, perm_, elem, a, b, out.data() + (a - e0) * elem);
+    });
   }
   std::string describe() const override { return what_; }
   std::uint64_t resident_bytes() const override { return in_.resident(); }
@@ -173,8 +188,16 @@ class FillSource final : public TensorSource {
     pattern_.assign(one.data(), one.data() + one.size());
   }
   void read(std::uint64_t offset, std::span<std::byte> out) const override {
-    const std::size_t e = pattern_.size();
-    for (std::size_t i = 0; i < out.size(); ++i) out[i] = pattern_[(offset + i) % e];
+    // A few periods element by element, then the filled prefix copied onto the rest in
+    // doubling steps (each a whole number of periods, so the phase carries over).
+    const std::size_t e = pattern_.size(), n = out.size();
+    std::size_t filled = std::min(n, e * 64);
+    for (std::size_t i = 0; i < filled; ++i) out[i] = pattern_[(offset + i) % e];
+    while (filled < n) {
+      const std::size_t c = std::min(filled, n - filled);
+      std::memcpy(out.data() + filled, out.data(), c);
+      filled += c;
+    }
   }
   std::string describe() const override { return what_; }
 

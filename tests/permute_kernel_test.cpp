@@ -152,3 +152,21 @@ TEST(StreamChains, ViewsOfOneStreamRunInItsByteOrder) {
 }
 }  // namespace
 }  // namespace ckb
+
+namespace ckb {
+namespace {
+
+// The fill source copies whole periods of its value: every byte at every offset still
+// matches the value's little-endian bytes.
+TEST(FillSource, LargeReadsAtAnyOffsetRepeatTheValue) {
+  const std::vector<std::byte> one = {std::byte{0x00}, std::byte{0x00}, std::byte{0xc0}, std::byte{0x3f}};  // 1.5f
+  Tensor f = ops::fill({DType::F32, {1 << 16}}, 1.5, "fill");
+  for (std::uint64_t off : {0u, 1u, 3u, 4u, 1001u}) {
+    std::vector<std::byte> got(100000 - off);
+    f.source->read(off, {got.data(), got.size()});
+    for (std::size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], one[(off + i) % 4]) << off << " " << i;
+  }
+}
+
+}  // namespace
+}  // namespace ckb
