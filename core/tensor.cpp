@@ -1,6 +1,9 @@
 // Shapes, buffers and the generic sources of core/tensor.h.
 #include <sys/mman.h>
 
+#include <mutex>
+#include <vector>
+
 #include "core/tensor.h"
 
 #include <cstring>
@@ -41,17 +44,67 @@ std::uint64_t TensorInfo::nbytes() const { return dtype_storage_bytes(dtype, num
 namespace {
 constexpr std::size_t kHugeAlloc = 32u << 20;
 constexpr std::size_t kHugePage = 2u << 20;
+
+// Recently freed large mappings, kept for a next buffer of the same length (the per-layer
+// buffers of a stacked tensor's layers are all one size): reusing one costs no page faults
+// and no kernel zeroing. At most kRecycleCap bytes are kept; the oldest go first.
+constexpr std::size_t kRecycleCap = 256u << 20;
+struct Recycled {
+  std::mutex mu;
+  std::vector<std::pair<std::byte*, std::size_t>> kept;  // oldest first
+  std::size_t bytes = 0;
+};
+Recycled& recycled() {
+  static Recycled* r = new Recycled;  // never destroyed: buffers may be freed during exit
+  return *r;
+}
+std::byte* take_recycled(std::size_t len) {
+  Recycled& r = recycled();
+  std::lock_guard lock(r.mu);
+  for (std::size_t i = r.kept.size(); i-- > 0;)
+    if (r.kept[i].second == len) {
+      std::byte* p = r.kept[i].first;
+      r.kept.erase(r.kept.begin() + static_cast<std::ptrdiff_t>(i));
+      r.bytes -= len;
+      return p;
+    }
+  return nullptr;
+}
 }  // namespace
 
 void BytesDeleter::operator()(std::byte* p) const {
-  if (mapped) ::munmap(p, mapped);
-  else delete[] p;
+  if (!mapped) {
+    delete[] p;
+    return;
+  }
+  if (mapped <= kRecycleCap) {
+    Recycled& r = recycled();
+    std::vector<std::pair<std::byte*, std::size_t>> evicted;
+    {
+      std::lock_guard lock(r.mu);
+      r.kept.emplace_back(p, mapped);
+      r.bytes += mapped;
+      std::size_t drop = 0;
+      while (r.bytes > kRecycleCap) {
+        r.bytes -= r.kept[drop].second;
+        evicted.push_back(r.kept[drop++]);
+      }
+      r.kept.erase(r.kept.begin(), r.kept.begin() + static_cast<std::ptrdiff_t>(drop));
+    }
+    for (auto [q, len] : evicted) ::munmap(q, len);
+    return;
+  }
+  ::munmap(p, mapped);
 }
 
 Bytes::Bytes(std::size_t n) : size_(n) {
   if (n == 0) return;
   if (n >= kHugeAlloc) {
     const std::size_t len = (n + kHugePage - 1) / kHugePage * kHugePage;
+    if (std::byte* q = take_recycled(len)) {
+      data_ = std::unique_ptr<std::byte[], BytesDeleter>(q, BytesDeleter{len});
+      return;
+    }
     void* p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p != MAP_FAILED) {
       ::madvise(p, len, MADV_HUGEPAGE);

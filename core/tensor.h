@@ -34,7 +34,9 @@ struct TensorInfo {
 
 // Frees a Bytes buffer: large buffers are anonymous mappings advised to use transparent
 // huge pages (512x fewer page faults on first touch for the decoded chunks and transform
-// blocks that dominate conversions); small ones come from operator new[].
+// blocks that dominate conversions); small ones come from operator new[]. Freed mappings of up
+// to 256 MiB in all are kept and reused for a next buffer of the same mapped length (no page
+// faults or kernel zeroing for the same-sized per-layer buffers of a stacked tensor).
 struct BytesDeleter {
   std::size_t mapped = 0;  // mapping length, 0 for operator new[]
   void operator()(std::byte* p) const;
@@ -90,6 +92,21 @@ class TensorSource {
   // source may drop what it holds of them (a mapped file its pages), as release() does for
   // all. Only a hint; a later read still works. Must be safe to call for any range.
   virtual void release_range(std::uint64_t /*offset*/, std::uint64_t /*len*/) const {}
+  // Where byte `offset` of this tensor is read from, when its bytes come through one stored
+  // source that is best read front to back (a zarr array: a stacked [layers, ...] weight
+  // whose per-layer tensors are unstacked views of it): that source and the byte offset
+  // in it. {nullptr, 0} when there is none (the default; mmap'd and in-memory bytes read at
+  // any offset for the same cost). Views (slices, casts, permutes, LoRA merges onto a base)
+  // pass their input's origin on. The executor runs the tensors sharing an origin one after
+  // another in origin order, so the stored array is decoded once, as a stream, for all of them.
+  struct StreamOrigin {
+    const TensorSource* source = nullptr;
+    std::uint64_t offset = 0;
+  };
+  virtual StreamOrigin stream_origin(std::uint64_t offset) const {
+    (void)offset;
+    return {};
+  }
   // Chunked formats (zarr): how many distinct stored chunks were absent and read as the fill
   // value by the reads so far (reported, never silent); 0 for everything else.
   virtual std::uint64_t missing_chunks() const { return 0; }

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "core/errors.h"
+#include "engine/stream_chains.h"
 #include "io/direct_io.h"
 #include "ops/cast.h"
 
@@ -116,29 +117,38 @@ ExecResult execute(const Node& target, const Format& fmt, const std::string& dst
   ByteWindow window((eo.max_memory ? eo.max_memory : (1ull << 30)) + largest);
 
   // Work items: whole tensors or ranges of split ones. The source is released when its last
-  // range is done.
+  // range is done. A unit is a run of items one worker does in turn: a range, a tensor, or a
+  // chain of tensors streaming from one stored array (engine/stream_chains.h), unsplit.
   struct Item {
     std::size_t slot;
     std::uint64_t off, len;
   };
   std::vector<Item> items;
+  std::vector<std::pair<std::size_t, std::size_t>> units;  // [first, last) items
   std::vector<std::atomic<std::size_t>> pending(tensors.size());
-  for (std::size_t i : order) {
-    const Tensor& t = *tensors[i].second;
-    const std::uint64_t n = t.info.nbytes();
-    const std::uint64_t esz = dtype_is_subbyte(t.info.dtype) ? 1 : dtype_size(t.info.dtype);
-    std::uint64_t piece = n;
-    if (split(t))
-      piece = std::max<std::uint64_t>(chunk, (n / nthreads + esz - 1) / esz * esz);
-    std::size_t count = 0;
-    for (std::uint64_t off = 0; off < n || (n == 0 && off == 0); off += piece) {
-      items.push_back({i, off, std::min(piece, n - off)});
-      ++count;
-      if (n == 0) break;
+  std::vector<const Tensor*> tensor_ptrs;
+  for (auto& nt : tensors) tensor_ptrs.push_back(nt.second);
+  for (const auto& chain : stream_chains(tensor_ptrs, order)) {
+    const std::size_t first = items.size();
+    for (std::size_t i : chain) {
+      const Tensor& t = *tensors[i].second;
+      const std::uint64_t n = t.info.nbytes();
+      const std::uint64_t esz = dtype_is_subbyte(t.info.dtype) ? 1 : dtype_size(t.info.dtype);
+      std::uint64_t piece = n;
+      if (chain.size() == 1 && split(t))
+        piece = std::max<std::uint64_t>(chunk, (n / nthreads + esz - 1) / esz * esz);
+      std::size_t count = 0;
+      for (std::uint64_t off = 0; off < n || (n == 0 && off == 0); off += piece) {
+        items.push_back({i, off, std::min(piece, n - off)});
+        if (chain.size() == 1) units.push_back({items.size() - 1, items.size()});
+        ++count;
+        if (n == 0) break;
+      }
+      pending[i] = count;
     }
-    pending[i] = count;
+    if (chain.size() > 1) units.push_back({first, items.size()});
   }
-  threads = std::min<unsigned>(threads, static_cast<unsigned>(std::max<std::size_t>(1, items.size())));
+  threads = std::min<unsigned>(threads, static_cast<unsigned>(std::max<std::size_t>(1, units.size())));
   std::vector<double> sums(tensors.size(), 0.0);
   std::mutex stats_mu;
 
@@ -150,7 +160,8 @@ ExecResult execute(const Node& target, const Format& fmt, const std::string& dst
   auto work = [&] {
     Bytes buf;
     try {
-      for (std::size_t k = next++; k < items.size() && !failed; k = next++) {
+      for (std::size_t u = next++; u < units.size() && !failed; u = next++)
+      for (std::size_t k = units[u].first; k < units[u].second && !failed; ++k) {
         if (eo.cancel) eo.cancel->throw_if_cancelled();
         const Item item = items[k];
         const std::size_t i = item.slot;

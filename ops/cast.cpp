@@ -361,6 +361,11 @@ void CastSource::prefetch(std::uint64_t offset, std::uint64_t len) const {
   base_.source->prefetch(offset / osz * in, (len + osz - 1) / osz * in);
 }
 
+TensorSource::StreamOrigin CastSource::stream_origin(std::uint64_t offset) const {
+  const std::uint64_t from = dtype_size(base_.info.dtype), to = dtype_size(to_);
+  return base_.source->stream_origin(to ? offset / to * from : 0);
+}
+
 std::string CastSource::describe() const {
   return base_.source->describe() + " as " + std::string(dtype_name(to_));
 }

@@ -45,6 +45,7 @@ class CastSource final : public TensorSource {
     const std::uint64_t in = dtype_size(base_.info.dtype), out = dtype_size(to_);
     base_.source->release_range(offset / out * in, len / out * in);
   }
+  StreamOrigin stream_origin(std::uint64_t offset) const override;
 
  private:
   Tensor base_;

@@ -363,6 +363,10 @@ class EinsumAddSource final : public TensorSource {
     if (base_streams()) r -= base_->source->resident_bytes() - base_->source->sequential_resident_bytes();
     return r;
   }
+  StreamOrigin stream_origin(std::uint64_t offset) const override {
+    if (!base_) return {};
+    return base_->source->stream_origin(offset / dtype_size(out_) * dtype_size(base_->info.dtype));
+  }
   void release() const override {
     std::lock_guard lock(mu_);
     cache_.reset();

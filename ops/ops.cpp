@@ -7,11 +7,14 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <thread>
 
 #include "core/concat_source.h"
 #include "core/errors.h"
+#include "core/thread_pool.h"
 #include "ops/cast.h"
 #include "ops/einsum.h"
+#include "ops/permute_kernel.h"
 
 namespace ckb::ops {
 namespace {
@@ -118,6 +121,9 @@ class SliceSource final : public TensorSource {
     const std::uint64_t first = offset / len_, last = (offset + len + len_ - 1) / len_;
     base_.source->prefetch(first * in_row_ + start_, (last - first) * in_row_);
   }
+  StreamOrigin stream_origin(std::uint64_t offset) const override {
+    return base_.source->stream_origin(offset / len_ * in_row_ + start_ + offset % len_);
+  }
 
  private:
   Tensor base_;
@@ -125,54 +131,60 @@ class SliceSource final : public TensorSource {
   std::string what_;
 };
 
-class PermuteSource final : public ComputedSource {
+// Serves ranges of the permuted tensor straight from its materialised input
+// (ops/permute_kernel.h): the output is never held whole, and disjoint ranges are computed by
+// several readers at once.
+class PermuteSource final : public TensorSource {
  public:
-  PermuteSource(Tensor base, std::vector<int> perm, Shape out_shape, std::string what)
-      : ComputedSource(base.info.nbytes(), std::move(what)), in_(std::move(base)), perm_(std::move(perm)),
-        out_shape_(std::move(out_shape)) {}
-
- protected:
-  Bytes compute() const override {
-    const std::byte* src = in_.get();
-    const auto& ish = in_.tensor().info.shape;
-    const std::size_t rank = ish.size(), elem = dtype_size(in_.tensor().info.dtype);
-    std::vector<std::uint64_t> istride(rank, 1);
-    for (std::size_t d = rank; d-- > 1;) istride[d - 1] = istride[d] * static_cast<std::uint64_t>(ish[d]);
-    std::vector<std::uint64_t> ostride(rank);  // input stride for each output axis
-    for (std::size_t i = 0; i < rank; ++i) ostride[i] = istride[static_cast<std::size_t>(perm_[i])];
-    Bytes out(nbytes_);
-    const std::uint64_t n = nbytes_ / elem;
-    if (n == 0) return out;
-    std::vector<std::int64_t> idx(rank, 0);
-    // Innermost output axis walks the input with stride ostride[rank-1]; copy rows of it.
-    const std::uint64_t inner = rank ? static_cast<std::uint64_t>(out_shape_[rank - 1]) : 1;
-    const std::uint64_t istep = rank ? ostride[rank - 1] * elem : 0;
-    std::byte* dst = out.data();
-    for (std::uint64_t k = 0; k < n; k += inner) {
-      std::uint64_t base = 0;
-      for (std::size_t d = 0; d + 1 < rank; ++d) base += static_cast<std::uint64_t>(idx[d]) * ostride[d];
-      const std::byte* s = src + base * elem;
-      if (istep == elem) {
-        std::memcpy(dst, s, inner * elem);
-        dst += inner * elem;
-      } else {
-        for (std::uint64_t j = 0; j < inner; ++j, dst += elem, s += istep) std::memcpy(dst, s, elem);
-      }
-      for (std::size_t d = rank - 1; d-- > 0;) {
-        if (++idx[d] < out_shape_[d]) break;
-        idx[d] = 0;
-      }
+  PermuteSource(Tensor base, std::vector<int> perm, std::string what)
+      : in_(std::move(base)), perm_(std::move(perm)), what_(std::move(what)) {}
+  void read(std::uint64_t offset, std::span<std::byte> out) const override {
+    const TensorInfo& info = in_.tensor().info;
+    const std::size_t elem = dtype_size(info.dtype);
+    if (offset > info.nbytes() || out.size() > info.nbytes() - offset) throw MappingError(what_, "read past end");
+    if (out.empty()) return;
+    const std::byte* src;
+    {
+      std::lock_guard lock(mu_);
+      src = in_.get();
     }
-    return out;
+    const std::uint64_t e0 = offset / elem, e1 = (offset + out.size() + elem - 1) / elem;
+    if (offset % elem || out.size() % elem) {  // unaligned: the covering elements, then the bytes asked for
+      Bytes whole(static_cast<std::size_t>((e1 - e0) * elem));
+      permute_range(src, info.shape, perm_, elem, e0, e1, whole.data());
+      std::memcpy(out.data(), whole.data() + (offset - e0 * elem), out.size());
+      return;
+    }
+    // A large range (a chain of per-layer tensors runs on one executor worker) is cut into
+    // parts that pool threads permute at once; on a small machine the workers are busy anyway.
+    const std::uint64_t n = e1 - e0, kPart = (4u << 20) / elem;
+    const unsigned parts = static_cast<unsigned>(
+        std::min<std::uint64_t>({8, std::max(1u, std::thread::hardware_concurrency() / 2), n / kPart}));
+    if (parts <= 1) {
+      permute_range(src, info.shape, perm_, elem, e0, e1, out.data());
+      return;
+    }
+    const std::uint64_t per = (n + parts - 1) / parts;
+    parallel_for(parts, parts, [&](std::size_t k) {
+      const std::uint64_t a = e0 + k * per, b = std::min(e1, a + per);
+      if (a < b) permute_range(src, info.shape, perm_, elem, a, b, out.data() + (a - e0) * elem);
+    });
   }
+  std::string describe() const override { return what_; }
+  std::uint64_t resident_bytes() const override { return in_.resident(); }
+  bool parallel_reads() const override { return true; }
+  void release() const override {
+    std::lock_guard lock(mu_);
+    in_.release();
+  }
+  // The whole input is read on first access, from its start.
+  StreamOrigin stream_origin(std::uint64_t) const override { return in_.tensor().source->stream_origin(0); }
 
  private:
-  void release_inputs() const override { in_.release(); }
-  std::uint64_t inputs_resident() const override { return in_.resident(); }
-
   Materialized in_;
   std::vector<int> perm_;
-  Shape out_shape_;
+  std::string what_;
+  mutable std::mutex mu_;
 };
 
 class FillSource final : public TensorSource {
@@ -182,8 +194,16 @@ class FillSource final : public TensorSource {
     pattern_.assign(one.data(), one.data() + one.size());
   }
   void read(std::uint64_t offset, std::span<std::byte> out) const override {
-    const std::size_t e = pattern_.size();
-    for (std::size_t i = 0; i < out.size(); ++i) out[i] = pattern_[(offset + i) % e];
+    // A few periods element by element, then the filled prefix copied onto the rest in
+    // doubling steps (each a whole number of periods, so the phase carries over).
+    const std::size_t e = pattern_.size(), n = out.size();
+    std::size_t filled = std::min(n, e * 64);
+    for (std::size_t i = 0; i < filled; ++i) out[i] = pattern_[(offset + i) % e];
+    while (filled < n) {
+      const std::size_t c = std::min(filled, n - filled);
+      std::memcpy(out.data() + filled, out.data(), c);
+      filled += c;
+    }
   }
   std::string describe() const override { return what_; }
 
@@ -338,7 +358,7 @@ Tensor permute(const Tensor& t, const std::vector<int>& perm, const std::string&
   std::vector<int> p(rank);
   for (std::size_t i = 0; i < rank; ++i) p[i] = norm_axis(perm[i], rank, what);
   auto info = TensorInfo{t.info.dtype, out};
-  return Tensor{info, std::make_shared<PermuteSource>(t, p, out, what)};
+  return Tensor{info, std::make_shared<PermuteSource>(t, p, what)};
 }
 
 Tensor slice(const Tensor& t, int axis, std::int64_t start, std::int64_t stop, const std::string& what) {

@@ -2,13 +2,17 @@
 """pi0's parameter tree (names, shapes, dtypes of openpi's training layout, `/value` leaves
 dropped) as a safetensors file, with standard-library Python only, for profiling on machines
 without JAX. Values are random with a bounded exponent (|x| < 2^-5, no NaN/inf), so merges and
-casts do real arithmetic. `--depth` and `--vocab` scale it down.
-    make_pi0_synthetic.py OUT.safetensors [--depth 18] [--vocab 257152]"""
+casts do real arithmetic. `--depth` and `--vocab` scale it down. `--training-names` writes
+the names as openpi's training layout has them (`params/NAME/value`), so that
+`ckptbridge convert OUT.safetensors CK --to orbax --step 1000 --item params` gives the layout
+make_pi0_sized.py writes (CheckpointManager root, item `params`, `.../value` leaves).
+    make_pi0_synthetic.py OUT.safetensors [--depth 18] [--vocab 257152] [--training-names]"""
 import argparse, importlib.util, json, os, struct, sys
 
 here = os.path.dirname(os.path.abspath(__file__))
 ap = argparse.ArgumentParser(); ap.add_argument("out"); ap.add_argument("--depth", type=int, default=18)
-ap.add_argument("--vocab", type=int, default=257152); a = ap.parse_args()
+ap.add_argument("--vocab", type=int, default=257152)
+ap.add_argument("--training-names", action="store_true"); a = ap.parse_args()
 # The shape table is make_pi0_sized.tree(); import it without its JAX imports.
 src = open(os.path.join(here, "make_pi0_sized.py")).read()
 start, end = src.index("def tree("), src.index("def main(")
@@ -21,6 +25,7 @@ for name, (shape, kind) in tree.items():
     dt, size = ("BF16", 2) if kind == "base" else ("F32", 4)
     n = size
     for d in shape: n *= d
+    if a.training_names: name = f"params/{name}/value"
     header[name] = {"dtype": dt, "shape": list(shape), "data_offsets": [off, off + n]}
     items.append((n, size)); off += n
 h = json.dumps(header).encode(); h += b" " * ((8 - len(h) % 8) % 8)

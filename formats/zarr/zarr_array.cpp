@@ -92,6 +92,7 @@ void ZarrArray::release() const {
     cache_.clear();
   }
   std::lock_guard lk(stream_mu_);
+  if (band_open_ && stream_pos_ > 0 && stream_pos_ < meta_.numel() * meta_.dtype.itemsize) return;
   streams_.clear();
   band_open_ = false;
 }

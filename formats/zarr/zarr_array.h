@@ -56,8 +56,13 @@ class ZarrArray : public TensorSource, public std::enable_shared_from_this<ZarrA
 
   void read(std::uint64_t offset, std::span<std::byte> out) const override;
   std::string describe() const override;
-  // Drops the decoded chunks kept from the last read.
+  // Drops the decoded chunks kept from the last read. An open stream that stopped inside the
+  // array is kept (little memory: a decoder and its read-ahead), so consumers that read it in
+  // consecutive pieces and release after each (per-layer views of a stacked array, run in
+  // order by the executor: stream_origin) continue it instead of decoding the chunk again.
   void release() const override;
+  // This array at `offset`: its reads are cheapest front to back.
+  StreamOrigin stream_origin(std::uint64_t offset) const override { return {this, offset}; }
   // Decoded chunk bytes a sequential reader keeps resident (the chunks one read may span).
   std::uint64_t resident_bytes() const override;
   // 0 when chunks stream (see above), else resident_bytes().
