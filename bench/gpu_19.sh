@@ -8,6 +8,7 @@
 #           output bytes, vs the Python path (bench/pi0/python_baseline.py)
 #   orbax   safetensors (pi0-sized, largest array 2.4 GB) -> Orbax zstd: ours vs Orbax's own save
 #           of the same arrays (bench/python/orbax_save.py); ours read back and compared
+#   verify  tools/verify_with_orbax.py: our Orbax/zarr outputs of every fixture restored by Orbax
 #   matrix  bench/matrix.py --python at MATRIX_SIZES (default 1,4) into $OUT/gpu.jsonl
 #   bash bench/gpu_19.sh env pi0 orbax matrix 2>&1 | tee log
 set -uo pipefail
@@ -72,6 +73,10 @@ with open(sys.argv[2], "rb") as f:
 print(f"Orbax restored our output: {len(flat)} arrays, {bad} differ from the safetensors bytes")
 PY
     rm -rf "$W/ours_orbax" "$W/py_orbax" "$W/back.safetensors"
+    ;;
+  verify)
+    JAX_PLATFORMS=cpu python3 "$ROOT/tools/verify_with_orbax.py" "$(command -v ckptbridge)" "$ROOT/tests/data/fixtures" "$W/verify" 2>&1 | tail -15
+    rm -rf "$W/verify"
     ;;
   matrix)
     python3 "$ROOT/bench/matrix.py" --bin "$(command -v ckptbridge)" --work "$W/matrix" --sizes "${MATRIX_SIZES:-1,4}" \

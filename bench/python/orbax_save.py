@@ -20,6 +20,8 @@ t1 = time.time()
 with ocp.PyTreeCheckpointer() as c:
     c.save(out, tree)
 t2 = time.time()
+os.sync()  # ckptbridge's output is durable when it returns; Orbax's is not until this
+t3 = time.time()
 nbytes = sum(v.nbytes for v in tree.values())
-print(f"orbax_save: load {t1 - t0:.2f}s save {t2 - t1:.2f}s bytes {nbytes / 2**30:.2f} GiB "
+print(f"orbax_save: load {t1 - t0:.2f}s save {t2 - t1:.2f}s sync {t3 - t2:.2f}s bytes {nbytes / 2**30:.2f} GiB "
       f"largest {max(v.nbytes for v in tree.values()) / 2**30:.2f} GiB", flush=True)
