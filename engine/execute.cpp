@@ -21,7 +21,7 @@
 namespace ckb {
 namespace {
 
-constexpr std::size_t kBlock = DirectWriter::kBlock;
+constexpr std::size_t kDirectBlock = DirectWriter::kBlock;
 
 class ByteWindow {
  public:
@@ -201,8 +201,8 @@ ExecResult execute(const Node& target, const Format& fmt, const std::string& dst
           } else {
             // Laid out like the output file (same offset modulo the block), so a direct write
             // of it needs no copy.
-            const std::size_t phase = static_cast<std::size_t>(writer->file_position(i, off).value_or(0) % kBlock);
-            if (buf.size() < len + phase) buf = Bytes(static_cast<std::size_t>(std::min(n, chunk)) + kBlock);
+            const std::size_t phase = static_cast<std::size_t>(writer->file_position(i, off).value_or(0) % kDirectBlock);
+            if (buf.size() < len + phase) buf = Bytes(static_cast<std::size_t>(std::min(n, chunk)) + kDirectBlock);
             t.source->read(off, {buf.data() + phase, len});
             p = buf.data() + phase;
           }
