@@ -50,12 +50,11 @@ class ByteWindow {
 
 }  // namespace
 
-void accumulate_stats(TensorStats& s, DType dtype, const std::byte* data, std::size_t count, double& sum) {
-  if (!dtype_is_float(dtype) && !dtype_is_signed_int(dtype) && !dtype_is_unsigned_int(dtype)) return;
-  s.numeric = true;
-  std::vector<double> v(count);
-  convert_elements(dtype, DType::F64, data, reinterpret_cast<std::byte*>(v.data()), count, nullptr);
-  for (double x : v) {
+namespace {
+
+void accumulate_block(TensorStats& s, const double* v, std::size_t m, double& sum) {
+  for (std::size_t k = 0; k < m; ++k) {
+    const double x = v[k];
     if (std::isnan(x)) {
       ++s.nan;
       continue;
@@ -69,6 +68,29 @@ void accumulate_stats(TensorStats& s, DType dtype, const std::byte* data, std::s
     s.max = std::max(s.max, x);
     sum += x;
     ++s.count;
+  }
+}
+
+}  // namespace
+
+void accumulate_stats(TensorStats& s, DType dtype, const std::byte* data, std::size_t count, double& sum) {
+  if (!dtype_is_float(dtype) && !dtype_is_signed_int(dtype) && !dtype_is_unsigned_int(dtype)) return;
+  s.numeric = true;
+  if (dtype_is_subbyte(dtype)) {  // packed elements: converted in one call
+    std::vector<double> v(count);
+    convert_elements(dtype, DType::F64, data, reinterpret_cast<std::byte*>(v.data()), count, nullptr);
+    accumulate_block(s, v.data(), count, sum);
+    return;
+  }
+  // In blocks through a small buffer: a whole 32 MiB piece as doubles would be 128 MiB per
+  // worker (2 GiB on a 16-core host).
+  constexpr std::size_t kStatsBlock = 8192;
+  double v[kStatsBlock];
+  const std::size_t esz = dtype_size(dtype);
+  for (std::size_t at = 0; at < count; at += kStatsBlock) {
+    const std::size_t m = std::min(kStatsBlock, count - at);
+    convert_elements(dtype, DType::F64, data + at * esz, reinterpret_cast<std::byte*>(v), m, nullptr);
+    accumulate_block(s, v, m, sum);
   }
 }
 
@@ -87,7 +109,13 @@ ExecResult execute(const Node& target, const Format& fmt, const std::string& dst
   }
   if (eo.stats) res.stats.resize(tensors.size());
   unsigned threads = eo.threads ? eo.threads : std::max(1u, std::thread::hardware_concurrency());
-  const std::uint64_t chunk = std::max<std::uint64_t>(eo.chunk_bytes, 1 << 16);
+  // Each worker holds about two pieces (its output buffer and the input pages behind it, twice
+  // as many for a narrowing cast): on a many-core host the pieces shrink so that all workers
+  // together stay within a quarter of the memory window per piece (16 MiB for 16 workers and
+  // the default 1 GiB), never below 4 MiB.
+  const std::uint64_t budget = eo.max_memory ? eo.max_memory : (1ull << 30);
+  const std::uint64_t per_worker = std::max<std::uint64_t>(4u << 20, budget / (4ull * std::max(1u, threads)));
+  const std::uint64_t chunk = std::max<std::uint64_t>(std::min<std::uint64_t>(eo.chunk_bytes, per_worker), 1 << 16);
   // What each tensor holds in memory while it is processed, and the order: largest first, so
   // the longest single-threaded decodes and merges start at once instead of ending the run.
   // A large tensor whose source computes disjoint ranges independently (a LoRA merge, a cast)
