@@ -20,6 +20,7 @@ using ojson = nlohmann::ordered_json;
 struct InspectCmd {
   std::string path;
   bool json = false;
+  bool verbose = false;
   engine::SourceOptions src;
   engine::InspectOptions opts;
 };
@@ -60,6 +61,11 @@ int run(const InspectCmd& o) {
   const auto& hashes = in.sha256;
   const bool hash = o.opts.hash;
   warn_missing(in.missing_chunks);
+  if (o.verbose) {
+    const auto t = engine::remote_transfer();
+    std::cerr << "remote: " << t.requests << " request" << (t.requests == 1 ? "" : "s") << ", " << t.bytes_read
+              << " bytes fetched, " << t.retries << " retr" << (t.retries == 1 ? "y" : "ies") << "\n";
+  }
 
   if (o.json) {
     ojson j;
@@ -111,6 +117,7 @@ Runner add_inspect(CLI::App& app) {
   auto o = std::make_shared<InspectCmd>();
   app.add_option("path", o->path, "checkpoint file or directory (format detected from content)")->required();
   app.add_flag("--json", o->json, "machine-readable output");
+  app.add_flag("-v,--verbose", o->verbose, "also say what was fetched from object storage (requests, bytes) on stderr");
   app.add_flag("--hash", o->opts.hash, "add the sha256 of each tensor's C-order little-endian bytes");
   app.add_option("--threads", o->opts.threads, "worker threads for --hash (default: all cores)");
   add_source_options(app, o->src);

@@ -11,6 +11,7 @@
 
 #include "cli/commands.h"
 #include "cli/completion.h"
+#include "cli/options.h"
 #include "cli/progress.h"
 #include "engine/api.h"
 
@@ -51,6 +52,8 @@ int main(int argc, char** argv) {
     auto* sub = app.add_subcommand("completion", "Print a bash or zsh completion script: eval \"$(ckptbridge completion bash)\"");
     runners[sub] = ckb::cli::add_completion(*sub, app);
   }
+  for (auto& [sub, run] : runners)
+    if (sub->get_name() != "completion") ckb::cli::add_remote_options(*sub);
   // diff exits as cmp(1)/diff(1) do: 1 means "differ", so its usage errors are 2 (trouble).
   auto usage_rc = [&] { return diff->parsed() ? 2 : 1; };
   try {
@@ -62,6 +65,7 @@ int main(int argc, char** argv) {
   }
   ckb::cancel_on_signals(ckb::cli::cancel_token());
   try {
+    ckb::cli::apply_remote_options();
     for (auto& [sub, run] : runners)
       if (sub->parsed()) return run();
     return 1;

@@ -15,6 +15,29 @@ void add_source_options(CLI::App& app, engine::SourceOptions& src) {
                "reads as the fill value, as the zarr spec says, and is counted and warned about)");
 }
 
+namespace {
+engine::RemoteConfig& remote_config() {
+  static engine::RemoteConfig c;
+  return c;
+}
+}  // namespace
+
+void add_remote_options(CLI::App& app) {
+  auto& c = remote_config();
+  app.add_option("--endpoint", c.endpoint,
+                 "S3-compatible endpoint for s3:// (and gs:// through HMAC keys), e.g. http://127.0.0.1:9000 "
+                 "(default: AWS_ENDPOINT_URL, else AWS)");
+  app.add_option("--region", c.region, "S3 region (default: AWS_REGION, AWS_DEFAULT_REGION, the profile's, us-east-1)");
+  app.add_option("--aws-profile", c.aws_profile, "the ~/.aws/credentials profile (default: AWS_PROFILE, else 'default')");
+  app.add_option("--token", c.token,
+                 "Authorization: Bearer token for https:// and gs:// (default: HF_TOKEN / CKB_HTTP_TOKEN, "
+                 "GOOGLE_OAUTH_ACCESS_TOKEN); prefer the environment: a flag is visible in ps");
+  app.add_option("--remote-parallel", c.parallel_requests, "parallel requests per object store (default: 16)")
+      ->check(CLI::Range(1, 256));
+}
+
+void apply_remote_options() { engine::configure_remote(remote_config()); }
+
 void add_mapping_options(CLI::App& app, engine::Job& job, CommonRun& c) {
   app.add_option("--recipe", job.recipe, "mapping recipe: a JSON file or a built-in name (default: identity)");
   app.add_flag("--reverse", job.reverse, "apply the recipe's inverse (derived automatically)");

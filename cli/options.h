@@ -9,6 +9,7 @@
 //   output   DST (positional) or -o/--output, --to, every format's write options (--shard-size,
 //            --step, --item, --zarr3, ...), --metadata, --overwrite, --dry-run, --report FILE|-,
 //            --json, -q, --threads, --max-memory                 convert, adapt, merge-lora
+//   remote   --endpoint, --region, --aws-profile, --token, --remote-parallel   every command
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -37,6 +38,11 @@ void add_profile_options(CLI::App& app, engine::Job& job, const std::vector<std:
 void add_dtype_option(CLI::App& app, CommonRun& c, const std::string& help);
 // DST as the second positional, or -o/--output.
 void add_output_options(CLI::App& app, engine::Job& job, CommonRun& c);
+
+// Object storage: --endpoint, --region, --aws-profile, --token, --remote-parallel (every
+// command that reads or writes); apply_remote_options() hands them to the engine.
+void add_remote_options(CLI::App& app);
+void apply_remote_options();
 
 // Turns the typed strings of CommonRun into the job (dtype, sizes, metadata, memory).
 void finish_job(engine::Job& job, const CommonRun& c);

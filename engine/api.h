@@ -251,4 +251,23 @@ struct Inspection {
 };
 Inspection inspect(const std::string& path, const SourceOptions& src = {}, const InspectOptions& opts = {});
 
+// Object storage. Every path above may be an s3://, gs:// or http(s):// URL (http(s) read
+// only). How to reach the stores comes from the environment (AWS_ENDPOINT_URL, AWS_REGION,
+// AWS_PROFILE, AWS_ACCESS_KEY_ID/..., ~/.aws/credentials, HF_TOKEN, GOOGLE_OAUTH_ACCESS_TOKEN,
+// ...; README "Remote storage"); a non-empty field here overrides it for this process.
+struct RemoteConfig {
+  std::string endpoint;       // S3-compatible endpoint URL, e.g. http://127.0.0.1:9000
+  std::string region;         // S3 region
+  std::string aws_profile;    // ~/.aws/credentials profile
+  std::string token;          // Authorization: Bearer for https:// and gs://
+  int parallel_requests = 0;  // connections per store (0: keep)
+  int retries = 0;            // attempts per request (0: keep)
+};
+void configure_remote(const RemoteConfig& config);
+// What this process has moved to and from object storage so far.
+struct RemoteTransfer {
+  std::uint64_t requests = 0, bytes_read = 0, bytes_written = 0, retries = 0;
+};
+RemoteTransfer remote_transfer();
+
 }  // namespace ckb::engine

@@ -32,6 +32,7 @@ bool within(const fs::path& inner, const fs::path& outer) {
 }
 
 fs::path canonical_or_absolute(const std::string& p) {
+  if (is_remote_path(p)) return fs::path(strip_slashes(p));
   std::error_code ec;
   fs::path c = fs::weakly_canonical(fs::absolute(p), ec);
   return ec ? fs::absolute(p) : c;
@@ -111,10 +112,7 @@ void check_output(const OutputTarget& out, const OutputSpec& spec, const std::ve
     ours.insert(fs::path(out.path).filename().string());
     std::string foreign;
     std::size_t n = 0;
-    for (fs::recursive_directory_iterator it(out.folder, ec), end; !ec && it != end; it.increment(ec)) {
-      std::error_code ec2;
-      if (it->is_directory(ec2)) continue;
-      const std::string rel = fs::relative(it->path(), out.folder, ec2).generic_string();
+    for (const std::string& rel : list_files_recursive(out.folder)) {
       const bool shard = rel.find('/') == std::string::npos && out.path == out.folder && out.format->replaceable &&
                          (rel.ends_with(".safetensors") || rel.ends_with(".index.json"));
       if (ours.count(rel) || shard) continue;

@@ -39,6 +39,10 @@ std::pair<std::string, std::optional<LfsPointer>> find_lfs_pointer(const std::st
 }  // namespace
 
 void throw_unrecognised(const std::string& path) {
+  if (is_remote_path(path)) {
+    if (!path_exists(path)) throw IoError(path, "no such object or folder");
+    throw FormatError(path, "not a checkpoint format ckptbridge recognises");
+  }
   std::error_code ec;
   const auto st = fs::status(path, ec);
   if (!fs::exists(st)) {

@@ -2,10 +2,10 @@
 #include "io/kvstore.h"
 
 #include <algorithm>
-#include <filesystem>
 
 #include "core/errors.h"
 #include "io/file.h"
+#include "io/remote/object_store.h"
 
 namespace ckb {
 
@@ -13,20 +13,7 @@ DirectoryKvStore::DirectoryKvStore(std::string root) : root_(std::move(root)) {
   while (root_.size() > 1 && root_.back() == '/') root_.pop_back();
 }
 
-std::vector<std::string> DirectoryKvStore::list() const {
-  namespace fs = std::filesystem;
-  std::vector<std::string> keys;
-  std::error_code ec;
-  fs::recursive_directory_iterator it(root_, ec), end;
-  if (ec) throw IoError(root_, "cannot list directory: " + ec.message());
-  for (; it != end; it.increment(ec)) {
-    if (ec) throw IoError(root_, "cannot list directory: " + ec.message());
-    if (!it->is_regular_file(ec)) continue;
-    keys.push_back(fs::relative(it->path(), root_, ec).generic_string());
-  }
-  std::sort(keys.begin(), keys.end());
-  return keys;
-}
+std::vector<std::string> DirectoryKvStore::list() const { return list_files_recursive(root_); }
 
 std::optional<KvValue> DirectoryKvStore::get(const std::string& key) const {
   if (key.empty() || key.front() == '/') throw FormatError(root_, "invalid key '" + key + "'");
@@ -39,6 +26,18 @@ std::optional<KvValue> DirectoryKvStore::get(const std::string& key) const {
     start = end + 1;
   }
   std::string path = root_ + "/" + key;
+  if (is_remote_path(path)) {
+    // One GET: the whole value into its own buffer (absent: nullopt).
+    auto loc = remote::open_remote(path);
+    auto value = loc.store->get(loc.key);
+    if (!value) return std::nullopt;
+    auto held = std::make_shared<std::string>(std::move(*value));
+    KvValue v;
+    v.bytes = {reinterpret_cast<const std::byte*>(held->data()), held->size()};
+    v.file = path;
+    v.keepalive = std::move(held);
+    return v;
+  }
   if (!path_exists(path) || is_directory(path)) return std::nullopt;
   auto file = MappedFile::open(path);
   KvValue v;

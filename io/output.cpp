@@ -16,6 +16,8 @@
 #include <set>
 
 #include "core/errors.h"
+#include "io/file.h"
+#include "io/remote_output.h"
 
 namespace ckb {
 namespace {
@@ -80,7 +82,13 @@ void fsync_parent(const std::string& path) {
 
 }  // namespace
 
-AtomicFile::AtomicFile(std::string final_path) : final_(std::move(final_path)), tmp_(temp_name(final_)) {
+AtomicFile::AtomicFile(std::string final_path) : final_(std::move(final_path)) {
+  if (is_remote_path(final_)) {
+    tmp_ = final_;
+    remote_ = std::make_unique<RemoteUpload>(final_);
+    return;
+  }
+  tmp_ = temp_name(final_);
   Registry& reg = registry();
   std::lock_guard lock(reg.mu);
   throw_if_abandoned(reg);
@@ -92,6 +100,10 @@ AtomicFile::AtomicFile(std::string final_path) : final_(std::move(final_path)), 
 }
 
 AtomicFile::~AtomicFile() {
+  if (remote_) {
+    remote_.reset();  // aborts unless committed
+    return;
+  }
   direct_.reset();
   if (fd_ >= 0) ::close(fd_);
   if (!committed_) ::unlink(tmp_.c_str());
@@ -99,7 +111,9 @@ AtomicFile::~AtomicFile() {
 }
 
 void AtomicFile::pwrite(std::uint64_t offset, std::span<const std::byte> data) {
-  if (direct_) {
+  if (remote_) {
+    remote_->pwrite(offset, data);
+  } else if (direct_) {
     const DirectWriter::Rest rest = direct_->write(offset, data);
     buffered_write(rest.head_offset, rest.head);
     buffered_write(rest.tail_offset, rest.tail);
@@ -131,10 +145,16 @@ void AtomicFile::buffered_write(std::uint64_t offset, std::span<const std::byte>
 }
 
 void AtomicFile::truncate(std::uint64_t size) {
+  if (remote_) return remote_->truncate(size);
   if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) throw_errno(final_, "cannot size output");
 }
 
 void AtomicFile::commit() {
+  if (remote_) {
+    remote_->commit();
+    committed_ = true;
+    return;
+  }
   direct_.reset();
   if (::fsync(fd_) != 0) throw_errno(final_, "fsync failed");
   if (::close(fd_) != 0) {
@@ -153,7 +173,13 @@ void AtomicFile::commit() {
   fsync_parent(final_);
 }
 
-AtomicDir::AtomicDir(std::string final_path) : final_(std::move(final_path)), tmp_(temp_name(final_)) {
+AtomicDir::AtomicDir(std::string final_path) : final_(std::move(final_path)) {
+  if (is_remote_path(final_)) {
+    tmp_ = final_;
+    remote_ = std::make_unique<RemoteDir>(final_);
+    return;
+  }
+  tmp_ = temp_name(final_);
   std::error_code ec;
   auto parent = std::filesystem::path(final_).parent_path();
   if (!parent.empty()) std::filesystem::create_directories(parent, ec);
@@ -165,11 +191,20 @@ AtomicDir::AtomicDir(std::string final_path) : final_(std::move(final_path)), tm
 }
 
 AtomicDir::~AtomicDir() {
+  if (remote_) {
+    remote_.reset();  // uncommitted: deletes what it completed
+    return;
+  }
   if (!committed_) remove_tree(tmp_);
   forget(tmp_);
 }
 
 void AtomicDir::commit() {
+  if (remote_) {
+    remote_->commit();
+    committed_ = true;
+    return;
+  }
   Registry& reg = registry();
   std::unique_lock lock(reg.mu);  // the renames exclude abandon_temporaries()
   throw_if_abandoned(reg);
@@ -208,6 +243,7 @@ void AtomicDir::commit() {
 }
 
 void write_small_file(const std::string& path, std::string_view content) {
+  if (is_remote_path(path)) return remote_write_small_file(path, content);
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw_errno(path, "cannot create");
   const char* p = content.data();
@@ -228,12 +264,14 @@ void write_small_file(const std::string& path, std::string_view content) {
 }
 
 void make_dirs(const std::string& path) {
+  if (is_remote_path(path)) return;  // object storage has no folders
   std::error_code ec;
   std::filesystem::create_directories(path, ec);
   if (ec) throw IoError(path, "cannot create directory: " + ec.message());
 }
 
 void remove_tree(const std::string& path) {
+  if (is_remote_path(path)) return;  // only local temporaries are removed this way
   std::error_code ec;
   std::filesystem::remove_all(path, ec);
 }
@@ -248,7 +286,7 @@ std::size_t abandon_temporaries() {
   Registry& reg = registry();
   std::lock_guard lock(reg.mu);
   reg.abandoned = true;
-  const std::size_t n = reg.live.size();
+  const std::size_t n = reg.live.size() + abandon_remote_outputs();
   for (const auto& p : reg.live) remove_path(p);  // a tree before the files inside it
   reg.live.clear();
   return n;
@@ -268,6 +306,7 @@ long temporary_owner(const std::string& path) {
 std::vector<std::string> remove_stale_temporaries(const std::string& destination) {
   namespace fs = std::filesystem;
   std::vector<std::string> removed;
+  if (is_remote_path(destination)) return removed;  // remote outputs have no temporaries
   auto scan = [&](const fs::path& dir) {
     std::error_code ec;
     std::vector<fs::path> stale;

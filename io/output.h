@@ -3,6 +3,9 @@
 // that fails or is killed leaves either no output or the previous one, never a partial file.
 // An output may never be one of the inputs (checked by the caller with same_file()).
 //
+// Every function here also takes an s3:// or gs:// URL where it takes a path: the output is
+// then written in place in object storage, visible only when complete (io/remote_output.h).
+//
 // Temporaries and their cleanup:
 //  - A temporary is named ".ckb-tmp-<pid>-<unique>-<destination name>" beside the destination
 //    (for the "old output" moved aside while a directory is replaced: the same plus ".old").
@@ -24,6 +27,9 @@
 #include "io/direct_io.h"
 
 namespace ckb {
+
+class RemoteUpload;
+class RemoteDir;
 
 // A file written at explicit offsets (thread-safe pwrite), published by commit(). Large
 // writes bypass the page cache where the filesystem allows it (io/direct_io.h); the rest is
@@ -51,6 +57,7 @@ class AtomicFile {
   std::string final_, tmp_;
   int fd_ = -1;
   std::unique_ptr<DirectWriter> direct_;  // null when the filesystem refuses O_DIRECT
+  std::unique_ptr<RemoteUpload> remote_;  // set for a URL (then there is no fd and no temporary)
   bool committed_ = false;
 };
 
@@ -69,6 +76,7 @@ class AtomicDir {
 
  private:
   std::string final_, tmp_;
+  std::unique_ptr<RemoteDir> remote_;  // set for a URL: written in place, tmp_ == final_
   bool committed_ = false;
 };
 

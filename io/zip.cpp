@@ -76,7 +76,8 @@ void check_name(const std::string& name, const std::string& path, std::uint64_t 
 // output window right after it is produced (still in cache) and checked against the central
 // directory's when `check_crc`.
 Bytes inflate_member(const MappedFile& file, const ZipEntry& e, bool check_crc) {
-  auto in = file.range(e.data_offset, e.compressed_size, "deflated zip member");
+  const auto held = file.view(e.data_offset, e.compressed_size, "deflated zip member");
+  const auto in = held.bytes;
   if (e.uncompressed_size > std::numeric_limits<std::size_t>::max() / 2)
     throw FormatError(file.path(), "zip member '" + e.name + "' declares an absurd size", e.local_header_offset);
   Bytes out(static_cast<std::size_t>(e.uncompressed_size));
@@ -130,7 +131,7 @@ class StoredMemberSource final : public TensorSource {
     if (offset > len_ || out.size() > len_ - offset)
       throw FormatError(file_->path(), "read past the end of zip member '" + name_ + "'", begin_ + offset);
     if (out.empty()) return;
-    std::memcpy(out.data(), file_->data() + begin_ + offset, out.size());
+    file_->read(begin_ + offset, out, "stored zip member");
     crc_->cover(skip_ + offset, out);
   }
   std::string describe() const override { return file_->path() + ":" + name_ + " @" + std::to_string(begin_); }
@@ -174,14 +175,17 @@ bool is_ascii(const std::string& s) {
 ZipReader::ZipReader(MappedFilePtr file, ZipReadOptions opts) : file_(std::move(file)), opts_(opts) {
   const std::string& path = file_->path();
   const std::uint64_t size = file_->size();
-  auto bytes = file_->bytes();
+  // Only the end records, the central directory and the local headers are touched (a remote
+  // archive fetches just those).
+  auto region = [&](std::uint64_t off, std::uint64_t len) { return file_->range(off, len, "zip structure"); };
   if (size < kEocdSize) throw FormatError(path, "not a zip file: too small for an end-of-central-directory record", 0);
 
   // The EOCD is the last 22 bytes plus an optional comment of up to 65535 bytes.
   std::uint64_t eocd = std::numeric_limits<std::uint64_t>::max();
   const std::uint64_t lowest = size > kEocdSize + 0xFFFF ? size - kEocdSize - 0xFFFF : 0;
+  const auto tail = region(lowest, size - lowest);
   for (std::uint64_t p = size - kEocdSize + 1; p-- > lowest;) {
-    ByteReader r(bytes.subspan(p, kEocdSize), path, p);
+    ByteReader r(tail.subspan(p - lowest, kEocdSize), path, p);
     if (r.le<std::uint32_t>("EOCD signature") != kEocdSig) continue;
     r.skip(16, "EOCD");
     std::uint16_t comment = r.le<std::uint16_t>("EOCD comment length");
@@ -192,13 +196,14 @@ ZipReader::ZipReader(MappedFilePtr file, ZipReadOptions opts) : file_(std::move(
   }
   if (eocd == std::numeric_limits<std::uint64_t>::max()) {
     // A file that starts like a zip (a local header) but has no directory at its end was cut short.
-    const bool starts_as_zip = size >= 4 && std::to_integer<int>(bytes[0]) == 'P' && std::to_integer<int>(bytes[1]) == 'K' &&
-                               std::to_integer<int>(bytes[2]) == 3 && std::to_integer<int>(bytes[3]) == 4;
+    const auto head = region(0, std::min<std::uint64_t>(size, 4));
+    const bool starts_as_zip = size >= 4 && std::to_integer<int>(head[0]) == 'P' && std::to_integer<int>(head[1]) == 'K' &&
+                               std::to_integer<int>(head[2]) == 3 && std::to_integer<int>(head[3]) == 4;
     throw FormatError(path, starts_as_zip ? "truncated: the zip archive ends without its end-of-central-directory record"
                                           : "no zip end-of-central-directory record found", size);
   }
 
-  ByteReader er(bytes.subspan(eocd, kEocdSize), path, eocd);
+  ByteReader er(region(eocd, kEocdSize), path, eocd);
   er.skip(4, "EOCD signature");
   std::uint16_t disk = er.le<std::uint16_t>("EOCD disk number");
   std::uint16_t cd_disk = er.le<std::uint16_t>("EOCD central directory disk");
@@ -212,18 +217,18 @@ ZipReader::ZipReader(MappedFilePtr file, ZipReadOptions opts) : file_(std::move(
   bool need64 = count == kMax16 || cd_size == kMax32 || cd_off == kMax32;
   bool has_locator = false;
   if (eocd >= kLocatorSize) {
-    ByteReader lr(bytes.subspan(eocd - kLocatorSize, kLocatorSize), path, eocd - kLocatorSize);
+    ByteReader lr(region(eocd - kLocatorSize, kLocatorSize), path, eocd - kLocatorSize);
     has_locator = lr.le<std::uint32_t>("zip64 locator signature") == kZip64LocatorSig;
   }
   if (need64 && !has_locator)
     throw FormatError(path, "zip end record needs zip64 values but no zip64 locator is present", eocd);
   if (has_locator) {
-    ByteReader lr(bytes.subspan(eocd - kLocatorSize, kLocatorSize), path, eocd - kLocatorSize);
+    ByteReader lr(region(eocd - kLocatorSize, kLocatorSize), path, eocd - kLocatorSize);
     lr.skip(8, "zip64 locator");
     std::uint64_t rec = lr.le<std::uint64_t>("zip64 end record offset");
     if (rec > eocd - kLocatorSize || eocd - kLocatorSize - rec < kZip64EocdSize)
       throw FormatError(path, "zip64 end record offset " + std::to_string(rec) + " is out of range", eocd - kLocatorSize);
-    ByteReader zr(bytes.subspan(rec, kZip64EocdSize), path, rec);
+    ByteReader zr(region(rec, kZip64EocdSize), path, rec);
     if (zr.le<std::uint32_t>("zip64 end record signature") != kZip64EocdSig)
       throw FormatError(path, "bad zip64 end-of-central-directory signature", rec);
     zr.skip(8 + 2 + 2, "zip64 end record header");
@@ -248,7 +253,7 @@ ZipReader::ZipReader(MappedFilePtr file, ZipReadOptions opts) : file_(std::move(
                                 std::to_string(cd_size) + " bytes",
                       cd_off);
 
-  ByteReader cr(bytes.subspan(cd_off, cd_size), path, cd_off);
+  ByteReader cr(region(cd_off, cd_size), path, cd_off);
   std::unordered_set<std::string> names;
   entries_.reserve(static_cast<std::size_t>(count));
   for (std::uint64_t i = 0; i < count; ++i) {
@@ -312,7 +317,7 @@ ZipReader::ZipReader(MappedFilePtr file, ZipReadOptions opts) : file_(std::move(
     // 0xFFFFFFFF with a data descriptor); the data must end before the central directory.
     if (e.local_header_offset > cd_off || cd_off - e.local_header_offset < kLocalHeaderSize)
       throw FormatError(path, "local header of '" + e.name + "' is out of range", at);
-    ByteReader lr(bytes.subspan(e.local_header_offset, kLocalHeaderSize), path, e.local_header_offset);
+    ByteReader lr(region(e.local_header_offset, kLocalHeaderSize), path, e.local_header_offset);
     if (lr.le<std::uint32_t>("local header signature") != kLocalSig)
       throw FormatError(path, "bad local header signature for '" + e.name + "'", e.local_header_offset);
     lr.skip(2, "local header version");
@@ -330,8 +335,8 @@ ZipReader::ZipReader(MappedFilePtr file, ZipReadOptions opts) : file_(std::move(
                         e.local_header_offset);
     // The local header must name the same member (NumPy/zipfile: "File name in directory
     // ... and header ... differ"): a changed central name would rename a tensor silently.
-    if (const std::string_view lname_bytes(reinterpret_cast<const char*>(bytes.data() + e.local_header_offset +
-                                                                          kLocalHeaderSize),
+    if (const std::string_view lname_bytes(reinterpret_cast<const char*>(
+                                               region(e.local_header_offset + kLocalHeaderSize, lname).data()),
                                            static_cast<std::size_t>(lname));
         lname_bytes != e.name)
       throw FormatError(path,
@@ -346,7 +351,7 @@ ZipReader::ZipReader(MappedFilePtr file, ZipReadOptions opts) : file_(std::move(
       const std::uint64_t d = e.data_offset + e.compressed_size;
       auto word = [&](std::uint64_t at) -> std::optional<std::uint32_t> {
         if (at > cd_off || cd_off - at < 4) return std::nullopt;
-        return ByteReader(bytes.subspan(at, 4), path, at).le<std::uint32_t>("data descriptor");
+        return ByteReader(region(at, 4), path, at).le<std::uint32_t>("data descriptor");
       };
       const auto first = word(d);
       const auto second = first && *first == kDescriptorSig ? word(d + 4) : std::nullopt;
@@ -491,6 +496,9 @@ ZipWriter::ZipWriter(AtomicFile& out, std::vector<Member> members, std::uint64_t
     plan(true);
   }
   pieces_.assign(members_.size(), {});
+  written_.assign(members_.size(), 0);
+  crc_.assign(members_.size(), 0);
+  header_written_.assign(members_.size(), false);
 }
 
 std::uint64_t ZipWriter::data_offset(std::size_t i) const { return data_offset_.at(i); }
@@ -502,16 +510,22 @@ void ZipWriter::write(std::size_t i, std::uint64_t offset, std::span<const std::
   if (data.empty()) return;
   std::uint32_t crc = crc32_update(data);
   out_.pwrite(data_offset_[i] + offset, data);
-  std::lock_guard<std::mutex> lock(mu_);
-  pieces_[i].push_back({offset, data.size(), crc});
+  std::vector<Piece> complete;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    pieces_[i].push_back({offset, data.size(), crc});
+    written_[i] += data.size();
+    if (written_[i] != members_[i].size) return;
+    complete = pieces_[i];
+  }
+  // The member is complete: its local header goes out now rather than at finish(), so an
+  // output written in parts (object storage) can send each part as soon as its members are done.
+  write_local_header(i, std::move(complete));
 }
 
-void ZipWriter::finish() {
-  std::string central;
-  for (std::size_t i = 0; i < members_.size(); ++i) {
-    const auto& m = members_[i];
-    auto& ps = pieces_[i];
-    std::sort(ps.begin(), ps.end(), [](const Piece& a, const Piece& b) { return a.offset < b.offset; });
+std::uint32_t ZipWriter::member_crc(std::size_t i, std::vector<Piece> ps) const {
+  const auto& m = members_[i];
+  std::sort(ps.begin(), ps.end(), [](const Piece& a, const Piece& b) { return a.offset < b.offset; });
     std::uint32_t crc = 0;
     std::uint64_t covered = 0;
     for (const auto& p : ps) {
@@ -524,7 +538,12 @@ void ZipWriter::finish() {
     if (covered != m.size)
       throw UsageError("zip member '" + m.name + "' is incomplete: " + std::to_string(covered) + " of " +
                        std::to_string(m.size) + " bytes written");
-    const std::uint32_t crc32v = crc;
+  return crc;
+}
+
+void ZipWriter::write_local_header(std::size_t i, std::vector<Piece> pieces) {
+    const auto& m = members_[i];
+    const std::uint32_t crc32v = member_crc(i, std::move(pieces));
     const auto l = local_layout(m.name, header_offset_[i], alignment_, zip64_);
     const std::uint16_t flags = is_ascii(m.name) ? 0 : 0x0800;
     const std::uint16_t version = zip64_ ? 45 : 20;
@@ -554,6 +573,24 @@ void ZipWriter::finish() {
       h.append(l.padding, 'Z');
     }
     out_.pwrite(header_offset_[i], h);
+    std::lock_guard<std::mutex> lock(mu_);
+    crc_[i] = crc32v;
+    header_written_[i] = true;
+}
+
+void ZipWriter::finish() {
+  std::string central;
+  for (std::size_t i = 0; i < members_.size(); ++i) {
+    const auto& m = members_[i];
+    bool done;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      done = header_written_[i];
+    }
+    if (!done) write_local_header(i, pieces_[i]);  // empty members, or an incomplete one (throws)
+    const std::uint32_t crc32v = crc_[i];
+    const std::uint16_t flags = is_ascii(m.name) ? 0 : 0x0800;
+    const std::uint16_t version = zip64_ ? 45 : 20;
 
     put32(central, kCentralSig);
     put16(central, version);  // made by

@@ -105,8 +105,9 @@ class ZipWriter {
   std::uint64_t data_offset(std::size_t i) const;
   // Thread-safe: bytes [offset, offset+data.size()) of member i.
   void write(std::size_t i, std::uint64_t offset, std::span<const std::byte> data);
-  // Writes local headers (with CRC-32 combined from the pieces), the central directory
-  // and end records. Every member must be complete. Does not commit `out`.
+  // Writes the central directory and end records (and the local headers not written yet: a
+  // member's local header, with the CRC-32 combined from its pieces, is written as soon as
+  // its last byte is). Every member must be complete. Does not commit `out`.
   void finish();
 
  private:
@@ -114,10 +115,15 @@ class ZipWriter {
     std::uint64_t offset, len;
     std::uint32_t crc;
   };
+  std::uint32_t member_crc(std::size_t i, std::vector<Piece> pieces) const;
+  void write_local_header(std::size_t i, std::vector<Piece> pieces);
   AtomicFile& out_;
   std::vector<Member> members_;
   std::vector<std::uint64_t> header_offset_, data_offset_;
   std::vector<std::vector<Piece>> pieces_;
+  std::vector<std::uint64_t> written_;  // bytes written per member
+  std::vector<std::uint32_t> crc_;      // per member, once its local header is written
+  std::vector<bool> header_written_;
   std::uint64_t alignment_;
   bool zip64_;
   std::uint64_t end_ = 0;

@@ -5,6 +5,8 @@
 #include <fstream>
 #include <iterator>
 
+#include <set>
+
 #include "core/errors.h"
 #include "core/json_bounded.h"
 #include "io/file.h"
@@ -21,20 +23,21 @@ const char* const kModelFolderFiles[] = {
     "merges.txt",        "chat_template.jinja",    "chat_template.json",
 };
 
-std::string read_bytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw IoError(path, "cannot open for reading");
-  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  if (f.bad()) throw IoError(path, "read failed");
-  return s;
-}
+std::string read_bytes(const std::string& path) { return read_text_file(path); }
 
 }  // namespace
 
 std::vector<std::string> hf_model_folder_files(const std::string& base_dir) {
   std::vector<std::string> out;
+  std::set<std::string> files;
+  try {
+    for (const auto& e : list_directory(base_dir))
+      if (!e.is_directory) files.insert(e.name);
+  } catch (const IoError&) {
+    return out;
+  }
   for (const char* n : kModelFolderFiles)
-    if (fs::is_regular_file(fs::path(base_dir) / n)) out.emplace_back(n);
+    if (files.count(n)) out.emplace_back(n);
   return out;
 }
 
@@ -52,10 +55,10 @@ std::vector<std::string> copy_model_folder_files(const std::vector<std::string>&
 }
 
 bool is_peft_adapter(const std::string& path) {
-  std::error_code ec;
-  if (fs::is_directory(path, ec)) return fs::is_regular_file(fs::path(path) / "adapter_config.json", ec);
+  auto is_file = [](const std::string& f) { return path_exists(f) && !is_directory(f); };
+  if (is_directory(path)) return is_file(path + "/adapter_config.json");
   const fs::path p(path);
-  return p.filename() == "adapter_model.safetensors" && fs::is_regular_file(p.parent_path() / "adapter_config.json", ec);
+  return p.filename() == "adapter_model.safetensors" && is_file(p.parent_path().string() + "/adapter_config.json");
 }
 
 std::string peft_local_base(const std::string& adapter_dir) {
@@ -66,7 +69,12 @@ std::string peft_local_base(const std::string& adapter_dir) {
   const std::string pass = "; pass the base model: merge-lora BASE_DIR --adapter " + adapter_dir;
   if (named.empty()) throw UsageError(cfg + " does not name its base model (base_model_name_or_path is not set)" + pass);
   fs::path base(named);
-  if (base.is_relative()) base = fs::path(adapter_dir) / base;
+  if (base.is_relative() && !is_remote_path(named)) base = fs::path(adapter_dir) / base;
+  if (is_remote_path(base.string())) {
+    if (!is_directory(base.string()))
+      throw UsageError(cfg + " names its base model '" + named + "', which is not a folder" + pass);
+    return base.string();
+  }
   std::error_code ec;
   if (!fs::is_directory(base, ec))
     throw UsageError(cfg + " names its base model '" + named + "', which is not a local folder (" + base.string() +

@@ -18,8 +18,8 @@ std::string meta(const Checkpoint& ck, const std::string& k) {
 }
 
 bool is_orbax_item(const fs::path& dir) {
-  std::error_code ec;
-  return fs::is_regular_file(dir / "_METADATA", ec) || fs::is_regular_file(dir / "checkpoint", ec);
+  auto is_file = [](const std::string& f) { return path_exists(f) && !is_directory(f); };
+  return is_file((dir / "_METADATA").string()) || is_file((dir / "checkpoint").string());
 }
 
 // The folder holding params/: the step (or released checkpoint) folder the reader resolved,
@@ -110,18 +110,14 @@ nlohmann::ordered_json OpenpiAssets::to_json() const {
 
 OpenpiAssets openpi_assets(const std::string& folder) {
   OpenpiAssets a;
-  std::error_code ec;
   const fs::path dir = fs::path(folder) / "assets";
-  if (!fs::is_directory(dir, ec)) return a;
+  if (!is_directory(dir.string())) return a;
   a.dir = dir.string();
-  for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    std::error_code ec2;
-    if (!it->is_regular_file(ec2)) continue;
-    const fs::path rel = fs::relative(it->path(), dir, ec2);
-    a.files.push_back(rel.generic_string());
+  for (const std::string& file : list_files_recursive(a.dir)) {
+    const fs::path rel(file);
+    a.files.push_back(file);
     if (rel.filename() == "norm_stats.json") a.asset_ids.push_back(rel.parent_path().generic_string());
   }
-  if (ec) throw IoError(a.dir, "cannot list: " + ec.message());
   std::sort(a.files.begin(), a.files.end());
   std::sort(a.asset_ids.begin(), a.asset_ids.end());
   return a;

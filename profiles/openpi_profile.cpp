@@ -65,8 +65,8 @@ class OpenpiProfile final : public Profile {
       p.source = source;
       // The head counts a PyTorch layout hides, from the config.json the forward run wrote.
       const fs::path src(req.source_path);
-      const fs::path cfg = (fs::is_directory(src) ? src : src.parent_path()) / "config.json";
-      if (fs::exists(cfg)) {
+      const fs::path cfg = (is_directory(src.string()) ? src : src.parent_path()) / "config.json";
+      if (path_exists(cfg.string())) {
         auto j = parse_json_bounded(read_text_file(cfg.string()), cfg.string(), {.allow_exceptions = false});
         if (j.is_object() && j.contains("sizes") && j["sizes"].is_object())
           for (const auto& [k, v] : j["sizes"].items())

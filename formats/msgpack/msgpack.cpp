@@ -673,7 +673,13 @@ Checkpoint read_msgpack_file(const std::string& path) {
   return Checkpoint{"msgpack", path, decode_msgpack_tree(file), {}};
 }
 
-bool looks_like_msgpack_map(std::span<const std::byte> bytes) {
+bool looks_like_msgpack_map(std::span<const std::byte> bytes) { return looks_like_msgpack_map(bytes, bytes.size()); }
+
+bool looks_like_msgpack_file(const MappedFile& file) {
+  return looks_like_msgpack_map(file.range(0, std::min<std::uint64_t>(file.size(), 64 * 1024), "msgpack head"), file.size());
+}
+
+bool looks_like_msgpack_map(std::span<const std::byte> bytes, std::uint64_t total_size) {
   auto at = [&](std::size_t i) { return std::to_integer<std::uint8_t>(bytes[i]); };
   const std::size_t size = bytes.size();
   if (size == 0) return false;
@@ -697,7 +703,7 @@ bool looks_like_msgpack_map(std::span<const std::byte> bytes) {
   if (size >= 9 && at(8) == '{') {
     std::uint64_t n = 0;
     for (int i = 7; i >= 0; --i) n = (n << 8) | at(static_cast<std::size_t>(i));
-    if (n <= size - 8) return false;
+    if (n <= total_size - 8) return false;
   }
   if (pos >= size) return false;
   const std::uint8_t k = at(pos++);

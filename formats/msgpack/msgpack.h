@@ -54,6 +54,10 @@ Checkpoint read_msgpack_file(const std::string& path);
 // Cheap sniffing: the bytes start with a msgpack map whose first key is a well-formed
 // string (or the file is exactly an empty map), and do not look like safetensors.
 bool looks_like_msgpack_map(std::span<const std::byte> bytes);
+// The same for a file of `total_size` bytes of which `head` is the beginning.
+bool looks_like_msgpack_map(std::span<const std::byte> head, std::uint64_t total_size);
+// The same for a whole file, looking only at its first 64 KiB.
+bool looks_like_msgpack_file(const MappedFile& file);
 
 // A writer of Flax msgpack; `max_chunk_bytes` is a parameter only so tests can exercise
 // chunking with small arrays.

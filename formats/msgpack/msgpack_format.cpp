@@ -18,7 +18,7 @@ Format make_msgpack_format() {
   f.description = "Flax msgpack (flax.serialization.to_bytes, legacy Orbax 'checkpoint'); read and write";
   f.detect = [](const std::string& path) {
     try {
-      return looks_like_msgpack_map(MappedFile::open(path)->bytes());
+      return looks_like_msgpack_file(*MappedFile::open(path));
     } catch (...) {
       return false;
     }

@@ -71,7 +71,17 @@ class NpyWriter final : public Writer {
 
 Checkpoint read_npy_file(const std::string& path, const NpyReadOptions& opts) {
   auto file = MappedFile::open(path);
-  NpyHeader h = parse_npy_header(file->bytes(), path, 0, opts);
+  // The header only (a remote file fetches just it): 64 KiB holds any header NumPy writes
+  // short of a huge structured dtype, which gets the whole file.
+  constexpr std::uint64_t kHead = 64 * 1024;
+  NpyHeader h = [&] {
+    if (file->size() <= kHead) return parse_npy_header(file->bytes(), path, 0, opts);
+    try {
+      return parse_npy_header(file->range(0, kHead, "npy header"), path, 0, opts);
+    } catch (const FormatError&) {
+      return parse_npy_header(file->bytes(), path, 0, opts);
+    }
+  }();
   if (h.data_offset > file->size() || h.nbytes > file->size() - h.data_offset)
     throw FormatError(path, "truncated .npy data: shape " + shape_str(h.info.shape) + " of " +
                                 std::string(dtype_name(h.info.dtype)) + " needs " + std::to_string(h.nbytes) +
@@ -94,7 +104,8 @@ Format make_npy_format() {
   f.description = "NumPy .npy: one array (np.save); read and write";
   f.detect = [](const std::string& path) {
     try {
-      return is_npy_magic(MappedFile::open(path)->bytes());
+      auto file = MappedFile::open(path);
+      return is_npy_magic(file->range(0, std::min<std::uint64_t>(file->size(), 16), "npy magic"));
     } catch (...) {
       return false;
     }

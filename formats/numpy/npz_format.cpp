@@ -211,7 +211,7 @@ Format make_npz_format() {
   f.detect = [](const std::string& path) {
     try {
       auto file = MappedFile::open(path);
-      if (!starts_like_zip(file->bytes())) return false;
+      if (!starts_like_zip(file->range(0, std::min<std::uint64_t>(file->size(), 4), "zip magic"))) return false;
       ZipReader zip(file);
       for (const auto& e : zip.entries())
         if (!ends_with_npy(e.name)) return false;

@@ -113,10 +113,9 @@ void resolve(Node& n, Path& keys, const ArrayContext& c) {
 
 bool has_aggregate(const std::string& dir) {
   const std::string path = dir + "/" + kAggregateFile;
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) return false;
   try {
-    return looks_like_msgpack_map(MappedFile::open(path)->bytes());
+    if (!path_exists(path) || is_directory(path)) return false;
+    return looks_like_msgpack_file(*MappedFile::open(path));
   } catch (const std::exception&) {
     return false;
   }
@@ -124,9 +123,8 @@ bool has_aggregate(const std::string& dir) {
 
 std::optional<Node> read_aggregate(const std::string& item_dir) {
   const std::string path = item_dir + "/" + kAggregateFile;
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) return std::nullopt;
-  if (!std::filesystem::is_regular_file(path, ec)) throw FormatError(path, "the aggregate file is not a regular file");
+  if (!path_exists(path)) return std::nullopt;
+  if (is_directory(path)) throw FormatError(path, "the aggregate file is not a regular file");
   return decode_msgpack_tree(MappedFile::open(path));
 }
 

@@ -23,15 +23,16 @@ namespace {
 
 std::vector<std::string> subdirs(const std::string& dir) {
   std::vector<std::string> out;
-  std::error_code ec;
-  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    std::error_code ec2;
-    if (!it->is_directory(ec2)) continue;
-    std::string name = it->path().filename().string();
-    if (is_tmp_name(name) || name.empty() || name[0] == '.') continue;
-    out.push_back(std::move(name));
+  std::vector<DirEntry> entries;
+  try {
+    entries = list_directory(dir);
+  } catch (const IoError&) {
+    return out;
   }
-  std::sort(out.begin(), out.end());
+  for (auto& e : entries) {
+    if (!e.is_directory || is_tmp_name(e.name) || e.name.empty() || e.name[0] == '.') continue;
+    out.push_back(std::move(e.name));
+  }
   return out;
 }
 

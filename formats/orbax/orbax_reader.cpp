@@ -28,11 +28,10 @@ std::map<std::string, std::string> random_key_impls(const std::string& item_dir)
   std::map<std::string, std::string> out;
   const std::string dir = item_dir + "/array_metadatas";
   if (!is_directory(dir)) return out;
-  std::error_code ec;
-  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    if (name.rfind("process_", 0) != 0) continue;
-    const std::string file = it->path().string();
+  for (const auto& entry : list_directory(dir)) {
+    const std::string& name = entry.name;
+    if (name.rfind("process_", 0) != 0 || entry.is_directory) continue;
+    const std::string file = dir + "/" + name;
     json j = parse_json_bounded(read_text_file(file), file, {.allow_exceptions = false});
     if (j.is_discarded() || !j.is_object()) throw FormatError(file, "not a JSON object");
     try {

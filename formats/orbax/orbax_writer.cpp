@@ -204,8 +204,8 @@ class OrbaxWriter final : public Writer {
       // The step is rebuilt as a whole: it may hold only the item being written and the
       // step's own metadata, or other items would be lost.
       if (path_exists(step_final))
-        for (const auto& e : std::filesystem::directory_iterator(step_final)) {
-          const std::string n = e.path().filename().string();
+        for (const auto& e : list_directory(step_final)) {
+          const std::string& n = e.name;
           if (n != item_ && n != "_CHECKPOINT_METADATA" && n != "commit_success.txt")
             throw UsageError("refusing to replace step " + step_ + " of " + path_ + ": it also holds '" + n +
                              "', which this output would lose (write another step, or remove it yourself)");

@@ -39,15 +39,19 @@ struct Entry {
 void read_file(const std::string& path, Node& root, std::map<std::string, std::string>* metadata,
                std::set<std::string>* names_out) {
   auto file = MappedFile::open(path);
-  if (auto lfs = parse_lfs_pointer(file->bytes())) throw FormatError(path, lfs->describe());
-  ByteReader r(file->bytes(), path);
+  // Only the length and the header are touched here (a remote file fetches just those).
+  const std::uint64_t file_size = file->size();
+  if (file_size <= 1024)
+    if (auto lfs = parse_lfs_pointer(file->bytes())) throw FormatError(path, lfs->describe());
+  ByteReader r(file->range(0, std::min<std::uint64_t>(file_size, 8), "header length"), path);
   const std::uint64_t n = r.le<std::uint64_t>("header length");
   if (n > kMaxHeaderBytes)
     throw FormatError(path, "header length " + std::to_string(n) + " exceeds the 100 MB limit", 0);
-  if (n > r.remaining())
+  if (n > file_size - 8)
     throw FormatError(path, "truncated: header declares " + std::to_string(n) + " bytes but the file has " +
-                                std::to_string(r.remaining()) + " after its 8-byte length", 0);
-  auto text = r.take_str(static_cast<std::size_t>(n), "header");
+                                std::to_string(file_size - 8) + " after its 8-byte length", 0);
+  const auto header = file->range(8, n, "header");
+  const std::string_view text(reinterpret_cast<const char*>(header.data()), header.size());
   if (text.empty() || text.front() != '{') throw FormatError(path, "header does not start with '{'", 8);
   ojson h = parse_json_limited(text, path, 8);
   if (!h.is_object()) throw FormatError(path, "header is not a JSON object", 8);
@@ -136,22 +140,27 @@ void read_file(const std::string& path, Node& root, std::map<std::string, std::s
   }
 }
 
-std::string index_in_dir(const std::string& dir) {
-  if (path_exists(dir + "/" + kIndexName)) return dir + "/" + kIndexName;
-  std::error_code ec;
-  for (const auto& ent : fs::directory_iterator(dir, ec)) {
-    auto name = ent.path().filename().string();
-    if (name.size() > 24 && name.ends_with(".safetensors.index.json")) return ent.path().string();
+std::vector<DirEntry> entries_of(const std::string& dir) {
+  try {
+    return list_directory(dir);
+  } catch (const IoError&) {
+    return {};
   }
+}
+
+std::string index_in_dir(const std::string& dir) {
+  const auto entries = entries_of(dir);
+  for (const auto& e : entries)
+    if (!e.is_directory && e.name == kIndexName) return dir + "/" + kIndexName;
+  for (const auto& e : entries)
+    if (!e.is_directory && e.name.size() > 24 && e.name.ends_with(".safetensors.index.json")) return dir + "/" + e.name;
   return "";
 }
 
 std::vector<std::string> safetensors_files_in_dir(const std::string& dir) {
   std::vector<std::string> out;
-  std::error_code ec;
-  for (const auto& ent : fs::directory_iterator(dir, ec))
-    if (ent.is_regular_file() && ent.path().extension() == ".safetensors") out.push_back(ent.path().string());
-  std::sort(out.begin(), out.end());
+  for (const auto& e : entries_of(dir))
+    if (!e.is_directory && e.name.size() > 12 && e.name.ends_with(".safetensors")) out.push_back(dir + "/" + e.name);
   return out;
 }
 
@@ -159,10 +168,11 @@ bool looks_like_safetensors_file(const std::string& path) {
   try {
     auto f = MappedFile::open(path);
     if (f->size() < 10) return false;
+    const auto head = f->range(0, 9, "header");
     std::uint64_t n;
-    std::memcpy(&n, f->data(), 8);
+    std::memcpy(&n, head.data(), 8);
     // A header longer than the file still detects, so that reading says "truncated".
-    return n >= 2 && n <= kMaxHeaderBytes && static_cast<char>(f->data()[8]) == '{';
+    return n >= 2 && n <= kMaxHeaderBytes && static_cast<char>(head[8]) == '{';
   } catch (const Error&) {
     return false;
   }
@@ -251,17 +261,22 @@ Format make_safetensors_format() {
   f.caps.string_metadata = true;
   // A sharded output folder: only shards and the index, and the sidecars of the profile writing it.
   f.replaceable = [](const std::string& dir, const std::vector<std::string>& sidecars) {
-    std::error_code ec;
-    for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
-      const std::string n = e.path().filename().string();
+    std::vector<DirEntry> entries;
+    try {
+      entries = list_directory(dir);
+    } catch (const IoError&) {
+      return false;
+    }
+    for (const auto& e : entries) {
+      const std::string& n = e.name;
       // A folder of sidecars (assets/...): engine/output_target.cpp checks the files in it.
-      if (e.is_directory() && std::any_of(sidecars.begin(), sidecars.end(), [&](const auto& s) { return s.starts_with(n + "/"); }))
+      if (e.is_directory && std::any_of(sidecars.begin(), sidecars.end(), [&](const auto& s) { return s.starts_with(n + "/"); }))
         continue;
-      if (!e.is_regular_file()) return false;
+      if (e.is_directory) return false;
       if (std::find(sidecars.begin(), sidecars.end(), n) != sidecars.end()) continue;
       if (!(n.ends_with(".safetensors") || n.ends_with(".safetensors.index.json"))) return false;
     }
-    return !ec;
+    return true;
   };
   f.write_options = {{"shard-size", OptionSpec::Kind::Size, {},
                       "split into shards of at most this size (model-0000N-of-0000M.safetensors + index), e.g. 5GB"}};

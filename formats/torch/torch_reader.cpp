@@ -185,7 +185,7 @@ bool detect(const std::string& path) {
   try {
     if (is_directory(path)) return false;
     auto file = MappedFile::open(path);
-    auto data = file->bytes();
+    auto data = file->range(0, std::min<std::uint64_t>(file->size(), 64), "file head");
     if (starts_with_bytes(data, kLegacyMagic, sizeof kLegacyMagic)) return true;
     if (!is_zip(data)) return false;
     ZipReader zr(file, kTorchZip);
@@ -200,7 +200,7 @@ bool detect(const std::string& path) {
 
 Checkpoint read(const std::string& path) {
   auto file = MappedFile::open(path);
-  if (is_zip(file->bytes())) return read_zip(path, file);
+  if (is_zip(file->range(0, std::min<std::uint64_t>(file->size(), 64), "file head"))) return read_zip(path, file);
   return read_legacy(path, file);
 }
 

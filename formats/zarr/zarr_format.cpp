@@ -71,11 +71,8 @@ class ZarrTreeReader {
     }
     groups_.push_back(rel);
     std::vector<std::string> names;
-    std::error_code ec;
-    for (fs::directory_iterator it(d, ec), end; !ec && it != end; it.increment(ec))
-      if (it->is_directory(ec)) names.push_back(it->path().filename().string());
-    if (ec) throw IoError(d, "cannot list the group: " + ec.message());
-    std::sort(names.begin(), names.end());
+    for (const auto& e : list_directory(d))
+      if (e.is_directory) names.push_back(e.name);
     for (const auto& n : names) {
       const std::string child = rel + n + "/", cd = d + "/" + n;
       if (version == 2) {
@@ -161,7 +158,7 @@ Checkpoint read_zarr(const std::string& path, const ReadOptions& opts) {
   ck.path = path;
   const bool is_array = v3 ? ZarrTreeReader::node_type(root + "/zarr.json") == "array" : v2_array;
   if (is_array) {
-    fs::path p = fs::absolute(root).lexically_normal();
+    fs::path p = is_remote_path(root) ? fs::path(root) : fs::absolute(root).lexically_normal();
     if (p.filename().empty()) p = p.parent_path();
     const std::string name = p.filename().string();
     ck.root = Node::dict();

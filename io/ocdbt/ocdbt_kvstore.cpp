@@ -20,7 +20,7 @@ bool OcdbtKvStore::looks_like_database(const std::string& dir) {
     if (!path_exists(p) || is_directory(p)) return false;
     auto f = MappedFile::open(p);
     if (f->size() < 16) return false;
-    auto b = f->bytes();
+    auto b = f->range(0, 4, "manifest magic");
     return std::to_integer<int>(b[0]) == 0x0C && std::to_integer<int>(b[1]) == 0xDB &&
            std::to_integer<int>(b[2]) == 0x3A && std::to_integer<int>(b[3]) == 0x2A;
   } catch (...) {
@@ -55,15 +55,13 @@ void OcdbtKvStore::load() const {
     if (m.config.manifest_kind == 1) {
       // Numbered manifests: the greatest manifest.<16 hex> holds the latest generation.
       std::string best;
-      std::error_code ec;
-      for (const auto& de : std::filesystem::directory_iterator(root_, ec)) {
-        std::string name = de.path().filename().string();
+      for (const auto& de : list_directory(root_)) {
+        const std::string& name = de.name;
         if (name.size() != 9 + 16 || name.compare(0, 9, "manifest.") != 0) continue;
         if (!std::all_of(name.begin() + 9, name.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); }))
           continue;
         if (name > best) best = name;
       }
-      if (ec) throw IoError(root_, "cannot list directory: " + ec.message());
       if (best.empty()) throw FormatError(path, "numbered manifest kind but no manifest.<number> file");
       path = root_ + "/" + best;
       Manifest numbered = read_manifest_file(open_file(path));
@@ -134,9 +132,12 @@ KvValue OcdbtKvStore::value_of(const BtreeNode& node, const LeafEntry& e, const 
   }
   const DataFile& df = node.files[e.ref.file_id];
   auto f = open_file(root_ + "/" + df.path());
-  v.bytes = f->range(e.ref.offset, e.ref.length, "out-of-line value");
-  v.keepalive = f;
-  v.mapped = f;
+  // A local value is a range of the mapped data file (dropped by the consumer once decoded);
+  // a remote one is fetched into its own buffer, freed with the value.
+  auto view = f->view(e.ref.offset, e.ref.length, "out-of-line value");
+  v.bytes = view.bytes;
+  v.keepalive = std::move(view.keepalive);
+  if (!f->remote()) v.mapped = f;
   v.file = f->path();
   v.offset = e.ref.offset;
   return v;

@@ -1,0 +1,307 @@
+// Crash-safe outputs in object storage (io/remote_output.h).
+#include "io/remote_output.h"
+
+#include <algorithm>
+#include <cstring>
+#include <set>
+
+#include "core/errors.h"
+
+namespace ckb {
+namespace {
+
+constexpr std::uint64_t kMinPart = 8ull << 20;  // S3 needs >= 5 MiB for every part but the last
+constexpr std::uint64_t kMaxParts = 9999;       // S3 allows 10,000
+
+struct Live {
+  std::mutex mu;
+  std::set<RemoteUpload*> uploads;
+  std::set<RemoteDir*> dirs;
+  bool abandoned = false;  // abandon_remote_outputs() ran: no new outputs, no commits
+};
+Live& live() {
+  static Live* l = new Live;  // never destroyed: the signal watchdog may use it while exiting
+  return *l;
+}
+
+std::string strip_slashes(std::string s) {
+  while (!s.empty() && s.back() == '/') s.pop_back();
+  return s;
+}
+
+struct ReadyPart {
+  std::size_t index;
+  Bytes bytes;
+  std::uint64_t len;
+};
+
+Bytes zeroed(std::uint64_t n) {
+  Bytes b(static_cast<std::size_t>(n));
+  if (n) std::memset(b.data(), 0, b.size());
+  return b;
+}
+
+}  // namespace
+
+// --- RemoteUpload ----------------------------------------------------------------------
+
+RemoteUpload::RemoteUpload(std::string url) : url_(std::move(url)) {
+  auto loc = remote::open_remote(url_);
+  if (!loc.store->writable()) throw UsageError(url_ + ": this kind of location is read-only (write to s3:// or gs://)");
+  store_ = loc.store;
+  key_ = loc.key;
+  if (key_.empty() || key_.back() == '/') throw UsageError(url_ + ": names a bucket or folder, not an object");
+  std::lock_guard lk(live().mu);
+  if (live().abandoned) throw Cancelled();
+  live().uploads.insert(this);
+}
+
+RemoteUpload::~RemoteUpload() {
+  if (!done_) abort();
+  std::lock_guard lk(live().mu);
+  live().uploads.erase(this);
+}
+
+std::uint64_t RemoteUpload::part_size_locked() {
+  if (part_size_ == 0) {
+    std::uint64_t p = kMinPart;
+    if (size_known_ && size_ / kMaxParts + 1 > p) p = ((size_ / kMaxParts + 1) + (1u << 20) - 1) / (1u << 20) * (1u << 20);
+    part_size_ = p;
+  }
+  return part_size_;
+}
+
+void RemoteUpload::upload(std::size_t index, Bytes bytes, std::uint64_t len) {
+  if (index + 1 > kMaxParts + 1)
+    throw IoError(url_, "too large for a multipart upload in parts of " + std::to_string(part_size_ >> 20) +
+                            " MiB (10,000 parts at most)");
+  {
+    std::lock_guard lk(mu_);
+    if (!upload_) upload_ = store_->begin_upload(key_);
+  }
+  upload_->upload_part(static_cast<int>(index + 1), bytes.span().subspan(0, static_cast<std::size_t>(len)));
+}
+
+void RemoteUpload::pwrite(std::uint64_t offset, std::span<const std::byte> data) {
+  if (data.empty()) return;
+  std::vector<ReadyPart> ready;
+  {
+    std::lock_guard lk(mu_);
+    if (done_) throw IoError(url_, "write after the upload was committed or aborted");
+    const std::uint64_t p = part_size_locked();
+    const std::uint64_t end = offset + data.size();
+    if (!size_known_) size_ = std::max(size_, end);
+    else if (end > size_) throw IoError(url_, "write past the size given to truncate()");
+    for (std::uint64_t at = offset; at < end;) {
+      const std::size_t k = static_cast<std::size_t>(at / p);
+      const std::uint64_t part_begin = k * p, part_end = part_begin + p;
+      const std::uint64_t n = std::min(end, part_end) - at;
+      Part& part = parts_[k];
+      if (part.uploaded)
+        throw IoError(url_, "internal: bytes at offset " + std::to_string(at) + " rewritten after their part was uploaded");
+      if (!part.bytes.data()) part.bytes = zeroed(p);
+      std::memcpy(part.bytes.data() + (at - part_begin), data.data() + (at - offset), static_cast<std::size_t>(n));
+      part.filled += n;
+      const std::uint64_t len = size_known_ ? std::min(p, size_ - part_begin) : p;
+      if (part.filled >= len) {
+        part.uploaded = true;
+        ready.push_back(ReadyPart{k, std::move(part.bytes), len});
+      }
+      at += n;
+    }
+  }
+  for (auto& r : ready) upload(r.index, std::move(r.bytes), r.len);
+}
+
+void RemoteUpload::truncate(std::uint64_t size) {
+  std::vector<ReadyPart> ready;
+  {
+    std::lock_guard lk(mu_);
+    if (size < size_) throw IoError(url_, "cannot shrink a remote output");
+    size_ = size;
+    size_known_ = true;
+    const std::uint64_t p = part_size_locked();
+    if (size_ == 0) return;
+    // The last part may be complete now that its length is known.
+    const std::size_t last = static_cast<std::size_t>((size_ - 1) / p);
+    auto it = parts_.find(last);
+    if (it != parts_.end() && !it->second.uploaded && it->second.filled >= size_ - last * p) {
+      it->second.uploaded = true;
+      ready.push_back(ReadyPart{last, std::move(it->second.bytes), size_ - last * p});
+    }
+  }
+  for (auto& r : ready) upload(r.index, std::move(r.bytes), r.len);
+}
+
+void RemoteUpload::commit() {
+  std::vector<ReadyPart> rest;
+  bool single = false;
+  Bytes whole;
+  {
+    std::lock_guard lk(mu_);
+    if (done_) throw IoError(url_, "committed twice");
+    const std::uint64_t p = part_size_locked();
+    const std::size_t count = static_cast<std::size_t>((size_ + p - 1) / p);
+    single = !upload_ && count <= 1 && std::none_of(parts_.begin(), parts_.end(), [](const auto& kv) { return kv.second.uploaded; });
+    for (std::size_t k = 0; k < count; ++k) {
+      Part& part = parts_[k];
+      if (part.uploaded) continue;
+      const std::uint64_t len = std::min(p, size_ - k * p);
+      if (!part.bytes.data()) part.bytes = zeroed(p);  // never written: zeros, as a sparse file reads
+      part.uploaded = true;
+      rest.push_back(ReadyPart{k, std::move(part.bytes), len});
+    }
+  }
+  {
+    std::lock_guard lk(live().mu);
+    if (live().abandoned) throw Cancelled();
+  }
+  if (single) {
+    const std::uint64_t n = rest.empty() ? 0 : rest.front().len;
+    store_->put(key_, rest.empty() ? std::span<const std::byte>{} : rest.front().bytes.span().subspan(0, n));
+  } else {
+    for (auto& r : rest) upload(r.index, std::move(r.bytes), r.len);
+    upload_->complete();
+  }
+  {
+    std::lock_guard lk(mu_);
+    done_ = true;
+  }
+  if (RemoteDir* d = RemoteDir::containing(url_)) d->completed(url_);
+}
+
+void RemoteUpload::abort() noexcept {
+  std::unique_ptr<remote::MultipartUpload> u;
+  {
+    std::lock_guard lk(mu_);
+    done_ = true;
+    u = std::move(upload_);
+    parts_.clear();
+  }
+  if (u) u->abort();
+}
+
+// --- RemoteDir -------------------------------------------------------------------------
+
+RemoteDir::RemoteDir(std::string url) : url_(strip_slashes(std::move(url))) {
+  auto loc = remote::open_remote(url_);
+  if (!loc.store->writable()) throw UsageError(url_ + ": this kind of location is read-only (write to s3:// or gs://)");
+  std::lock_guard lk(live().mu);
+  if (live().abandoned) throw Cancelled();
+  live().dirs.insert(this);
+}
+
+RemoteDir::~RemoteDir() {
+  {
+    std::lock_guard lk(live().mu);
+    live().dirs.erase(this);
+  }
+  if (committed_) return;
+  std::lock_guard lk(mu_);
+  for (const auto& u : completed_) {
+    try {
+      auto loc = remote::open_remote(u);
+      loc.store->remove(loc.key);
+    } catch (...) {
+    }
+  }
+}
+
+RemoteDir* RemoteDir::containing(const std::string& path) {
+  std::lock_guard lk(live().mu);
+  RemoteDir* best = nullptr;
+  for (RemoteDir* d : live().dirs)
+    if (path.size() > d->url_.size() && path.compare(0, d->url_.size(), d->url_) == 0 && path[d->url_.size()] == '/' &&
+        (!best || d->url_.size() > best->url_.size()))
+      best = d;
+  return best;
+}
+
+void RemoteDir::hold_small_file(const std::string& path, std::string content) {
+  std::lock_guard lk(mu_);
+  for (auto& [p, c] : held_)
+    if (p == path) {
+      c = std::move(content);
+      return;
+    }
+  held_.emplace_back(path, std::move(content));
+}
+
+void RemoteDir::completed(const std::string& path) {
+  std::lock_guard lk(mu_);
+  completed_.push_back(path);
+}
+
+void RemoteDir::commit() {
+  {
+    std::lock_guard lk(live().mu);
+    if (live().abandoned) throw Cancelled();
+  }
+  std::vector<std::pair<std::string, std::string>> held;
+  {
+    std::lock_guard lk(mu_);
+    held = held_;
+  }
+  for (const auto& [path, content] : held) {
+    auto loc = remote::open_remote(path);
+    loc.store->put(loc.key, std::as_bytes(std::span(content.data(), content.size())));
+    completed(path);
+  }
+  // Objects of a previous output at this place that this one did not rewrite.
+  auto loc = remote::open_remote(url_);
+  std::set<std::string> ours;
+  {
+    std::lock_guard lk(mu_);
+    for (const auto& u : completed_) ours.insert(remote::open_remote(u).key);
+    committed_ = true;
+  }
+  const std::string prefix = loc.key.empty() ? "" : loc.key + "/";
+  for (const auto& o : loc.store->list(prefix))
+    if (!ours.count(o.key)) loc.store->remove(o.key);
+}
+
+// --- free functions --------------------------------------------------------------------
+
+void remote_write_small_file(const std::string& url, std::string_view content) {
+  if (RemoteDir* d = RemoteDir::containing(url)) {
+    d->hold_small_file(url, std::string(content));
+    return;
+  }
+  auto loc = remote::open_remote(url);
+  if (!loc.store->writable()) throw UsageError(url + ": this kind of location is read-only (write to s3:// or gs://)");
+  loc.store->put(loc.key, std::as_bytes(std::span(content.data(), content.size())));
+}
+
+void remote_remove_tree(const std::string& url) noexcept {
+  try {
+    auto loc = remote::open_remote(strip_slashes(url));
+    if (!loc.store->writable() || loc.key.empty()) return;  // never a whole bucket
+    for (const auto& o : loc.store->list(loc.key + "/")) loc.store->remove(o.key);
+    loc.store->remove(loc.key);
+  } catch (...) {
+  }
+}
+
+std::size_t abandon_remote_outputs() noexcept {
+  // Under the lock throughout: an output being destroyed meanwhile waits for this.
+  std::lock_guard live_lock(live().mu);
+  live().abandoned = true;
+  const auto& uploads = live().uploads;
+  const auto& dirs = live().dirs;
+  for (auto* u : uploads) u->abort();
+  for (auto* d : dirs) {
+    std::vector<std::string> done;
+    {
+      std::lock_guard lk(d->mu_);
+      done = d->completed_;
+    }
+    for (const auto& u : done) try {
+        auto loc = remote::open_remote(u);
+        loc.store->remove(loc.key);
+      } catch (...) {
+      }
+  }
+  return uploads.size() + dirs.size();
+}
+
+}  // namespace ckb

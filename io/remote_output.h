@@ -1,0 +1,94 @@
+// The remote side of io/output.h: crash-safe outputs in object storage (s3://, gs://).
+// Internal to io/: the rest of the code uses AtomicFile / AtomicDir / write_small_file, which
+// dispatch here for URLs.
+//
+// Object storage has no rename, so "nothing partial is ever visible" works as on GCS with
+// Orbax: a file becomes visible only when complete (a multipart upload is completed, or one
+// PUT), and a folder's small files (metadata, index, commit marker: write_small_file inside
+// an AtomicDir) are held back and PUT at commit, in the order they were written, so the
+// marker a writer writes last appears last. A failed or abandoned run aborts its multipart
+// uploads and deletes the objects its folder had already completed.
+//
+// RemoteUpload buffers the file as fixed parts (8 MiB, or larger so that the size given to
+// truncate() fits in 9,999 parts) and uploads each part from the thread whose write
+// completes it, so memory holds only the parts being written. Bytes never written read as
+// zeros, as in a sparse local file. Replacing an existing remote folder is not atomic: its
+// old objects that the new output does not rewrite are deleted at commit.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "io/remote/object_store.h"
+
+namespace ckb {
+
+class RemoteUpload {
+ public:
+  explicit RemoteUpload(std::string url);
+  ~RemoteUpload();  // aborts unless committed
+  RemoteUpload(const RemoteUpload&) = delete;
+  RemoteUpload& operator=(const RemoteUpload&) = delete;
+  void pwrite(std::uint64_t offset, std::span<const std::byte> data);
+  void truncate(std::uint64_t size);
+  void commit();
+  void abort() noexcept;
+  const std::string& url() const { return url_; }
+
+ private:
+  struct Part {
+    Bytes bytes;
+    std::uint64_t filled = 0;  // bytes written (writes never overlap)
+    bool uploaded = false;
+  };
+  std::uint64_t part_size_locked();
+  void upload(std::size_t index, Bytes bytes, std::uint64_t len);
+  std::string url_;
+  remote::ObjectStorePtr store_;
+  std::string key_;
+  std::mutex mu_;
+  std::uint64_t part_size_ = 0;  // fixed at the first write
+  std::uint64_t size_ = 0;       // the largest end written or truncated to
+  bool size_known_ = false;
+  std::map<std::size_t, Part> parts_;
+  std::unique_ptr<remote::MultipartUpload> upload_;
+  bool done_ = false;
+};
+
+// A folder in object storage, written in place (see above).
+class RemoteDir {
+ public:
+  explicit RemoteDir(std::string url);
+  ~RemoteDir();  // uncommitted: deletes what it completed
+  void commit();
+  const std::string& url() const { return url_; }
+
+  // The live folder that `path` lies in, if any.
+  static RemoteDir* containing(const std::string& path);
+  void hold_small_file(const std::string& path, std::string content);
+  void completed(const std::string& path);
+
+ private:
+  std::string url_;
+  std::mutex mu_;
+  std::vector<std::pair<std::string, std::string>> held_;  // small files, in write order
+  std::vector<std::string> completed_;                      // objects made visible so far
+  bool committed_ = false;
+  friend std::size_t abandon_remote_outputs() noexcept;
+};
+
+// PUT of a whole small object (inside a live RemoteDir: held until its commit).
+void remote_write_small_file(const std::string& url, std::string_view content);
+// Deletes every object under `url` (best effort).
+void remote_remove_tree(const std::string& url) noexcept;
+// For a process about to exit: aborts every live upload and deletes what live folders
+// completed. Returns how many uploads and folders there were.
+std::size_t abandon_remote_outputs() noexcept;
+
+}  // namespace ckb
