@@ -38,13 +38,18 @@ struct RemoteOptions {
   int retries = 6;               // attempts per request, in all
   double timeout_s = 120;        // per request, without progress
   bool path_style = false;       // s3: http://endpoint/bucket/key instead of bucket.endpoint
+  std::string ca_file;           // PEM file of CAs to trust for https (empty: the system's)
+  double retry_base_s = 0.2;     // first backoff delay; doubles per retry (with jitter), at most 20 s
+  int list_page_size = 0;        // ListObjectsV2 max-keys (0: the server's default, 1000)
 };
 
 // Environment: AWS_ENDPOINT_URL (+ AWS_ENDPOINT_URL_S3), AWS_REGION, AWS_DEFAULT_REGION,
 // AWS_PROFILE, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_SHARED_CREDENTIALS_FILE,
 // AWS_CONFIG_FILE, HF_TOKEN / CKB_HTTP_TOKEN (https bearer), GOOGLE_OAUTH_ACCESS_TOKEN,
 // CKB_GS_TOKEN_COMMAND, GS_ACCESS_KEY_ID / GS_SECRET_ACCESS_KEY (GCS HMAC), CKB_GS_ENDPOINT,
-// CKB_REMOTE_PARALLEL, CKB_REMOTE_RETRIES.
+// CKB_REMOTE_PARALLEL, CKB_REMOTE_RETRIES, CKB_REMOTE_TIMEOUT (seconds), CKB_CA_BUNDLE
+// (else CURL_CA_BUNDLE). Credentials themselves are read when a store is opened
+// (io/remote/credentials.h says where from); HF_TOKEN goes only to huggingface.co / hf.co.
 RemoteOptions options_from_environment();
 // Process-wide options used by open_remote() (the CLI sets them from its flags once at start).
 void set_default_options(const RemoteOptions& options);
@@ -73,6 +78,7 @@ struct TransferStats {
   std::uint64_t requests = 0, bytes_read = 0, bytes_written = 0, retries = 0;
 };
 TransferStats transfer_stats();
+void reset_transfer_stats();
 
 class ObjectStore {
  public:
@@ -106,5 +112,8 @@ struct RemoteLocation {
 };
 // Throws UsageError for an unknown scheme or a malformed URL.
 RemoteLocation open_remote(const std::string& url);
+// A new store (not shared) for the root of `url` ("s3://bucket", "https://host:port") with
+// `options` instead of default_options(); for tests and tools that need their own settings.
+ObjectStorePtr open_store(const std::string& url, const RemoteOptions& options);
 
 }  // namespace ckb::remote

@@ -1,0 +1,100 @@
+#!/usr/bin/python3
+"""A misbehaving HTTP proxy for the remote-storage tests (started by tests/remote_servers.cpp).
+
+Usage: remote_flaky_proxy.py <upstream-port> <failure-rate> <seed>
+Forwards every request to 127.0.0.1:<upstream-port> (Host header and body unchanged) and
+relays the answer, except that a share <failure-rate> of the requests fail, chosen at random
+(repeatably for one seed) among: 500, 503, 429 (Retry-After: 0) answered by the proxy itself,
+the connection dropped before any answer, and the upstream's answer cut off after half of
+its body. A rate of 1 answers every request with 503 SlowDown. Prints "LISTENING <port>".
+"""
+import http.client
+import random
+import socket
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+UPSTREAM = int(sys.argv[1])
+RATE = float(sys.argv[2])
+RNG = random.Random(int(sys.argv[3]))
+RNG_LOCK = threading.Lock()
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
+
+
+def choose():
+    with RNG_LOCK:
+        if RATE >= 1:
+            return "503"
+        if RNG.random() >= RATE:
+            return "ok"
+        return RNG.choice(["500", "503", "429", "drop", "cut", "cut"])
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def error_answer(self, status, code):
+        body = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>%s</Code>"
+                "<Message>injected by the flaky proxy</Message></Error>" % code).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        if status == 429:
+            self.send_header("Retry-After", "0")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def handle_any(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        fate = choose()
+        if fate == "500":
+            return self.error_answer(500, "InternalError")
+        if fate == "503":
+            return self.error_answer(503, "SlowDown")
+        if fate == "429":
+            return self.error_answer(429, "TooManyRequests")
+        if fate == "drop":
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        conn = http.client.HTTPConnection("127.0.0.1", UPSTREAM, timeout=30)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+        conn.request(self.command, self.path, body=body if body or self.command in ("PUT", "POST") else None,
+                     headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        conn.close()
+        self.send_response(resp.status, resp.reason)
+        for k, v in resp.getheaders():
+            if k.lower() not in HOP_BY_HOP and k.lower() != "content-length":
+                self.send_header(k, v)
+        if self.command == "HEAD":
+            self.send_header("Content-Length", resp.getheader("Content-Length") or "0")
+            self.end_headers()
+            return
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if fate == "cut" and len(data) >= 2:
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self.wfile.write(data)
+
+    do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = handle_any
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+
+server = Server(("127.0.0.1", 0), Handler)
+print("LISTENING %d" % server.server_address[1], flush=True)
+server.serve_forever()

@@ -1,0 +1,165 @@
+// http:// and https:// against a real local nginx (started by tests/remote_servers.cpp, https
+// with a self-signed certificate): sizes from HEAD or, when HEAD is refused, from a one-byte
+// GET; ranged reads; redirects; the bearer token; 404 / 401 naming the URL and the status;
+// read-only refusals. The access log proves what the server sent.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "core/errors.h"
+#include "core/hash.h"
+#include "io/remote/object_store.h"
+#include "remote_servers.h"
+#include "test_util.h"
+
+namespace ckb::remote {
+namespace {
+
+std::string pattern(std::size_t n, unsigned seed) {
+  std::string s(n, '\0');
+  std::uint32_t x = seed * 2654435761u + 7;
+  for (auto& c : s) {
+    x = x * 1664525u + 1013904223u;
+    c = static_cast<char>(x >> 24);
+  }
+  return s;
+}
+
+std::string read_range(const ObjectStore& store, const std::string& key, std::uint64_t offset, std::size_t n) {
+  std::string out(n, '\0');
+  store.read(key, offset, std::as_writable_bytes(std::span<char>(out.data(), out.size())));
+  return out;
+}
+
+RemoteOptions web_options() {
+  RemoteOptions o;
+  o.ca_file = test::web().ca_file;
+  o.retry_base_s = 0.01;
+  o.timeout_s = 20;
+  return o;
+}
+
+// The file `rel` under the web root with `data`.
+void serve(const std::string& rel, const std::string& data) {
+  const std::string path = test::web().root + "/" + rel;
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  test::write_file(path, data);
+}
+
+// Lines of nginx's access log that mention `uri_part` ("<method> <uri> <status> <bytes>").
+std::vector<std::string> log_lines(const std::string& uri_part) {
+  std::vector<std::string> out;
+  const std::string log = test::read_file(test::web().access_log);
+  std::size_t start = 0;
+  while (start < log.size()) {
+    const std::size_t end = log.find('\n', start);
+    const std::string line = log.substr(start, end - start);
+    if (line.find(uri_part) != std::string::npos) out.push_back(line);
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  return out;
+}
+
+TEST(RemoteHttp, HttpsSizeAndRangedReadsFetchOnlyWhatIsAsked) {
+  const std::string data = pattern(300000, 1);
+  serve("models/ranged.bin", data);
+  const auto store = open_store(test::web().https_base, web_options());
+  EXPECT_FALSE(store->writable());
+  EXPECT_FALSE(store->can_list());
+  EXPECT_EQ(store->url("models/ranged.bin"), test::web().https_base + "/models/ranged.bin");
+  EXPECT_EQ(store->stat("models/ranged.bin"), std::optional<std::uint64_t>(300000));
+  EXPECT_EQ(read_range(*store, "models/ranged.bin", 0, 8), data.substr(0, 8));
+  EXPECT_EQ(read_range(*store, "models/ranged.bin", 123456, 100000), data.substr(123456, 100000));
+  EXPECT_EQ(read_range(*store, "models/ranged.bin", 299999, 1), data.substr(299999, 1));
+  EXPECT_EQ(store->get("models/ranged.bin").value(), data);
+  const auto lines = log_lines("/models/ranged.bin");
+  ASSERT_EQ(lines.size(), 5u);
+  EXPECT_EQ(lines[0], "HEAD /models/ranged.bin 200 0");
+  EXPECT_EQ(lines[1], "GET /models/ranged.bin 206 8");
+  EXPECT_EQ(lines[2], "GET /models/ranged.bin 206 100000");
+  EXPECT_EQ(lines[3], "GET /models/ranged.bin 206 1");
+  EXPECT_EQ(lines[4], "GET /models/ranged.bin 200 300000");
+}
+
+TEST(RemoteHttp, MissingFileIsNulloptOrAnIoErrorNamingUrlAnd404) {
+  const auto store = open_store(test::web().http_base, web_options());
+  EXPECT_FALSE(store->stat("nothing/here.bin").has_value());
+  EXPECT_FALSE(store->get("nothing/here.bin").has_value());
+  try {
+    read_range(*store, "nothing/here.bin", 0, 8);
+    FAIL() << "no error";
+  } catch (const IoError& e) {
+    EXPECT_EQ(e.path(), test::web().http_base + "/nothing/here.bin");
+    EXPECT_EQ(e.detail(), "GET bytes=0-7: HTTP 404 Not Found");
+  }
+}
+
+TEST(RemoteHttp, BearerTokenIsSent) {
+  serve("private/weights.bin", "private bytes");
+  RemoteOptions o = web_options();
+  const auto anonymous = open_store(test::web().https_base, o);
+  try {
+    anonymous->get("private/weights.bin");
+    FAIL() << "no error";
+  } catch (const IoError& e) {
+    EXPECT_EQ(e.path(), test::web().https_base + "/private/weights.bin");
+    EXPECT_EQ(e.detail(), "GET: HTTP 401 Unauthorized");
+  }
+  o.bearer_token = "ckb-test-token";
+  const auto with_token = open_store(test::web().https_base, o);
+  EXPECT_EQ(with_token->get("private/weights.bin").value(), "private bytes");
+  EXPECT_EQ(with_token->stat("private/weights.bin"), std::optional<std::uint64_t>(13));
+  EXPECT_EQ(read_range(*with_token, "private/weights.bin", 8, 5), "bytes");
+  ::setenv("CKB_HTTP_TOKEN", "ckb-test-token", 1);
+  const auto from_env = open_store(test::web().http_base, web_options());
+  ::unsetenv("CKB_HTTP_TOKEN");
+  EXPECT_EQ(from_env->get("private/weights.bin").value(), "private bytes");
+}
+
+TEST(RemoteHttp, RefusedHeadFallsBackToAOneByteGet) {
+  const std::string data = pattern(50000, 2);
+  serve("nohead/model.bin", data);
+  const auto store = open_store(test::web().http_base, web_options());
+  EXPECT_EQ(store->stat("nohead/model.bin"), std::optional<std::uint64_t>(50000));
+  const auto lines = log_lines("/nohead/model.bin");
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[0], "HEAD /nohead/model.bin 405 0");
+  EXPECT_EQ(lines[1], "GET /nohead/model.bin 206 1");
+  EXPECT_FALSE(store->stat("nohead/absent.bin").has_value());
+}
+
+TEST(RemoteHttp, RedirectsAreFollowed) {
+  const std::string data = pattern(4096, 3);
+  serve("target/file.bin", data);
+  const auto store = open_store(test::web().https_base, web_options());
+  EXPECT_EQ(store->stat("redirect/target/file.bin"), std::optional<std::uint64_t>(4096));
+  EXPECT_EQ(read_range(*store, "redirect/target/file.bin", 1000, 24), data.substr(1000, 24));
+}
+
+TEST(RemoteHttp, ReadOnlyAndNoListing) {
+  const auto store = open_store(test::web().http_base, web_options());
+  const std::string x = "x";
+  const auto bytes = std::as_bytes(std::span<const char>(x.data(), 1));
+  EXPECT_THROW(store->put("a", bytes), UsageError);
+  EXPECT_THROW(store->begin_upload("a"), UsageError);
+  EXPECT_THROW(store->remove("a"), UsageError);
+  EXPECT_THROW(store->list(""), UsageError);
+}
+
+TEST(RemoteHttp, UntrustedCertificateIsRefused) {
+  RemoteOptions o = web_options();
+  o.ca_file.clear();  // the system's CAs do not know the test certificate
+  o.retries = 2;
+  const auto store = open_store(test::web().https_base, o);
+  try {
+    store->stat("models/ranged.bin");
+    FAIL() << "no error";
+  } catch (const IoError& e) {
+    EXPECT_EQ(e.path(), test::web().https_base + "/models/ranged.bin");
+    EXPECT_NE(e.detail().find("HEAD: "), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace ckb::remote
