@@ -3,7 +3,7 @@
 // io/file.h answers for URLs. Internal to io/: include io/file.h instead.
 //
 // RemoteBacking reserves an anonymous mapping as large as the object (address space only)
-// and fills 64 KiB blocks on first use by ranged GETs (several threads asking for the same
+// and fills 16 KiB blocks on first use by ranged GETs (several threads asking for the same
 // block wait for one request). What range() made resident stays for the life of the file:
 // callers use range() for metadata only and read()/view() for tensor bytes, which go
 // straight into the caller's buffer (large reads split into parallel requests).
@@ -37,7 +37,7 @@ class RemoteBacking {
   void read(std::uint64_t off, std::span<std::byte> dst) const;
 
  private:
-  static constexpr std::uint64_t kBlock = 64 * 1024;
+  static constexpr std::uint64_t kBlock = 16 * 1024;
   remote::ObjectStorePtr store_;
   std::string key_, url_;
   std::uint64_t size_ = 0;

@@ -65,7 +65,7 @@ RemoteUpload::~RemoteUpload() {
 std::uint64_t RemoteUpload::part_size_locked() {
   if (part_size_ == 0) {
     std::uint64_t p = kMinPart;
-    if (size_known_ && size_ / kMaxParts + 1 > p) p = ((size_ / kMaxParts + 1) + (1u << 20) - 1) / (1u << 20) * (1u << 20);
+    if (size_ / kMaxParts + 1 > p) p = ((size_ / kMaxParts + 1) + (1u << 20) - 1) / (1u << 20) * (1u << 20);
     part_size_ = p;
   }
   return part_size_;
@@ -90,8 +90,7 @@ void RemoteUpload::pwrite(std::uint64_t offset, std::span<const std::byte> data)
     if (done_) throw IoError(url_, "write after the upload was committed or aborted");
     const std::uint64_t p = part_size_locked();
     const std::uint64_t end = offset + data.size();
-    if (!size_known_) size_ = std::max(size_, end);
-    else if (end > size_) throw IoError(url_, "write past the size given to truncate()");
+    size_ = std::max(size_, end);
     for (std::uint64_t at = offset; at < end;) {
       const std::size_t k = static_cast<std::size_t>(at / p);
       const std::uint64_t part_begin = k * p, part_end = part_begin + p;
@@ -101,11 +100,10 @@ void RemoteUpload::pwrite(std::uint64_t offset, std::span<const std::byte> data)
         throw IoError(url_, "internal: bytes at offset " + std::to_string(at) + " rewritten after their part was uploaded");
       if (!part.bytes.data()) part.bytes = zeroed(p);
       std::memcpy(part.bytes.data() + (at - part_begin), data.data() + (at - offset), static_cast<std::size_t>(n));
-      part.filled += n;
-      const std::uint64_t len = size_known_ ? std::min(p, size_ - part_begin) : p;
-      if (part.filled >= len) {
+      part.cover(at - part_begin, at - part_begin + n);
+      if (part.filled == p) {  // a full part: the last one, maybe shorter, waits for commit()
         part.uploaded = true;
-        ready.push_back(ReadyPart{k, std::move(part.bytes), len});
+        ready.push_back(ReadyPart{k, std::move(part.bytes), p});
       }
       at += n;
     }
@@ -113,24 +111,60 @@ void RemoteUpload::pwrite(std::uint64_t offset, std::span<const std::byte> data)
   for (auto& r : ready) upload(r.index, std::move(r.bytes), r.len);
 }
 
-void RemoteUpload::truncate(std::uint64_t size) {
-  std::vector<ReadyPart> ready;
-  {
-    std::lock_guard lk(mu_);
-    if (size < size_) throw IoError(url_, "cannot shrink a remote output");
-    size_ = size;
-    size_known_ = true;
-    const std::uint64_t p = part_size_locked();
-    if (size_ == 0) return;
-    // The last part may be complete now that its length is known.
-    const std::size_t last = static_cast<std::size_t>((size_ - 1) / p);
-    auto it = parts_.find(last);
-    if (it != parts_.end() && !it->second.uploaded && it->second.filled >= size_ - last * p) {
-      it->second.uploaded = true;
-      ready.push_back(ReadyPart{last, std::move(it->second.bytes), size_ - last * p});
+void RemoteUpload::Part::cover(std::uint64_t begin, std::uint64_t end) {
+  auto it = written.upper_bound(begin);
+  if (it != written.begin() && std::prev(it)->second >= begin) --it;
+  while (it != written.end() && it->first <= end) {
+    begin = std::min(begin, it->first);
+    end = std::max(end, it->second);
+    filled -= it->second - it->first;
+    it = written.erase(it);
+  }
+  written.emplace(begin, end);
+  filled += end - begin;
+}
+
+void RemoteUpload::Part::clip(std::uint64_t end) {
+  for (auto it = written.begin(); it != written.end();) {
+    if (it->first >= end) {
+      filled -= it->second - it->first;
+      it = written.erase(it);
+    } else {
+      if (it->second > end) {
+        filled -= it->second - end;
+        it->second = end;
+      }
+      ++it;
     }
   }
-  for (auto& r : ready) upload(r.index, std::move(r.bytes), r.len);
+  if (bytes.data() && end < bytes.size()) std::memset(bytes.data() + end, 0, bytes.size() - end);
+}
+
+void RemoteUpload::truncate(std::uint64_t size) {
+  std::lock_guard lk(mu_);
+  if (size >= size_) {
+    size_ = size;
+    part_size_locked();  // a size given before the first write chooses the part size
+    return;
+  }
+  const std::uint64_t p = part_size_locked();
+  for (auto it = parts_.begin(); it != parts_.end();) {
+    const std::uint64_t begin = it->first * p;
+    if (begin + p <= size) {
+      ++it;
+      continue;
+    }
+    if (it->second.uploaded)
+      throw IoError(url_, "cannot shrink to " + std::to_string(size) + " bytes: the part at offset " +
+                              std::to_string(begin) + " is already uploaded");
+    if (begin >= size) {
+      it = parts_.erase(it);
+    } else {
+      it->second.clip(size - begin);
+      ++it;
+    }
+  }
+  size_ = size;
 }
 
 void RemoteUpload::commit() {

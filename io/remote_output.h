@@ -10,9 +10,10 @@
 // uploads and deletes the objects its folder had already completed.
 //
 // RemoteUpload buffers the file as fixed parts (8 MiB, or larger so that the size given to
-// truncate() fits in 9,999 parts) and uploads each part from the thread whose write
-// completes it, so memory holds only the parts being written. Bytes never written read as
-// zeros, as in a sparse local file. Replacing an existing remote folder is not atomic: its
+// a truncate() before the first write fits in 9,999 parts) and uploads each part from the
+// thread whose write completes it, so memory holds only the parts being written. The rest
+// behaves as a local file: bytes never written read as zeros, truncate() may shrink or
+// extend (shrinking into a part already uploaded is refused), writes past the end extend. Replacing an existing remote folder is not atomic: its
 // old objects that the new output does not rewrite are deleted at commit.
 #pragma once
 
@@ -44,8 +45,11 @@ class RemoteUpload {
  private:
   struct Part {
     Bytes bytes;
-    std::uint64_t filled = 0;  // bytes written (writes never overlap)
+    std::map<std::uint64_t, std::uint64_t> written;  // disjoint [begin, end) within the part, merged
+    std::uint64_t filled = 0;                         // their total length
     bool uploaded = false;
+    void cover(std::uint64_t begin, std::uint64_t end);
+    void clip(std::uint64_t end);  // forget what was written at or after `end`
   };
   std::uint64_t part_size_locked();
   void upload(std::size_t index, Bytes bytes, std::uint64_t len);
@@ -54,8 +58,7 @@ class RemoteUpload {
   std::string key_;
   std::mutex mu_;
   std::uint64_t part_size_ = 0;  // fixed at the first write
-  std::uint64_t size_ = 0;       // the largest end written or truncated to
-  bool size_known_ = false;
+  std::uint64_t size_ = 0;       // the file's size: the largest end written, or what truncate() set
   std::map<std::size_t, Part> parts_;
   std::unique_ptr<remote::MultipartUpload> upload_;
   bool done_ = false;
