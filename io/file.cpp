@@ -22,7 +22,7 @@ std::shared_ptr<const MappedFile> MappedFile::open(const std::string& path) {
   if (is_remote_path(path)) {
     auto f = std::shared_ptr<MappedFile>(new MappedFile());
     f->path_ = path;
-    f->remote_ = std::make_unique<RemoteBacking>(path);
+    f->remote_ = RemoteBacking::open(path);
     f->size_ = f->remote_->size();
     f->data_ = f->remote_->base();
     return f;

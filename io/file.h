@@ -64,7 +64,7 @@ class MappedFile : public std::enable_shared_from_this<MappedFile> {
   std::string path_;
   const std::byte* data_ = nullptr;
   std::uint64_t size_ = 0;
-  std::unique_ptr<RemoteBacking> remote_;  // set for a URL: fills the (anonymous) mapping on demand
+  std::shared_ptr<RemoteBacking> remote_;  // set for a URL: fills the (anonymous) mapping on demand
 };
 
 using MappedFilePtr = std::shared_ptr<const MappedFile>;

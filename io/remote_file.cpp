@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <deque>
 #include <future>
 #include <map>
 
@@ -61,13 +62,45 @@ void remote_read_parallel(const remote::ObjectStore& store, const std::string& k
   if (first) std::rethrow_exception(first);
 }
 
-RemoteBacking::RemoteBacking(const std::string& url) : url_(url) {
+namespace {
+// The last few remote objects opened, kept alive so that a reopen reuses what was fetched.
+struct RecentFiles {
+  static constexpr std::size_t kKeep = 16;
+  std::mutex mu;
+  std::deque<std::pair<std::string, std::shared_ptr<RemoteBacking>>> recent;
+};
+RecentFiles& recent_files() {
+  static RecentFiles* r = new RecentFiles;
+  return *r;
+}
+}  // namespace
+
+std::shared_ptr<RemoteBacking> RemoteBacking::open(const std::string& url) {
   auto loc = remote::open_remote(url);
-  store_ = loc.store;
-  key_ = loc.key;
-  auto size = store_->stat(key_);
+  auto size = loc.store->stat(loc.key);
   if (!size) throw IoError(url, "cannot open: no such object");
-  size_ = *size;
+  auto& r = recent_files();
+  std::lock_guard lk(r.mu);
+  for (auto it = r.recent.begin(); it != r.recent.end(); ++it)
+    if (it->first == url) {
+      if (it->second->size() == *size) return it->second;
+      r.recent.erase(it);
+      break;
+    }
+  auto b = std::make_shared<RemoteBacking>(url, loc.store, loc.key, *size);
+  r.recent.emplace_back(url, b);
+  if (r.recent.size() > RecentFiles::kKeep) r.recent.pop_front();
+  return b;
+}
+
+void forget_remote_file(const std::string& url) {
+  auto& r = recent_files();
+  std::lock_guard lk(r.mu);
+  std::erase_if(r.recent, [&](const auto& e) { return e.first == url; });
+}
+
+RemoteBacking::RemoteBacking(std::string url, remote::ObjectStorePtr store, std::string key, std::uint64_t size)
+    : store_(std::move(store)), key_(std::move(key)), url_(std::move(url)), size_(size) {
   mapped_ = static_cast<std::size_t>(std::max<std::uint64_t>(size_, 1));
   void* p = ::mmap(nullptr, mapped_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) throw_errno(url, "cannot reserve address space for the remote object");

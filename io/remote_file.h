@@ -24,7 +24,11 @@ namespace ckb {
 
 class RemoteBacking {
  public:
-  explicit RemoteBacking(const std::string& url);  // IoError when the object does not exist
+  // The backing of `url`: one HEAD, then the backing of the same object opened recently in
+  // this process if its size is unchanged (so detection and reading fetch a header once), else
+  // a new one. IoError when the object does not exist.
+  static std::shared_ptr<RemoteBacking> open(const std::string& url);
+  RemoteBacking(std::string url, remote::ObjectStorePtr store, std::string key, std::uint64_t size);
   ~RemoteBacking();
   RemoteBacking(const RemoteBacking&) = delete;
   RemoteBacking& operator=(const RemoteBacking&) = delete;
@@ -47,6 +51,9 @@ class RemoteBacking {
   std::condition_variable cv_;
   std::vector<std::uint8_t> state_;  // per block: 0 absent, 1 being fetched, 2 resident
 };
+
+// Forgets a recently opened object (this process is replacing it).
+void forget_remote_file(const std::string& url);
 
 // Fetches [off, off+dst.size()) of an object, splitting large reads into parallel requests.
 void remote_read_parallel(const remote::ObjectStore& store, const std::string& key, std::uint64_t off,

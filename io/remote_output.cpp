@@ -6,6 +6,7 @@
 #include <set>
 
 #include "core/errors.h"
+#include "io/remote_file.h"
 
 namespace ckb {
 namespace {
@@ -201,6 +202,7 @@ void RemoteUpload::commit() {
     std::lock_guard lk(mu_);
     done_ = true;
   }
+  forget_remote_file(url_);
   if (RemoteDir* d = RemoteDir::containing(url_)) d->completed(url_);
 }
 
@@ -279,6 +281,7 @@ void RemoteDir::commit() {
   for (const auto& [path, content] : held) {
     auto loc = remote::open_remote(path);
     loc.store->put(loc.key, std::as_bytes(std::span(content.data(), content.size())));
+    forget_remote_file(path);
     completed(path);
   }
   // Objects of a previous output at this place that this one did not rewrite.
@@ -304,6 +307,7 @@ void remote_write_small_file(const std::string& url, std::string_view content) {
   auto loc = remote::open_remote(url);
   if (!loc.store->writable()) throw UsageError(url + ": this kind of location is read-only (write to s3:// or gs://)");
   loc.store->put(loc.key, std::as_bytes(std::span(content.data(), content.size())));
+  forget_remote_file(url);
 }
 
 void remote_remove_tree(const std::string& url) noexcept {

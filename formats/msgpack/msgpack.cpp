@@ -676,7 +676,7 @@ Checkpoint read_msgpack_file(const std::string& path) {
 bool looks_like_msgpack_map(std::span<const std::byte> bytes) { return looks_like_msgpack_map(bytes, bytes.size()); }
 
 bool looks_like_msgpack_file(const MappedFile& file) {
-  return looks_like_msgpack_map(file.range(0, std::min<std::uint64_t>(file.size(), 64 * 1024), "msgpack head"), file.size());
+  return looks_like_msgpack_map(file.range(0, std::min<std::uint64_t>(file.size(), 4096), "msgpack head"), file.size());
 }
 
 bool looks_like_msgpack_map(std::span<const std::byte> bytes, std::uint64_t total_size) {

@@ -56,7 +56,8 @@ Checkpoint read_msgpack_file(const std::string& path);
 bool looks_like_msgpack_map(std::span<const std::byte> bytes);
 // The same for a file of `total_size` bytes of which `head` is the beginning.
 bool looks_like_msgpack_map(std::span<const std::byte> head, std::uint64_t total_size);
-// The same for a whole file, looking only at its first 64 KiB.
+// The same for a whole file, looking only at its first 4 KiB (a first key longer than that
+// is not a Flax checkpoint's).
 bool looks_like_msgpack_file(const MappedFile& file);
 
 // A writer of Flax msgpack; `max_chunk_bytes` is a parameter only so tests can exercise
