@@ -18,13 +18,13 @@ bool is_remote_path(std::string_view path) { return remote::is_remote_url(path);
 namespace {
 constexpr std::uint64_t kParallelPiece = 8ull << 20;  // reads above this go out as several requests
 
-std::string strip_slashes(std::string key) {
+std::string without_trailing_slashes(std::string key) {
   while (!key.empty() && key.back() == '/') key.pop_back();
   return key;
 }
 // The prefix under which a "folder" key's objects live ("a/b" -> "a/b/", "" -> "").
 std::string folder_prefix(const std::string& key) {
-  std::string k = strip_slashes(key);
+  std::string k = without_trailing_slashes(key);
   return k.empty() ? k : k + "/";
 }
 }  // namespace
@@ -174,7 +174,7 @@ void RemoteBacking::read(std::uint64_t off, std::span<std::byte> dst) const {
 
 bool remote_exists(const std::string& url) {
   auto loc = remote::open_remote(url);
-  const std::string key = strip_slashes(loc.key);
+  const std::string key = without_trailing_slashes(loc.key);
   if (key.empty()) return true;  // the bucket / host root
   if (loc.key.back() != '/' && loc.store->stat(key)) return true;
   return loc.store->can_list() && !loc.store->list(folder_prefix(key)).empty();
@@ -182,7 +182,7 @@ bool remote_exists(const std::string& url) {
 
 bool remote_is_directory(const std::string& url) {
   auto loc = remote::open_remote(url);
-  const std::string key = strip_slashes(loc.key);
+  const std::string key = without_trailing_slashes(loc.key);
   if (!loc.store->can_list()) return false;  // http(s): objects only
   if (key.empty()) return true;
   return !loc.store->list(folder_prefix(key)).empty();
@@ -220,7 +220,7 @@ std::vector<std::string> remote_list_files(const std::string& url) {
 
 bool same_remote_object(const std::string& a, const std::string& b) {
   auto la = remote::open_remote(a), lb = remote::open_remote(b);
-  return la.store == lb.store && strip_slashes(la.key) == strip_slashes(lb.key);
+  return la.store == lb.store && without_trailing_slashes(la.key) == without_trailing_slashes(lb.key);
 }
 
 }  // namespace ckb

@@ -25,7 +25,7 @@ Live& live() {
   return *l;
 }
 
-std::string strip_slashes(std::string s) {
+std::string url_without_trailing_slashes(std::string s) {
   while (!s.empty() && s.back() == '/') s.pop_back();
   return s;
 }
@@ -219,7 +219,7 @@ void RemoteUpload::abort() noexcept {
 
 // --- RemoteDir -------------------------------------------------------------------------
 
-RemoteDir::RemoteDir(std::string url) : url_(strip_slashes(std::move(url))) {
+RemoteDir::RemoteDir(std::string url) : url_(url_without_trailing_slashes(std::move(url))) {
   auto loc = remote::open_remote(url_);
   if (!loc.store->writable()) throw UsageError(url_ + ": this kind of location is read-only (write to s3:// or gs://)");
   std::lock_guard lk(live().mu);
@@ -312,7 +312,7 @@ void remote_write_small_file(const std::string& url, std::string_view content) {
 
 void remote_remove_tree(const std::string& url) noexcept {
   try {
-    auto loc = remote::open_remote(strip_slashes(url));
+    auto loc = remote::open_remote(url_without_trailing_slashes(url));
     if (!loc.store->writable() || loc.key.empty()) return;  // never a whole bucket
     for (const auto& o : loc.store->list(loc.key + "/")) loc.store->remove(o.key);
     loc.store->remove(loc.key);
