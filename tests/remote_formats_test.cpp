@@ -276,3 +276,36 @@ TEST_F(RemoteFormats, HttpsIsReadOnlyAndRefusesToWrite) {
 
 }  // namespace
 }  // namespace ckb
+
+namespace ckb {
+namespace {
+
+// The Python package takes URLs where it takes paths (the environment says where the S3
+// server is, as it would for boto3).
+TEST_F(RemoteFormats, PythonPackageReadsAndWritesUrls) {
+  test::TempDir tmp;
+  write_big_safetensors(tmp / "big.safetensors");
+  const std::string cli = CKB_CLI_PATH, lib = cli.substr(0, cli.rfind('/')) + "/libckptbridge.so";
+  test::write_file(tmp / "job.py",
+                   "import hashlib, sys, ckptbridge\n"
+                   "src, url = sys.argv[1], sys.argv[2]\n"
+                   "ckptbridge.convert(src, url, progress=False)\n"
+                   "with ckptbridge.open(url) as f:\n"
+                   "    for name in sorted(f.keys()):\n"
+                   "        print(name, hashlib.sha256(f.get_tensor(name, raw=True).tobytes()).hexdigest())\n");
+  const std::string env = "AWS_ENDPOINT_URL=" + test::s3().endpoint + " PYTHONPATH=" + std::string(CKB_SOURCE_DIR) +
+                          "/python CKPTBRIDGE_LIBRARY=" + lib + " ";
+  const std::string out = tmp / "out.txt";
+  const int rc = std::system((env + "/usr/bin/python3 " + tmp / "job.py" + " " + tmp / "big.safetensors" + " " +
+                              url("python/model.pt") + " > " + out + " 2>&1")
+                                 .c_str());
+  ASSERT_EQ(rc, 0) << test::read_file(out);
+  const std::string printed = test::read_file(out);
+  const Checkpoint local = engine::open(tmp / "big.safetensors");
+  for (const auto& [name, t] : test::tensors_by_name(local))
+    EXPECT_NE(printed.find(name + " " + sha(test::bytes_of(*t))), std::string::npos) << printed;
+  EXPECT_TRUE(store_->stat("python/model.pt").has_value());
+}
+
+}  // namespace
+}  // namespace ckb
