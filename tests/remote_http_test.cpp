@@ -4,7 +4,9 @@
 // read-only refusals. The access log proves what the server sent.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
+#include <thread>
 
 #include "core/errors.h"
 #include "core/hash.h"
@@ -46,8 +48,7 @@ void serve(const std::string& rel, const std::string& data) {
   test::write_file(path, data);
 }
 
-// Lines of nginx's access log that mention `uri_part` ("<method> <uri> <status> <bytes>").
-std::vector<std::string> log_lines(const std::string& uri_part) {
+std::vector<std::string> log_lines_now(const std::string& uri_part) {
   std::vector<std::string> out;
   const std::string log = test::read_file(test::web().access_log);
   std::size_t start = 0;
@@ -57,6 +58,19 @@ std::vector<std::string> log_lines(const std::string& uri_part) {
     if (line.find(uri_part) != std::string::npos) out.push_back(line);
     if (end == std::string::npos) break;
     start = end + 1;
+  }
+  return out;
+}
+
+// Lines of nginx's access log that mention `uri_part` ("<method> <uri> <status> <bytes> <Range>");
+// waits (5 s at most) for `expect` of them: nginx logs a request once it has finished it, which
+// may be just after the client has its answer.
+std::vector<std::string> log_lines(const std::string& uri_part, std::size_t expect) {
+  std::vector<std::string> out;
+  for (int i = 0; i < 500; ++i) {
+    out = log_lines_now(uri_part);
+    if (out.size() >= expect) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   return out;
 }
@@ -73,13 +87,13 @@ TEST(RemoteHttp, HttpsSizeAndRangedReadsFetchOnlyWhatIsAsked) {
   EXPECT_EQ(read_range(*store, "models/ranged.bin", 123456, 100000), data.substr(123456, 100000));
   EXPECT_EQ(read_range(*store, "models/ranged.bin", 299999, 1), data.substr(299999, 1));
   EXPECT_EQ(store->get("models/ranged.bin").value(), data);
-  const auto lines = log_lines("/models/ranged.bin");
+  const auto lines = log_lines("/models/ranged.bin", 5);
   ASSERT_EQ(lines.size(), 5u);
-  EXPECT_EQ(lines[0], "HEAD /models/ranged.bin 200 0");
-  EXPECT_EQ(lines[1], "GET /models/ranged.bin 206 8");
-  EXPECT_EQ(lines[2], "GET /models/ranged.bin 206 100000");
-  EXPECT_EQ(lines[3], "GET /models/ranged.bin 206 1");
-  EXPECT_EQ(lines[4], "GET /models/ranged.bin 200 300000");
+  EXPECT_EQ(lines[0], "HEAD /models/ranged.bin 200 0 -");
+  EXPECT_EQ(lines[1], "GET /models/ranged.bin 206 8 bytes=0-7");
+  EXPECT_EQ(lines[2], "GET /models/ranged.bin 206 100000 bytes=123456-223455");
+  EXPECT_EQ(lines[3], "GET /models/ranged.bin 206 1 bytes=299999-299999");
+  EXPECT_EQ(lines[4], "GET /models/ranged.bin 200 300000 -");
 }
 
 TEST(RemoteHttp, MissingFileIsNulloptOrAnIoErrorNamingUrlAnd404) {
@@ -122,10 +136,10 @@ TEST(RemoteHttp, RefusedHeadFallsBackToAOneByteGet) {
   serve("nohead/model.bin", data);
   const auto store = open_store(test::web().http_base, web_options());
   EXPECT_EQ(store->stat("nohead/model.bin"), std::optional<std::uint64_t>(50000));
-  const auto lines = log_lines("/nohead/model.bin");
+  const auto lines = log_lines("/nohead/model.bin", 2);
   ASSERT_EQ(lines.size(), 2u);
-  EXPECT_EQ(lines[0], "HEAD /nohead/model.bin 405 0");
-  EXPECT_EQ(lines[1], "GET /nohead/model.bin 206 1");
+  EXPECT_EQ(lines[0], "HEAD /nohead/model.bin 405 0 -");
+  EXPECT_EQ(lines[1], "GET /nohead/model.bin 206 1 bytes=0-0");
   EXPECT_FALSE(store->stat("nohead/absent.bin").has_value());
 }
 

@@ -222,7 +222,7 @@ const WebServer& web() {
     std::ofstream conf(dir + "/nginx.conf");
     conf << "daemon off;\nmaster_process off;\nworker_processes 1;\npid " << dir << "/nginx.pid;\nerror_log " << dir
          << "/error.log;\nevents { worker_connections 512; }\nhttp {\n"
-         << "  log_format plain '$request_method $request_uri $status $body_bytes_sent';\n"
+         << "  log_format plain '$request_method $request_uri $status $body_bytes_sent $http_range';\n"
          << "  access_log " << w.access_log << " plain;\n"
          << "  client_body_temp_path " << t << "/body;\n  proxy_temp_path " << t << "/proxy;\n  fastcgi_temp_path " << t
          << "/fastcgi;\n  uwsgi_temp_path " << t << "/uwsgi;\n  scgi_temp_path " << t << "/scgi;\n"
@@ -262,13 +262,14 @@ const WebServer& web() {
   fail("unreachable");
 }
 
-FlakyProxy::FlakyProxy(int upstream_port, double failure_rate, int seed) {
+FlakyProxy::FlakyProxy(int upstream_port, double failure_rate, int seed, const std::string& kinds) {
   const std::string python = find_program({"/usr/bin/python3"}, "install Debian's python3");
   auto& all = servers();
   const std::string log = all.root() + "/proxy-" + std::to_string(upstream_port) + "-" + std::to_string(seed) + ".log";
-  Child c = spawn({python, std::string(CKB_SOURCE_DIR) + "/tests/remote_flaky_proxy.py", std::to_string(upstream_port),
-                   std::to_string(failure_rate), std::to_string(seed)},
-                  log, true);
+  std::vector<std::string> argv{python, std::string(CKB_SOURCE_DIR) + "/tests/remote_flaky_proxy.py",
+                                std::to_string(upstream_port), std::to_string(failure_rate), std::to_string(seed)};
+  if (!kinds.empty()) argv.push_back(kinds);
+  Child c = spawn(argv, log, true);
   pid_ = c.pid;
   try {
     port_ = read_port(c, "the flaky proxy (tests/remote_flaky_proxy.py)", log);

@@ -33,15 +33,17 @@ struct WebServer {
   std::string http_base;  // "http://127.0.0.1:<port>"
   std::string https_base; // "https://127.0.0.1:<tls_port>"
   std::string ca_file;    // the self-signed certificate, for RemoteOptions::ca_file
-  std::string access_log; // one line per request: "<method> <uri> <status> <body bytes sent>"
+  std::string access_log; // one line per request: "<method> <uri> <status> <body bytes sent> <Range>"
 };
 const WebServer& web();
 
 // A proxy in front of 127.0.0.1:<upstream_port>. `failure_rate` in [0, 1]: the share of
-// requests that fail (1: every request answers 503). `seed` makes the choices repeatable.
+// requests that fail. `seed` makes the choices repeatable (for
+// requests made one at a time). `kinds`: the failures to choose from ("500,503,429,drop,cut";
+// empty: all, bodies cut twice as often as the others).
 class FlakyProxy {
  public:
-  FlakyProxy(int upstream_port, double failure_rate, int seed = 1);
+  FlakyProxy(int upstream_port, double failure_rate, int seed = 1, const std::string& kinds = "");
   ~FlakyProxy();
   FlakyProxy(const FlakyProxy&) = delete;
   FlakyProxy& operator=(const FlakyProxy&) = delete;

@@ -107,7 +107,8 @@ size_t on_body(char* data, size_t size, size_t n, void* user) {
   const bool ok = status >= 200 && status < 300;
   if (ok) detail::stat_counters().bytes_read += len;
   if (ok && call.headers_only) {
-    t.stopped_on_purpose = true;
+    if (status == 206 && len <= 16) return len;  // the probe's byte: keep the connection
+    t.stopped_on_purpose = true;                 // a whole object coming: stop it
     return 0;
   }
   if (ok && call.range && !call.dst.empty()) {

@@ -139,6 +139,7 @@ class S3Upload final : public MultipartUpload {
     if (etag.empty()) throw IoError(c.object_url, c.what + ": the server sent no ETag");
     std::lock_guard lock(mu_);
     parts_[number] = etag;
+    sizes_[number] = data.size();
   }
 
   void complete() override {
@@ -160,10 +161,20 @@ class S3Upload final : public MultipartUpload {
     HttpCall c = core_->call("POST", key_, {{"uploadId", upload_id_}},
                              "POST complete multipart upload (" + std::to_string(expected - 1) + " parts)", as_bytes(xml),
                              {"Content-Type: application/xml"});
+    c.accept = {404};
     const HttpResponse r = core_->client.perform(c);
-    // S3 may answer 200 and still report a failure in the body
-    if (r.body.find("<Error>") != std::string::npos)
+    if (r.status == 404) {
+      // NoSuchUpload: when an earlier attempt completed the upload but its answer was lost, the
+      // object is there with the parts' total size; otherwise the upload is gone
+      HttpCall head = core_->call("HEAD", key_, {}, "HEAD");
+      head.accept = {404};
+      const HttpResponse h = core_->client.perform(head);
+      if (h.status != 200 || h.header("content-length") != std::to_string(total_size()))
+        throw IoError(c.object_url, c.what + ": " + http_error_detail(r.status, r.reason, r.body));
+    } else if (r.body.find("<Error>") != std::string::npos) {
+      // S3 may answer 200 and still report a failure in the body
       throw IoError(c.object_url, c.what + ": " + http_error_detail(r.status, r.reason, r.body));
+    }
     std::lock_guard lock(mu_);
     done_ = true;
   }
@@ -188,7 +199,15 @@ class S3Upload final : public MultipartUpload {
   std::string key_, upload_id_;
   std::mutex mu_;
   std::map<int, std::string> parts_;
+  std::map<int, std::uint64_t> sizes_;
   bool done_ = false;
+
+  std::uint64_t total_size() {
+    std::lock_guard lock(mu_);
+    std::uint64_t total = 0;
+    for (const auto& [number, size] : sizes_) total += size;
+    return total;
+  }
 };
 
 class S3Store final : public ObjectStore {

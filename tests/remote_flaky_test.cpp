@@ -1,0 +1,167 @@
+// Retries against real misbehaving servers: tests/remote_flaky_proxy.py in front of the local
+// S3 server and nginx answers 500 / 503 / 429, drops connections and cuts bodies short at
+// random. The stores must still return exact bytes (ranged reads resume where the cut
+// happened), and, when every request fails, give up with a message naming the URL, the
+// request and the status.
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "core/errors.h"
+#include "core/hash.h"
+#include "io/remote/object_store.h"
+#include "remote_servers.h"
+#include "test_util.h"
+
+namespace ckb::remote {
+namespace {
+
+std::string pattern(std::size_t n, unsigned seed) {
+  std::string s(n, '\0');
+  std::uint32_t x = seed * 2654435761u + 3;
+  for (auto& c : s) {
+    x = x * 1664525u + 1013904223u;
+    c = static_cast<char>(x >> 24);
+  }
+  return s;
+}
+
+std::span<const std::byte> bytes(const std::string& s) { return std::as_bytes(std::span<const char>(s.data(), s.size())); }
+std::string sha(const std::string& s) { return sha256_hex(bytes(s)); }
+
+std::string read_range(const ObjectStore& store, const std::string& key, std::uint64_t offset, std::size_t n) {
+  std::string out(n, '\0');
+  store.read(key, offset, std::as_writable_bytes(std::span<char>(out.data(), out.size())));
+  return out;
+}
+
+// 40 reads over the object, from 4 threads, each compared byte for byte.
+void check_ranged_reads(const ObjectStore& store, const std::string& key, const std::string& data) {
+  std::vector<std::thread> threads;
+  std::vector<std::string> problems(4);
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 10; ++i) {
+        const std::size_t offset = (static_cast<std::size_t>(t * 10 + i) * 7919 * 131) % (data.size() - 1);
+        const std::size_t n = std::min<std::size_t>(data.size() - offset, 20000 + static_cast<std::size_t>(i) * 3001);
+        if (read_range(store, key, offset, n) != data.substr(offset, n))
+          problems[static_cast<std::size_t>(t)] += "bytes differ at " + std::to_string(offset) + "+" + std::to_string(n) + "; ";
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (const auto& p : problems) EXPECT_EQ(p, "");
+}
+
+TEST(RemoteFlaky, S3ThroughAFlakyProxyStillMovesExactBytes) {
+  test::s3_credentials_env();
+  test::FlakyProxy proxy(test::s3().port, 0.3, 7);
+  RemoteOptions o = test::s3_options(proxy.base());
+  o.retries = 10;
+  o.list_page_size = 3;
+  const auto store = open_store("s3://ckb-test", o);
+  reset_transfer_stats();
+  const std::string data = pattern(400000, 1);
+  store->put("flaky/whole.bin", bytes(data));
+  for (int i = 0; i < 8; ++i) store->put("flaky/small-" + std::to_string(i), bytes(pattern(100, i)));
+  EXPECT_EQ(store->stat("flaky/whole.bin"), std::optional<std::uint64_t>(400000));
+  EXPECT_EQ(sha(store->get("flaky/whole.bin").value()), sha(data));
+  check_ranged_reads(*store, "flaky/whole.bin", data);
+  EXPECT_EQ(store->list("flaky/").size(), 9u);
+  // a multipart upload through a proxy that fails requests before they reach the server (a
+  // completion whose answer is cut is retried, and s3rver then answers 500 where S3 answers
+  // 404 NoSuchUpload, which complete() checks against the object)
+  test::FlakyProxy early(test::s3().port, 0.3, 8, "500,503,429,drop");
+  RemoteOptions early_options = test::s3_options(early.base());
+  early_options.retries = 10;
+  const auto early_store = open_store("s3://ckb-test", early_options);
+  const std::string p1 = pattern(5 << 20, 21), p2 = pattern(300000, 22);
+  auto upload = early_store->begin_upload("flaky/multipart.bin");
+  upload->upload_part(2, bytes(p2));
+  upload->upload_part(1, bytes(p1));
+  upload->complete();
+  EXPECT_EQ(sha(store->get("flaky/multipart.bin").value()), sha(p1 + p2));
+  EXPECT_GT(transfer_stats().retries, 0u) << "the proxy failed nothing: the test proves nothing";
+}
+
+TEST(RemoteFlaky, HttpsOriginThroughAFlakyProxyStillReadsExactBytes) {
+  const std::string data = pattern(600000, 2);
+  test::write_file(test::web().root + "/flaky.bin", data);
+  test::FlakyProxy proxy(test::web().port, 0.35, 11);
+  RemoteOptions o;
+  o.retries = 10;
+  o.retry_base_s = 0.01;
+  const auto store = open_store(proxy.base(), o);
+  reset_transfer_stats();
+  EXPECT_EQ(store->stat("flaky.bin"), std::optional<std::uint64_t>(600000));
+  check_ranged_reads(*store, "flaky.bin", data);
+  EXPECT_EQ(sha(store->get("flaky.bin").value()), sha(data));
+  EXPECT_GT(transfer_stats().retries, 0u);
+}
+
+// Bodies cut at half: each retry asks only for the bytes still missing (nginx's log shows the
+// ranges asked for), and the result is exact.
+TEST(RemoteFlaky, CutRangedReadsResumeWhereTheyStopped) {
+  const std::string data = pattern(1 << 20, 5);
+  test::write_file(test::web().root + "/resume.bin", data);
+  test::FlakyProxy proxy(test::web().port, 0.5, 3, "cut");
+  RemoteOptions o;
+  o.retries = 30;
+  o.retry_base_s = 0.001;
+  const auto store = open_store(proxy.base(), o);
+  reset_transfer_stats();
+  EXPECT_EQ(read_range(*store, "resume.bin", 1000, 1000000), data.substr(1000, 1000000));
+  const auto stats = transfer_stats();
+  ASSERT_GT(stats.retries, 0u);
+  // every retry asked for the rest only: the ranges are contiguous from the first one's start
+  const std::string log = test::read_file(test::web().access_log);
+  std::vector<std::uint64_t> starts;
+  for (std::size_t pos = 0; (pos = log.find("GET /resume.bin 206 ", pos)) != std::string::npos; ++pos) {
+    const std::size_t r = log.find("bytes=", pos);
+    starts.push_back(std::stoull(log.substr(r + 6)));
+    EXPECT_EQ(log.substr(log.find('-', r), 8), "-1000999") << "every attempt ends at the same last byte";
+  }
+  ASSERT_EQ(starts.size(), stats.requests);
+  EXPECT_EQ(starts.front(), 1000u);
+  for (std::size_t i = 1; i < starts.size(); ++i) EXPECT_GT(starts[i], starts[i - 1]);
+  // the cuts halve what each answer carries: far fewer bytes than re-reading from the start
+  EXPECT_LT(stats.bytes_read, 2u * 1000000u);
+}
+
+TEST(RemoteFlaky, EveryRequestFailingGivesUpNamingUrlRequestAndStatus) {
+  test::s3_credentials_env();
+  test::FlakyProxy proxy(test::s3().port, 1.0, 1, "503");
+  RemoteOptions o = test::s3_options(proxy.base());
+  o.retries = 3;
+  const auto store = open_store("s3://ckb-test", o);
+  reset_transfer_stats();
+  std::string buf(8, '\0');
+  try {
+    store->read("any/key.bin", 0, std::as_writable_bytes(std::span<char>(buf.data(), buf.size())));
+    FAIL() << "no error";
+  } catch (const IoError& e) {
+    EXPECT_EQ(e.path(), "s3://ckb-test/any/key.bin");
+    EXPECT_EQ(e.detail(), "GET bytes=0-7: HTTP 503 SlowDown: injected by the flaky proxy (gave up after 3 attempts)");
+    EXPECT_EQ(std::string(e.what()).find("ckb-test-secret"), std::string::npos);
+  }
+  EXPECT_EQ(transfer_stats().requests, 3u);
+  EXPECT_EQ(transfer_stats().retries, 2u);
+}
+
+TEST(RemoteFlaky, NothingListeningGivesUpNamingUrlAndTheConnectionError) {
+  RemoteOptions o;
+  o.retries = 2;
+  o.retry_base_s = 0.01;
+  const auto store = open_store("http://127.0.0.1:1", o);
+  try {
+    store->stat("model.safetensors");
+    FAIL() << "no error";
+  } catch (const IoError& e) {
+    EXPECT_EQ(e.path(), "http://127.0.0.1:1/model.safetensors");
+    EXPECT_NE(e.detail().find("HEAD: Couldn't connect to server"), std::string::npos) << e.what();
+    EXPECT_NE(e.detail().find("(gave up after 2 attempts)"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace ckb::remote
