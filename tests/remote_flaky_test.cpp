@@ -16,25 +16,6 @@
 namespace ckb::remote {
 namespace {
 
-std::string pattern(std::size_t n, unsigned seed) {
-  std::string s(n, '\0');
-  std::uint32_t x = seed * 2654435761u + 3;
-  for (auto& c : s) {
-    x = x * 1664525u + 1013904223u;
-    c = static_cast<char>(x >> 24);
-  }
-  return s;
-}
-
-std::span<const std::byte> bytes(const std::string& s) { return std::as_bytes(std::span<const char>(s.data(), s.size())); }
-std::string sha(const std::string& s) { return sha256_hex(bytes(s)); }
-
-std::string read_range(const ObjectStore& store, const std::string& key, std::uint64_t offset, std::size_t n) {
-  std::string out(n, '\0');
-  store.read(key, offset, std::as_writable_bytes(std::span<char>(out.data(), out.size())));
-  return out;
-}
-
 // 40 reads over the object, from 4 threads, each compared byte for byte.
 void check_ranged_reads(const ObjectStore& store, const std::string& key, const std::string& data) {
   std::vector<std::thread> threads;
@@ -44,7 +25,7 @@ void check_ranged_reads(const ObjectStore& store, const std::string& key, const 
       for (int i = 0; i < 10; ++i) {
         const std::size_t offset = (static_cast<std::size_t>(t * 10 + i) * 7919 * 131) % (data.size() - 1);
         const std::size_t n = std::min<std::size_t>(data.size() - offset, 20000 + static_cast<std::size_t>(i) * 3001);
-        if (read_range(store, key, offset, n) != data.substr(offset, n))
+        if (test::read_range(store, key, offset, n) != data.substr(offset, n))
           problems[static_cast<std::size_t>(t)] += "bytes differ at " + std::to_string(offset) + "+" + std::to_string(n) + "; ";
       }
     });
@@ -61,11 +42,11 @@ TEST(RemoteFlaky, S3ThroughAFlakyProxyStillMovesExactBytes) {
   o.list_page_size = 3;
   const auto store = open_store("s3://ckb-test", o);
   reset_transfer_stats();
-  const std::string data = pattern(400000, 1);
-  store->put("flaky/whole.bin", bytes(data));
-  for (int i = 0; i < 8; ++i) store->put("flaky/small-" + std::to_string(i), bytes(pattern(100, i)));
+  const std::string data = test::pattern(400000, 1);
+  store->put("flaky/whole.bin", test::bytes_of_string(data));
+  for (int i = 0; i < 8; ++i) store->put("flaky/small-" + std::to_string(i), test::bytes_of_string(test::pattern(100, i)));
   EXPECT_EQ(store->stat("flaky/whole.bin"), std::optional<std::uint64_t>(400000));
-  EXPECT_EQ(sha(store->get("flaky/whole.bin").value()), sha(data));
+  EXPECT_EQ(test::sha256_of(store->get("flaky/whole.bin").value()), test::sha256_of(data));
   check_ranged_reads(*store, "flaky/whole.bin", data);
   EXPECT_EQ(store->list("flaky/").size(), 9u);
   // a multipart upload through a proxy that fails requests before they reach the server (a
@@ -75,17 +56,17 @@ TEST(RemoteFlaky, S3ThroughAFlakyProxyStillMovesExactBytes) {
   RemoteOptions early_options = test::s3_options(early.base());
   early_options.retries = 10;
   const auto early_store = open_store("s3://ckb-test", early_options);
-  const std::string p1 = pattern(5 << 20, 21), p2 = pattern(300000, 22);
+  const std::string p1 = test::pattern(5 << 20, 21), p2 = test::pattern(300000, 22);
   auto upload = early_store->begin_upload("flaky/multipart.bin");
-  upload->upload_part(2, bytes(p2));
-  upload->upload_part(1, bytes(p1));
+  upload->upload_part(2, test::bytes_of_string(p2));
+  upload->upload_part(1, test::bytes_of_string(p1));
   upload->complete();
-  EXPECT_EQ(sha(store->get("flaky/multipart.bin").value()), sha(p1 + p2));
+  EXPECT_EQ(test::sha256_of(store->get("flaky/multipart.bin").value()), test::sha256_of(p1 + p2));
   EXPECT_GT(transfer_stats().retries, 0u) << "the proxy failed nothing: the test proves nothing";
 }
 
 TEST(RemoteFlaky, HttpsOriginThroughAFlakyProxyStillReadsExactBytes) {
-  const std::string data = pattern(600000, 2);
+  const std::string data = test::pattern(600000, 2);
   test::write_file(test::web().root + "/flaky.bin", data);
   test::FlakyProxy proxy(test::web().port, 0.35, 11);
   RemoteOptions o;
@@ -95,14 +76,14 @@ TEST(RemoteFlaky, HttpsOriginThroughAFlakyProxyStillReadsExactBytes) {
   reset_transfer_stats();
   EXPECT_EQ(store->stat("flaky.bin"), std::optional<std::uint64_t>(600000));
   check_ranged_reads(*store, "flaky.bin", data);
-  EXPECT_EQ(sha(store->get("flaky.bin").value()), sha(data));
+  EXPECT_EQ(test::sha256_of(store->get("flaky.bin").value()), test::sha256_of(data));
   EXPECT_GT(transfer_stats().retries, 0u);
 }
 
 // Bodies cut at half: each retry asks only for the bytes still missing (nginx's log shows the
 // ranges asked for), and the result is exact.
 TEST(RemoteFlaky, CutRangedReadsResumeWhereTheyStopped) {
-  const std::string data = pattern(1 << 20, 5);
+  const std::string data = test::pattern(1 << 20, 5);
   test::write_file(test::web().root + "/resume.bin", data);
   test::FlakyProxy proxy(test::web().port, 0.5, 3, "cut");
   RemoteOptions o;
@@ -110,7 +91,7 @@ TEST(RemoteFlaky, CutRangedReadsResumeWhereTheyStopped) {
   o.retry_base_s = 0.001;
   const auto store = open_store(proxy.base(), o);
   reset_transfer_stats();
-  EXPECT_EQ(read_range(*store, "resume.bin", 1000, 1000000), data.substr(1000, 1000000));
+  EXPECT_EQ(test::read_range(*store, "resume.bin", 1000, 1000000), data.substr(1000, 1000000));
   const auto stats = transfer_stats();
   ASSERT_GT(stats.retries, 0u);
   // every retry asked for the rest only: the ranges are contiguous from the first one's start

@@ -17,22 +17,6 @@
 namespace ckb::remote {
 namespace {
 
-std::string pattern(std::size_t n, unsigned seed) {
-  std::string s(n, '\0');
-  std::uint32_t x = seed * 2654435761u + 7;
-  for (auto& c : s) {
-    x = x * 1664525u + 1013904223u;
-    c = static_cast<char>(x >> 24);
-  }
-  return s;
-}
-
-std::string read_range(const ObjectStore& store, const std::string& key, std::uint64_t offset, std::size_t n) {
-  std::string out(n, '\0');
-  store.read(key, offset, std::as_writable_bytes(std::span<char>(out.data(), out.size())));
-  return out;
-}
-
 RemoteOptions web_options() {
   RemoteOptions o;
   o.ca_file = test::web().ca_file;
@@ -76,16 +60,16 @@ std::vector<std::string> log_lines(const std::string& uri_part, std::size_t expe
 }
 
 TEST(RemoteHttp, HttpsSizeAndRangedReadsFetchOnlyWhatIsAsked) {
-  const std::string data = pattern(300000, 1);
+  const std::string data = test::pattern(300000, 1);
   serve("models/ranged.bin", data);
   const auto store = open_store(test::web().https_base, web_options());
   EXPECT_FALSE(store->writable());
   EXPECT_FALSE(store->can_list());
   EXPECT_EQ(store->url("models/ranged.bin"), test::web().https_base + "/models/ranged.bin");
   EXPECT_EQ(store->stat("models/ranged.bin"), std::optional<std::uint64_t>(300000));
-  EXPECT_EQ(read_range(*store, "models/ranged.bin", 0, 8), data.substr(0, 8));
-  EXPECT_EQ(read_range(*store, "models/ranged.bin", 123456, 100000), data.substr(123456, 100000));
-  EXPECT_EQ(read_range(*store, "models/ranged.bin", 299999, 1), data.substr(299999, 1));
+  EXPECT_EQ(test::read_range(*store, "models/ranged.bin", 0, 8), data.substr(0, 8));
+  EXPECT_EQ(test::read_range(*store, "models/ranged.bin", 123456, 100000), data.substr(123456, 100000));
+  EXPECT_EQ(test::read_range(*store, "models/ranged.bin", 299999, 1), data.substr(299999, 1));
   EXPECT_EQ(store->get("models/ranged.bin").value(), data);
   const auto lines = log_lines("/models/ranged.bin", 5);
   ASSERT_EQ(lines.size(), 5u);
@@ -101,7 +85,7 @@ TEST(RemoteHttp, MissingFileIsNulloptOrAnIoErrorNamingUrlAnd404) {
   EXPECT_FALSE(store->stat("nothing/here.bin").has_value());
   EXPECT_FALSE(store->get("nothing/here.bin").has_value());
   try {
-    read_range(*store, "nothing/here.bin", 0, 8);
+    test::read_range(*store, "nothing/here.bin", 0, 8);
     FAIL() << "no error";
   } catch (const IoError& e) {
     EXPECT_EQ(e.path(), test::web().http_base + "/nothing/here.bin");
@@ -124,15 +108,29 @@ TEST(RemoteHttp, BearerTokenIsSent) {
   const auto with_token = open_store(test::web().https_base, o);
   EXPECT_EQ(with_token->get("private/weights.bin").value(), "private bytes");
   EXPECT_EQ(with_token->stat("private/weights.bin"), std::optional<std::uint64_t>(13));
-  EXPECT_EQ(read_range(*with_token, "private/weights.bin", 8, 5), "bytes");
+  EXPECT_EQ(test::read_range(*with_token, "private/weights.bin", 8, 5), "bytes");
   ::setenv("CKB_HTTP_TOKEN", "ckb-test-token", 1);
   const auto from_env = open_store(test::web().http_base, web_options());
   ::unsetenv("CKB_HTTP_TOKEN");
   EXPECT_EQ(from_env->get("private/weights.bin").value(), "private bytes");
 }
 
+// gs:// with an OAuth token: the XML API path (endpoint/bucket/key) with Authorization: Bearer,
+// here against nginx standing in for storage.googleapis.com (reads only).
+TEST(RemoteHttp, GsBearerTokenIsSent) {
+  serve("private/gs-object.bin", "gcs bytes");
+  ::setenv("CKB_GS_ENDPOINT", test::web().https_base.c_str(), 1);
+  ::setenv("GOOGLE_OAUTH_ACCESS_TOKEN", "ckb-test-token", 1);
+  const auto gs = open_store("gs://private", web_options());
+  ::unsetenv("GOOGLE_OAUTH_ACCESS_TOKEN");
+  ::unsetenv("CKB_GS_ENDPOINT");
+  EXPECT_EQ(gs->get("gs-object.bin").value(), "gcs bytes");
+  EXPECT_EQ(gs->stat("gs-object.bin"), std::optional<std::uint64_t>(9));
+  EXPECT_EQ(test::read_range(*gs, "gs-object.bin", 4, 5), "bytes");
+}
+
 TEST(RemoteHttp, RefusedHeadFallsBackToAOneByteGet) {
-  const std::string data = pattern(50000, 2);
+  const std::string data = test::pattern(50000, 2);
   serve("nohead/model.bin", data);
   const auto store = open_store(test::web().http_base, web_options());
   EXPECT_EQ(store->stat("nohead/model.bin"), std::optional<std::uint64_t>(50000));
@@ -144,11 +142,11 @@ TEST(RemoteHttp, RefusedHeadFallsBackToAOneByteGet) {
 }
 
 TEST(RemoteHttp, RedirectsAreFollowed) {
-  const std::string data = pattern(4096, 3);
+  const std::string data = test::pattern(4096, 3);
   serve("target/file.bin", data);
   const auto store = open_store(test::web().https_base, web_options());
   EXPECT_EQ(store->stat("redirect/target/file.bin"), std::optional<std::uint64_t>(4096));
-  EXPECT_EQ(read_range(*store, "redirect/target/file.bin", 1000, 24), data.substr(1000, 24));
+  EXPECT_EQ(test::read_range(*store, "redirect/target/file.bin", 1000, 24), data.substr(1000, 24));
 }
 
 TEST(RemoteHttp, ReadOnlyAndNoListing) {

@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/hash.h"
 #include "test_util.h"
 
 namespace ckb::test {
@@ -299,6 +300,28 @@ void s3_credentials_env(const std::string& access_key, const std::string& secret
   ::setenv("AWS_ACCESS_KEY_ID", access_key.c_str(), 1);
   ::setenv("AWS_SECRET_ACCESS_KEY", secret.c_str(), 1);
   ::unsetenv("AWS_SESSION_TOKEN");
+}
+
+std::string pattern(std::size_t n, unsigned seed) {
+  std::string s(n, '\0');
+  std::uint32_t x = seed * 2654435761u + 1;
+  for (auto& c : s) {
+    x = x * 1664525u + 1013904223u;
+    c = static_cast<char>(x >> 24);
+  }
+  return s;
+}
+
+std::span<const std::byte> bytes_of_string(const std::string& s) {
+  return std::as_bytes(std::span<const char>(s.data(), s.size()));
+}
+
+std::string sha256_of(const std::string& s) { return sha256_hex(bytes_of_string(s)); }
+
+std::string read_range(const remote::ObjectStore& store, const std::string& key, std::uint64_t offset, std::size_t n) {
+  std::string out(n, '\0');
+  store.read(key, offset, std::as_writable_bytes(std::span<char>(out.data(), out.size())));
+  return out;
 }
 
 }  // namespace ckb::test

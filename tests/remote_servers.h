@@ -11,6 +11,9 @@
 // Nothing is mocked. A missing program fails the test with what to install.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
+#include <span>
 #include <string>
 
 #include "io/remote/object_store.h"
@@ -59,5 +62,12 @@ class FlakyProxy {
 // the environment, which s3_credentials_env() sets (the server's key pair).
 remote::RemoteOptions s3_options(const std::string& endpoint);
 void s3_credentials_env(const std::string& access_key = "CKBTESTKEY", const std::string& secret = "ckb-test-secret/+=");
+
+// Test data: `n` pseudo-random bytes, the same for the same seed.
+std::string pattern(std::size_t n, unsigned seed);
+std::span<const std::byte> bytes_of_string(const std::string& s);
+std::string sha256_of(const std::string& s);
+// store.read() of `n` bytes at `offset`, as a string.
+std::string read_range(const remote::ObjectStore& store, const std::string& key, std::uint64_t offset, std::size_t n);
 
 }  // namespace ckb::test

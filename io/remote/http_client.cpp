@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "core/errors.h"
+#include "io/remote/text.h"
 #include "io/remote/transfer_stats.h"
 #include "io/remote/xml_text.h"
 
@@ -49,20 +50,6 @@ bool transient(CURLcode rc) {
 
 bool retryable_status(long status) { return status == 429 || status == 408 || (status >= 500 && status <= 599); }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return out;
-}
-
-std::string trim(std::string_view s) {
-  const auto b = s.find_first_not_of(" \t\r\n");
-  if (b == std::string_view::npos) return "";
-  const auto e = s.find_last_not_of(" \t\r\n");
-  return std::string(s.substr(b, e - b + 1));
-}
-
 constexpr std::size_t kMaxErrorBody = 64 * 1024;
 
 // State of one attempt, shared with libcurl's callbacks.
@@ -90,12 +77,12 @@ size_t on_header(char* data, size_t size, size_t n, void* user) {
     t.response->headers.clear();
     const auto sp1 = line.find(' ');
     const auto sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
-    t.response->reason = sp2 == std::string_view::npos ? "" : trim(line.substr(sp2 + 1));
+    t.response->reason = sp2 == std::string_view::npos ? "" : trim_space(line.substr(sp2 + 1));
     return size * n;
   }
   const auto colon = line.find(':');
   if (colon != std::string_view::npos)
-    t.response->headers.emplace_back(lower(trim(line.substr(0, colon))), trim(line.substr(colon + 1)));
+    t.response->headers.emplace_back(ascii_lower(trim_space(line.substr(0, colon))), trim_space(line.substr(colon + 1)));
   return size * n;
 }
 
@@ -141,7 +128,7 @@ size_t on_body(char* data, size_t size, size_t n, void* user) {
 }  // namespace
 
 std::string HttpResponse::header(std::string_view name) const {
-  const std::string key = lower(name);
+  const std::string key = ascii_lower(name);
   for (const auto& [k, v] : headers)
     if (k == key) return v;
   return "";
@@ -312,6 +299,7 @@ HttpResponse HttpClient::perform(const HttpCall& call) const {
       continue;
     }
     const long status = response.status;
+    response.attempts = attempt;
     if (status >= 200 && status < 300) {
       if (call.range && !call.dst.empty() && filled < call.dst.size()) {
         last_error = "short answer: " + std::to_string(filled) + " of " + std::to_string(call.dst.size()) + " bytes";
@@ -321,8 +309,13 @@ HttpResponse HttpClient::perform(const HttpCall& call) const {
       return response;
     }
     if (std::find(call.accept.begin(), call.accept.end(), status) != call.accept.end()) return response;
-    if (!retryable_status(status))
-      throw IoError(call.object_url, call.what + ": " + http_error_detail(status, response.reason, response.body));
+    if (!retryable_status(status)) {
+      std::string detail = http_error_detail(status, response.reason, response.body);
+      // S3 names the bucket's region when asked in another one
+      if (const std::string region = response.header("x-amz-bucket-region"); !region.empty() && (status == 301 || status == 400))
+        detail += " (the bucket is in region " + region + ": set AWS_REGION=" + region + ")";
+      throw IoError(call.object_url, call.what + ": " + detail);
+    }
     last_error = http_error_detail(status, response.reason, response.body);
     last = std::move(response);
   }

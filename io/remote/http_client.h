@@ -50,6 +50,7 @@ struct HttpResponse {
   std::string reason;  // "Not Found"
   std::string body;    // unless HttpCall::dst took it
   std::vector<std::pair<std::string, std::string>> headers;  // lower-case names, final response
+  int attempts = 1;    // how many attempts it took
   std::string header(std::string_view name) const;          // "" when absent
 };
 
