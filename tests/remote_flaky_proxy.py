@@ -6,7 +6,8 @@ Forwards every request to 127.0.0.1:<upstream-port> (Host header and body unchan
 relays the answer, except that a share <failure-rate> of the requests fail, chosen at random
 (repeatably for one seed) among: 500, 503, 429 (Retry-After: 0) answered by the proxy itself,
 the connection dropped before any answer, and the upstream's answer cut off after half of
-its body. <kinds> (comma-separated, default all): 500,503,429,drop,cut. Prints "LISTENING <port>".
+its body. <kinds> (comma-separated, default all but stall): 500,503,429,drop,cut,stall (half
+of the body, then nothing more for a minute). Prints "LISTENING <port>".
 """
 import http.client
 import random
@@ -14,6 +15,7 @@ import socket
 import sys
 import os
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 UPSTREAM = int(sys.argv[1])
@@ -82,6 +84,12 @@ class Handler(BaseHTTPRequestHandler):
             return
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
+        if fate == "stall" and len(data) >= 2:
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            time.sleep(60)
+            self.close_connection = True
+            return
         if fate == "cut" and len(data) >= 2:
             self.wfile.write(data[: len(data) // 2])
             self.wfile.flush()

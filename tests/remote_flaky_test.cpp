@@ -109,6 +109,37 @@ TEST(RemoteFlaky, CutRangedReadsResumeWhereTheyStopped) {
   EXPECT_LT(stats.bytes_read, 2u * 1000000u);
 }
 
+// A server that stops sending mid-body: after RemoteOptions::timeout_s without progress the
+// request is abandoned and retried for the rest. (Seed 4 stalls the first answer only.) libcurl
+// checks progress about once a second when idle, so each stall costs a second or two.
+TEST(RemoteFlaky, StalledAnswerTimesOutAndResumes) {
+  const std::string data = test::pattern(200000, 6);
+  test::write_file(test::web().root + "/stall.bin", data);
+  test::FlakyProxy proxy(test::web().port, 0.5, 4, "stall");
+  RemoteOptions o;
+  o.retries = 3;
+  o.retry_base_s = 0.01;
+  o.timeout_s = 1;
+  const auto store = open_store(proxy.base(), o);
+  reset_transfer_stats();
+  EXPECT_EQ(test::read_range(*store, "stall.bin", 10, 199990), data.substr(10));
+  EXPECT_EQ(transfer_stats().requests, 2u);
+  EXPECT_EQ(transfer_stats().retries, 1u);
+  EXPECT_LT(transfer_stats().bytes_read, 2u * 199990u);  // the retry asked only for the rest
+  // every answer stalls: the error says so
+  test::FlakyProxy always(test::web().port, 1.0, 1, "stall");
+  o.retries = 1;
+  o.timeout_s = 0.5;
+  const auto stalled = open_store(always.base(), o);
+  try {
+    test::read_range(*stalled, "stall.bin", 0, 1000);
+    FAIL() << "no error";
+  } catch (const IoError& e) {
+    EXPECT_EQ(e.path(), always.base() + "/stall.bin");
+    EXPECT_EQ(e.detail(), "GET bytes=0-999: no progress for 0.5 s (gave up after 1 attempt)");
+  }
+}
+
 TEST(RemoteFlaky, EveryRequestFailingGivesUpNamingUrlRequestAndStatus) {
   test::s3_credentials_env();
   test::FlakyProxy proxy(test::s3().port, 1.0, 1, "503");

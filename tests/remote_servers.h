@@ -42,8 +42,8 @@ const WebServer& web();
 
 // A proxy in front of 127.0.0.1:<upstream_port>. `failure_rate` in [0, 1]: the share of
 // requests that fail. `seed` makes the choices repeatable (for
-// requests made one at a time). `kinds`: the failures to choose from ("500,503,429,drop,cut";
-// empty: all, bodies cut twice as often as the others).
+// requests made one at a time). `kinds`: the failures to choose from
+// ("500,503,429,drop,cut,stall"; empty: all but stall, bodies cut twice as often as the others).
 class FlakyProxy {
  public:
   FlakyProxy(int upstream_port, double failure_rate, int seed = 1, const std::string& kinds = "");

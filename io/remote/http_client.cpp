@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <random>
@@ -62,7 +63,31 @@ struct Transfer {
   bool skip_set = false;
   bool stopped_on_purpose = false;   // the write callback ended the transfer: we had what we wanted
   std::uint64_t received = 0;
+  // the no-progress watchdog
+  double timeout_s = 0;
+  std::chrono::steady_clock::time_point last_progress;
+  curl_off_t last_down = -1, last_up = -1;
+  bool stalled = false;
 };
+
+// libcurl's progress callback: aborts the transfer when no byte has moved either way for
+// timeout_s (libcurl's own low-speed check averages over a window of seconds, so it reacts
+// late after a burst).
+int on_progress(void* user, curl_off_t, curl_off_t down, curl_off_t, curl_off_t up) {
+  auto& t = *static_cast<Transfer*>(user);
+  const auto now = std::chrono::steady_clock::now();
+  if (down != t.last_down || up != t.last_up) {
+    t.last_down = down;
+    t.last_up = up;
+    t.last_progress = now;
+    return 0;
+  }
+  if (std::chrono::duration<double>(now - t.last_progress).count() > t.timeout_s) {
+    t.stalled = true;
+    return 1;
+  }
+  return 0;
+}
 
 long current_status(Transfer& t) {
   long status = 0;
@@ -256,10 +281,12 @@ HttpResponse HttpClient::perform(const HttpCall& call) const {
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(h, CURLOPT_USERAGENT, "ckptbridge");
     curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-    const long timeout = std::max(1L, static_cast<long>(std::lround(options_.timeout_s)));
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, std::min(timeout, 30L));
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, timeout);
+    t.timeout_s = std::max(0.1, options_.timeout_s);
+    t.last_progress = std::chrono::steady_clock::now();
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(std::min(t.timeout_s, 30.0) * 1000));
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, &t);
     if (!options_.ca_file.empty()) curl_easy_setopt(h, CURLOPT_CAINFO, options_.ca_file.c_str());
     if (call.follow_redirects) {
       curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
@@ -292,8 +319,14 @@ HttpResponse HttpClient::perform(const HttpCall& call) const {
 
     if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && t.stopped_on_purpose)) {
       std::string detail = curl_easy_strerror(rc);
-      if (errbuf[0]) detail += std::string(" (") + errbuf + ")";
-      if (!transient(rc)) throw IoError(call.object_url, call.what + ": " + detail);
+      if (t.stalled) {
+        char buf[64];
+        std::snprintf(buf, sizeof buf, "no progress for %g s", t.timeout_s);
+        detail = buf;
+      } else if (errbuf[0]) {
+        detail += std::string(" (") + errbuf + ")";
+      }
+      if (!transient(rc) && !t.stalled) throw IoError(call.object_url, call.what + ": " + detail);
       last_error = detail;
       last = std::move(response);
       continue;
