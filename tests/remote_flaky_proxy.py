@@ -1,34 +1,36 @@
 #!/usr/bin/python3
 """A misbehaving HTTP proxy for the remote-storage tests (started by tests/remote_servers.cpp).
 
-Usage: remote_flaky_proxy.py <upstream-port> <failure-rate> <seed>
+Usage: remote_flaky_proxy.py <upstream-port> <failure-rate> <seed> [<kinds>]
 Forwards every request to 127.0.0.1:<upstream-port> (Host header and body unchanged) and
 relays the answer, except that a share <failure-rate> of the requests fail, chosen at random
 (repeatably for one seed) among: 500, 503, 429 (Retry-After: 0) answered by the proxy itself,
 the connection dropped before any answer, and the upstream's answer cut off after half of
-its body. A rate of 1 answers every request with 503 SlowDown. Prints "LISTENING <port>".
+its body. <kinds> (comma-separated, default all but stall): 500,503,429,drop,cut,stall (half
+of the body, then nothing more for a minute). Prints "LISTENING <port>".
 """
 import http.client
 import random
 import socket
 import sys
+import os
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 UPSTREAM = int(sys.argv[1])
 RATE = float(sys.argv[2])
 RNG = random.Random(int(sys.argv[3]))
 RNG_LOCK = threading.Lock()
+KINDS = sys.argv[4].split(",") if len(sys.argv) > 4 else ["500", "503", "429", "drop", "cut", "cut"]
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
 
 
 def choose():
     with RNG_LOCK:
-        if RATE >= 1:
-            return "503"
         if RNG.random() >= RATE:
             return "ok"
-        return RNG.choice(["500", "503", "429", "drop", "cut", "cut"])
+        return RNG.choice(KINDS)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -53,6 +55,8 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         fate = choose()
+        if os.environ.get("CKB_PROXY_TRACE"):
+            print("%s %s -> %s" % (self.command, self.path, fate), file=sys.stderr, flush=True)
         if fate == "500":
             return self.error_answer(500, "InternalError")
         if fate == "503":
@@ -80,6 +84,12 @@ class Handler(BaseHTTPRequestHandler):
             return
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
+        if fate == "stall" and len(data) >= 2:
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            time.sleep(60)
+            self.close_connection = True
+            return
         if fate == "cut" and len(data) >= 2:
             self.wfile.write(data[: len(data) // 2])
             self.wfile.flush()

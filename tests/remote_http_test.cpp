@@ -4,7 +4,9 @@
 // read-only refusals. The access log proves what the server sent.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
+#include <thread>
 
 #include "core/errors.h"
 #include "core/hash.h"
@@ -14,22 +16,6 @@
 
 namespace ckb::remote {
 namespace {
-
-std::string pattern(std::size_t n, unsigned seed) {
-  std::string s(n, '\0');
-  std::uint32_t x = seed * 2654435761u + 7;
-  for (auto& c : s) {
-    x = x * 1664525u + 1013904223u;
-    c = static_cast<char>(x >> 24);
-  }
-  return s;
-}
-
-std::string read_range(const ObjectStore& store, const std::string& key, std::uint64_t offset, std::size_t n) {
-  std::string out(n, '\0');
-  store.read(key, offset, std::as_writable_bytes(std::span<char>(out.data(), out.size())));
-  return out;
-}
 
 RemoteOptions web_options() {
   RemoteOptions o;
@@ -46,8 +32,7 @@ void serve(const std::string& rel, const std::string& data) {
   test::write_file(path, data);
 }
 
-// Lines of nginx's access log that mention `uri_part` ("<method> <uri> <status> <bytes>").
-std::vector<std::string> log_lines(const std::string& uri_part) {
+std::vector<std::string> log_lines_now(const std::string& uri_part) {
   std::vector<std::string> out;
   const std::string log = test::read_file(test::web().access_log);
   std::size_t start = 0;
@@ -61,25 +46,38 @@ std::vector<std::string> log_lines(const std::string& uri_part) {
   return out;
 }
 
+// Lines of nginx's access log that mention `uri_part` ("<method> <uri> <status> <bytes> <Range>");
+// waits (5 s at most) for `expect` of them: nginx logs a request once it has finished it, which
+// may be just after the client has its answer.
+std::vector<std::string> log_lines(const std::string& uri_part, std::size_t expect) {
+  std::vector<std::string> out;
+  for (int i = 0; i < 500; ++i) {
+    out = log_lines_now(uri_part);
+    if (out.size() >= expect) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return out;
+}
+
 TEST(RemoteHttp, HttpsSizeAndRangedReadsFetchOnlyWhatIsAsked) {
-  const std::string data = pattern(300000, 1);
+  const std::string data = test::pattern(300000, 1);
   serve("models/ranged.bin", data);
   const auto store = open_store(test::web().https_base, web_options());
   EXPECT_FALSE(store->writable());
   EXPECT_FALSE(store->can_list());
   EXPECT_EQ(store->url("models/ranged.bin"), test::web().https_base + "/models/ranged.bin");
   EXPECT_EQ(store->stat("models/ranged.bin"), std::optional<std::uint64_t>(300000));
-  EXPECT_EQ(read_range(*store, "models/ranged.bin", 0, 8), data.substr(0, 8));
-  EXPECT_EQ(read_range(*store, "models/ranged.bin", 123456, 100000), data.substr(123456, 100000));
-  EXPECT_EQ(read_range(*store, "models/ranged.bin", 299999, 1), data.substr(299999, 1));
+  EXPECT_EQ(test::read_range(*store, "models/ranged.bin", 0, 8), data.substr(0, 8));
+  EXPECT_EQ(test::read_range(*store, "models/ranged.bin", 123456, 100000), data.substr(123456, 100000));
+  EXPECT_EQ(test::read_range(*store, "models/ranged.bin", 299999, 1), data.substr(299999, 1));
   EXPECT_EQ(store->get("models/ranged.bin").value(), data);
-  const auto lines = log_lines("/models/ranged.bin");
+  const auto lines = log_lines("/models/ranged.bin", 5);
   ASSERT_EQ(lines.size(), 5u);
-  EXPECT_EQ(lines[0], "HEAD /models/ranged.bin 200 0");
-  EXPECT_EQ(lines[1], "GET /models/ranged.bin 206 8");
-  EXPECT_EQ(lines[2], "GET /models/ranged.bin 206 100000");
-  EXPECT_EQ(lines[3], "GET /models/ranged.bin 206 1");
-  EXPECT_EQ(lines[4], "GET /models/ranged.bin 200 300000");
+  EXPECT_EQ(lines[0], "HEAD /models/ranged.bin 200 0 -");
+  EXPECT_EQ(lines[1], "GET /models/ranged.bin 206 8 bytes=0-7");
+  EXPECT_EQ(lines[2], "GET /models/ranged.bin 206 100000 bytes=123456-223455");
+  EXPECT_EQ(lines[3], "GET /models/ranged.bin 206 1 bytes=299999-299999");
+  EXPECT_EQ(lines[4], "GET /models/ranged.bin 200 300000 -");
 }
 
 TEST(RemoteHttp, MissingFileIsNulloptOrAnIoErrorNamingUrlAnd404) {
@@ -87,7 +85,7 @@ TEST(RemoteHttp, MissingFileIsNulloptOrAnIoErrorNamingUrlAnd404) {
   EXPECT_FALSE(store->stat("nothing/here.bin").has_value());
   EXPECT_FALSE(store->get("nothing/here.bin").has_value());
   try {
-    read_range(*store, "nothing/here.bin", 0, 8);
+    test::read_range(*store, "nothing/here.bin", 0, 8);
     FAIL() << "no error";
   } catch (const IoError& e) {
     EXPECT_EQ(e.path(), test::web().http_base + "/nothing/here.bin");
@@ -110,31 +108,45 @@ TEST(RemoteHttp, BearerTokenIsSent) {
   const auto with_token = open_store(test::web().https_base, o);
   EXPECT_EQ(with_token->get("private/weights.bin").value(), "private bytes");
   EXPECT_EQ(with_token->stat("private/weights.bin"), std::optional<std::uint64_t>(13));
-  EXPECT_EQ(read_range(*with_token, "private/weights.bin", 8, 5), "bytes");
+  EXPECT_EQ(test::read_range(*with_token, "private/weights.bin", 8, 5), "bytes");
   ::setenv("CKB_HTTP_TOKEN", "ckb-test-token", 1);
   const auto from_env = open_store(test::web().http_base, web_options());
   ::unsetenv("CKB_HTTP_TOKEN");
   EXPECT_EQ(from_env->get("private/weights.bin").value(), "private bytes");
 }
 
+// gs:// with an OAuth token: the XML API path (endpoint/bucket/key) with Authorization: Bearer,
+// here against nginx standing in for storage.googleapis.com (reads only).
+TEST(RemoteHttp, GsBearerTokenIsSent) {
+  serve("private/gs-object.bin", "gcs bytes");
+  ::setenv("CKB_GS_ENDPOINT", test::web().https_base.c_str(), 1);
+  ::setenv("GOOGLE_OAUTH_ACCESS_TOKEN", "ckb-test-token", 1);
+  const auto gs = open_store("gs://private", web_options());
+  ::unsetenv("GOOGLE_OAUTH_ACCESS_TOKEN");
+  ::unsetenv("CKB_GS_ENDPOINT");
+  EXPECT_EQ(gs->get("gs-object.bin").value(), "gcs bytes");
+  EXPECT_EQ(gs->stat("gs-object.bin"), std::optional<std::uint64_t>(9));
+  EXPECT_EQ(test::read_range(*gs, "gs-object.bin", 4, 5), "bytes");
+}
+
 TEST(RemoteHttp, RefusedHeadFallsBackToAOneByteGet) {
-  const std::string data = pattern(50000, 2);
+  const std::string data = test::pattern(50000, 2);
   serve("nohead/model.bin", data);
   const auto store = open_store(test::web().http_base, web_options());
   EXPECT_EQ(store->stat("nohead/model.bin"), std::optional<std::uint64_t>(50000));
-  const auto lines = log_lines("/nohead/model.bin");
+  const auto lines = log_lines("/nohead/model.bin", 2);
   ASSERT_EQ(lines.size(), 2u);
-  EXPECT_EQ(lines[0], "HEAD /nohead/model.bin 405 0");
-  EXPECT_EQ(lines[1], "GET /nohead/model.bin 206 1");
+  EXPECT_EQ(lines[0], "HEAD /nohead/model.bin 405 0 -");
+  EXPECT_EQ(lines[1], "GET /nohead/model.bin 206 1 bytes=0-0");
   EXPECT_FALSE(store->stat("nohead/absent.bin").has_value());
 }
 
 TEST(RemoteHttp, RedirectsAreFollowed) {
-  const std::string data = pattern(4096, 3);
+  const std::string data = test::pattern(4096, 3);
   serve("target/file.bin", data);
   const auto store = open_store(test::web().https_base, web_options());
   EXPECT_EQ(store->stat("redirect/target/file.bin"), std::optional<std::uint64_t>(4096));
-  EXPECT_EQ(read_range(*store, "redirect/target/file.bin", 1000, 24), data.substr(1000, 24));
+  EXPECT_EQ(test::read_range(*store, "redirect/target/file.bin", 1000, 24), data.substr(1000, 24));
 }
 
 TEST(RemoteHttp, ReadOnlyAndNoListing) {

@@ -16,26 +16,6 @@
 namespace ckb::remote {
 namespace {
 
-std::string pattern(std::size_t n, unsigned seed) {
-  std::string s(n, '\0');
-  std::uint32_t x = seed * 2654435761u + 1;
-  for (auto& c : s) {
-    x = x * 1664525u + 1013904223u;
-    c = static_cast<char>(x >> 24);
-  }
-  return s;
-}
-
-std::span<const std::byte> bytes(const std::string& s) { return std::as_bytes(std::span<const char>(s.data(), s.size())); }
-
-std::string sha(const std::string& s) { return sha256_hex(bytes(s)); }
-
-std::string read_range(const ObjectStore& store, const std::string& key, std::uint64_t offset, std::size_t n) {
-  std::string out(n, '\0');
-  store.read(key, offset, std::as_writable_bytes(std::span<char>(out.data(), out.size())));
-  return out;
-}
-
 class RemoteS3 : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -46,17 +26,17 @@ class RemoteS3 : public ::testing::Test {
 };
 
 TEST_F(RemoteS3, PutGetStatRangedReadRemove) {
-  const std::string data = pattern(100000, 1);
+  const std::string data = test::pattern(100000, 1);
   const std::string key = "round/trip/a b+c=&\xc3\xa9$.bin";  // encoded in the path and in the signature
-  store_->put(key, bytes(data));
+  store_->put(key, test::bytes_of_string(data));
   EXPECT_EQ(store_->url(key), "s3://ckb-test/" + key);
   ASSERT_EQ(store_->stat(key), std::optional<std::uint64_t>(100000));
   const auto whole = store_->get(key);
   ASSERT_TRUE(whole.has_value());
-  EXPECT_EQ(sha(*whole), sha(data));
-  EXPECT_EQ(read_range(*store_, key, 0, 8), data.substr(0, 8));
-  EXPECT_EQ(read_range(*store_, key, 12345, 54321), data.substr(12345, 54321));
-  EXPECT_EQ(read_range(*store_, key, 99990, 10), data.substr(99990, 10));
+  EXPECT_EQ(test::sha256_of(*whole), test::sha256_of(data));
+  EXPECT_EQ(test::read_range(*store_, key, 0, 8), data.substr(0, 8));
+  EXPECT_EQ(test::read_range(*store_, key, 12345, 54321), data.substr(12345, 54321));
+  EXPECT_EQ(test::read_range(*store_, key, 99990, 10), data.substr(99990, 10));
   EXPECT_FALSE(store_->stat("round/trip/missing").has_value());
   EXPECT_FALSE(store_->get("round/trip/missing").has_value());
   store_->remove(key);
@@ -78,7 +58,7 @@ TEST_F(RemoteS3, ReadingMissingObjectOrPastTheEndNamesUrlAndStatus) {
     EXPECT_EQ(e.path(), "s3://ckb-test/errors/missing.bin");
     EXPECT_NE(e.detail().find("GET bytes=0-7: HTTP 404 NoSuchKey"), std::string::npos) << e.what();
   }
-  store_->put("errors/short.bin", bytes(std::string("abc")));
+  store_->put("errors/short.bin", test::bytes_of_string(std::string("abc")));
   try {
     store_->read("errors/short.bin", 10, dst);
     FAIL() << "no error";
@@ -95,11 +75,11 @@ TEST_F(RemoteS3, ListFollowsContinuationTokensInKeyOrder) {
   std::vector<std::string> expected;
   for (int i = 0; i < 23; ++i) {
     const std::string key = "listing/item-" + std::to_string(1000 + (i * 7) % 23) + ".bin";
-    store->put(key, bytes(pattern(static_cast<std::size_t>(i), 3)));
+    store->put(key, test::bytes_of_string(test::pattern(static_cast<std::size_t>(i), 3)));
     expected.push_back(key);
   }
-  store->put("listing-other/x", bytes(std::string("x")));
-  store->put("listin", bytes(std::string("y")));
+  store->put("listing-other/x", test::bytes_of_string(std::string("x")));
+  store->put("listin", test::bytes_of_string(std::string("y")));
   std::sort(expected.begin(), expected.end());
   reset_transfer_stats();
   const auto listed = store->list("listing/");
@@ -117,29 +97,29 @@ TEST_F(RemoteS3, ListFollowsContinuationTokensInKeyOrder) {
 }
 
 TEST_F(RemoteS3, MultipartUploadInAnyOrderBecomesVisibleAtComplete) {
-  const std::string p1 = pattern(5 << 20, 11), p2 = pattern(5 << 20, 12), p3 = pattern(777777, 13);
+  const std::string p1 = test::pattern(5 << 20, 11), p2 = test::pattern(5 << 20, 12), p3 = test::pattern(777777, 13);
   const std::string key = "multipart/three-parts.bin";
   auto upload = store_->begin_upload(key);
-  std::thread t3([&] { upload->upload_part(3, bytes(p3)); });
-  std::thread t1([&] { upload->upload_part(1, bytes(p1)); });
+  std::thread t3([&] { upload->upload_part(3, test::bytes_of_string(p3)); });
+  std::thread t1([&] { upload->upload_part(1, test::bytes_of_string(p1)); });
   t3.join();
   t1.join();
-  upload->upload_part(2, bytes(p2));
+  upload->upload_part(2, test::bytes_of_string(p2));
   EXPECT_FALSE(store_->stat(key).has_value());  // nothing visible before complete()
   upload->complete();
   upload.reset();
   ASSERT_EQ(store_->stat(key), std::optional<std::uint64_t>(p1.size() + p2.size() + p3.size()));
-  EXPECT_EQ(sha(store_->get(key).value()), sha(p1 + p2 + p3));
-  EXPECT_EQ(read_range(*store_, key, (5 << 20) - 4, 8), p1.substr(p1.size() - 4) + p2.substr(0, 4));
+  EXPECT_EQ(test::sha256_of(store_->get(key).value()), test::sha256_of(p1 + p2 + p3));
+  EXPECT_EQ(test::read_range(*store_, key, (5 << 20) - 4, 8), p1.substr(p1.size() - 4) + p2.substr(0, 4));
 }
 
 TEST_F(RemoteS3, AbortedOrAbandonedUploadLeavesNothing) {
   {
     auto upload = store_->begin_upload("abandoned/object.bin");
-    upload->upload_part(1, bytes(pattern(1000, 5)));
+    upload->upload_part(1, test::bytes_of_string(test::pattern(1000, 5)));
   }  // destroyed uncompleted: aborted
   auto upload = store_->begin_upload("aborted/object.bin");
-  upload->upload_part(1, bytes(pattern(1000, 6)));
+  upload->upload_part(1, test::bytes_of_string(test::pattern(1000, 6)));
   upload->abort();
   EXPECT_THROW(upload->complete(), UsageError);
   EXPECT_EQ(store_->list("abandoned/").size(), 0u);
@@ -149,8 +129,8 @@ TEST_F(RemoteS3, AbortedOrAbandonedUploadLeavesNothing) {
 
 TEST_F(RemoteS3, CompleteWithAGapIsRefused) {
   auto upload = store_->begin_upload("gap/object.bin");
-  upload->upload_part(1, bytes(pattern(100, 1)));
-  upload->upload_part(3, bytes(pattern(100, 3)));
+  upload->upload_part(1, test::bytes_of_string(test::pattern(100, 1)));
+  upload->upload_part(3, test::bytes_of_string(test::pattern(100, 3)));
   try {
     upload->complete();
     FAIL() << "no error";
@@ -161,7 +141,7 @@ TEST_F(RemoteS3, CompleteWithAGapIsRefused) {
 }
 
 TEST_F(RemoteS3, WrongSecretIsRefusedWithSignatureDoesNotMatch) {
-  store_->put("auth/object.bin", bytes(std::string("secret bytes")));
+  store_->put("auth/object.bin", test::bytes_of_string(std::string("secret bytes")));
   test::s3_credentials_env("CKBTESTKEY", "not-the-secret");
   const auto bad = open_store("s3://ckb-test", test::s3_options(test::s3().endpoint));
   try {
@@ -186,9 +166,37 @@ TEST_F(RemoteS3, WrongSecretIsRefusedWithSignatureDoesNotMatch) {
 TEST_F(RemoteS3, SessionTokenIsSigned) {
   ::setenv("AWS_SESSION_TOKEN", "session-token-value", 1);
   const auto store = open_store("s3://ckb-test", test::s3_options(test::s3().endpoint));
-  store->put("token/object.bin", bytes(std::string("with a session token")));
+  store->put("token/object.bin", test::bytes_of_string(std::string("with a session token")));
   EXPECT_EQ(store->get("token/object.bin").value(), "with a session token");
   ::unsetenv("AWS_SESSION_TOKEN");
+}
+
+// gs:// speaks the same dialect; with GCS HMAC keys it signs with SigV4 for region "auto"
+// (the server's check recomputes that signature).
+TEST_F(RemoteS3, GsWithHmacKeysAgainstAnS3CompatibleEndpoint) {
+  ::setenv("CKB_GS_ENDPOINT", test::s3().endpoint.c_str(), 1);
+  ::setenv("GS_ACCESS_KEY_ID", "CKBTESTKEY", 1);
+  ::setenv("GS_SECRET_ACCESS_KEY", "ckb-test-secret/+=", 1);
+  ::unsetenv("GOOGLE_OAUTH_ACCESS_TOKEN");
+  ::unsetenv("CKB_GS_TOKEN_COMMAND");
+  const auto gs = open_store("gs://ckb-test", test::s3_options(""));
+  EXPECT_EQ(gs->url("gcs/a.bin"), "gs://ckb-test/gcs/a.bin");
+  gs->put("gcs/a.bin", test::bytes_of_string("via the GCS dialect"));
+  EXPECT_EQ(gs->get("gcs/a.bin").value(), "via the GCS dialect");
+  EXPECT_EQ(store_->get("gcs/a.bin").value(), "via the GCS dialect");  // the same bucket through s3://
+  ASSERT_EQ(gs->list("gcs/").size(), 1u);
+  ::setenv("GS_SECRET_ACCESS_KEY", "wrong", 1);
+  const auto wrong = open_store("gs://ckb-test", test::s3_options(""));
+  try {
+    wrong->stat("gcs/a.bin");
+    FAIL() << "no error";
+  } catch (const IoError& e) {
+    EXPECT_EQ(e.path(), "gs://ckb-test/gcs/a.bin");
+    EXPECT_NE(e.detail().find("HEAD: HTTP 403"), std::string::npos) << e.what();
+  }
+  ::unsetenv("CKB_GS_ENDPOINT");
+  ::unsetenv("GS_ACCESS_KEY_ID");
+  ::unsetenv("GS_SECRET_ACCESS_KEY");
 }
 
 TEST_F(RemoteS3, OpenRemoteSharesOneStorePerBucket) {
@@ -197,7 +205,7 @@ TEST_F(RemoteS3, OpenRemoteSharesOneStorePerBucket) {
   const RemoteLocation b = open_remote("s3://ckb-test/z");
   EXPECT_EQ(a.store.get(), b.store.get());
   EXPECT_EQ(a.key, "x/y.bin");
-  a.store->put(a.key, bytes(std::string("shared")));
+  a.store->put(a.key, test::bytes_of_string(std::string("shared")));
   EXPECT_EQ(b.store->get("x/y.bin").value(), "shared");
   EXPECT_THROW(open_remote("ftp://host/x"), UsageError);
   EXPECT_TRUE(is_remote_url("gs://b/k"));

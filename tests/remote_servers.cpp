@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/hash.h"
 #include "test_util.h"
 
 namespace ckb::test {
@@ -222,7 +223,7 @@ const WebServer& web() {
     std::ofstream conf(dir + "/nginx.conf");
     conf << "daemon off;\nmaster_process off;\nworker_processes 1;\npid " << dir << "/nginx.pid;\nerror_log " << dir
          << "/error.log;\nevents { worker_connections 512; }\nhttp {\n"
-         << "  log_format plain '$request_method $request_uri $status $body_bytes_sent';\n"
+         << "  log_format plain '$request_method $request_uri $status $body_bytes_sent $http_range';\n"
          << "  access_log " << w.access_log << " plain;\n"
          << "  client_body_temp_path " << t << "/body;\n  proxy_temp_path " << t << "/proxy;\n  fastcgi_temp_path " << t
          << "/fastcgi;\n  uwsgi_temp_path " << t << "/uwsgi;\n  scgi_temp_path " << t << "/scgi;\n"
@@ -262,13 +263,14 @@ const WebServer& web() {
   fail("unreachable");
 }
 
-FlakyProxy::FlakyProxy(int upstream_port, double failure_rate, int seed) {
+FlakyProxy::FlakyProxy(int upstream_port, double failure_rate, int seed, const std::string& kinds) {
   const std::string python = find_program({"/usr/bin/python3"}, "install Debian's python3");
   auto& all = servers();
   const std::string log = all.root() + "/proxy-" + std::to_string(upstream_port) + "-" + std::to_string(seed) + ".log";
-  Child c = spawn({python, std::string(CKB_SOURCE_DIR) + "/tests/remote_flaky_proxy.py", std::to_string(upstream_port),
-                   std::to_string(failure_rate), std::to_string(seed)},
-                  log, true);
+  std::vector<std::string> argv{python, std::string(CKB_SOURCE_DIR) + "/tests/remote_flaky_proxy.py",
+                                std::to_string(upstream_port), std::to_string(failure_rate), std::to_string(seed)};
+  if (!kinds.empty()) argv.push_back(kinds);
+  Child c = spawn(argv, log, true);
   pid_ = c.pid;
   try {
     port_ = read_port(c, "the flaky proxy (tests/remote_flaky_proxy.py)", log);
@@ -298,6 +300,28 @@ void s3_credentials_env(const std::string& access_key, const std::string& secret
   ::setenv("AWS_ACCESS_KEY_ID", access_key.c_str(), 1);
   ::setenv("AWS_SECRET_ACCESS_KEY", secret.c_str(), 1);
   ::unsetenv("AWS_SESSION_TOKEN");
+}
+
+std::string pattern(std::size_t n, unsigned seed) {
+  std::string s(n, '\0');
+  std::uint32_t x = seed * 2654435761u + 1;
+  for (auto& c : s) {
+    x = x * 1664525u + 1013904223u;
+    c = static_cast<char>(x >> 24);
+  }
+  return s;
+}
+
+std::span<const std::byte> bytes_of_string(const std::string& s) {
+  return std::as_bytes(std::span<const char>(s.data(), s.size()));
+}
+
+std::string sha256_of(const std::string& s) { return sha256_hex(bytes_of_string(s)); }
+
+std::string read_range(const remote::ObjectStore& store, const std::string& key, std::uint64_t offset, std::size_t n) {
+  std::string out(n, '\0');
+  store.read(key, offset, std::as_writable_bytes(std::span<char>(out.data(), out.size())));
+  return out;
 }
 
 }  // namespace ckb::test

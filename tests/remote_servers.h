@@ -11,6 +11,9 @@
 // Nothing is mocked. A missing program fails the test with what to install.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
+#include <span>
 #include <string>
 
 #include "io/remote/object_store.h"
@@ -33,15 +36,17 @@ struct WebServer {
   std::string http_base;  // "http://127.0.0.1:<port>"
   std::string https_base; // "https://127.0.0.1:<tls_port>"
   std::string ca_file;    // the self-signed certificate, for RemoteOptions::ca_file
-  std::string access_log; // one line per request: "<method> <uri> <status> <body bytes sent>"
+  std::string access_log; // one line per request: "<method> <uri> <status> <body bytes sent> <Range>"
 };
 const WebServer& web();
 
 // A proxy in front of 127.0.0.1:<upstream_port>. `failure_rate` in [0, 1]: the share of
-// requests that fail (1: every request answers 503). `seed` makes the choices repeatable.
+// requests that fail. `seed` makes the choices repeatable (for
+// requests made one at a time). `kinds`: the failures to choose from
+// ("500,503,429,drop,cut,stall"; empty: all but stall, bodies cut twice as often as the others).
 class FlakyProxy {
  public:
-  FlakyProxy(int upstream_port, double failure_rate, int seed = 1);
+  FlakyProxy(int upstream_port, double failure_rate, int seed = 1, const std::string& kinds = "");
   ~FlakyProxy();
   FlakyProxy(const FlakyProxy&) = delete;
   FlakyProxy& operator=(const FlakyProxy&) = delete;
@@ -57,5 +62,12 @@ class FlakyProxy {
 // the environment, which s3_credentials_env() sets (the server's key pair).
 remote::RemoteOptions s3_options(const std::string& endpoint);
 void s3_credentials_env(const std::string& access_key = "CKBTESTKEY", const std::string& secret = "ckb-test-secret/+=");
+
+// Test data: `n` pseudo-random bytes, the same for the same seed.
+std::string pattern(std::size_t n, unsigned seed);
+std::span<const std::byte> bytes_of_string(const std::string& s);
+std::string sha256_of(const std::string& s);
+// store.read() of `n` bytes at `offset`, as a string.
+std::string read_range(const remote::ObjectStore& store, const std::string& key, std::uint64_t offset, std::size_t n);
 
 }  // namespace ckb::test

@@ -7,12 +7,14 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <random>
 #include <thread>
 
 #include "core/errors.h"
+#include "io/remote/text.h"
 #include "io/remote/transfer_stats.h"
 #include "io/remote/xml_text.h"
 
@@ -49,20 +51,6 @@ bool transient(CURLcode rc) {
 
 bool retryable_status(long status) { return status == 429 || status == 408 || (status >= 500 && status <= 599); }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return out;
-}
-
-std::string trim(std::string_view s) {
-  const auto b = s.find_first_not_of(" \t\r\n");
-  if (b == std::string_view::npos) return "";
-  const auto e = s.find_last_not_of(" \t\r\n");
-  return std::string(s.substr(b, e - b + 1));
-}
-
 constexpr std::size_t kMaxErrorBody = 64 * 1024;
 
 // State of one attempt, shared with libcurl's callbacks.
@@ -75,7 +63,31 @@ struct Transfer {
   bool skip_set = false;
   bool stopped_on_purpose = false;   // the write callback ended the transfer: we had what we wanted
   std::uint64_t received = 0;
+  // the no-progress watchdog
+  double timeout_s = 0;
+  std::chrono::steady_clock::time_point last_progress;
+  curl_off_t last_down = -1, last_up = -1;
+  bool stalled = false;
 };
+
+// libcurl's progress callback: aborts the transfer when no byte has moved either way for
+// timeout_s (libcurl's own low-speed check averages over a window of seconds, so it reacts
+// late after a burst).
+int on_progress(void* user, curl_off_t, curl_off_t down, curl_off_t, curl_off_t up) {
+  auto& t = *static_cast<Transfer*>(user);
+  const auto now = std::chrono::steady_clock::now();
+  if (down != t.last_down || up != t.last_up) {
+    t.last_down = down;
+    t.last_up = up;
+    t.last_progress = now;
+    return 0;
+  }
+  if (std::chrono::duration<double>(now - t.last_progress).count() > t.timeout_s) {
+    t.stalled = true;
+    return 1;
+  }
+  return 0;
+}
 
 long current_status(Transfer& t) {
   long status = 0;
@@ -90,12 +102,12 @@ size_t on_header(char* data, size_t size, size_t n, void* user) {
     t.response->headers.clear();
     const auto sp1 = line.find(' ');
     const auto sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
-    t.response->reason = sp2 == std::string_view::npos ? "" : trim(line.substr(sp2 + 1));
+    t.response->reason = sp2 == std::string_view::npos ? "" : trim_space(line.substr(sp2 + 1));
     return size * n;
   }
   const auto colon = line.find(':');
   if (colon != std::string_view::npos)
-    t.response->headers.emplace_back(lower(trim(line.substr(0, colon))), trim(line.substr(colon + 1)));
+    t.response->headers.emplace_back(ascii_lower(trim_space(line.substr(0, colon))), trim_space(line.substr(colon + 1)));
   return size * n;
 }
 
@@ -107,7 +119,8 @@ size_t on_body(char* data, size_t size, size_t n, void* user) {
   const bool ok = status >= 200 && status < 300;
   if (ok) detail::stat_counters().bytes_read += len;
   if (ok && call.headers_only) {
-    t.stopped_on_purpose = true;
+    if (status == 206 && len <= 16) return len;  // the probe's byte: keep the connection
+    t.stopped_on_purpose = true;                 // a whole object coming: stop it
     return 0;
   }
   if (ok && call.range && !call.dst.empty()) {
@@ -140,7 +153,7 @@ size_t on_body(char* data, size_t size, size_t n, void* user) {
 }  // namespace
 
 std::string HttpResponse::header(std::string_view name) const {
-  const std::string key = lower(name);
+  const std::string key = ascii_lower(name);
   for (const auto& [k, v] : headers)
     if (k == key) return v;
   return "";
@@ -268,10 +281,12 @@ HttpResponse HttpClient::perform(const HttpCall& call) const {
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(h, CURLOPT_USERAGENT, "ckptbridge");
     curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-    const long timeout = std::max(1L, static_cast<long>(std::lround(options_.timeout_s)));
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, std::min(timeout, 30L));
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, timeout);
+    t.timeout_s = std::max(0.1, options_.timeout_s);
+    t.last_progress = std::chrono::steady_clock::now();
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(std::min(t.timeout_s, 30.0) * 1000));
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, &t);
     if (!options_.ca_file.empty()) curl_easy_setopt(h, CURLOPT_CAINFO, options_.ca_file.c_str());
     if (call.follow_redirects) {
       curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
@@ -304,13 +319,20 @@ HttpResponse HttpClient::perform(const HttpCall& call) const {
 
     if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && t.stopped_on_purpose)) {
       std::string detail = curl_easy_strerror(rc);
-      if (errbuf[0]) detail += std::string(" (") + errbuf + ")";
-      if (!transient(rc)) throw IoError(call.object_url, call.what + ": " + detail);
+      if (t.stalled) {
+        char buf[64];
+        std::snprintf(buf, sizeof buf, "no progress for %g s", t.timeout_s);
+        detail = buf;
+      } else if (errbuf[0]) {
+        detail += std::string(" (") + errbuf + ")";
+      }
+      if (!transient(rc) && !t.stalled) throw IoError(call.object_url, call.what + ": " + detail);
       last_error = detail;
       last = std::move(response);
       continue;
     }
     const long status = response.status;
+    response.attempts = attempt;
     if (status >= 200 && status < 300) {
       if (call.range && !call.dst.empty() && filled < call.dst.size()) {
         last_error = "short answer: " + std::to_string(filled) + " of " + std::to_string(call.dst.size()) + " bytes";
@@ -320,8 +342,13 @@ HttpResponse HttpClient::perform(const HttpCall& call) const {
       return response;
     }
     if (std::find(call.accept.begin(), call.accept.end(), status) != call.accept.end()) return response;
-    if (!retryable_status(status))
-      throw IoError(call.object_url, call.what + ": " + http_error_detail(status, response.reason, response.body));
+    if (!retryable_status(status)) {
+      std::string detail = http_error_detail(status, response.reason, response.body);
+      // S3 names the bucket's region when asked in another one
+      if (const std::string region = response.header("x-amz-bucket-region"); !region.empty() && (status == 301 || status == 400))
+        detail += " (the bucket is in region " + region + ": set AWS_REGION=" + region + ")";
+      throw IoError(call.object_url, call.what + ": " + detail);
+    }
     last_error = http_error_detail(status, response.reason, response.body);
     last = std::move(response);
   }

@@ -1,6 +1,6 @@
 // HTTP requests for the remote stores: libcurl easy handles from a pool (at most
 // RemoteOptions::parallel_requests at once, connections kept alive per handle), timeouts
-// (connect, and no progress for RemoteOptions::timeout_s), and retries of 429, 408, 5xx,
+// (connect, and no byte moved for RemoteOptions::timeout_s), and retries of 429, 408, 5xx,
 // connection failures, resets and timeouts with exponential backoff and jitter. A ranged GET
 // cut short is retried for its remaining bytes only. Every request's signature is made anew
 // for each attempt (HttpCall::build). Errors are IoError(object_url, "<what>: <detail>").
@@ -50,6 +50,7 @@ struct HttpResponse {
   std::string reason;  // "Not Found"
   std::string body;    // unless HttpCall::dst took it
   std::vector<std::pair<std::string, std::string>> headers;  // lower-case names, final response
+  int attempts = 1;    // how many attempts it took
   std::string header(std::string_view name) const;          // "" when absent
 };
 

@@ -6,6 +6,7 @@
 #include "core/errors.h"
 #include "io/remote/credentials.h"
 #include "io/remote/http_client.h"
+#include "io/remote/text.h"
 
 namespace ckb::remote {
 
@@ -30,14 +31,6 @@ std::string url_path(const std::string& key) {
   return out;
 }
 
-std::optional<std::uint64_t> parse_u64(const std::string& s) {
-  if (s.empty()) return std::nullopt;
-  char* end = nullptr;
-  const unsigned long long v = std::strtoull(s.c_str(), &end, 10);
-  if (!end || *end != '\0') return std::nullopt;
-  return v;
-}
-
 class HttpStore final : public ObjectStore {
  public:
   HttpStore(Scheme scheme, const std::string& host, const RemoteOptions& options)
@@ -53,7 +46,7 @@ class HttpStore final : public ObjectStore {
     const HttpResponse r = client_.perform(head);
     if (r.status == 404) return std::nullopt;
     if (r.status >= 200 && r.status < 300) {
-      if (auto size = parse_u64(r.header("content-length"))) return size;
+      if (auto size = parse_decimal(r.header("content-length"))) return size;
     }
     // HEAD refused (a URL signed for GET only, a server without HEAD) or sizeless: ask for one byte
     HttpCall probe = call("GET", key, "GET bytes=0-0");
@@ -64,10 +57,10 @@ class HttpStore final : public ObjectStore {
     if (p.status == 404) return std::nullopt;
     const std::string content_range = p.header("content-range");  // "bytes 0-0/1234" or "bytes */0"
     if (const auto slash = content_range.rfind('/'); slash != std::string::npos) {
-      if (auto size = parse_u64(content_range.substr(slash + 1))) return size;
+      if (auto size = parse_decimal(content_range.substr(slash + 1))) return size;
     }
     if (p.status == 200) {
-      if (auto size = parse_u64(p.header("content-length"))) return size;
+      if (auto size = parse_decimal(p.header("content-length"))) return size;
     }
     throw IoError(url(key), "HEAD / GET bytes=0-0: the server tells no size (HTTP " + std::to_string(p.status) +
                                 ", no Content-Range or Content-Length)");

@@ -9,19 +9,15 @@
 #include "core/errors.h"
 #include "io/remote/http_store.h"
 #include "io/remote/s3_store.h"
+#include "io/remote/text.h"
 #include "io/remote/url.h"
 
 namespace ckb::remote {
 
 namespace {
 
-std::string env(const char* name) {
-  const char* v = std::getenv(name);
-  return v ? std::string(v) : std::string();
-}
-
 int env_int(const char* name, int fallback, int min) {
-  const std::string v = env(name);
+  const std::string v = env_string(name);
   if (v.empty()) return fallback;
   char* end = nullptr;
   const long n = std::strtol(v.c_str(), &end, 10);
@@ -45,16 +41,16 @@ Defaults& defaults() {
 
 RemoteOptions options_from_environment() {
   RemoteOptions o;
-  o.endpoint = env("AWS_ENDPOINT_URL_S3");
-  if (o.endpoint.empty()) o.endpoint = env("AWS_ENDPOINT_URL");
-  o.region = env("AWS_REGION");
-  if (o.region.empty()) o.region = env("AWS_DEFAULT_REGION");
-  o.profile = env("AWS_PROFILE");
+  o.endpoint = env_string("AWS_ENDPOINT_URL_S3");
+  if (o.endpoint.empty()) o.endpoint = env_string("AWS_ENDPOINT_URL");
+  o.region = env_string("AWS_REGION");
+  if (o.region.empty()) o.region = env_string("AWS_DEFAULT_REGION");
+  o.profile = env_string("AWS_PROFILE");
   o.parallel_requests = env_int("CKB_REMOTE_PARALLEL", o.parallel_requests, 1);
   o.retries = env_int("CKB_REMOTE_RETRIES", o.retries, 1);
   o.timeout_s = env_int("CKB_REMOTE_TIMEOUT", static_cast<int>(o.timeout_s), 1);
-  o.ca_file = env("CKB_CA_BUNDLE");
-  if (o.ca_file.empty()) o.ca_file = env("CURL_CA_BUNDLE");
+  o.ca_file = env_string("CKB_CA_BUNDLE");
+  if (o.ca_file.empty()) o.ca_file = env_string("CURL_CA_BUNDLE");
   return o;
 }
 

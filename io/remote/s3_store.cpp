@@ -1,6 +1,8 @@
 // S3 / GCS XML API object store (see s3_store.h).
 #include "io/remote/s3_store.h"
 
+#include <openssl/evp.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <map>
@@ -10,6 +12,7 @@
 #include "io/remote/credentials.h"
 #include "io/remote/http_client.h"
 #include "io/remote/sigv4.h"
+#include "io/remote/text.h"
 #include "io/remote/xml_text.h"
 
 namespace ckb::remote {
@@ -20,13 +23,27 @@ using Query = std::vector<std::pair<std::string, std::string>>;
 
 constexpr const char* kEmptySha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
-std::string env(const char* name) {
-  const char* v = std::getenv(name);
-  return v ? std::string(v) : std::string();
+std::span<const std::byte> string_bytes(const std::string& s) {
+  return std::as_bytes(std::span<const char>(s.data(), s.size()));
 }
 
-std::span<const std::byte> as_bytes(const std::string& s) {
-  return std::as_bytes(std::span<const char>(s.data(), s.size()));
+std::optional<unsigned> parse_hex_byte(std::string_view two) {
+  unsigned v = 0;
+  for (char c : two) {
+    v <<= 4;
+    if (c >= '0' && c <= '9') v |= static_cast<unsigned>(c - '0');
+    else if (c >= 'a' && c <= 'f') v |= static_cast<unsigned>(c - 'a' + 10);
+    else if (c >= 'A' && c <= 'F') v |= static_cast<unsigned>(c - 'A' + 10);
+    else return std::nullopt;
+  }
+  return v;
+}
+
+std::string md5_hex(std::string_view data) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_Digest(data.data(), data.size(), digest, &len, EVP_md5(), nullptr) != 1) return "";
+  return to_hex(std::string_view(reinterpret_cast<const char*>(digest), len));
 }
 
 std::string xml_escape(std::string_view s) {
@@ -43,11 +60,9 @@ std::string xml_escape(std::string_view s) {
   return out;
 }
 
-std::uint64_t parse_size(const std::string& text, const std::string& url, const std::string& what) {
-  char* end = nullptr;
-  const unsigned long long v = std::strtoull(text.c_str(), &end, 10);
-  if (text.empty() || !end || *end != '\0') throw IoError(url, what + ": the server sent no valid size ('" + text + "')");
-  return v;
+std::uint64_t size_or_throw(const std::string& text, const std::string& url, const std::string& what) {
+  if (auto v = parse_decimal(text)) return *v;
+  throw IoError(url, what + ": the server sent no valid size ('" + text + "')");
 }
 
 // Everything a request of this store needs; shared by the store and its uploads.
@@ -108,9 +123,18 @@ struct S3Core {
     c.object_url = url_of(key);
     c.what = std::move(what);
     c.body = body;
-    std::string payload_hash = body.empty() ? kEmptySha256
-                                            : sha256_hex(std::string_view(reinterpret_cast<const char*>(body.data()), body.size()));
-    if (!credentials) payload_hash.clear();
+    // The payload's hash is signed over plain http; over https, TLS already guards the body and
+    // hashing every uploaded byte would cost a core's time, so the signature says UNSIGNED-PAYLOAD
+    // (as the AWS SDKs do).
+    std::string payload_hash;
+    if (credentials) {
+      if (body.empty())
+        payload_hash = kEmptySha256;
+      else if (base.rfind("https://", 0) == 0)
+        payload_hash = "UNSIGNED-PAYLOAD";
+      else
+        payload_hash = sha256_hex(std::string_view(reinterpret_cast<const char*>(body.data()), body.size()));
+    }
     c.build = [this, method, key, query = std::move(query), payload_hash = std::move(payload_hash),
                unsigned_headers = std::move(unsigned_headers)](const std::optional<ByteRange>& range) {
       return build(method, key, query, payload_hash, range, unsigned_headers);
@@ -139,6 +163,7 @@ class S3Upload final : public MultipartUpload {
     if (etag.empty()) throw IoError(c.object_url, c.what + ": the server sent no ETag");
     std::lock_guard lock(mu_);
     parts_[number] = etag;
+    sizes_[number] = data.size();
   }
 
   void complete() override {
@@ -158,12 +183,20 @@ class S3Upload final : public MultipartUpload {
     }
     xml += "</CompleteMultipartUpload>";
     HttpCall c = core_->call("POST", key_, {{"uploadId", upload_id_}},
-                             "POST complete multipart upload (" + std::to_string(expected - 1) + " parts)", as_bytes(xml),
+                             "POST complete multipart upload (" + std::to_string(expected - 1) + " parts)", string_bytes(xml),
                              {"Content-Type: application/xml"});
+    c.accept = {404};
     const HttpResponse r = core_->client.perform(c);
-    // S3 may answer 200 and still report a failure in the body
-    if (r.body.find("<Error>") != std::string::npos)
+    if (r.status == 404) {
+      // NoSuchUpload after a retry: an earlier attempt may have completed the upload and lost
+      // its answer. Then the object is there, with the parts' total size and the multipart ETag
+      // of exactly these parts; otherwise the upload is gone.
+      if (r.attempts < 2 || !completed_by_us())
+        throw IoError(c.object_url, c.what + ": " + http_error_detail(r.status, r.reason, r.body));
+    } else if (r.body.find("<Error>") != std::string::npos) {
+      // S3 may answer 200 and still report a failure in the body
       throw IoError(c.object_url, c.what + ": " + http_error_detail(r.status, r.reason, r.body));
+    }
     std::lock_guard lock(mu_);
     done_ = true;
   }
@@ -188,7 +221,38 @@ class S3Upload final : public MultipartUpload {
   std::string key_, upload_id_;
   std::mutex mu_;
   std::map<int, std::string> parts_;
+  std::map<int, std::uint64_t> sizes_;
   bool done_ = false;
+
+  // Whether the object now at key_ is this upload's result: its size is the parts' total and
+  // its ETag is S3's multipart ETag of these parts, hex(md5(md5(part 1) || ...)) + "-<count>".
+  bool completed_by_us() {
+    std::uint64_t total = 0;
+    std::string md5s;
+    std::size_t count = 0;
+    {
+      std::lock_guard lock(mu_);
+      for (const auto& [number, size] : sizes_) total += size;
+      for (const auto& [number, etag] : parts_) {
+        std::string hex = etag;
+        hex.erase(std::remove(hex.begin(), hex.end(), '"'), hex.end());
+        if (hex.size() != 32) return false;
+        for (std::size_t i = 0; i < 32; i += 2) {
+          const auto byte = parse_hex_byte(hex.substr(i, 2));
+          if (!byte) return false;
+          md5s += static_cast<char>(*byte);
+        }
+        ++count;
+      }
+    }
+    HttpCall head = core_->call("HEAD", key_, {}, "HEAD");
+    head.accept = {404};
+    const HttpResponse h = core_->client.perform(head);
+    std::string etag = h.header("etag");
+    etag.erase(std::remove(etag.begin(), etag.end(), '"'), etag.end());
+    return h.status == 200 && h.header("content-length") == std::to_string(total) &&
+           etag == md5_hex(md5s) + "-" + std::to_string(count);
+  }
 };
 
 class S3Store final : public ObjectStore {
@@ -204,7 +268,7 @@ class S3Store final : public ObjectStore {
     c.accept = {404};
     const HttpResponse r = core_->client.perform(c);
     if (r.status == 404) return std::nullopt;
-    return parse_size(r.header("content-length"), c.object_url, c.what);
+    return size_or_throw(r.header("content-length"), c.object_url, c.what);
   }
 
   void read(const std::string& key, std::uint64_t offset, std::span<std::byte> dst) const override {
@@ -237,7 +301,7 @@ class S3Store final : public ObjectStore {
       for (std::string_view item : xml_elements(r.body, "Contents")) {
         ObjectInfo info;
         info.key = xml_text(item, "Key").value_or("");
-        info.size = parse_size(xml_text(item, "Size").value_or(""), c.object_url, c.what);
+        info.size = size_or_throw(xml_text(item, "Size").value_or(""), c.object_url, c.what);
         out.push_back(std::move(info));
       }
       const bool truncated = xml_text(r.body, "IsTruncated").value_or("false") == "true";
@@ -312,7 +376,7 @@ ObjectStorePtr make_s3_store(Scheme scheme, const std::string& bucket, const Rem
   core->list_page_size = options.list_page_size;
   if (scheme == Scheme::GS) {
     core->scheme = "gs";
-    std::string endpoint = env("CKB_GS_ENDPOINT");
+    std::string endpoint = env_string("CKB_GS_ENDPOINT");
     if (endpoint.empty()) endpoint = "https://storage.googleapis.com";
     const Endpoint e = parse_endpoint(endpoint);
     core->base = e.base;

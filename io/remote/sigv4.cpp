@@ -8,6 +8,7 @@
 #include <ctime>
 #include <stdexcept>
 
+#include "io/remote/text.h"
 #include "io/remote/url.h"
 
 namespace ckb::remote {
@@ -58,13 +59,6 @@ std::string canonical_query(const std::vector<std::pair<std::string, std::string
 
 namespace {
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return out;
-}
-
 // Trims and collapses runs of spaces to one, as the canonical header value requires.
 std::string canonical_value(std::string_view v) {
   std::string out;
@@ -83,7 +77,7 @@ std::string canonical_value(std::string_view v) {
 
 std::vector<std::pair<std::string, std::string>> sorted_headers(const SigV4Request& request) {
   std::vector<std::pair<std::string, std::string>> headers;
-  for (const auto& [name, value] : request.headers) headers.emplace_back(lower(name), canonical_value(value));
+  for (const auto& [name, value] : request.headers) headers.emplace_back(ascii_lower(name), canonical_value(value));
   std::sort(headers.begin(), headers.end());
   return headers;
 }
