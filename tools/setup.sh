@@ -13,7 +13,8 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   libzstd-dev zlib1g-dev libssl-dev libblosc-dev libopenblas-dev libbz2-dev liblz4-dev libdeflate-dev \
   nlohmann-json3-dev libfmt-dev libcli11-dev \
   libgtest-dev libgmock-dev libbenchmark-dev \
-  python3 python3-numpy python3-pytest python3-pip python3-setuptools python3-wheel time zsh >/dev/null
+  python3 python3-numpy python3-pytest python3-pip python3-setuptools python3-wheel time zsh \
+  openmpi-bin libopenmpi-dev >/dev/null
 # Optional: real PyTorch (Debian's 1.13) to prove torch.load(weights_only=True) reads our .pt files.
 if [ "${CKB_WITH_TORCH:-1}" = 1 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends python3-torch >/dev/null || echo "python3-torch unavailable: the torch load test is skipped, tests/python/test_torch.py fails"

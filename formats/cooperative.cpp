@@ -1,0 +1,12 @@
+// Implementation of formats/cooperative.h: which formats have a multi-writer form.
+#include "formats/cooperative.h"
+
+namespace ckb {
+
+const CooperativeFormat* cooperative_format(const Format& fmt, const WriteOptions& wo) {
+  static const CooperativeFormat safetensors{safetensors_shard_groups, make_cooperative_safetensors_writer};
+  if (fmt.name == "safetensors" && option_size(wo.options, "shard-size").value_or(0) > 0) return &safetensors;
+  return nullptr;
+}
+
+}  // namespace ckb
