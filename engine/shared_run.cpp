@@ -37,6 +37,9 @@ json describe_failure(const std::exception_ptr& e) {
   }
 }
 
+// Set when an agreement reported a failure: every rank knows it and unwinds together.
+bool g_agreed_failure = false;
+
 // Runs `step` on this rank, then tells every rank how every rank did. When one failed, each
 // rank throws: the failing rank its own exception, the others one of the same kind naming
 // the (lowest) failing rank. Returns every rank's data, in rank order.
@@ -59,6 +62,7 @@ std::vector<json> agree(Cluster& c, const CancelToken* cancel, Step&& step) {
     out.push_back(json::parse(all[k]));
     if (failed < 0 && !out.back().at("ok").get<bool>()) failed = static_cast<int>(k);
   }
+  if (failed >= 0) g_agreed_failure = true;
   if (failure) std::rethrow_exception(failure);
   if (failed < 0) {
     for (auto& o : out) o = std::move(o["data"]);
@@ -352,36 +356,51 @@ Report run_shared(const Job& job, const RunOptions& opts) {
     }
     if (writer) writer->begin(target);
   };
-  const auto folder = agree(c, cancel, [&] {
-    if (rank == 0) make_writer("");
-    return json(shared ? shared->shared_folder() : "");
-  });
-  agree(c, cancel, [&] {
-    if (rank > 0) make_writer(folder[0].get<std::string>());
-    return json();
-  });
+  std::vector<json> parts;
+  try {
+    const auto folder = agree(c, cancel, [&] {
+      if (rank == 0) make_writer("");
+      return json(shared ? shared->shared_folder() : "");
+    });
+    agree(c, cancel, [&] {
+      if (rank > 0) make_writer(folder[0].get<std::string>());
+      return json();
+    });
 
-  // 4. Every rank writes its share and completes its part (nothing visible yet).
-  const auto parts = agree(c, cancel, [&] {
-    ExecResult res;
-    if (writer) {
-      FaultInjector faults(*writer, rank, out.path);
-      ExecOptions eo = exec_options(job, opts);
-      eo.writer = &faults;
-      eo.owned = &owned;
-      res = execute(target, fmt, out.path, p.write_options, eo);
-    } else {
-      for (const auto& [n, t] : tensors) res.names.push_back(n);
+    // 4. Every rank writes its share and completes its part (nothing visible yet).
+    parts = agree(c, cancel, [&] {
+      ExecResult res;
+      if (writer) {
+        FaultInjector faults(*writer, rank, out.path);
+        ExecOptions eo = exec_options(job, opts);
+        eo.writer = &faults;
+        eo.owned = &owned;
+        res = execute(target, fmt, out.path, p.write_options, eo);
+      } else {
+        for (const auto& [n, t] : tensors) res.names.push_back(n);
+      }
+      record_results(p, res);
+      return rank_results(p, res, owned, ledger_owner, rank, res.seconds);
+    });
+
+    // 5. Rank 0 ties the parts together and publishes; then the others may leave.
+    agree(c, cancel, [&] {
+      if (rank == 0 && shared) shared->publish();
+      return json();
+    });
+  } catch (...) {
+    // Everyone failed together: the others remove their files from rank 0's folder first,
+    // then rank 0 removes the folder (a tree removed while files vanish from it may stay).
+    if (g_agreed_failure) {
+      if (rank > 0) writer.reset();
+      try {
+        c.barrier(cancel);
+      } catch (...) {
+      }
+      writer.reset();
     }
-    record_results(p, res);
-    return rank_results(p, res, owned, ledger_owner, rank, res.seconds);
-  });
-
-  // 5. Rank 0 ties the parts together and publishes; then the others may leave.
-  agree(c, cancel, [&] {
-    if (rank == 0 && shared) shared->publish();
-    return json();
-  });
+    throw;
+  }
   if (rank != 0) return r;
   merge_results(p, parts, owner, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   after_write(p);
