@@ -73,13 +73,17 @@ class Unconnected final : public Cluster {
 class Mpi final : public Cluster {
  public:
   Mpi() {
-    int provided = 0;
-    MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
+    int initialized = 0;
+    MPI_Initialized(&initialized);
+    if (!initialized) {  // else the host program (mpi4py) owns MPI: it finalises, its error handler stays
+      int provided = 0;
+      MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
+      // Errors come back as codes (turned into IoError) instead of aborting inside MPI.
+      MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+      std::atexit(&Mpi::at_exit);
+    }
     MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
     MPI_Comm_size(MPI_COMM_WORLD, &size_);
-    // Errors come back as codes (turned into IoError) instead of aborting inside MPI.
-    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-    std::atexit(&Mpi::at_exit);
   }
   int rank() const override { return rank_; }
   int size() const override { return size_; }
@@ -148,6 +152,8 @@ class Mpi final : public Cluster {
 #endif
 
 Cluster* detect() {
+  if (const char* v = std::getenv("CKB_MPI"); v && (std::string(v) == "off" || std::string(v) == "0"))
+    return new SingleProcess("single (CKB_MPI=off)");
   const int size = launched_size();
   if (size < 0 || size == 1) return new SingleProcess();
 #ifdef CKB_WITH_MPI

@@ -8,6 +8,9 @@
 // detected calls MPI) and finalised at exit. Otherwise, or when the launch has one process,
 // this is a single process (rank 0 of 1) whose collectives return at once. A launch of
 // several processes in a build without MPI is refused (UsageError) when a job runs.
+// CKB_MPI=off (or 0) in the environment makes every process a single one even when launched
+// (a script under mpirun that runs a job on some ranks only). When the host program has
+// initialised MPI already (mpi4py), it is used as it is and left for the host to finalise.
 //
 // Collectives: every rank must call the same ones in the same order. They wait by polling
 // (every ~0.5 ms), checking `cancel`, so a process asked to stop (SIGTERM from mpirun after
