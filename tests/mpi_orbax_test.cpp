@@ -9,6 +9,7 @@
 #include <string>
 
 #include "formats/format.h"
+#include "mpi_run.h"
 #include "test_util.h"
 
 namespace ckb::test {
@@ -16,17 +17,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const std::string kSource = fixture("openpi_pi0_tiny_full/release/params");
-
-CliResult run_mpi(int np, const std::string& args, const std::string& env = "") {
-  TempDir d;
-  const std::string cmd = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 " + env + " timeout 120 " +
-                          std::string(CKB_MPIRUN) + " --oversubscribe -np " + std::to_string(np) +
-                          (env.empty() ? "" : " -x " + env.substr(0, env.find('='))) + " " + CKB_CLI_PATH + " " + args +
-                          " >" + d / "out" + " 2>" + d / "err" + " </dev/null";
-  const int rc = std::system(cmd.c_str());
-  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : 128, read_file(d / "out"), read_file(d / "err")};
-}
+const std::string kOrbaxSource = mpi_test_source();
 
 // Every tensor of the checkpoint at `path`: name -> bytes.
 std::map<std::string, std::string> tensors_of(const std::string& path, std::optional<std::int64_t> step = std::nullopt) {
@@ -52,8 +43,8 @@ class SharedOrbax : public ::testing::TestWithParam<int> {};
 TEST_P(SharedOrbax, ProcessDatabasesMergedAndTensorForTensorEqual) {
   const int np = GetParam();
   TempDir d;
-  ASSERT_EQ(run_cli("convert " + kSource + " " + d / "one --to orbax -q --report " + d / "one.json").exit_code, 0);
-  auto r = run_mpi(np, "convert " + kSource + " " + d / "many --to orbax -q --report " + d / "many.json");
+  ASSERT_EQ(run_cli("convert " + kOrbaxSource + " " + d / "one --to orbax -q --report " + d / "one.json").exit_code, 0);
+  auto r = run_mpi(np, "convert " + kOrbaxSource + " " + d / "many --to orbax -q --report " + d / "many.json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   expect_same_tensors(tensors_of(d / "one"), tensors_of(d / "many"));
   for (const char* f : {"_METADATA", "_sharding", "array_metadatas/process_0"})
@@ -71,23 +62,23 @@ TEST_P(SharedOrbax, ProcessDatabasesMergedAndTensorForTensorEqual) {
 TEST_P(SharedOrbax, ArrayDirectoriesZarr3AndCheckpointManagerSteps) {
   const int np = GetParam();
   TempDir d;
-  auto r = run_mpi(np, "convert " + kSource + " " + d / "dirs --to orbax --no-ocdbt --zarr-version 3 -q");
+  auto r = run_mpi(np, "convert " + kOrbaxSource + " " + d / "dirs --to orbax --no-ocdbt --zarr-version 3 -q");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  expect_same_tensors(tensors_of(kSource), tensors_of(d / "dirs"));
+  expect_same_tensors(tensors_of(kOrbaxSource), tensors_of(d / "dirs"));
   EXPECT_FALSE(fs::exists(d / "dirs/ocdbt.process_0"));
   EXPECT_FALSE(fs::exists(d / "dirs/manifest.ocdbt"));
 
-  r = run_mpi(np, "convert " + kSource + " " + d / "root --to orbax --step 3 -q");
+  r = run_mpi(np, "convert " + kOrbaxSource + " " + d / "root --to orbax --step 3 -q");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(fs::exists(d / "root/3/commit_success.txt"));
   EXPECT_TRUE(fs::exists(d / "root/3/default/ocdbt.process_1/manifest.ocdbt"));
-  expect_same_tensors(tensors_of(kSource), tensors_of(d / "root", 3));
+  expect_same_tensors(tensors_of(kOrbaxSource), tensors_of(d / "root", 3));
 }
 
 TEST_P(SharedOrbax, AFailingRankLeavesNoCommitMarkerAndNoTemporaries) {
   const int np = GetParam();
   TempDir d;
-  auto r = run_mpi(np, "convert " + kSource + " " + d / "out --to orbax", "CKB_TEST_FAIL_RANK=1");
+  auto r = run_mpi(np, "convert " + kOrbaxSource + " " + d / "out --to orbax", {{"CKB_TEST_FAIL_RANK", "1"}});
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_NE(r.err.find("rank 1 of " + std::to_string(np) + " failed: injected failure"), std::string::npos) << r.err;
   EXPECT_TRUE(fs::is_empty(d.path())) << fs::directory_iterator(d.path())->path();

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "mpi_run.h"
 #include "test_util.h"
 
 namespace ckb::test {
@@ -22,27 +23,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const std::string kSource = fixture("openpi_pi0_tiny_full/release/params");  // 50 tensors, 711 KiB
-
-// `mpirun -np N ckptbridge ARGS` with `env` exported to every rank (-x). As root, Open MPI
-// needs the two OMPI_ALLOW_RUN_AS_ROOT variables; harmless otherwise.
-CliResult run_mpi(int np, const std::string& args, const std::map<std::string, std::string>& env = {}) {
-  TempDir d;
-  std::string vars = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1";
-  std::string exports;
-  for (const auto& [k, v] : env) {
-    vars += " " + k + "=" + v;
-    exports += " -x " + k;
-  }
-  const std::string cmd = vars + " timeout 120 " + std::string(CKB_MPIRUN) + " --oversubscribe -np " + std::to_string(np) +
-                          exports + " " + CKB_CLI_PATH + " " + args + " >" + d / "out" + " 2>" + d / "err" + " </dev/null";
-  const int rc = std::system(cmd.c_str());
-  const int code = WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + (WIFSIGNALED(rc) ? WTERMSIG(rc) : 0);
-  return {code, read_file(d / "out"), read_file(d / "err")};
-}
+const std::string kSharedSource = mpi_test_source();
 
 // Every entry under `dir` (hidden ones too) -> its bytes ("<dir>" for folders).
-std::map<std::string, std::string> tree_bytes(const std::string& dir) {
+std::map<std::string, std::string> tree_bytes_of(const std::string& dir) {
   std::map<std::string, std::string> m;
   for (const auto& e : fs::recursive_directory_iterator(dir)) {
     const std::string rel = fs::relative(e.path(), dir).string();
@@ -51,7 +35,7 @@ std::map<std::string, std::string> tree_bytes(const std::string& dir) {
   return m;
 }
 
-std::vector<std::string> entries(const std::string& dir) {
+std::vector<std::string> entries_of(const std::string& dir) {
   std::vector<std::string> v;
   for (const auto& e : fs::directory_iterator(dir)) v.push_back(e.path().filename().string());
   std::sort(v.begin(), v.end());
@@ -70,13 +54,13 @@ TEST_P(SharedSafetensors, ByteIdenticalToOneProcessWithTheGatheredLedger) {
   const int np = GetParam();
   TempDir d;
   const std::string opts = " --shard-size 100KB --dtype bf16 --stats -q --report ";
-  auto one = run_cli("convert " + kSource + " " + d / "one/" + opts + d / "one.json");
+  auto one = run_cli("convert " + kSharedSource + " " + d / "one/" + opts + d / "one.json");
   ASSERT_EQ(one.exit_code, 0) << one.err;
-  auto many = run_mpi(np, "convert " + kSource + " " + d / "many/" + opts + d / "many.json");
+  auto many = run_mpi(np, "convert " + kSharedSource + " " + d / "many/" + opts + d / "many.json");
   ASSERT_EQ(many.exit_code, 0) << many.err;
 
   // The same files with the same bytes: 5 shards of at most 100 KB (355 KiB as bf16) and the index.
-  const auto a = tree_bytes(d / "one"), b = tree_bytes(d / "many");
+  const auto a = tree_bytes_of(d / "one"), b = tree_bytes_of(d / "many");
   ASSERT_EQ(a.size(), 6u);
   ASSERT_TRUE(a.count("model.safetensors.index.json"));
   ASSERT_TRUE(a.count("model-00005-of-00005.safetensors"));
@@ -114,13 +98,13 @@ TEST_P(SharedSafetensors, ByteIdenticalToOneProcessWithTheGatheredLedger) {
   EXPECT_EQ(bytes, 363920u);
   EXPECT_EQ(tensors, 50u);
   EXPECT_EQ(ranks["slowest"], slowest_rank);
-  EXPECT_EQ(entries(d.path()), (std::vector<std::string>{"many", "many.json", "one", "one.json"}));
+  EXPECT_EQ(entries_of(d.path()), (std::vector<std::string>{"many", "many.json", "one", "one.json"}));
 }
 
 TEST_P(SharedSafetensors, TheHumanSummaryNamesTheSlowestRank) {
   const int np = GetParam();
   TempDir d;
-  auto r = run_mpi(np, "convert " + kSource + " " + d / "out/" + " --shard-size 200KB");
+  auto r = run_mpi(np, "convert " + kSharedSource + " " + d / "out/" + " --shard-size 200KB");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("wrote 50 tensors (710.8 KiB) as safetensors to " + d / "out"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find(std::to_string(np) + " ranks: slowest rank "), std::string::npos) << r.err;
@@ -132,7 +116,7 @@ TEST_P(SharedSafetensors, AFailingRankLeavesNoOutputAndNoTemporaries) {
   const int np = GetParam();
   for (int failing : {0, np - 1}) {
     TempDir d;
-    auto r = run_mpi(np, "convert " + kSource + " " + d / "out/" + " --shard-size 100KB",
+    auto r = run_mpi(np, "convert " + kSharedSource + " " + d / "out/" + " --shard-size 100KB",
                      {{"CKB_TEST_FAIL_RANK", std::to_string(failing)}});
     EXPECT_EQ(r.exit_code, 2) << r.err;
     if (failing == 0)
@@ -142,7 +126,7 @@ TEST_P(SharedSafetensors, AFailingRankLeavesNoOutputAndNoTemporaries) {
                            " failed: injected failure (CKB_TEST_FAIL_RANK)"),
                 std::string::npos)
           << r.err;
-    EXPECT_TRUE(entries(d.path()).empty()) << "rank " << failing << " left " << entries(d.path()).front();
+    EXPECT_TRUE(entries_of(d.path()).empty()) << "rank " << failing << " left " << entries_of(d.path()).front();
   }
 }
 
@@ -154,27 +138,27 @@ TEST_P(SharedSafetensors, AKilledRankLeavesNoVisibleOutput) {
     // per core they may get SIGKILL first). Nothing is visible whichever rank dies; what a
     // SIGKILLed rank could not remove is hidden (.ckb-tmp-<pid>-...) and the next run for the
     // same output removes it.
-    auto r = run_mpi(np, "convert " + kSource + " " + d / "out/" + " --shard-size 100KB",
+    auto r = run_mpi(np, "convert " + kSharedSource + " " + d / "out/" + " --shard-size 100KB",
                      {{"CKB_TEST_KILL_RANK", std::to_string(killed)}});
     EXPECT_NE(r.exit_code, 0) << r.err;
     EXPECT_NE(r.err.find("rank " + std::to_string(killed) + " with PID"), std::string::npos) << r.err;
     EXPECT_NE(r.err.find("exited on signal 9"), std::string::npos) << r.err;
     EXPECT_FALSE(fs::exists(d / "out"));
-    for (const auto& e : entries(d.path())) {
+    for (const auto& e : entries_of(d.path())) {
       EXPECT_EQ(e.rfind(".ckb-tmp-", 0), 0u) << e;
       wait_until_gone(std::atoi(e.c_str() + 9));  // mpirun may return before a killed rank is reaped
     }
-    auto again = run_mpi(np, "convert " + kSource + " " + d / "out/" + " --shard-size 100KB --report " + d / "r.json");
+    auto again = run_mpi(np, "convert " + kSharedSource + " " + d / "out/" + " --shard-size 100KB --report " + d / "r.json");
     ASSERT_EQ(again.exit_code, 0) << again.err;
-    EXPECT_EQ(entries(d.path()), (std::vector<std::string>{"out", "r.json"}));
+    EXPECT_EQ(entries_of(d.path()), (std::vector<std::string>{"out", "r.json"}));
   }
 }
 
 TEST_P(SharedSafetensors, ASingleFileIsWrittenByRankZeroAlone) {
   const int np = GetParam();
   TempDir d;
-  ASSERT_EQ(run_cli("convert " + kSource + " " + d / "one.safetensors -q").exit_code, 0);
-  auto r = run_mpi(np, "convert " + kSource + " " + d / "many.safetensors --report " + d / "r.json");
+  ASSERT_EQ(run_cli("convert " + kSharedSource + " " + d / "one.safetensors -q").exit_code, 0);
+  auto r = run_mpi(np, "convert " + kSharedSource + " " + d / "many.safetensors --report " + d / "r.json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(read_file(d / "one.safetensors") == read_file(d / "many.safetensors"));
   EXPECT_NE(r.err.find("note: safetensors output is one file, written by one process: rank 0 wrote it alone"), std::string::npos)
@@ -188,7 +172,7 @@ TEST_P(SharedSafetensors, PlanErrorsAreReportedOnceAndEveryRankExits) {
   const int np = GetParam();
   TempDir d;
   write_file(d / "taken", "x");
-  auto r = run_mpi(np, "convert " + kSource + " " + d / "taken --to safetensors");
+  auto r = run_mpi(np, "convert " + kSharedSource + " " + d / "taken --to safetensors");
   EXPECT_EQ(r.exit_code, 1) << r.err;
   const std::string msg = "output " + d / "taken" + " exists; pass --overwrite to replace it";
   EXPECT_NE(r.err.find(msg), std::string::npos) << r.err;

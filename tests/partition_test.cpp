@@ -7,7 +7,7 @@ namespace {
 
 using ckb::engine::partition_slots;
 
-std::vector<std::size_t> alone(std::size_t n) {
+std::vector<std::size_t> each_alone(std::size_t n) {
   std::vector<std::size_t> g(n);
   for (std::size_t i = 0; i < n; ++i) g[i] = i;
   return g;
@@ -16,7 +16,7 @@ std::vector<std::size_t> alone(std::size_t n) {
 TEST(Partition, LargestFirstToTheLeastLoadedRank) {
   // Sizes 5 7 3 7 2 over 2 ranks: 7 (slot 1) -> r0, 7 (slot 3) -> r1, 5 -> r0 (tie: lowest
   // rank), 3 -> r1, 2 -> r1 (r0 has 12, r1 10): loads 12 and 12.
-  EXPECT_EQ(partition_slots({5, 7, 3, 7, 2}, alone(5), 2), (std::vector<int>{0, 0, 1, 1, 1}));
+  EXPECT_EQ(partition_slots({5, 7, 3, 7, 2}, each_alone(5), 2), (std::vector<int>{0, 0, 1, 1, 1}));
 }
 
 TEST(Partition, GroupsStayTogether) {
@@ -26,13 +26,13 @@ TEST(Partition, GroupsStayTogether) {
 }
 
 TEST(Partition, MoreRanksThanSlotsAndOneRank) {
-  EXPECT_EQ(partition_slots({3, 9}, alone(2), 4), (std::vector<int>{1, 0}));
-  EXPECT_EQ(partition_slots({3, 9, 1}, alone(3), 1), (std::vector<int>{0, 0, 0}));
+  EXPECT_EQ(partition_slots({3, 9}, each_alone(2), 4), (std::vector<int>{1, 0}));
+  EXPECT_EQ(partition_slots({3, 9, 1}, each_alone(3), 1), (std::vector<int>{0, 0, 0}));
   EXPECT_TRUE(partition_slots({}, {}, 3).empty());
 }
 
 TEST(Partition, EqualSizesGoRoundRobinInSlotOrder) {
-  EXPECT_EQ(partition_slots({8, 8, 8, 8, 8, 8}, alone(6), 4), (std::vector<int>{0, 1, 2, 3, 0, 1}));
+  EXPECT_EQ(partition_slots({8, 8, 8, 8, 8, 8}, each_alone(6), 4), (std::vector<int>{0, 1, 2, 3, 0, 1}));
 }
 
 TEST(Partition, RejectsMismatchedInputs) {
