@@ -18,7 +18,10 @@ namespace ckb::test {
 inline CliResult run_mpi(int np, const std::string& args, const std::map<std::string, std::string>& env = {}) {
   TempDir d;
   std::string vars = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 LSAN_OPTIONS=suppressions=" +
-                     std::string(CKB_SOURCE_DIR) + "/tests/lsan_mpi.supp";
+                     std::string(CKB_SOURCE_DIR) + "/tests/lsan_mpi.supp" +
+                     // full stacks through the MPI libraries (built without frame pointers), and
+                     // their plugins kept loaded, so that the suppressions can match them
+                     " ASAN_OPTIONS=\"$ASAN_OPTIONS:fast_unwind_on_malloc=0\" OMPI_MCA_mca_base_component_disable_dlclose=1";
   std::string exports;
   for (const auto& [k, v] : env) {
     vars += " " + k + "=" + v;
