@@ -22,6 +22,10 @@ int main(int argc, char** argv) {
   // the heap and let freed memory be reused; the executor's window bounds how much is live.
   mallopt(M_MMAP_THRESHOLD, 1 << 30);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  // One of several MPI processes (mpirun -np N): rank 0 speaks for all (engine/api.h process_group).
+  if (ckb::engine::process_group().rank > 0) {
+    if (!std::freopen("/dev/null", "w", stdout) || !std::freopen("/dev/null", "w", stderr)) return 2;
+  }
   CLI::App app{"ckptbridge: move deep-learning checkpoints between frameworks and layouts, losslessly"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "ckptbridge 0.1.0");

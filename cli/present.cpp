@@ -23,6 +23,18 @@ void print_note(const std::string& note, bool quiet) {
 }
 
 namespace {
+// A run shared by several MPI processes: the slowest rank and the spread.
+void print_ranks(const nlohmann::ordered_json& ranks) {
+  const auto& per = ranks.at("per_rank");
+  const auto& slow = per.at(ranks.at("slowest").get<std::size_t>());
+  double fastest = slow.at("seconds").get<double>();
+  for (const auto& x : per) fastest = std::min(fastest, x.at("seconds").get<double>());
+  std::cerr << per.size() << " ranks: slowest rank " << slow.at("rank").get<int>() << " on "
+            << slow.at("host").get<std::string>() << " (" << plural(slow.at("tensors").get<std::size_t>(), "tensor") << ", "
+            << human_bytes(slow.at("bytes").get<std::uint64_t>()) << " in " << seconds(slow.at("seconds").get<double>())
+            << "; fastest rank " << seconds(fastest) << ")\n";
+}
+
 // --json and --report: stdout, the file, or both.
 void emit_report(const CommonRun& c, const engine::Report& r) {
   if (c.json || c.report == "-") write_report("-", r);
@@ -136,6 +148,7 @@ int run_and_report(const engine::Job& job, const CommonRun& c, const std::string
                 << sci(rel) << " (" << worst << ")\n";
     }
     for (std::size_t i = 1; i < r.files.size(); ++i) std::cerr << "wrote " << r.files[i] << "\n";
+    if (!r.ranks.is_null()) print_ranks(r.ranks);
   }
   return r.failures.empty() ? 0 : 2;
 }

@@ -83,6 +83,16 @@ std::vector<ProfileInfo> profiles();
 // `adapter` when `has_adapter`, else the default family). UsageError listing the families.
 std::string lora_merge_profile(const std::string& family, bool has_adapter);
 
+// ---- processes ----------------------------------------------------------------------
+
+// This process's place in an MPI launch (`mpirun -np N ckptbridge ...`): run() then writes
+// only this rank's share and rank 0 publishes the output and holds the whole report; rank 0
+// of 1 when not launched by MPI (engine/cluster.h, engine/shared_run.h).
+struct ProcessGroup {
+  int rank = 0, size = 1;
+};
+ProcessGroup process_group();
+
 // ---- jobs ---------------------------------------------------------------------------
 
 struct OutputSpec {
@@ -178,6 +188,7 @@ struct Report {
   std::vector<std::string> files;              // files and folders written (weights, sidecars)
   std::vector<std::string> failures;           // checks after writing that failed (verify): exit non-zero
   nlohmann::ordered_json profile_report;       // the profile's own section (merged modules, layout, ...)
+  nlohmann::ordered_json ranks;                // runs of several MPI processes: per rank, the slowest (null otherwise)
   Summary summary;
   nlohmann::ordered_json to_json() const;
 };

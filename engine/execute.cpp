@@ -96,16 +96,22 @@ void accumulate_stats(TensorStats& s, DType dtype, const std::byte* data, std::s
 
 ExecResult execute(const Node& target, const Format& fmt, const std::string& dst, const WriteOptions& wo,
                    const ExecOptions& eo) {
-  if (!fmt.make_writer) throw UsageError("writing " + fmt.name + " is not supported");
   auto t0 = std::chrono::steady_clock::now();
-  check_bytes_only_dtypes(target, fmt);
-  auto writer = fmt.make_writer(dst, wo);
-  writer->begin(target);
+  std::unique_ptr<Writer> own;
+  Writer* writer = eo.writer;
+  if (!writer) {
+    if (!fmt.make_writer) throw UsageError("writing " + fmt.name + " is not supported");
+    check_bytes_only_dtypes(target, fmt);
+    own = fmt.make_writer(dst, wo);
+    own->begin(target);
+    writer = own.get();
+  }
   auto tensors = tensor_list(target);
+  auto mine = [&](std::size_t i) { return !eo.owned || (i < eo.owned->size() && (*eo.owned)[i]); };
   ExecResult res;
-  for (auto& [n, t] : tensors) {
-    res.names.push_back(n);
-    res.bytes += t->info.nbytes();
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    res.names.push_back(tensors[i].first);
+    if (mine(i)) res.bytes += tensors[i].second->info.nbytes();
   }
   if (eo.stats) res.stats.resize(tensors.size());
   unsigned threads = eo.threads ? eo.threads : std::max(1u, std::thread::hardware_concurrency());
@@ -134,9 +140,10 @@ ExecResult execute(const Node& target, const Format& fmt, const std::string& dst
     const std::uint64_t n = t.info.nbytes();
     cost[i] = (n && t.source->contiguous() ? 0 : std::min(n, chunk)) +
               (split(t) ? t.source->resident_bytes() : t.source->sequential_resident_bytes());
-    largest = std::max(largest, cost[i]);
+    if (mine(i)) largest = std::max(largest, cost[i]);
     order[i] = i;
   }
+  if (eo.owned) std::erase_if(order, [&](std::size_t i) { return !mine(i); });
   std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
     return std::make_pair(cost[a], tensors[a].second->info.nbytes()) > std::make_pair(cost[b], tensors[b].second->info.nbytes());
   });
@@ -270,7 +277,7 @@ ExecResult execute(const Node& target, const Format& fmt, const std::string& dst
   auto report = [&] {
     if (failed) return;
     try {
-      eo.on_progress(done_bytes.load(), res.bytes, tensors_done.load(), tensors.size());
+      eo.on_progress(done_bytes.load(), res.bytes, tensors_done.load(), order.size());
     } catch (...) {
       if (!failed.exchange(true)) failure = std::current_exception();
     }

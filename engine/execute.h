@@ -34,6 +34,10 @@ struct ExecOptions {
   std::function<void(std::uint64_t bytes_done, std::uint64_t bytes_total, std::size_t tensors_done,
                      std::size_t tensors_total)>
       on_progress;
+  // One process of several (engine/shared_run.h): the writer to use, already begun (null:
+  // execute() makes one and begins it), and the tensor slots this process writes (null: all).
+  Writer* writer = nullptr;
+  const std::vector<bool>* owned = nullptr;
 };
 
 struct TensorStats {

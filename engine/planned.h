@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "engine/api.h"
+#include "engine/execute.h"
 #include "engine/output_target.h"
 #include "ops/cast.h"
 #include "profiles/profile.h"
@@ -37,5 +38,12 @@ std::shared_ptr<Planned> make_plan(const Job& job);
 
 // The report's tensors (names, dtypes, shapes, casts) from the planned target tree.
 void describe_tensors(Planned& p);
+
+// Steps of run() (engine/runner.cpp) that a shared run (engine/shared_run.cpp) takes too: the
+// executor's options, the executed numbers into the report, the files and the profile's step
+// after the weights.
+ExecOptions exec_options(const Job& job, const RunOptions& opts);
+void record_results(Planned& p, const ExecResult& res);
+void after_write(Planned& p);
 
 }  // namespace ckb::engine

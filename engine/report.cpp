@@ -51,10 +51,12 @@ nlohmann::ordered_json Report::to_json() const {
   if (summary.cast_to) j["summary"]["cast_to"] = std::string(dtype_name(*summary.cast_to));
   if (!summary.worst.empty()) j["summary"]["worst_rel_error"] = summary.worst;
   for (const auto& [k, v] : profile_summary.items()) j["summary"][k] = v;
+  if (!ranks.is_null()) j["ranks"] = ranks;
   return j;
 }
 
 void save_report(const Report& r, const std::string& path) {
+  if (process_group().rank > 0) return;  // rank 0 holds the whole report of a shared run
   for (const auto* other : {&r.source, &r.destination})
     if (!other->empty() && (*other == path || same_file(*other, path)))
       throw UsageError("refusing to write the report over " + path + " (it is the job's " +

@@ -5,6 +5,7 @@
 
 #include "engine/execute.h"
 #include "engine/planned.h"
+#include "engine/shared_run.h"
 #include "io/output.h"
 
 namespace ckb::engine {
@@ -34,6 +35,8 @@ void count_missing(Planned& p) {
                              " (--strict-chunks makes this an error)");
 }
 
+}  // namespace
+
 // The executor's options for a job run with `opts` (the progress callback outlives the run).
 ExecOptions exec_options(const Job& job, const RunOptions& opts) {
   ExecOptions eo;
@@ -48,6 +51,8 @@ ExecOptions exec_options(const Job& job, const RunOptions& opts) {
   return eo;
 }
 
+namespace {
+
 // The largest errors of the run so far (casts and roundings together).
 void note_error(Summary& sum, const std::string& name, const CastStats& s) {
   sum.max_abs_error = std::max(sum.max_abs_error, s.max_abs_error.load());
@@ -56,6 +61,8 @@ void note_error(Summary& sum, const std::string& name, const CastStats& s) {
     sum.worst = name;
   }
 }
+
+}  // namespace
 
 // The run's numbers into the report: per-tensor stats and cast counts, missing chunks, totals.
 void record_results(Planned& p, const ExecResult& res) {
@@ -96,6 +103,25 @@ void record_results(Planned& p, const ExecResult& res) {
   r.summary.seconds = res.seconds;
   r.summary.peak_window_bytes = res.peak_window_bytes;
 }
+
+// The files written and the profile's step after the weights (sidecars, checks).
+void after_write(Planned& p) {
+  Report& r = p.report;
+  const OutputTarget& out = *p.output;
+  if (out.format->caps.writes_output) r.files.push_back(out.path);
+  if (p.profile && !out.format->caps.writes_output) {
+    r.notes.push_back("nothing was written: the " + r.profile + " profile's files beside the weights and checks were skipped");
+  } else if (p.profile) {
+    WrittenOutput w{out.path, out.folder, out.format->name, p.job.output.overwrite, &p.plan.target, std::nullopt};
+    if (out.format->caps.steps) w.step = option_int(p.write_options.options, "step");
+    AfterWriteResult a = p.profile->after_write(p.prepared, w, r.profile_report);
+    for (auto& f : a.files) r.files.push_back(std::move(f));
+    for (auto& n : a.notes) r.notes.push_back(std::move(n));
+    for (auto& f : a.failures) r.failures.push_back(std::move(f));
+  }
+}
+
+namespace {
 
 // RunOptions::into: every tensor slot is a buffer of the caller's.
 class IntoMemoryWriter final : public Writer {
@@ -151,6 +177,7 @@ Report run_into_memory(const std::shared_ptr<Planned>& p, const RunOptions& opts
 
 Report run(const Job& job, const RunOptions& opts) {
   if (opts.into && !job.output.path.empty()) throw UsageError("a run into memory takes no output path");
+  if (!opts.into && process_group().size > 1) return run_shared(job, opts);  // engine/shared_run.h
   auto p = make_plan(job);
   Report& r = p->report;
   r.dry_run = false;
@@ -169,18 +196,7 @@ Report run(const Job& job, const RunOptions& opts) {
   ExecResult res = execute(p->plan.target, *out.format, out.path, p->write_options, exec_options(job, opts));
 
   record_results(*p, res);
-  if (out.format->caps.writes_output) r.files.push_back(out.path);
-
-  if (p->profile && !out.format->caps.writes_output) {
-    r.notes.push_back("nothing was written: the " + r.profile + " profile's files beside the weights and checks were skipped");
-  } else if (p->profile) {
-    WrittenOutput w{out.path, out.folder, out.format->name, job.output.overwrite, &p->plan.target, std::nullopt};
-    if (out.format->caps.steps) w.step = option_int(p->write_options.options, "step");
-    AfterWriteResult a = p->profile->after_write(p->prepared, w, r.profile_report);
-    for (auto& f : a.files) r.files.push_back(std::move(f));
-    for (auto& n : a.notes) r.notes.push_back(std::move(n));
-    for (auto& f : a.failures) r.failures.push_back(std::move(f));
-  }
+  after_write(*p);
   return r;
 }
 

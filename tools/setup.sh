@@ -14,7 +14,7 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   nlohmann-json3-dev libfmt-dev libcli11-dev \
   libgtest-dev libgmock-dev libbenchmark-dev \
   python3 python3-numpy python3-pytest python3-pip python3-setuptools python3-wheel time zsh \
-  libcurl4-openssl-dev nginx-light nodejs openssl >/dev/null
+  libcurl4-openssl-dev nginx-light nodejs openssl openmpi-bin libopenmpi-dev >/dev/null
 # The remote-storage tests (tests/remote_*_test.cpp) start their own servers: nginx (above) and
 # s3rver, an S3-compatible server from the npm registry, pinned with its dependencies in
 # tools/test-servers/package-lock.json. npm comes with NodeSource's nodejs; Debian's nodejs

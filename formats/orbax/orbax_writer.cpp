@@ -14,12 +14,14 @@
 
 #include "core/errors.h"
 #include "core/float_bits.h"
+#include "formats/cooperative.h"
 #include "formats/orbax/py_json.h"
 #include "formats/zarr/zarr_dtype.h"
 #include "formats/zarr/zarr_chunk_encoder.h"
 #include "formats/zarr/zarr_writer.h"
 #include "io/file.h"
 #include "io/kvstore_writer.h"
+#include "io/ocdbt/ocdbt_merge.h"
 #include "io/output.h"
 
 namespace ckb::orbax {
@@ -77,6 +79,7 @@ struct ArraySlot {
   std::mutex mu;
   std::vector<ChunkState> chunks;
   std::atomic<std::uint64_t> chunks_done{0};
+  bool owned = true;  // written by this process (formats/cooperative.h)
 };
 
 std::string base64_urlsafe(const std::string& s) {
@@ -163,9 +166,14 @@ std::string scalar_bytes(const Node& n, DType t, const std::string& where) {
   throw MappingError(where, std::string(n.type_name()) + " scalar cannot be stored as " + std::string(dtype_name(t)));
 }
 
-class OrbaxWriter final : public Writer {
+// One writer, alone or as one process of several (formats/cooperative.h): then each process
+// writes the arrays it owns into its own `ocdbt.process_<rank>/` database (or their array
+// directories), rank 0 the non-array leaves; publish() merges the databases into the root
+// one and writes the metadata and commit markers.
+class OrbaxWriter final : public CooperativeWriter {
  public:
-  OrbaxWriter(std::string path, const WriteOptions& opts) : path_(std::move(path)), opts_(opts) {
+  OrbaxWriter(std::string path, const WriteOptions& opts, std::optional<Cooperation> co = std::nullopt)
+      : path_(std::move(path)), opts_(opts), cooperative_(co.has_value()), co_(co.value_or(Cooperation{})) {
     zarr3_ = option_text(opts.options, "zarr-version").value_or("2") == "3";
     ocdbt_ = !option_flag(opts.options, "no-ocdbt");
     compress_ = option_text(opts.options, "compression").value_or("zstd") == "zstd";
@@ -192,8 +200,11 @@ class OrbaxWriter final : public Writer {
     collect(layout, keys);
     check_names();
 
-    // Output directories.
-    if (step_.empty()) {
+    // Output directories (a process other than rank 0 writes into rank 0's).
+    if (co_.rank > 0) {
+      item_dir_ = step_.empty() ? co_.folder : co_.folder + "/" + item_;
+      item_final_ = step_.empty() ? path_ : path_ + "/" + step_ + "/" + item_;
+    } else if (step_.empty()) {
       dir_ = std::make_unique<AtomicDir>(path_);
       item_dir_ = dir_->path();
       item_final_ = path_;
@@ -215,7 +226,8 @@ class OrbaxWriter final : public Writer {
       item_final_ = step_final + "/" + item_;
       make_dirs(item_dir_);
     }
-    kv_ = ocdbt_ ? make_ocdbt_kv_writer(item_dir_) : make_directory_kv_writer(item_dir_);
+    const std::string db = cooperative_ ? item_dir_ + "/" + process_database(co_.rank) : item_dir_;
+    kv_ = ocdbt_ ? make_ocdbt_kv_writer(db) : make_directory_kv_writer(item_dir_);
 
     for (std::size_t li = 0; li < leaves_.size(); ++li) {
       const Leaf& leaf = leaves_[li];
@@ -228,9 +240,10 @@ class OrbaxWriter final : public Writer {
         a->spec.chunk_rows = zarr::rows_for_chunk_bytes(a->spec.info, chunk_bytes_);
         a->streamed = a->spec.chunk_bytes() > kStreamChunkBytes;
         a->chunks.resize(a->spec.num_chunks());
-        kv_->put(leaf.param + "/" + zarr::metadata_key(a->spec), zarr::metadata_json(a->spec));
+        a->owned = !cooperative_ || (slots_.size() < co_.owned.size() && co_.owned[slots_.size()]);
+        if (a->owned) kv_->put(leaf.param + "/" + zarr::metadata_key(a->spec), zarr::metadata_json(a->spec));
         slots_.push_back(std::move(a));
-      } else if (leaf.value_type == "scalar") {
+      } else if (leaf.value_type == "scalar" && co_.rank == 0) {
         zarr::WriteSpec s;
         s.zarr_format = zarr3_ ? 3 : 2;
         s.compress = compress_;
@@ -246,6 +259,7 @@ class OrbaxWriter final : public Writer {
   void write(std::size_t slot, std::uint64_t offset, std::span<const std::byte> data) override {
     if (slot >= slots_.size()) throw MappingError(path_, "orbax writer: no tensor slot " + std::to_string(slot));
     ArraySlot& a = *slots_[slot];
+    if (!a.owned) throw MappingError(path_, "orbax writer: '" + leaves_[a.leaf].param + "' is written by another process");
     const std::uint64_t total = a.spec.info.nbytes();
     if (offset > total || data.size() > total - offset)
       throw MappingError(path_, "orbax writer: write to '" + leaves_[a.leaf].param + "' at " + std::to_string(offset) +
@@ -291,9 +305,21 @@ class OrbaxWriter final : public Writer {
   void commit() override {
     if (!kv_) throw MappingError(path_, "orbax writer: commit() before begin()");
     for (const auto& a : slots_)
-      if (a->chunks_done.load() != a->spec.num_chunks())
+      if (a->owned && a->chunks_done.load() != a->spec.num_chunks())
         throw MappingError(path_, "orbax writer: tensor '" + leaves_[a->leaf].param + "' was not completely written");
     kv_->finish();
+    if (!cooperative_) publish();
+  }
+
+  std::string shared_folder() const override { return dir_ ? dir_->path() : ""; }
+
+  void publish() override {
+    if (!dir_) throw MappingError(path_, "orbax writer: only rank 0 publishes");
+    if (cooperative_ && ocdbt_) {
+      std::vector<std::string> dbs;
+      for (int r = 0; r < co_.ranks; ++r) dbs.push_back(process_database(r));
+      ocdbt::merge_databases(item_dir_, dbs);
+    }
 
     // _METADATA, in JAX flattening order.
     std::vector<std::size_t> order(leaves_.size());
@@ -474,8 +500,12 @@ class OrbaxWriter final : public Writer {
     a.chunks_done.fetch_add(1);
   }
 
+  static std::string process_database(int rank) { return "ocdbt.process_" + std::to_string(rank); }
+
   std::string path_;
   WriteOptions opts_;
+  bool cooperative_;
+  Cooperation co_;
   bool zarr3_ = false, ocdbt_ = true, compress_ = true;
   std::uint64_t chunk_bytes_ = 0;
   std::string step_, item_;
@@ -505,3 +535,13 @@ std::unique_ptr<Writer> make_writer(const std::string& path, const WriteOptions&
 }
 
 }  // namespace ckb::orbax
+
+namespace ckb {
+
+std::unique_ptr<CooperativeWriter> make_cooperative_orbax_writer(const std::string& path, const WriteOptions& wo,
+                                                                 const Cooperation& co) {
+  if (co.rank > 0 && co.folder.empty()) throw MappingError(path, "orbax: a cooperative writer of rank > 0 needs rank 0's folder");
+  return std::make_unique<orbax::OrbaxWriter>(path, wo, co);
+}
+
+}  // namespace ckb

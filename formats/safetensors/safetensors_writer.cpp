@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/errors.h"
+#include "formats/cooperative.h"
 #include "formats/safetensors/safetensors.h"
 #include "io/output.h"
 
@@ -27,9 +28,39 @@ struct Shard {
   std::unique_ptr<AtomicFile> file;
 };
 
-class SafetensorsWriter final : public Writer {
+// The shard of every tensor (in order): filled greedily in tree order up to "shard-size";
+// all in shard 0 when unsharded.
+std::vector<std::size_t> shard_plan(const std::vector<std::pair<std::string, TensorInfo>>& tensors, const WriteOptions& wo) {
+  const std::uint64_t max_shard_bytes = option_size(wo.options, "shard-size").value_or(0);
+  std::vector<std::size_t> shard(tensors.size());
+  std::size_t s = 0;
+  std::uint64_t cur = 0;
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    const auto nb = tensors[i].second.nbytes();
+    if (max_shard_bytes > 0 && cur > 0 && cur + nb > max_shard_bytes) {
+      ++s;
+      cur = 0;
+    }
+    shard[i] = s;
+    cur += nb;
+  }
+  return shard;
+}
+
+std::vector<std::pair<std::string, TensorInfo>> tensor_infos(const Node& layout) {
+  std::vector<std::pair<std::string, TensorInfo>> tensors;
+  visit_leaves(layout, [&](const Path& p, const Node& n) {
+    if (n.is_tensor()) tensors.emplace_back(join_path(p), n.tensor().info);
+  });
+  return tensors;
+}
+
+// One writer, alone or as one process of several (formats/cooperative.h): then it writes only
+// the shards holding its slots, rank 0 makes the folder, and publish() is separate.
+class SafetensorsWriter final : public CooperativeWriter {
  public:
-  SafetensorsWriter(std::string path, WriteOptions opts) : path_(std::move(path)), opts_(std::move(opts)) {}
+  SafetensorsWriter(std::string path, WriteOptions opts, std::optional<Cooperation> co = std::nullopt)
+      : path_(std::move(path)), opts_(std::move(opts)), cooperative_(co.has_value()), co_(co.value_or(Cooperation{})) {}
 
   void begin(const Node& layout) override {
     std::vector<std::string> not_tensors;
@@ -48,24 +79,19 @@ class SafetensorsWriter final : public Writer {
       if (info.dtype == DType::C128)
         throw MappingError(path_, "safetensors has no complex128 dtype (tensor '" + name + "')");
 
-    // Assign shards greedily in tree order.
-    const std::uint64_t max_shard_bytes = option_size(opts_.options, "shard-size").value_or(0);
-    const bool sharded = max_shard_bytes > 0;
-    std::vector<std::vector<std::size_t>> groups(1);
-    std::uint64_t cur = 0;
-    for (std::size_t i = 0; i < tensors.size(); ++i) {
-      auto nb = tensors[i].second.nbytes();
-      if (sharded && cur > 0 && cur + nb > max_shard_bytes) {
-        groups.emplace_back();
-        cur = 0;
-      }
-      groups.back().push_back(i);
-      cur += nb;
+    const bool sharded = option_size(opts_.options, "shard-size").value_or(0) > 0;
+    std::vector<std::vector<std::size_t>> groups;
+    const auto shard_of = shard_plan(tensors, opts_);
+    for (std::size_t i = 0; i < shard_of.size(); ++i) {
+      if (shard_of[i] == groups.size()) groups.emplace_back();
+      groups[shard_of[i]].push_back(i);
     }
+    if (groups.empty()) groups.emplace_back();
     slots_.resize(tensors.size());
-    if (sharded) {
+    if (sharded && co_.rank == 0) {
       dir_ = std::make_unique<AtomicDir>(path_);
     }
+    const std::string folder = dir_ ? dir_->path() : co_.folder;
     std::uint64_t total = 0;
     ojson weight_map = ojson::object();
     for (std::size_t s = 0; s < groups.size(); ++s) {
@@ -96,10 +122,11 @@ class SafetensorsWriter final : public Writer {
       sh.header.assign(reinterpret_cast<const char*>(&n), 8);
       sh.header += json;
       for (auto i : sh.slots) slots_[i].file_offset += sh.header.size();
-      std::string file_path = sharded ? dir_->path() + "/" + sh.file_name : path_;
-      sh.file = std::make_unique<AtomicFile>(file_path);
-      sh.file->truncate(sh.header.size() + off);
-      sh.file->pwrite(0, sh.header);
+      if (owns(sh.slots)) {
+        sh.file = std::make_unique<AtomicFile>(sharded ? folder + "/" + sh.file_name : path_);
+        sh.file->truncate(sh.header.size() + off);
+        sh.file->pwrite(0, sh.header);
+      }
       shards_.push_back(std::move(sh));
     }
     if (sharded && groups.size() > 1) {
@@ -112,7 +139,9 @@ class SafetensorsWriter final : public Writer {
     const Slot& s = slots_.at(slot);
     if (offset > s.nbytes || data.size() > s.nbytes - offset)
       throw MappingError(path_, "write past the end of tensor slot " + std::to_string(slot));
-    shards_[s.shard].file->pwrite(s.file_offset + offset, data);
+    const auto& file = shards_[s.shard].file;
+    if (!file) throw MappingError(path_, "tensor slot " + std::to_string(slot) + " is written by another process");
+    file->pwrite(s.file_offset + offset, data);
   }
 
   std::optional<std::uint64_t> file_position(std::size_t slot, std::uint64_t offset) const override {
@@ -121,7 +150,14 @@ class SafetensorsWriter final : public Writer {
   }
 
   void commit() override {
-    for (auto& sh : shards_) sh.file->commit();  // inside the temp dir when sharded
+    for (auto& sh : shards_)
+      if (sh.file) sh.file->commit();  // inside the temp dir when sharded
+    if (!cooperative_) publish();
+  }
+
+  std::string shared_folder() const override { return dir_ ? dir_->path() : ""; }
+
+  void publish() override {
     if (dir_) {
       if (!index_.empty()) write_small_file(dir_->path() + "/" + kIndexName, index_);
       dir_->commit();
@@ -129,8 +165,15 @@ class SafetensorsWriter final : public Writer {
   }
 
  private:
+  // Whether this process writes the shard holding `slots` (every slot of a shard goes to one process).
+  bool owns(const std::vector<std::size_t>& slots) const {
+    return !cooperative_ || slots.empty() || (slots.front() < co_.owned.size() && co_.owned[slots.front()]);
+  }
+
   std::string path_;
   WriteOptions opts_;
+  bool cooperative_;
+  Cooperation co_;
   std::vector<Slot> slots_;
   std::vector<Shard> shards_;
   std::unique_ptr<AtomicDir> dir_;
@@ -141,6 +184,20 @@ class SafetensorsWriter final : public Writer {
 
 std::unique_ptr<Writer> make_writer(const std::string& path, const WriteOptions& opts) {
   return std::make_unique<SafetensorsWriter>(path, opts);
+}
+
+}  // namespace ckb::safetensors
+
+namespace ckb {
+
+std::vector<std::size_t> safetensors_shard_groups(const Node& layout, const WriteOptions& wo) {
+  return safetensors::shard_plan(safetensors::tensor_infos(layout), wo);
+}
+
+std::unique_ptr<CooperativeWriter> make_cooperative_safetensors_writer(const std::string& path, const WriteOptions& wo,
+                                                                       const Cooperation& co) {
+  if (co.rank > 0 && co.folder.empty()) throw MappingError(path, "safetensors: a cooperative writer of rank > 0 needs rank 0's folder");
+  return std::make_unique<safetensors::SafetensorsWriter>(path, wo, co);
 }
 
 }  // namespace ckb::safetensors

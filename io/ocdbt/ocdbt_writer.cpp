@@ -59,6 +59,11 @@ struct PoolFile {
   std::unique_ptr<AtomicFile> file;
   std::uint64_t end = 0;
   bool busy = false;
+  // A data file of another database (put_reference): `base` + `rel` from this directory;
+  // never written, truncated or committed here.
+  bool external = false;
+  std::string base;
+  std::string full() const { return base + rel; }
 };
 
 // A node already written to the data file, as its parent references it.
@@ -98,7 +103,7 @@ struct OcdbtWriter::Impl {
     std::lock_guard lock(mu);
     if (finished) throw MappingError(dir, "OCDBT writer: value written after finish()");
     for (std::size_t i = 0; i < files.size(); ++i)
-      if (!files[i]->busy) {
+      if (!files[i]->busy && !files[i]->external) {
         files[i]->busy = true;
         return {i, files[i]->end};
       }
@@ -118,16 +123,16 @@ struct OcdbtWriter::Impl {
     return at;
   }
 
+  // Paths are prefix-compressed over base + relative path; a shared prefix reaching into the
+  // base paths only happens between equal bases (sorted, and bases end in '/').
   std::string file_table() const {
+    auto full = [&](std::size_t i) { return files[table_order[i]]->full(); };
+    auto prefix = [&](std::size_t i) { return i ? common_prefix(full(i - 1), full(i)) : 0; };
     std::string t = encode_varint(table_order.size());
-    for (std::size_t i = 1; i < table_order.size(); ++i)
-      t += encode_varint(common_prefix(files[table_order[i - 1]]->rel, files[table_order[i]]->rel));
-    for (std::size_t i = 0; i < table_order.size(); ++i)
-      t += encode_varint(files[table_order[i]]->rel.size() -
-                         (i ? common_prefix(files[table_order[i - 1]]->rel, files[table_order[i]]->rel) : 0));
-    for (std::size_t i = 0; i < table_order.size(); ++i) t += encode_varint(0);  // base path length
-    for (std::size_t i = 0; i < table_order.size(); ++i)
-      t += files[table_order[i]]->rel.substr(i ? common_prefix(files[table_order[i - 1]]->rel, files[table_order[i]]->rel) : 0);
+    for (std::size_t i = 1; i < table_order.size(); ++i) t += encode_varint(prefix(i));
+    for (std::size_t i = 0; i < table_order.size(); ++i) t += encode_varint(full(i).size() - prefix(i));
+    for (std::size_t i = 0; i < table_order.size(); ++i) t += encode_varint(files[table_order[i]]->base.size());
+    for (std::size_t i = 0; i < table_order.size(); ++i) t += full(i).substr(prefix(i));
     return t;
   }
 
@@ -300,6 +305,33 @@ void OcdbtWriter::put(std::string key, std::span<const std::byte> value) {
   s->close();
 }
 
+void OcdbtWriter::put_reference(std::string key, const std::string& base_path, const std::string& relative_path,
+                                std::uint64_t offset, std::uint64_t length) {
+  if (key.size() > 65535) throw MappingError(impl_->dir, "OCDBT key longer than 65535 bytes: '" + key.substr(0, 80) + "...'");
+  if (length == 0) return put(std::move(key), std::string_view());
+  Impl& m = *impl_;
+  std::lock_guard lock(m.mu);
+  if (m.finished) throw MappingError(m.dir, "OCDBT writer: put_reference() after finish()");
+  std::size_t id = 0;
+  while (id < m.files.size() && !(m.files[id]->external && m.files[id]->base == base_path && m.files[id]->rel == relative_path))
+    ++id;
+  if (id == m.files.size()) {
+    auto f = std::make_unique<PoolFile>();
+    f->external = true;
+    f->base = base_path;
+    f->rel = relative_path;
+    m.files.push_back(std::move(f));
+  }
+  m.files[id]->end = std::max(m.files[id]->end, offset + length);
+  Entry e;
+  e.key = std::move(key);
+  e.indirect = true;
+  e.file = id;
+  e.offset = offset;
+  e.length = length;
+  m.entries.push_back(std::move(e));
+}
+
 WriterStats OcdbtWriter::finish() {
   Impl& m = *impl_;
   std::lock_guard lock(m.mu);
@@ -317,7 +349,7 @@ WriterStats OcdbtWriter::finish() {
   if (!m.entries.empty()) {
     m.node_file = m.files.size();
     for (std::size_t i = 0; i < m.files.size() && m.node_file == m.files.size(); ++i)
-      if (m.files[i]->end) m.node_file = i;
+      if (m.files[i]->end && !m.files[i]->external) m.node_file = i;
     if (m.node_file == m.files.size()) {
       auto f = std::make_unique<PoolFile>();
       f->rel = "d/" + random_hex(16);
@@ -329,10 +361,10 @@ WriterStats OcdbtWriter::finish() {
   for (std::size_t i = 0; i < m.files.size(); ++i)
     if (m.files[i]->end || (i == m.node_file && !m.entries.empty())) m.table_order.push_back(i);
   std::sort(m.table_order.begin(), m.table_order.end(),
-            [&](std::size_t a, std::size_t b) { return m.files[a]->rel < m.files[b]->rel; });
+            [&](std::size_t a, std::size_t b) { return m.files[a]->full() < m.files[b]->full(); });
   for (std::size_t t = 0; t < m.table_order.size(); ++t) {
     m.table_index[m.table_order[t]] = t;
-    m.files[m.table_order[t]]->file->truncate(m.files[m.table_order[t]]->end);
+    if (!m.files[m.table_order[t]]->external) m.files[m.table_order[t]]->file->truncate(m.files[m.table_order[t]]->end);
   }
 
   WriterStats stats;
@@ -364,7 +396,8 @@ WriterStats OcdbtWriter::finish() {
     stats.num_tree_bytes = root->num_tree_bytes;
     stats.num_indirect_value_bytes = root->num_indirect_value_bytes;
   }
-  for (std::size_t i : m.table_order) m.files[i]->file->commit();
+  for (std::size_t i : m.table_order)
+    if (!m.files[i]->external) m.files[i]->file->commit();
 
   // Manifest (formats.md §2.4): config, file table, one inline version, no version nodes.
   std::string body;

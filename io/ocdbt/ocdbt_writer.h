@@ -24,9 +24,8 @@
 //    nodes strip the common prefix of their key range, as TensorStore's encoder does.
 //  - The writer never renames anything: callers build the database inside a temporary
 //    directory (io/output.h AtomicDir). Files are fsync'd by finish().
-//  - Sharded writing (one database per process, merged by a root whose leaves point into
-//    `ocdbt.process_N/`) is the planned extension; nothing here assumes a single writer
-//    process beyond the file name being random.
+//  - Sharded writing: one database per process, merged by a root whose leaves point into
+//    `ocdbt.process_N/` (put_reference, io/ocdbt/ocdbt_merge.h), as multi-host Orbax does.
 #pragma once
 
 #include <cstdint>
@@ -70,6 +69,12 @@ class OcdbtWriter {
   void put(std::string key, std::string_view value) {
     put(std::move(key), std::as_bytes(std::span(value.data(), value.size())));
   }
+  // A value that already lives in another database's data file: bytes [offset, offset +
+  // length) of `base_path` + `relative_path` (relative to this database's directory, e.g.
+  // "ocdbt.process_1/" + "d/<hex>"), which is neither read nor written. How a root database
+  // takes in per-process databases without copying a value (io/ocdbt/ocdbt_merge.h).
+  void put_reference(std::string key, const std::string& base_path, const std::string& relative_path,
+                     std::uint64_t offset, std::uint64_t length);
   WriterStats finish();
 
  private:
