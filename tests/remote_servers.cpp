@@ -235,6 +235,8 @@ const WebServer& web() {
          << "    location /private/ { if ($ckb_authorized = 0) { return 401; } }\n"
          << "    location /nohead/ { if ($request_method = HEAD) { return 405; } }\n"
          << "    location /redirect/ { rewrite ^/redirect/(.*)$ /$1 redirect; }\n"
+         << "    location /elsewhere/ { rewrite ^/elsewhere/(.*)$ http://localhost:" << w.port << "/$1 redirect; }\n"
+         << "    location /downgrade/ { rewrite ^/downgrade/(.*)$ http://127.0.0.1:" << w.port << "/$1 redirect; }\n"
          << "  }\n}\n";
     conf.close();
     const std::string log = dir + "/nginx.out";

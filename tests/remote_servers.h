@@ -4,8 +4,9 @@
 //    every request's SigV4 signature with the `aws4` npm package; bucket "ckb-test".
 //  - web(): nginx serving a temp directory over http and https (a self-signed certificate made
 //    with the openssl command), with /private/ answering 401 unless
-//    "Authorization: Bearer ckb-test-token", /nohead/ refusing HEAD with 405, and /redirect/x
-//    answering 302 to /x.
+//    "Authorization: Bearer ckb-test-token", /nohead/ refusing HEAD with 405, /redirect/x
+//    answering 302 to /x, /elsewhere/x to http://localhost:<port>/x (another host name) and
+//    /downgrade/x to http://127.0.0.1:<port>/x (from https, a downgrade).
 //  - FlakyProxy: tests/remote_flaky_proxy.py (Debian's /usr/bin/python3) in front of a server,
 //    failing a share of the requests (500, 503, 429, dropped connections, bodies cut short).
 // Nothing is mocked. A missing program fails the test with what to install.
