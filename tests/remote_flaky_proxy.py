@@ -7,7 +7,8 @@ relays the answer, except that a share <failure-rate> of the requests fail, chos
 (repeatably for one seed) among: 500, 503, 429 (Retry-After: 0) answered by the proxy itself,
 the connection dropped before any answer, and the upstream's answer cut off after half of
 its body. <kinds> (comma-separated, default all but stall): 500,503,429,drop,cut,stall (half
-of the body, then nothing more for a minute). Prints "LISTENING <port>".
+of the body, then nothing more for a minute),delay (forwarded 50 ms late). Whenever more
+requests are in flight at once than ever before, prints "max-in-flight <n>" to stderr. Prints "LISTENING <port>".
 """
 import http.client
 import random
@@ -23,6 +24,7 @@ RATE = float(sys.argv[2])
 RNG = random.Random(int(sys.argv[3]))
 RNG_LOCK = threading.Lock()
 KINDS = sys.argv[4].split(",") if len(sys.argv) > 4 else ["500", "503", "429", "drop", "cut", "cut"]
+IN_FLIGHT = [0, 0]  # now, most ever
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
 
 
@@ -52,6 +54,18 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def handle_any(self):
+        with RNG_LOCK:
+            IN_FLIGHT[0] += 1
+            if IN_FLIGHT[0] > IN_FLIGHT[1]:
+                IN_FLIGHT[1] = IN_FLIGHT[0]
+                print("max-in-flight %d" % IN_FLIGHT[1], file=sys.stderr, flush=True)
+        try:
+            self.handle_one()
+        finally:
+            with RNG_LOCK:
+                IN_FLIGHT[0] -= 1
+
+    def handle_one(self):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         fate = choose()
@@ -63,6 +77,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.error_answer(503, "SlowDown")
         if fate == "429":
             return self.error_answer(429, "TooManyRequests")
+        if fate == "delay":
+            time.sleep(0.05)
         if fate == "drop":
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)

@@ -140,6 +140,33 @@ TEST(RemoteFlaky, StalledAnswerTimesOutAndResumes) {
   }
 }
 
+// RemoteOptions::parallel_requests bounds the connections of a store however many threads
+// read through it (the proxy holds every request 50 ms and counts them).
+TEST(RemoteFlaky, ParallelRequestsBoundTheConnections) {
+  const std::string data = test::pattern(1 << 20, 9);
+  test::write_file(test::web().root + "/parallel.bin", data);
+  for (const int parallel : {3, 16}) {
+    test::FlakyProxy proxy(test::web().port, 1.0, 1, "delay");
+    RemoteOptions o;
+    o.parallel_requests = parallel;
+    const auto store = open_store(proxy.base(), o);
+    std::vector<std::thread> threads;
+    std::vector<int> wrong(8, 0);
+    for (int t = 0; t < 8; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < 4; ++i) {
+          const std::size_t offset = static_cast<std::size_t>(t * 4 + i) * 32768;
+          if (test::read_range(*store, "parallel.bin", offset, 32768) != data.substr(offset, 32768)) ++wrong[static_cast<std::size_t>(t)];
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    EXPECT_EQ(wrong, std::vector<int>(8, 0));
+    if (parallel == 3) EXPECT_EQ(proxy.max_in_flight(), 3);
+    else EXPECT_GT(proxy.max_in_flight(), 3);  // 8 threads, up to 16 connections: more than 3 at once
+  }
+}
+
 TEST(RemoteFlaky, EveryRequestFailingGivesUpNamingUrlRequestAndStatus) {
   test::s3_credentials_env();
   test::FlakyProxy proxy(test::s3().port, 1.0, 1, "503");

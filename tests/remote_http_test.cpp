@@ -149,6 +149,37 @@ TEST(RemoteHttp, RedirectsAreFollowed) {
   EXPECT_EQ(test::read_range(*store, "redirect/target/file.bin", 1000, 24), data.substr(1000, 24));
 }
 
+// The token is not sent on to another host, and https is never followed down to http.
+TEST(RemoteHttp, RedirectsKeepTheTokenAndTlsSafe) {
+  serve("private/moved.bin", "moved bytes");
+  RemoteOptions o = web_options();
+  o.bearer_token = "ckb-test-token";
+  o.retries = 1;
+  const auto http = open_store(test::web().http_base, o);
+  EXPECT_EQ(http->get("redirect/private/moved.bin").value(), "moved bytes");  // same host: token kept
+  try {
+    http->get("elsewhere/private/moved.bin");  // localhost is another host: no token, 401
+    FAIL() << "no error";
+  } catch (const IoError& e) {
+    EXPECT_EQ(e.path(), test::web().http_base + "/elsewhere/private/moved.bin");
+    EXPECT_EQ(e.detail(), "GET: HTTP 401 Unauthorized");
+  }
+  const auto https = open_store(test::web().https_base, o);
+  try {
+    https->get("downgrade/private/moved.bin");
+    FAIL() << "no error";
+  } catch (const IoError& e) {
+    EXPECT_EQ(e.path(), test::web().https_base + "/downgrade/private/moved.bin");
+    EXPECT_NE(e.detail().find("GET: "), std::string::npos) << e.what();
+  }
+  // nginx saw the same-host redirect's target (with the token) and the other host's (without);
+  // the downgrade was never followed
+  const auto lines = log_lines("GET /private/moved.bin", 2);
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[0], "GET /private/moved.bin 200 11 -");
+  EXPECT_EQ(lines[1].substr(0, 27), "GET /private/moved.bin 401 ");
+}
+
 TEST(RemoteHttp, ReadOnlyAndNoListing) {
   const auto store = open_store(test::web().http_base, web_options());
   const std::string x = "x";

@@ -235,6 +235,8 @@ const WebServer& web() {
          << "    location /private/ { if ($ckb_authorized = 0) { return 401; } }\n"
          << "    location /nohead/ { if ($request_method = HEAD) { return 405; } }\n"
          << "    location /redirect/ { rewrite ^/redirect/(.*)$ /$1 redirect; }\n"
+         << "    location /elsewhere/ { rewrite ^/elsewhere/(.*)$ http://localhost:" << w.port << "/$1 redirect; }\n"
+         << "    location /downgrade/ { rewrite ^/downgrade/(.*)$ http://127.0.0.1:" << w.port << "/$1 redirect; }\n"
          << "  }\n}\n";
     conf.close();
     const std::string log = dir + "/nginx.out";
@@ -266,7 +268,9 @@ const WebServer& web() {
 FlakyProxy::FlakyProxy(int upstream_port, double failure_rate, int seed, const std::string& kinds) {
   const std::string python = find_program({"/usr/bin/python3"}, "install Debian's python3");
   auto& all = servers();
-  const std::string log = all.root() + "/proxy-" + std::to_string(upstream_port) + "-" + std::to_string(seed) + ".log";
+  static int count = 0;
+  log_ = all.root() + "/proxy-" + std::to_string(++count) + ".log";
+  const std::string& log = log_;
   std::vector<std::string> argv{python, std::string(CKB_SOURCE_DIR) + "/tests/remote_flaky_proxy.py",
                                 std::to_string(upstream_port), std::to_string(failure_rate), std::to_string(seed)};
   if (!kinds.empty()) argv.push_back(kinds);
@@ -283,6 +287,12 @@ FlakyProxy::FlakyProxy(int upstream_port, double failure_rate, int seed, const s
 }
 
 FlakyProxy::~FlakyProxy() { stop(pid_); }
+
+int FlakyProxy::max_in_flight() const {
+  const std::string log = read_file(log_);
+  const auto pos = log.rfind("max-in-flight ");
+  return pos == std::string::npos ? 0 : std::stoi(log.substr(pos + 14));
+}
 
 remote::RemoteOptions s3_options(const std::string& endpoint) {
   remote::RemoteOptions o;

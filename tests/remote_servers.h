@@ -4,8 +4,9 @@
 //    every request's SigV4 signature with the `aws4` npm package; bucket "ckb-test".
 //  - web(): nginx serving a temp directory over http and https (a self-signed certificate made
 //    with the openssl command), with /private/ answering 401 unless
-//    "Authorization: Bearer ckb-test-token", /nohead/ refusing HEAD with 405, and /redirect/x
-//    answering 302 to /x.
+//    "Authorization: Bearer ckb-test-token", /nohead/ refusing HEAD with 405, /redirect/x
+//    answering 302 to /x, /elsewhere/x to http://localhost:<port>/x (another host name) and
+//    /downgrade/x to http://127.0.0.1:<port>/x (from https, a downgrade).
 //  - FlakyProxy: tests/remote_flaky_proxy.py (Debian's /usr/bin/python3) in front of a server,
 //    failing a share of the requests (500, 503, 429, dropped connections, bodies cut short).
 // Nothing is mocked. A missing program fails the test with what to install.
@@ -43,7 +44,8 @@ const WebServer& web();
 // A proxy in front of 127.0.0.1:<upstream_port>. `failure_rate` in [0, 1]: the share of
 // requests that fail. `seed` makes the choices repeatable (for
 // requests made one at a time). `kinds`: the failures to choose from
-// ("500,503,429,drop,cut,stall"; empty: all but stall, bodies cut twice as often as the others).
+// ("500,503,429,drop,cut,stall,delay"; empty: all failures but stall, bodies cut twice as
+// often as the others; "delay" forwards 50 ms late, which is no failure).
 class FlakyProxy {
  public:
   FlakyProxy(int upstream_port, double failure_rate, int seed = 1, const std::string& kinds = "");
@@ -51,11 +53,14 @@ class FlakyProxy {
   FlakyProxy(const FlakyProxy&) = delete;
   FlakyProxy& operator=(const FlakyProxy&) = delete;
   int port() const { return port_; }
+  // The most requests the proxy has had in flight at once so far.
+  int max_in_flight() const;
   std::string base() const { return "http://127.0.0.1:" + std::to_string(port_); }
 
  private:
   int pid_ = 0;
   int port_ = 0;
+  std::string log_;
 };
 
 // S3 options for the local server: endpoint, path style, quick retries. Credentials come from
