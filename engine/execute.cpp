@@ -144,9 +144,10 @@ ExecResult execute(const Node& target, const Format& fmt, const std::string& dst
     order[i] = i;
   }
   if (eo.owned) std::erase_if(order, [&](std::size_t i) { return !mine(i); });
-  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
-    return std::make_pair(cost[a], tensors[a].second->info.nbytes()) > std::make_pair(cost[b], tensors[b].second->info.nbytes());
-  });
+  if (!writer->prefers_file_order())
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+      return std::make_pair(cost[a], tensors[a].second->info.nbytes()) > std::make_pair(cost[b], tensors[b].second->info.nbytes());
+    });
   // The window bounds data in flight to --max-memory plus the largest single tensor's need,
   // so the largest tensor never runs alone while everything else waits.
   ByteWindow window((eo.max_memory ? eo.max_memory : (1ull << 30)) + largest);

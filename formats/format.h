@@ -88,6 +88,10 @@ class Writer {
   // compressor): a caller should then write a tensor from one thread, in order; ranges that
   // arrive ahead of their turn are accepted but held in memory until then.
   virtual bool streams_in_order() const { return false; }
+  // True when bytes written ahead of the ones before them in the file cost memory until that
+  // gap is filled (an output streamed to object storage in parts, io/remote_output.h): a
+  // caller should then write the tensors in slot order, which is file order for such writers.
+  virtual bool prefers_file_order() const { return false; }
 };
 
 struct Format {

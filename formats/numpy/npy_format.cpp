@@ -50,6 +50,7 @@ class NpyWriter final : public Writer {
     file_->pwrite(header_.size() + offset, data);
   }
 
+  bool prefers_file_order() const override { return is_remote_path(path_); }
   std::optional<std::uint64_t> file_position(std::size_t slot, std::uint64_t offset) const override {
     if (!file_ || slot != 0) return std::nullopt;
     return header_.size() + offset;

@@ -140,6 +140,7 @@ class NpzWriter final : public Writer {
     zip_->write(slot, headers_[slot].size() + offset, data);
   }
 
+  bool prefers_file_order() const override { return is_remote_path(path_); }
   std::optional<std::uint64_t> file_position(std::size_t slot, std::uint64_t offset) const override {
     if (!zip_ || slot >= headers_.size()) return std::nullopt;
     return zip_->data_offset(slot) + headers_[slot].size() + offset;

@@ -8,6 +8,7 @@
 #include "core/errors.h"
 #include "formats/cooperative.h"
 #include "formats/safetensors/safetensors.h"
+#include "io/file.h"
 #include "io/output.h"
 
 namespace ckb::safetensors {
@@ -144,6 +145,7 @@ class SafetensorsWriter final : public CooperativeWriter {
     file->pwrite(s.file_offset + offset, data);
   }
 
+  bool prefers_file_order() const override { return is_remote_path(path_); }
   std::optional<std::uint64_t> file_position(std::size_t slot, std::uint64_t offset) const override {
     if (slot >= slots_.size()) return std::nullopt;
     return slots_[slot].file_offset + offset;

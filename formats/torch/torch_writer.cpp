@@ -13,6 +13,7 @@
 
 #include "core/errors.h"
 #include "formats/torch/torch_format.h"
+#include "io/file.h"
 #include "io/output.h"
 #include "io/zip.h"
 
@@ -169,6 +170,7 @@ class TorchWriter final : public Writer {
     zip_->write(first_storage_ + slot, offset, data);
   }
 
+  bool prefers_file_order() const override { return is_remote_path(path_); }
   std::optional<std::uint64_t> file_position(std::size_t slot, std::uint64_t offset) const override {
     if (!zip_ || slot >= slot_of_.size()) return std::nullopt;
     return zip_->data_offset(first_storage_ + slot) + offset;

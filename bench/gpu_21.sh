@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Issue #21 on the GPU host: real Orbax restores multi-rank Orbax outputs, and the pi0-sized
+# openpi job scales over 1, 2, 4, 8 MPI ranks (cold cache each run; per-rank bandwidth from the
+# report). Needs out/dev.tgz (tools/pack_device.sh) and out/ompi.tgz (tools/pack_mpi.sh)
+# unpacked and sourced, and out/mpi (4-rank outputs of fixtures made on the VM).
+#   bash bench/gpu_21.sh verify scale      (phases in order)
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${OUT:-/tmp/gpu21}
+W=${W:-/tmp/pi0}
+CK=$W/ckpt
+T="python3 $ROOT/bench/pi0/timed.py"
+MPIRUN="mpirun --oversubscribe --bind-to none"
+mkdir -p "$OUT" "$W"
+for phase in "$@"; do
+  echo "### phase $phase ($(date -u +%T))"
+  case $phase in
+  verify)
+    JAX_PLATFORMS=cpu python3 "$ROOT/tools/verify_mpi_orbax.py" out/mpi/st out/mpi/st-single out/mpi/pt out/mpi/pt-single \
+      out/mpi/ocdbt3 out/mpi/ocdbt3-single 2>&1 | grep -v -i warn
+    ;;
+  pi0)
+    [ -d "$CK/1000/params" ] || python3 "$ROOT/bench/pi0/make_pi0_sized.py" "$CK" > /dev/null
+    echo "checkpoint: $(du -sb "$CK/1000/params" | cut -f1) bytes in params; cores $(nproc)"
+    $T raw_read_params --cold -- sh -c "find '$CK/1000/params' -type f -exec cat {} + > /dev/null"
+    ;;
+  scale)
+    for n in 1 2 4 8; do
+      rm -rf "$W/mpi_pt"
+      $T "openpi_merged_f32_np$n" --cold -- $MPIRUN -np $n ckptbridge convert -q "$CK/1000/params" "$W/mpi_pt" \
+        --recipe openpi --shard-size 1GB --report "$OUT/scale_np$n.json"
+      python3 - "$OUT/scale_np$n.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+ranks = r.get("ranks") or {}
+rows = ranks.get("ranks", ranks) if isinstance(ranks, dict) else ranks
+print("  report ranks:", json.dumps(ranks)[:1500])
+PY
+    done
+    echo "output bytes $(du -sb "$W/mpi_pt" | cut -f1)"
+    cat "$W"/mpi_pt/* > /dev/null
+    $T durable_write_output_bytes -- sh -c "cat $W/mpi_pt/*.safetensors | dd of=$W/copy.bin bs=16M conv=fsync status=none"
+    rm -f "$W/copy.bin"
+    ;;
+  orbax4)
+    [ -f "$W/stacked.safetensors" ] || ckptbridge convert -q "$CK/1000/params" "$W/stacked.safetensors"
+    rm -rf "$W/mpi_orbax"
+    $T orbax_np4 --cold -- $MPIRUN -np 4 ckptbridge convert -q "$W/stacked.safetensors" "$W/mpi_orbax" --to orbax
+    ls "$W/mpi_orbax"
+    JAX_PLATFORMS=cpu python3 - "$W/mpi_orbax" "$W/stacked.safetensors" <<'PY'
+import sys, json, struct, numpy as np, orbax.checkpoint as ocp
+r = ocp.PyTreeCheckpointer().restore(sys.argv[1])
+flat = {}
+def walk(p, v):
+    if isinstance(v, dict):
+        for k, x in v.items(): walk(p + [k], x)
+    else: flat[".".join(p)] = v
+walk([], r)
+bad = 0
+with open(sys.argv[2], "rb") as f:
+    n = struct.unpack("<Q", f.read(8))[0]; h = json.loads(f.read(n)); base = 8 + n
+    for k, m in h.items():
+        if k == "__metadata__": continue
+        a, b = m["data_offsets"]; f.seek(base + a); raw = f.read(b - a)
+        bad += np.asarray(flat[k.replace("/", ".")]).tobytes() != raw
+print(f"Orbax restored the 4-rank output: {len(flat)} arrays, {bad} differ from the safetensors bytes")
+PY
+    rm -rf "$W/mpi_orbax"
+    ;;
+  *) echo "unknown phase $phase" >&2; exit 2 ;;
+  esac
+done
