@@ -4,6 +4,10 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
+#include <filesystem>
+#include <mutex>
+#include <thread>
 #include <csignal>
 #include <cstdlib>
 #include <map>
@@ -23,9 +27,18 @@ using json = nlohmann::ordered_json;
 
 // ---- agreements ------------------------------------------------------------------------
 
+// This rank stopped because another one failed (PeerWatch): not a failure of its own.
+class StoppedForPeer : public std::runtime_error {
+ public:
+  StoppedForPeer() : std::runtime_error("stopped: another rank failed") {}
+};
+constexpr int kStoppedForPeer = -2;
+
 json describe_failure(const std::exception_ptr& e) {
   try {
     std::rethrow_exception(e);
+  } catch (const StoppedForPeer& s) {
+    return {{"kind", kStoppedForPeer}, {"message", s.what()}};
   } catch (const Cancelled& c) {
     return {{"kind", static_cast<int>(ErrorKind::Cancelled)}, {"signal", c.signal()}, {"message", c.what()}};
   } catch (const Error& x) {
@@ -56,14 +69,18 @@ std::vector<json> agree(Cluster& c, const CancelToken* cancel, Step&& step) {
   }
   const auto all = c.allgather(payload, cancel);
   section.done();
+  // The failure reported: the lowest rank's that failed by itself (not stopped for another).
   std::vector<json> out;
-  int failed = -1;
+  int failed = -1, stopped = -1;
   for (std::size_t k = 0; k < all.size(); ++k) {
     out.push_back(json::parse(all[k]));
-    if (failed < 0 && !out.back().at("ok").get<bool>()) failed = static_cast<int>(k);
+    if (out.back().at("ok").get<bool>()) continue;
+    int& first = out.back()["failure"].value("kind", -1) == kStoppedForPeer ? stopped : failed;
+    if (first < 0) first = static_cast<int>(k);
   }
+  if (failed < 0) failed = stopped;
   if (failed >= 0) g_agreed_failure = true;
-  if (failure) std::rethrow_exception(failure);
+  if (failure && failed == c.rank()) std::rethrow_exception(failure);
   if (failed < 0) {
     for (auto& o : out) o = std::move(o["data"]);
     return out;
@@ -110,6 +127,59 @@ class FaultInjector final : public Writer {
   std::string path_;
   bool fail_ = false, kill_ = false;
   std::atomic<bool> fired_{false};
+};
+
+// Stops this rank's writing early (through the executor's cancel token) when the caller
+// cancels or another rank failed: a failing rank leaves a marker file in the shared folder,
+// which every rank polls for while it writes (every 50 ms).
+class PeerWatch {
+ public:
+  PeerWatch(const CancelToken* outer, std::string marker) : outer_(outer), marker_(std::move(marker)) {
+    thread_ = std::thread([this] { watch(); });
+  }
+  ~PeerWatch() {
+    {
+      std::lock_guard lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  PeerWatch(const PeerWatch&) = delete;
+  PeerWatch& operator=(const PeerWatch&) = delete;
+  const CancelToken* token() const { return &stop_; }
+  // After this rank's run threw: StoppedForPeer when another rank's failure stopped it, else
+  // the others are told (the marker), and the exception stands.
+  void on_failure(int rank) {
+    if (peer_failed_) throw StoppedForPeer();
+    if (marker_.empty()) return;
+    try {
+      write_small_file(marker_, "rank " + std::to_string(rank) + " failed\n");
+    } catch (...) {  // best effort: the agreement after the step tells the others anyway
+    }
+  }
+
+ private:
+  void watch() {
+    std::unique_lock lock(mu_);
+    while (!cv_.wait_for(lock, std::chrono::milliseconds(50), [&] { return done_; })) {
+      std::error_code ec;
+      if (outer_ && outer_->cancelled()) {
+        stop_.cancel(outer_->signal());
+      } else if (!marker_.empty() && std::filesystem::exists(marker_, ec)) {
+        peer_failed_ = true;
+        stop_.cancel();
+      }
+    }
+  }
+  const CancelToken* outer_;
+  std::string marker_;
+  CancelToken stop_;
+  std::atomic<bool> peer_failed_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;
 };
 
 // ---- per-rank results --------------------------------------------------------------------
@@ -358,7 +428,8 @@ Report run_shared(const Job& job, const RunOptions& opts) {
   };
   std::vector<json> parts;
   try {
-    const auto folder = agree(c, cancel, [&] {
+    std::string folder_path;
+  const auto folder = agree(c, cancel, [&] {
       if (rank == 0) make_writer("");
       return json(shared ? shared->shared_folder() : "");
     });
@@ -366,6 +437,7 @@ Report run_shared(const Job& job, const RunOptions& opts) {
       if (rank > 0) make_writer(folder[0].get<std::string>());
       return json();
     });
+    folder_path = folder[0].get<std::string>();
 
     // 4. Every rank writes its share and completes its part (nothing visible yet).
     parts = agree(c, cancel, [&] {
@@ -373,9 +445,16 @@ Report run_shared(const Job& job, const RunOptions& opts) {
       if (writer) {
         FaultInjector faults(*writer, rank, out.path);
         ExecOptions eo = exec_options(job, opts);
+        PeerWatch watch(cancel, folder_path.empty() ? "" : folder_path + "/.ckb-failed");
+        eo.cancel = watch.token();
         eo.writer = &faults;
         eo.owned = &owned;
-        res = execute(target, fmt, out.path, p.write_options, eo);
+        try {
+          res = execute(target, fmt, out.path, p.write_options, eo);
+        } catch (...) {
+          watch.on_failure(rank);
+          throw;
+        }
       } else {
         for (const auto& [n, t] : tensors) res.names.push_back(n);
       }
