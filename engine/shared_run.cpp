@@ -401,7 +401,7 @@ Report run_shared(const Job& job, const RunOptions& opts) {
     owner = partition_slots(bytes, groups, ranks);
   } else {
     r.notes.push_back(fmt.name + " output is one file, written by one process: rank 0 wrote it alone (" +
-                      std::to_string(ranks) + " ranks; sharded safetensors (--shard-size) and orbax are written by all)");
+                      std::to_string(ranks) + " ranks; safetensors and orbax are written by all)");
   }
   std::vector<bool> owned(tensors.size());
   std::map<std::string, int> slot_owner;
@@ -445,7 +445,9 @@ Report run_shared(const Job& job, const RunOptions& opts) {
       if (writer) {
         FaultInjector faults(*writer, rank, out.path);
         ExecOptions eo = exec_options(job, opts);
-        PeerWatch watch(cancel, folder_path.empty() ? "" : folder_path + "/.ckb-failed");
+        std::error_code ec;
+        const bool folder = !folder_path.empty() && std::filesystem::is_directory(folder_path, ec);
+        PeerWatch watch(cancel, folder ? folder_path + "/.ckb-failed" : "");  // one shared file: no marker
         eo.cancel = watch.token();
         eo.writer = &faults;
         eo.owned = &owned;
