@@ -366,6 +366,8 @@ Report run_shared(const Job& job, const RunOptions& opts) {
   const int rank = c.rank(), ranks = c.size();
   const CancelToken* cancel = opts.cancel;
 
+  // 0. Every rank is here (a build without MPI refuses now, before anything is touched).
+  c.barrier(cancel);
   // 1. The same plan everywhere; rank 0 clears dead runs' temporaries before anyone writes.
   std::shared_ptr<Planned> planned;
   std::vector<std::string> stale;
