@@ -1,17 +1,20 @@
 // Implementation of engine/shared_run.h (and engine/api.h's process_group).
 #include "engine/shared_run.h"
 
+#include <sched.h>
+
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
-#include <filesystem>
-#include <mutex>
-#include <thread>
 #include <csignal>
 #include <cstdlib>
+#include <filesystem>
 #include <map>
+#include <mutex>
 #include <numeric>
+#include <thread>
 
 #include "engine/cluster.h"
 #include "engine/execute.h"
@@ -354,6 +357,22 @@ void merge_results(Planned& p, const std::vector<json>& parts, const std::vector
   r.ranks = {{"size", parts.size()}, {"slowest", slowest}, {"per_rank", per_rank}};
 }
 
+// The executor's threads for a rank when the job leaves it open: the CPUs the launcher bound
+// this process to (mpirun binds each rank to a core or a socket by default), else the host's
+// CPUs shared between the ranks on it (OMPI_COMM_WORLD_LOCAL_SIZE, MPI_LOCALNRANKS).
+unsigned rank_threads() {
+  const unsigned host = std::max(1u, std::thread::hardware_concurrency());
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) == 0) {
+    const unsigned bound = static_cast<unsigned>(CPU_COUNT(&set));
+    if (bound > 0 && bound < host) return bound;
+  }
+  int local = env_rank("OMPI_COMM_WORLD_LOCAL_SIZE");
+  if (local < 1) local = env_rank("MPI_LOCALNRANKS");
+  return std::max(1u, host / static_cast<unsigned>(std::max(local, 1)));
+}
+
 }  // namespace
 
 ProcessGroup process_group() {
@@ -447,6 +466,7 @@ Report run_shared(const Job& job, const RunOptions& opts) {
       if (writer) {
         FaultInjector faults(*writer, rank, out.path);
         ExecOptions eo = exec_options(job, opts);
+        if (!job.threads) eo.threads = rank_threads();
         std::error_code ec;
         const bool folder = !folder_path.empty() && std::filesystem::is_directory(folder_path, ec);
         PeerWatch watch(cancel, folder ? folder_path + "/.ckb-failed" : "");  // one shared file: no marker

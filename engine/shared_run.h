@@ -16,6 +16,9 @@
 // in the shared folder, which the others poll for (every 50 ms) while they write: they stop
 // within about a chunk instead of finishing their share first.
 //
+// Threads: a job that leaves them open (Job::threads = 0) uses, per rank, the CPUs mpirun bound
+// the rank to, or else the host's CPUs divided between the ranks on that host.
+//
 // Report: rank 0's holds the whole run: every tensor's stats and casts from the rank that
 // wrote it, the summary over all ranks, the ledger gathered from the per-rank ledgers (each
 // source and target accounted for by exactly one rank, checked), and `ranks`: per rank its
