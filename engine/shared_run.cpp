@@ -1,13 +1,20 @@
 // Implementation of engine/shared_run.h (and engine/api.h's process_group).
 #include "engine/shared_run.h"
 
+#include <sched.h>
+
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <csignal>
 #include <cstdlib>
+#include <filesystem>
 #include <map>
+#include <mutex>
 #include <numeric>
+#include <thread>
 
 #include "engine/cluster.h"
 #include "engine/execute.h"
@@ -23,9 +30,18 @@ using json = nlohmann::ordered_json;
 
 // ---- agreements ------------------------------------------------------------------------
 
+// This rank stopped because another one failed (PeerWatch): not a failure of its own.
+class StoppedForPeer : public std::runtime_error {
+ public:
+  StoppedForPeer() : std::runtime_error("stopped: another rank failed") {}
+};
+constexpr int kStoppedForPeer = -2;
+
 json describe_failure(const std::exception_ptr& e) {
   try {
     std::rethrow_exception(e);
+  } catch (const StoppedForPeer& s) {
+    return {{"kind", kStoppedForPeer}, {"message", s.what()}};
   } catch (const Cancelled& c) {
     return {{"kind", static_cast<int>(ErrorKind::Cancelled)}, {"signal", c.signal()}, {"message", c.what()}};
   } catch (const Error& x) {
@@ -56,14 +72,18 @@ std::vector<json> agree(Cluster& c, const CancelToken* cancel, Step&& step) {
   }
   const auto all = c.allgather(payload, cancel);
   section.done();
+  // The failure reported: the lowest rank's that failed by itself (not stopped for another).
   std::vector<json> out;
-  int failed = -1;
+  int failed = -1, stopped = -1;
   for (std::size_t k = 0; k < all.size(); ++k) {
     out.push_back(json::parse(all[k]));
-    if (failed < 0 && !out.back().at("ok").get<bool>()) failed = static_cast<int>(k);
+    if (out.back().at("ok").get<bool>()) continue;
+    int& first = out.back()["failure"].value("kind", -1) == kStoppedForPeer ? stopped : failed;
+    if (first < 0) first = static_cast<int>(k);
   }
+  if (failed < 0) failed = stopped;
   if (failed >= 0) g_agreed_failure = true;
-  if (failure) std::rethrow_exception(failure);
+  if (failure && failed == c.rank()) std::rethrow_exception(failure);
   if (failed < 0) {
     for (auto& o : out) o = std::move(o["data"]);
     return out;
@@ -110,6 +130,59 @@ class FaultInjector final : public Writer {
   std::string path_;
   bool fail_ = false, kill_ = false;
   std::atomic<bool> fired_{false};
+};
+
+// Stops this rank's writing early (through the executor's cancel token) when the caller
+// cancels or another rank failed: a failing rank leaves a marker file in the shared folder,
+// which every rank polls for while it writes (every 50 ms).
+class PeerWatch {
+ public:
+  PeerWatch(const CancelToken* outer, std::string marker) : outer_(outer), marker_(std::move(marker)) {
+    thread_ = std::thread([this] { watch(); });
+  }
+  ~PeerWatch() {
+    {
+      std::lock_guard lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  PeerWatch(const PeerWatch&) = delete;
+  PeerWatch& operator=(const PeerWatch&) = delete;
+  const CancelToken* token() const { return &stop_; }
+  // After this rank's run threw: StoppedForPeer when another rank's failure stopped it, else
+  // the others are told (the marker), and the exception stands.
+  void on_failure(int rank) {
+    if (peer_failed_) throw StoppedForPeer();
+    if (marker_.empty()) return;
+    try {
+      write_small_file(marker_, "rank " + std::to_string(rank) + " failed\n");
+    } catch (...) {  // best effort: the agreement after the step tells the others anyway
+    }
+  }
+
+ private:
+  void watch() {
+    std::unique_lock lock(mu_);
+    while (!cv_.wait_for(lock, std::chrono::milliseconds(50), [&] { return done_; })) {
+      std::error_code ec;
+      if (outer_ && outer_->cancelled()) {
+        stop_.cancel(outer_->signal());
+      } else if (!marker_.empty() && std::filesystem::exists(marker_, ec)) {
+        peer_failed_ = true;
+        stop_.cancel();
+      }
+    }
+  }
+  const CancelToken* outer_;
+  std::string marker_;
+  CancelToken stop_;
+  std::atomic<bool> peer_failed_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;
 };
 
 // ---- per-rank results --------------------------------------------------------------------
@@ -284,6 +357,22 @@ void merge_results(Planned& p, const std::vector<json>& parts, const std::vector
   r.ranks = {{"size", parts.size()}, {"slowest", slowest}, {"per_rank", per_rank}};
 }
 
+// The executor's threads for a rank when the job leaves it open: the CPUs the launcher bound
+// this process to (mpirun binds each rank to a core or a socket by default), else the host's
+// CPUs shared between the ranks on it (OMPI_COMM_WORLD_LOCAL_SIZE, MPI_LOCALNRANKS).
+unsigned rank_threads() {
+  const unsigned host = std::max(1u, std::thread::hardware_concurrency());
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) == 0) {
+    const unsigned bound = static_cast<unsigned>(CPU_COUNT(&set));
+    if (bound > 0 && bound < host) return bound;
+  }
+  int local = env_rank("OMPI_COMM_WORLD_LOCAL_SIZE");
+  if (local < 1) local = env_rank("MPI_LOCALNRANKS");
+  return std::max(1u, host / static_cast<unsigned>(std::max(local, 1)));
+}
+
 }  // namespace
 
 ProcessGroup process_group() {
@@ -296,6 +385,8 @@ Report run_shared(const Job& job, const RunOptions& opts) {
   const int rank = c.rank(), ranks = c.size();
   const CancelToken* cancel = opts.cancel;
 
+  // 0. Every rank is here (a build without MPI refuses now, before anything is touched).
+  c.barrier(cancel);
   // 1. The same plan everywhere; rank 0 clears dead runs' temporaries before anyone writes.
   std::shared_ptr<Planned> planned;
   std::vector<std::string> stale;
@@ -331,7 +422,7 @@ Report run_shared(const Job& job, const RunOptions& opts) {
     owner = partition_slots(bytes, groups, ranks);
   } else {
     r.notes.push_back(fmt.name + " output is one file, written by one process: rank 0 wrote it alone (" +
-                      std::to_string(ranks) + " ranks; sharded safetensors (--shard-size) and orbax are written by all)");
+                      std::to_string(ranks) + " ranks; safetensors and orbax are written by all)");
   }
   std::vector<bool> owned(tensors.size());
   std::map<std::string, int> slot_owner;
@@ -358,7 +449,8 @@ Report run_shared(const Job& job, const RunOptions& opts) {
   };
   std::vector<json> parts;
   try {
-    const auto folder = agree(c, cancel, [&] {
+    std::string folder_path;
+  const auto folder = agree(c, cancel, [&] {
       if (rank == 0) make_writer("");
       return json(shared ? shared->shared_folder() : "");
     });
@@ -366,6 +458,7 @@ Report run_shared(const Job& job, const RunOptions& opts) {
       if (rank > 0) make_writer(folder[0].get<std::string>());
       return json();
     });
+    folder_path = folder[0].get<std::string>();
 
     // 4. Every rank writes its share and completes its part (nothing visible yet).
     parts = agree(c, cancel, [&] {
@@ -373,9 +466,19 @@ Report run_shared(const Job& job, const RunOptions& opts) {
       if (writer) {
         FaultInjector faults(*writer, rank, out.path);
         ExecOptions eo = exec_options(job, opts);
+        if (!job.threads) eo.threads = rank_threads();
+        std::error_code ec;
+        const bool folder = !folder_path.empty() && std::filesystem::is_directory(folder_path, ec);
+        PeerWatch watch(cancel, folder ? folder_path + "/.ckb-failed" : "");  // one shared file: no marker
+        eo.cancel = watch.token();
         eo.writer = &faults;
         eo.owned = &owned;
-        res = execute(target, fmt, out.path, p.write_options, eo);
+        try {
+          res = execute(target, fmt, out.path, p.write_options, eo);
+        } catch (...) {
+          watch.on_failure(rank);
+          throw;
+        }
       } else {
         for (const auto& [n, t] : tensors) res.names.push_back(n);
       }

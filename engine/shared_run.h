@@ -12,7 +12,12 @@
 // succeeded. Any rank failing makes every rank throw (the failing rank its own error, the
 // others an error of the same kind naming the rank and its message), so no output becomes
 // visible and every writer's destructor removes its temporaries; rank 0's removes the
-// folder once the others have left it.
+// folder once the others have left it. A rank whose writing fails also leaves a marker file
+// in the shared folder, which the others poll for (every 50 ms) while they write: they stop
+// within about a chunk instead of finishing their share first.
+//
+// Threads: a job that leaves them open (Job::threads = 0) uses, per rank, the CPUs mpirun bound
+// the rank to, or else the host's CPUs divided between the ranks on that host.
 //
 // Report: rank 0's holds the whole run: every tensor's stats and casts from the rank that
 // wrote it, the summary over all ranks, the ledger gathered from the per-rank ledgers (each

@@ -3,10 +3,10 @@
 
 namespace ckb {
 
-const CooperativeFormat* cooperative_format(const Format& fmt, const WriteOptions& wo) {
+const CooperativeFormat* cooperative_format(const Format& fmt, const WriteOptions&) {
   static const CooperativeFormat safetensors{safetensors_shard_groups, make_cooperative_safetensors_writer};
   static const CooperativeFormat orbax{nullptr, make_cooperative_orbax_writer};
-  if (fmt.name == "safetensors" && option_size(wo.options, "shard-size").value_or(0) > 0) return &safetensors;
+  if (fmt.name == "safetensors") return &safetensors;
   if (fmt.name == "orbax") return &orbax;
   return nullptr;
 }

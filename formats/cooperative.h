@@ -1,12 +1,13 @@
 // Outputs written by several processes together (an MPI launch, engine/shared_run.h), in the
 // formats' own multi-writer forms: sharded safetensors (each process writes whole shards;
-// the index last) and Orbax (each process its own `ocdbt.process_<rank>/` database, or its
+// the index last), one safetensors file (each process writes its tensors' byte ranges into
+// rank 0's temporary file, whose header rank 0 wrote) and Orbax (each process its own `ocdbt.process_<rank>/` database, or its
 // arrays' directories; the metadata and commit marker last).
 //
 // Protocol, driven by the engine (every step a collective agreement between the ranks):
 //  1. every rank computes the same groups() from the same layout and the same ownership;
-//  2. rank 0 makes its writer and begin()s it: it creates the one temporary folder of the
-//     output (io/output.h AtomicDir), whose path (shared_folder()) is sent to the others;
+//  2. rank 0 makes its writer and begin()s it: it creates the one temporary folder (or file)
+//     of the output (io/output.h), whose path (shared_folder()) is sent to the others;
 //  3. the other ranks make theirs with Cooperation::folder = that path and begin();
 //  4. every rank writes the slots it owns (only those) and commit()s: its part is complete
 //     and durable inside the shared folder under its final names; nothing is visible yet;
@@ -34,7 +35,7 @@ struct Cooperation {
 
 class CooperativeWriter : public Writer {
  public:
-  // Rank 0 after begin(): the temporary folder the output is built in.
+  // Rank 0 after begin(): the temporary folder (or file) the output is built in.
   virtual std::string shared_folder() const = 0;
   // Rank 0, after every rank's commit(): completes and publishes the output.
   virtual void publish() = 0;

@@ -154,14 +154,35 @@ TEST_P(SharedSafetensors, AKilledRankLeavesNoVisibleOutput) {
   }
 }
 
-TEST_P(SharedSafetensors, ASingleFileIsWrittenByRankZeroAlone) {
+TEST_P(SharedSafetensors, OneSafetensorsFileIsWrittenByEveryRank) {
   const int np = GetParam();
   TempDir d;
   ASSERT_EQ(run_cli("convert " + kSharedSource + " " + d / "one.safetensors -q").exit_code, 0);
-  auto r = run_mpi(np, "convert " + kSharedSource + " " + d / "many.safetensors --report " + d / "r.json");
+  auto r = run_mpi(np, "convert " + kSharedSource + " " + d / "many.safetensors -q --report " + d / "r.json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(read_file(d / "one.safetensors") == read_file(d / "many.safetensors"));
-  EXPECT_NE(r.err.find("note: safetensors output is one file, written by one process: rank 0 wrote it alone"), std::string::npos)
+  const auto rep = load_json(d / "r.json");
+  std::uint64_t bytes = 0;
+  for (const auto& x : rep["ranks"]["per_rank"]) {
+    EXPECT_GT(x["bytes"].get<std::uint64_t>(), 0u) << x.dump();
+    bytes += x["bytes"].get<std::uint64_t>();
+  }
+  EXPECT_EQ(bytes, 727840u);
+  // A failing rank: rank 0's temporary file is removed, nothing is published.
+  r = run_mpi(np, "convert " + kSharedSource + " " + d / "failed.safetensors", {{"CKB_TEST_FAIL_RANK", std::to_string(np - 1)}});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_EQ(entries_of(d.path()), (std::vector<std::string>{"many.safetensors", "one.safetensors", "r.json"}));
+}
+
+TEST_P(SharedSafetensors, ASingleFileOfOtherFormatsIsWrittenByRankZeroAlone) {
+  const int np = GetParam();
+  TempDir d;
+  // (a .pt archive's folder is named after the file: the same name in two folders)
+  ASSERT_EQ(run_cli("convert " + kSharedSource + " " + d / "one/model.pt -q").exit_code, 0);
+  auto r = run_mpi(np, "convert " + kSharedSource + " " + d / "many/model.pt --report " + d / "r.json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(read_file(d / "one/model.pt") == read_file(d / "many/model.pt"));
+  EXPECT_NE(r.err.find("note: torch output is one file, written by one process: rank 0 wrote it alone"), std::string::npos)
       << r.err;
   const auto rep = load_json(d / "r.json");
   EXPECT_EQ(rep["ranks"]["per_rank"][0]["bytes"], 727840);

@@ -10,6 +10,7 @@
 #include "formats/safetensors/safetensors.h"
 #include "io/file.h"
 #include "io/output.h"
+#include "io/shared_file.h"
 
 namespace ckb::safetensors {
 namespace {
@@ -27,6 +28,7 @@ struct Shard {
   std::vector<std::size_t> slots;
   std::string header;  // 8-byte length + padded JSON
   std::unique_ptr<AtomicFile> file;
+  std::unique_ptr<SharedFilePart> part;  // one file written by several processes: rank 0's temporary
 };
 
 // The shard of every tensor (in order): filled greedily in tree order up to "shard-size";
@@ -56,8 +58,10 @@ std::vector<std::pair<std::string, TensorInfo>> tensor_infos(const Node& layout)
   return tensors;
 }
 
-// One writer, alone or as one process of several (formats/cooperative.h): then it writes only
-// the shards holding its slots, rank 0 makes the folder, and publish() is separate.
+// One writer, alone or as one process of several (formats/cooperative.h): then, sharded, it
+// writes only the shards holding its slots into the folder rank 0 made; unsharded, every
+// process writes its tensors into the one file rank 0 made (its header and size fixed by rank
+// 0); publish() (rank 0) is separate.
 class SafetensorsWriter final : public CooperativeWriter {
  public:
   SafetensorsWriter(std::string path, WriteOptions opts, std::optional<Cooperation> co = std::nullopt)
@@ -89,6 +93,8 @@ class SafetensorsWriter final : public CooperativeWriter {
     }
     if (groups.empty()) groups.emplace_back();
     slots_.resize(tensors.size());
+    // Several processes and one file: rank 0 makes it, the others write their tensors into it.
+    one_shared_file_ = cooperative_ && !sharded;
     if (sharded && co_.rank == 0) {
       dir_ = std::make_unique<AtomicDir>(path_);
     }
@@ -123,7 +129,9 @@ class SafetensorsWriter final : public CooperativeWriter {
       sh.header.assign(reinterpret_cast<const char*>(&n), 8);
       sh.header += json;
       for (auto i : sh.slots) slots_[i].file_offset += sh.header.size();
-      if (owns(sh.slots)) {
+      if (one_shared_file_ && co_.rank > 0) {
+        sh.part = std::make_unique<SharedFilePart>(co_.folder);
+      } else if (owns(sh.slots) || one_shared_file_) {
         sh.file = std::make_unique<AtomicFile>(sharded ? folder + "/" + sh.file_name : path_);
         sh.file->truncate(sh.header.size() + off);
         sh.file->pwrite(0, sh.header);
@@ -140,9 +148,10 @@ class SafetensorsWriter final : public CooperativeWriter {
     const Slot& s = slots_.at(slot);
     if (offset > s.nbytes || data.size() > s.nbytes - offset)
       throw MappingError(path_, "write past the end of tensor slot " + std::to_string(slot));
-    const auto& file = shards_[s.shard].file;
-    if (!file) throw MappingError(path_, "tensor slot " + std::to_string(slot) + " is written by another process");
-    file->pwrite(s.file_offset + offset, data);
+    const Shard& sh = shards_[s.shard];
+    if (sh.file) sh.file->pwrite(s.file_offset + offset, data);
+    else if (sh.part) sh.part->pwrite(s.file_offset + offset, data);
+    else throw MappingError(path_, "tensor slot " + std::to_string(slot) + " is written by another process");
   }
 
   bool prefers_file_order() const override { return is_remote_path(path_); }
@@ -152,14 +161,21 @@ class SafetensorsWriter final : public CooperativeWriter {
   }
 
   void commit() override {
-    for (auto& sh : shards_)
-      if (sh.file) sh.file->commit();  // inside the temp dir when sharded
+    for (auto& sh : shards_) {
+      if (sh.part) sh.part->finish();
+      else if (sh.file && !one_shared_file_) sh.file->commit();  // inside the temp dir when sharded
+    }
     if (!cooperative_) publish();
   }
 
-  std::string shared_folder() const override { return dir_ ? dir_->path() : ""; }
+  // Rank 0's temporary folder (sharded) or file (one file).
+  std::string shared_folder() const override {
+    if (dir_) return dir_->path();
+    return one_shared_file_ && !shards_.empty() && shards_[0].file ? shards_[0].file->temp_path() : "";
+  }
 
   void publish() override {
+    if (one_shared_file_) shards_[0].file->commit();
     if (dir_) {
       if (!index_.empty()) write_small_file(dir_->path() + "/" + kIndexName, index_);
       dir_->commit();
@@ -176,6 +192,7 @@ class SafetensorsWriter final : public CooperativeWriter {
   WriteOptions opts_;
   bool cooperative_;
   Cooperation co_;
+  bool one_shared_file_ = false;
   std::vector<Slot> slots_;
   std::vector<Shard> shards_;
   std::unique_ptr<AtomicDir> dir_;
@@ -193,7 +210,10 @@ std::unique_ptr<Writer> make_writer(const std::string& path, const WriteOptions&
 namespace ckb {
 
 std::vector<std::size_t> safetensors_shard_groups(const Node& layout, const WriteOptions& wo) {
-  return safetensors::shard_plan(safetensors::tensor_infos(layout), wo);
+  auto groups = safetensors::shard_plan(safetensors::tensor_infos(layout), wo);
+  if (option_size(wo.options, "shard-size").value_or(0) == 0)  // one file: any tensor to any process
+    for (std::size_t i = 0; i < groups.size(); ++i) groups[i] = i;
+  return groups;
 }
 
 std::unique_ptr<CooperativeWriter> make_cooperative_safetensors_writer(const std::string& path, const WriteOptions& wo,
