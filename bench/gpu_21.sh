@@ -10,7 +10,8 @@ OUT=${OUT:-/tmp/gpu21}
 W=${W:-/tmp/pi0}
 CK=$W/ckpt
 T="python3 $ROOT/bench/pi0/timed.py"
-MPIRUN="mpirun --oversubscribe --bind-to none"
+MPIRUN="mpirun --oversubscribe --bind-to none -x PMIX_MCA_pcompress_base_silence_warning=1"
+export PMIX_MCA_pcompress_base_silence_warning=1
 mkdir -p "$OUT" "$W"
 for phase in "$@"; do
   echo "### phase $phase ($(date -u +%T))"
@@ -25,6 +26,9 @@ for phase in "$@"; do
     $T raw_read_params --cold -- sh -c "find '$CK/1000/params' -type f -exec cat {} + > /dev/null"
     ;;
   scale)
+    rm -rf "$W/mpi_pt"
+    $T openpi_merged_f32_single_process --cold -- ckptbridge convert -q "$CK/1000/params" "$W/mpi_pt" --recipe openpi \
+      --shard-size 1GB --report "$OUT/scale_single.json"
     for n in 1 2 4 8; do
       rm -rf "$W/mpi_pt"
       $T "openpi_merged_f32_np$n" --cold -- $MPIRUN -np $n ckptbridge convert -q "$CK/1000/params" "$W/mpi_pt" \
@@ -33,8 +37,10 @@ for phase in "$@"; do
 import json, sys
 r = json.load(open(sys.argv[1]))
 ranks = r.get("ranks") or {}
-rows = ranks.get("ranks", ranks) if isinstance(ranks, dict) else ranks
-print("  report ranks:", json.dumps(ranks)[:1500])
+s = r["summary"]
+print(f"  engine {s['seconds']:.2f} s, {s['bytes']} bytes, window {s['peak_window_bytes'] >> 20} MiB; per rank (s, MB/s, GB):",
+      " ".join(f"{p['seconds']:.1f}/{p['bytes_per_second'] / 1e6:.0f}/{p['bytes'] / 1e9:.2f}" for p in ranks.get("per_rank", [])),
+      "slowest", ranks.get("slowest"))
 PY
     done
     echo "output bytes $(du -sb "$W/mpi_pt" | cut -f1)"
