@@ -113,8 +113,14 @@ std::uint64_t ZarrArray::sequential_resident_bytes() const { return band_ ? 0 : 
 bool ZarrArray::read_streaming(std::uint64_t offset, std::span<std::byte> out) const {
   std::lock_guard lk(stream_mu_);
   const bool continues = band_open_ && offset == stream_pos_;
-  if (!continues && offset % band_ != 0) return false;
-  if (!continues) {
+  // Forward in the open band: the streams decode and drop the bytes in between (a reader that
+  // skips tensors, such as an MPI rank owning some layers of a stacked array). Backward into
+  // the middle of a band would decode it again from the start: such reads use the chunk cache.
+  const bool forward = band_open_ && offset > stream_pos_ && offset < band_end_;
+  if (!continues && !forward && band_open_ && offset < stream_pos_ && offset % band_ != 0) return false;
+  if (forward) {
+    stream_pos_ = offset;
+  } else if (!continues) {
     streams_.clear();
     band_open_ = false;
     stream_pos_ = offset;
