@@ -53,25 +53,7 @@ for phase in "$@"; do
     echo "sizes: ours $(du -sb "$W/ours_orbax" | cut -f1) orbax $(du -sb "$W/py_orbax" | cut -f1)"
     ckptbridge convert -q "$W/ours_orbax" "$W/back.safetensors" && ckptbridge diff "$W/stacked.safetensors" "$W/back.safetensors" > /dev/null \
       && echo "ours_orbax reads back bit-identical (ckptbridge diff)"
-    JAX_PLATFORMS=cpu python3 - "$W/ours_orbax" "$W/stacked.safetensors" <<'PY'
-import sys, json, struct, numpy as np, orbax.checkpoint as ocp
-r = ocp.PyTreeCheckpointer().restore(sys.argv[1])
-flat = {}
-def walk(p, v):
-    if isinstance(v, dict):
-        for k, x in v.items(): walk(p + [k], x)
-    else: flat[".".join(p)] = v
-walk([], r)
-bad = 0
-with open(sys.argv[2], "rb") as f:
-    n = struct.unpack("<Q", f.read(8))[0]; h = json.loads(f.read(n)); base = 8 + n
-    for k, m in h.items():
-        if k == "__metadata__": continue
-        a, b = m["data_offsets"]; f.seek(base + a); raw = f.read(b - a)
-        got = np.asarray(flat[k.replace("/", ".")]).tobytes()
-        bad += got != raw
-print(f"Orbax restored our output: {len(flat)} arrays, {bad} differ from the safetensors bytes")
-PY
+    JAX_PLATFORMS=cpu python3 "$ROOT/bench/python/orbax_matches_safetensors.py" "$W/ours_orbax" "$W/stacked.safetensors" "our output"
     rm -rf "$W/ours_orbax" "$W/py_orbax" "$W/back.safetensors"
     ;;
   verify)

@@ -53,24 +53,7 @@ PY
     rm -rf "$W/mpi_orbax"
     $T orbax_np4 --cold -- $MPIRUN -np 4 ckptbridge convert -q "$W/stacked.safetensors" "$W/mpi_orbax" --to orbax
     ls "$W/mpi_orbax"
-    JAX_PLATFORMS=cpu python3 - "$W/mpi_orbax" "$W/stacked.safetensors" <<'PY'
-import sys, json, struct, numpy as np, orbax.checkpoint as ocp
-r = ocp.PyTreeCheckpointer().restore(sys.argv[1])
-flat = {}
-def walk(p, v):
-    if isinstance(v, dict):
-        for k, x in v.items(): walk(p + [k], x)
-    else: flat[".".join(p)] = v
-walk([], r)
-bad = 0
-with open(sys.argv[2], "rb") as f:
-    n = struct.unpack("<Q", f.read(8))[0]; h = json.loads(f.read(n)); base = 8 + n
-    for k, m in h.items():
-        if k == "__metadata__": continue
-        a, b = m["data_offsets"]; f.seek(base + a); raw = f.read(b - a)
-        bad += np.asarray(flat[k.replace("/", ".")]).tobytes() != raw
-print(f"Orbax restored the 4-rank output: {len(flat)} arrays, {bad} differ from the safetensors bytes")
-PY
+    JAX_PLATFORMS=cpu python3 "$ROOT/bench/python/orbax_matches_safetensors.py" "$W/mpi_orbax" "$W/stacked.safetensors" "the 4-rank output"
     rm -rf "$W/mpi_orbax"
     ;;
   *) echo "unknown phase $phase" >&2; exit 2 ;;

@@ -122,25 +122,29 @@ void AtomicFile::pwrite(std::uint64_t offset, std::span<const std::byte> data) {
   }
 }
 
-void AtomicFile::buffered_write(std::uint64_t offset, std::span<const std::byte> data) {
+void pwrite_all(int fd, std::uint64_t offset, std::span<const std::byte> data, const std::string& path) {
   const std::byte* p = data.data();
   std::size_t left = data.size();
   while (left > 0) {
-    ssize_t n = ::pwrite(fd_, p, left, static_cast<off_t>(offset));
+    ssize_t n = ::pwrite(fd, p, left, static_cast<off_t>(offset));
     if (n < 0) {
       if (errno == EINTR) continue;
-      throw_errno(final_, "write failed at offset " + std::to_string(offset));
+      throw_errno(path, "write failed at offset " + std::to_string(offset));
     }
-    if (n == 0) throw IoError(final_, "write returned 0 bytes");
+    if (n == 0) throw IoError(path, "write returned 0 bytes");
     p += n;
     left -= static_cast<std::size_t>(n);
     offset += static_cast<std::uint64_t>(n);
   }
+}
+
+void AtomicFile::buffered_write(std::uint64_t offset, std::span<const std::byte> data) {
+  pwrite_all(fd_, offset, data, final_);
   // Start writing a large piece to disk now (asynchronously): on a machine with a lot of RAM
   // the kernel would otherwise keep gigabytes dirty until commit()'s fsync and only then
   // write them, after the conversion's compute instead of during it.
   if (data.size() >= kWritebackBytes)
-    ::sync_file_range(fd_, static_cast<off_t>(offset - data.size()), static_cast<off_t>(data.size()),
+    ::sync_file_range(fd_, static_cast<off_t>(offset), static_cast<off_t>(data.size()),
                       SYNC_FILE_RANGE_WRITE);
 }
 

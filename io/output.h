@@ -80,6 +80,10 @@ class AtomicDir {
   bool committed_ = false;
 };
 
+// pwrite(2) of all of `data` at `offset` (retrying short writes and EINTR); IoError naming
+// `path` and the offset on failure.
+void pwrite_all(int fd, std::uint64_t offset, std::span<const std::byte> data, const std::string& path);
+
 // Writes a small file completely (inside an AtomicDir, or standalone via AtomicFile).
 void write_small_file(const std::string& path, std::string_view content);
 void make_dirs(const std::string& path);

@@ -7,6 +7,7 @@
 #include <cerrno>
 
 #include "core/errors.h"
+#include "io/output.h"
 
 namespace ckb {
 
@@ -19,21 +20,7 @@ SharedFilePart::~SharedFilePart() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-void SharedFilePart::pwrite(std::uint64_t offset, std::span<const std::byte> data) {
-  const std::byte* p = data.data();
-  std::size_t left = data.size();
-  while (left > 0) {
-    const ssize_t n = ::pwrite(fd_, p, left, static_cast<off_t>(offset));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw_errno(path_, "write failed at offset " + std::to_string(offset));
-    }
-    if (n == 0) throw IoError(path_, "write returned 0 bytes");
-    p += n;
-    left -= static_cast<std::size_t>(n);
-    offset += static_cast<std::uint64_t>(n);
-  }
-}
+void SharedFilePart::pwrite(std::uint64_t offset, std::span<const std::byte> data) { pwrite_all(fd_, offset, data, path_); }
 
 void SharedFilePart::finish() {
   if (fd_ < 0) return;
