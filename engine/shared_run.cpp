@@ -21,6 +21,7 @@
 #include "engine/partition.h"
 #include "engine/planned.h"
 #include "formats/cooperative.h"
+#include "io/file.h"
 #include "io/output.h"
 
 namespace ckb::engine {
@@ -394,6 +395,12 @@ Report run_shared(const Job& job, const RunOptions& opts) {
     planned = make_plan(job);
     planned->report.dry_run = false;
     if (!planned->output) throw UsageError("no output path given");
+    // Object storage has no shared temporary folder to publish with one rename: each rank's
+    // objects would become visible on their own, and rank 0's publish would not know them.
+    if (is_remote_path(planned->output->path))
+      throw UsageError("writing to object storage (" + planned->output->path + ") from " + std::to_string(ranks) +
+                       " processes is not supported: write it from one process, or to a shared filesystem "
+                       "(reading from object storage under MPI works)");
     if (opts.on_plan) opts.on_plan(planned->report);
     planned->plan.check();
     if (cancel) cancel->throw_if_cancelled();
