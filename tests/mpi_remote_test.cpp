@@ -13,7 +13,7 @@
 #include "test_util.h"
 
 namespace ckb {
-namespace {
+namespace mpi_remote_test {
 
 std::map<std::string, std::string> s3_env() {
   return {{"AWS_ACCESS_KEY_ID", "CKBTESTKEY"}, {"AWS_SECRET_ACCESS_KEY", "'ckb-test-secret/+='"},
@@ -68,5 +68,5 @@ TEST_P(MpiRemote, WritingToS3FromSeveralProcessesIsRefusedBeforeAnythingIsWritte
 
 INSTANTIATE_TEST_SUITE_P(Ranks, MpiRemote, ::testing::Values(2, 4));
 
-}  // namespace
+}  // namespace mpi_remote_test
 }  // namespace ckb

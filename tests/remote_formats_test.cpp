@@ -20,7 +20,7 @@
 #include "test_util.h"
 
 namespace ckb {
-namespace {
+namespace remote_formats_test {
 
 using test::run_cli;
 
@@ -274,11 +274,11 @@ TEST_F(RemoteFormats, HttpsIsReadOnlyAndRefusesToWrite) {
   EXPECT_NE(r.err.find("read-only"), std::string::npos) << r.err;
 }
 
-}  // namespace
+}  // namespace remote_formats_test
 }  // namespace ckb
 
 namespace ckb {
-namespace {
+namespace remote_formats_test {
 
 // The Python package takes URLs where it takes paths (the environment says where the S3
 // server is, as it would for boto3).
@@ -307,11 +307,11 @@ TEST_F(RemoteFormats, PythonPackageReadsAndWritesUrls) {
   EXPECT_TRUE(store_->stat("python/model.pt").has_value());
 }
 
-}  // namespace
+}  // namespace remote_formats_test
 }  // namespace ckb
 
 namespace ckb {
-namespace {
+namespace remote_formats_test {
 
 // Bare zarr (read-only in ckptbridge) from S3: every stored file uploaded as an object, read
 // through the remote store exactly as from disk (listing by prefix, chunks by GET).
@@ -328,5 +328,5 @@ TEST_F(RemoteFormats, BareZarrReadsFromS3AsFromDisk) {
   }
 }
 
-}  // namespace
+}  // namespace remote_formats_test
 }  // namespace ckb
