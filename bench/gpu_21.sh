@@ -48,6 +48,28 @@ PY
     $T durable_write_output_bytes -- sh -c "cat $W/mpi_pt/*.safetensors | dd of=$W/copy.bin bs=16M conv=fsync status=none"
     rm -f "$W/copy.bin"
     ;;
+  s3scale)
+    # The same job read from a local S3 server (bench/python/mini_s3.py over the checkpoint's
+    # folder: ranged GETs with sendfile, one thread per connection) instead of the disk.
+    python3 "$ROOT/bench/python/mini_s3.py" "$CK" bench > "$OUT/mini_s3.log" 2>&1 &
+    SRV=$!
+    sleep 1
+    export AWS_ENDPOINT_URL="http://127.0.0.1:$(awk '{print $2; exit}' "$OUT/mini_s3.log")" AWS_REGION=us-east-1
+    for n in 1 2 4 8; do
+      rm -rf "$W/mpi_pt"
+      $T "s3_openpi_merged_f32_np$n" --cold -- $MPIRUN -np $n -x AWS_ENDPOINT_URL -x AWS_REGION ckptbridge convert -q \
+        s3://bench/1000/params "$W/mpi_pt" --recipe openpi --shard-size 1GB --report "$OUT/s3scale_np$n.json"
+      python3 - "$OUT/s3scale_np$n.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+ranks = r.get("ranks") or {}
+s = r["summary"]
+print(f"  engine {s['seconds']:.2f} s; per rank (s, MB/s, GB):",
+      " ".join(f"{p['seconds']:.1f}/{p['bytes_per_second'] / 1e6:.0f}/{p['bytes'] / 1e9:.2f}" for p in ranks.get("per_rank", [])))
+PY
+    done
+    kill $SRV
+    ;;
   orbax4)
     [ -f "$W/stacked.safetensors" ] || ckptbridge convert -q "$CK/1000/params" "$W/stacked.safetensors"
     rm -rf "$W/mpi_orbax"
