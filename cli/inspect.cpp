@@ -64,7 +64,8 @@ int run(const InspectCmd& o) {
   if (o.verbose) {
     const auto t = engine::remote_transfer();
     std::cerr << "remote: " << t.requests << " request" << (t.requests == 1 ? "" : "s") << ", " << t.bytes_read
-              << " bytes fetched, " << t.retries << " retr" << (t.retries == 1 ? "y" : "ies") << "\n";
+              << " bytes fetched (at most " << t.largest_response << " in one response), " << t.retries << " retr"
+              << (t.retries == 1 ? "y" : "ies") << "\n";
   }
 
   if (o.json) {

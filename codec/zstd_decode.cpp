@@ -88,8 +88,11 @@ Bytes zstd_decode(std::span<const std::byte> in, std::uint64_t limit, bool exact
 
 struct ZstdStream::State {
   std::unique_ptr<ZSTD_DCtx, DctxFree> dctx;
-  ZSTD_inBuffer in;
-  std::size_t ret = 1;  // 0 once the frame is complete
+  ZSTD_inBuffer in;           // the current piece of the frame
+  std::uint64_t base = 0;     // its offset in the frame
+  std::uint64_t in_size = 0;  // the frame's size
+  Input input;                // null: the whole frame is `in`
+  std::size_t ret = 1;        // 0 once the frame is complete
 };
 
 ZstdStream::ZstdStream(std::span<const std::byte> in, std::uint64_t total, std::string path, std::uint64_t offset,
@@ -98,13 +101,39 @@ ZstdStream::ZstdStream(std::span<const std::byte> in, std::uint64_t total, std::
   checked_content_size(in, total, true, [&](const std::string& m) { return fail(m); });
   s_->dctx = new_dctx();
   s_->in = {in.data(), in.size(), 0};
+  s_->in_size = in.size();
+}
+
+ZstdStream::ZstdStream(std::uint64_t in_size, Input input, std::uint64_t total, std::string path,
+                       std::uint64_t offset, std::string what)
+    : s_(std::make_unique<State>()), total_(total), path_(std::move(path)), offset_(offset), what_(std::move(what)) {
+  s_->in_size = in_size;
+  std::span<const std::byte> first;
+  if (in_size > 0) {
+    first = input(0);
+    if (first.empty() || first.size() > in_size) throw fail("input piece out of range");
+  }
+  checked_content_size(first, total, true, [&](const std::string& m) { return fail(m); });
+  s_->dctx = new_dctx();
+  s_->in = {first.data(), first.size(), 0};
+  s_->input = std::move(input);
 }
 
 ZstdStream::~ZstdStream() = default;
 
 FormatError ZstdStream::fail(const std::string& msg) const { return FormatError(path_, what_ + ": " + msg, offset_); }
 
-std::uint64_t ZstdStream::consumed() const { return s_->in.pos; }
+std::uint64_t ZstdStream::consumed() const { return s_->base + s_->in.pos; }
+
+bool ZstdStream::more_input() {
+  const std::uint64_t next = s_->base + s_->in.size;
+  if (!s_->input || s_->in.pos < s_->in.size || next >= s_->in_size) return false;
+  auto piece = s_->input(next);
+  if (piece.empty() || piece.size() > s_->in_size - next) throw fail("input piece out of range");
+  s_->base = next;
+  s_->in = {piece.data(), piece.size(), 0};
+  return true;
+}
 
 void ZstdStream::read(std::span<std::byte> out) {
   if (out.size() > total_ - produced_) throw fail("read past the " + std::to_string(total_) + " decoded bytes");
@@ -113,10 +142,11 @@ void ZstdStream::read(std::span<std::byte> out) {
     if (s_->ret == 0)
       throw fail("zstd frame ends after " + std::to_string(produced_ + ob.pos) + " decoded bytes, expected " +
                  std::to_string(total_));
+    if (s_->in.pos == s_->in.size) more_input();
     const std::size_t before = s_->in.pos, had = ob.pos;
     s_->ret = ZSTD_decompressStream(s_->dctx.get(), &ob, &s_->in);
     if (ZSTD_isError(s_->ret)) throw fail(std::string("corrupt zstd data: ") + ZSTD_getErrorName(s_->ret));
-    if (s_->ret != 0 && s_->in.pos == s_->in.size && s_->in.pos == before && ob.pos == had)
+    if (s_->ret != 0 && s_->in.pos == s_->in.size && s_->in.pos == before && ob.pos == had && !more_input())
       throw fail("zstd frame truncated");
   }
   produced_ += out.size();
@@ -129,15 +159,17 @@ void ZstdStream::finish() {
   // without producing anything.
   std::byte extra[1];
   while (s_->ret != 0) {
+    if (s_->in.pos == s_->in.size) more_input();
     ZSTD_outBuffer ob{extra, sizeof extra, 0};
     const std::size_t before = s_->in.pos;
     s_->ret = ZSTD_decompressStream(s_->dctx.get(), &ob, &s_->in);
     if (ZSTD_isError(s_->ret)) throw fail(std::string("corrupt zstd data: ") + ZSTD_getErrorName(s_->ret));
     if (ob.pos) throw fail("zstd data decodes to more than the " + std::to_string(total_) + " bytes expected");
-    if (s_->ret != 0 && s_->in.pos == s_->in.size && s_->in.pos == before) throw fail("zstd frame truncated");
+    if (s_->ret != 0 && s_->in.pos == s_->in.size && s_->in.pos == before && !more_input())
+      throw fail("zstd frame truncated");
   }
-  if (s_->in.pos != s_->in.size)
-    throw fail(std::to_string(s_->in.size - s_->in.pos) + " trailing bytes after the zstd frame");
+  if (consumed() != s_->in_size)
+    throw fail(std::to_string(s_->in_size - consumed()) + " trailing bytes after the zstd frame");
 }
 
 }  // namespace ckb

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -26,9 +27,17 @@ Bytes zstd_decode(std::span<const std::byte> in, std::uint64_t limit, bool exact
 // materialised. The checks are zstd_decode's with exact = true: a frame declaring another
 // size is refused at construction, one producing more or fewer bytes, or followed by
 // trailing bytes, fails in read() or finish().
+// The frame comes either as one span or from an Input that hands it out piece by piece (a
+// frame in object storage, fetched a window at a time).
 class ZstdStream {
  public:
+  // Called with the number of frame bytes consumed so far (< the frame's size); returns the
+  // next bytes of the frame: at least one, at most the rest, valid until the next call. The
+  // first call must return at least min(frame size, 18) bytes (the frame header).
+  using Input = std::function<std::span<const std::byte>(std::uint64_t at)>;
   ZstdStream(std::span<const std::byte> in, std::uint64_t total, std::string path, std::uint64_t offset,
+             std::string what);
+  ZstdStream(std::uint64_t in_size, Input input, std::uint64_t total, std::string path, std::uint64_t offset,
              std::string what);
   ~ZstdStream();
   ZstdStream(const ZstdStream&) = delete;
@@ -42,6 +51,7 @@ class ZstdStream {
 
  private:
   FormatError fail(const std::string& msg) const;
+  bool more_input();  // moves to the next piece of an Input; false at the frame's end
   struct State;
   std::unique_ptr<State> s_;
   std::uint64_t total_, produced_ = 0;

@@ -278,6 +278,7 @@ void configure_remote(const RemoteConfig& config);
 // What this process has moved to and from object storage so far.
 struct RemoteTransfer {
   std::uint64_t requests = 0, bytes_read = 0, bytes_written = 0, retries = 0;
+  std::uint64_t largest_response = 0;  // the most bytes one response carried
 };
 RemoteTransfer remote_transfer();
 

@@ -20,7 +20,7 @@ void configure_remote(const RemoteConfig& config) {
 
 RemoteTransfer remote_transfer() {
   const remote::TransferStats s = remote::transfer_stats();
-  return {s.requests, s.bytes_read, s.bytes_written, s.retries};
+  return {s.requests, s.bytes_read, s.bytes_written, s.retries, s.largest_response};
 }
 
 }  // namespace ckb::engine

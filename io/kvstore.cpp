@@ -15,17 +15,40 @@ DirectoryKvStore::DirectoryKvStore(std::string root) : root_(std::move(root)) {
 
 std::vector<std::string> DirectoryKvStore::list() const { return list_files_recursive(root_); }
 
-std::optional<KvValue> DirectoryKvStore::get(const std::string& key) const {
-  if (key.empty() || key.front() == '/') throw FormatError(root_, "invalid key '" + key + "'");
+namespace {
+// The path of `key` under `root`; keys with "." / ".." components or a leading '/' refused.
+std::string key_path(const std::string& root, const std::string& key) {
+  if (key.empty() || key.front() == '/') throw FormatError(root, "invalid key '" + key + "'");
   std::size_t start = 0;
   while (start <= key.size()) {
     std::size_t end = key.find('/', start);
     if (end == std::string::npos) end = key.size();
     std::string_view part(key.data() + start, end - start);
-    if (part == "." || part == "..") throw FormatError(root_, "invalid key '" + key + "'");
+    if (part == "." || part == "..") throw FormatError(root, "invalid key '" + key + "'");
     start = end + 1;
   }
-  std::string path = root_ + "/" + key;
+  return root + "/" + key;
+}
+}  // namespace
+
+std::optional<KvValue> DirectoryKvStore::get_streamed(const std::string& key) const {
+  std::string path = key_path(root_, key);
+  if (!is_remote_path(path)) return get(key);
+  // One HEAD; the bytes are fetched by the consumer as it reads.
+  auto loc = remote::open_remote(path);
+  if (!loc.store->stat(loc.key)) return std::nullopt;
+  auto file = MappedFile::open(path);
+  KvValue v;
+  v.file = path;
+  v.mapped = file;
+  v.keepalive = file;
+  v.deferred = true;
+  v.deferred_size = file->size();
+  return v;
+}
+
+std::optional<KvValue> DirectoryKvStore::get(const std::string& key) const {
+  std::string path = key_path(root_, key);
   if (is_remote_path(path)) {
     // One GET: the whole value into its own buffer (absent: nullopt).
     auto loc = remote::open_remote(path);

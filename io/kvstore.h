@@ -32,7 +32,13 @@ struct KvValue {
   // value (decoded a chunk) drops its pages so a streaming conversion's RSS does not grow
   // with the input.
   std::shared_ptr<const MappedFile> mapped;
+  // A value not fetched yet (get_streamed() of a store in object storage): `bytes` is empty
+  // and the value is [offset, offset + deferred_size) of `mapped`, read front to back with
+  // io/sequential_read.h by its consumer.
+  bool deferred = false;
+  std::uint64_t deferred_size = 0;
 
+  std::uint64_t size() const { return deferred ? deferred_size : bytes.size(); }
   std::string_view text() const { return {reinterpret_cast<const char*>(bytes.data()), bytes.size()}; }
 };
 
@@ -41,6 +47,10 @@ class KvStore {
   virtual ~KvStore() = default;
   virtual std::vector<std::string> list() const = 0;
   virtual std::optional<KvValue> get(const std::string& key) const = 0;
+  // As get(), for a consumer that reads the value once, front to back, and handles deferred
+  // values (a streamed zarr chunk): a store in object storage answers with a deferred value
+  // instead of fetching it whole, so a multi-GB chunk never has to be in memory. Default: get().
+  virtual std::optional<KvValue> get_streamed(const std::string& key) const { return get(key); }
   // The store's location ("/ckpt/item" or "/ckpt/item (ocdbt)"), for messages.
   virtual std::string describe() const = 0;
   // Where `key` lives or would live, for messages ("/ckpt/item/w/0.0").
@@ -56,6 +66,7 @@ class DirectoryKvStore final : public KvStore {
   explicit DirectoryKvStore(std::string root);
   std::vector<std::string> list() const override;
   std::optional<KvValue> get(const std::string& key) const override;
+  std::optional<KvValue> get_streamed(const std::string& key) const override;
   std::string describe() const override { return root_; }
   std::string locate(const std::string& key) const override { return root_ + "/" + key; }
   const std::string& root() const { return root_; }

@@ -217,6 +217,41 @@ TEST_F(RemoteFormats, InspectS3OrbaxReadsNoChunkData) {
   EXPECT_TRUE(store_->stat("orbax-inspect/ckpt/commit_success.txt").has_value());
 }
 
+// A compressed Orbax chunk in object storage is fetched as it is decoded, a few pieces ahead
+// (io/sequential_read.h), never whole: reading the first MiB of a 64 MiB chunk fetches at
+// most the window (3 pieces of 8 MiB), and reading on gives the source's bytes.
+TEST_F(RemoteFormats, OrbaxChunksStreamFromS3PieceByPiece) {
+  test::TempDir tmp;
+  const std::uint64_t n = 64u << 20, window = 3 * (8u << 20);  // incompressible: the chunk is as large
+  std::string data(n, '\0');
+  std::uint64_t x = 88172645463325252ull;
+  for (std::size_t i = 0; i < n; ++i) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    data[i] = static_cast<char>(x >> 56);
+  }
+  std::string header = "{\"w\":{\"dtype\":\"U8\",\"shape\":[" + std::to_string(n) + "],\"data_offsets\":[0," +
+                       std::to_string(n) + "]}}";
+  while (header.size() % 8) header += ' ';
+  test::write_file(tmp / "w.safetensors", test::le64(header.size()) + header + data);
+  ASSERT_EQ(cli("convert " + tmp / "w.safetensors" + " " + url("orbax-stream/ckpt") + " --to orbax -q").exit_code, 0);
+  std::uint64_t largest_object = 0;
+  for (const auto& o : store_->list("orbax-stream/ckpt/")) largest_object = std::max(largest_object, o.size);
+  ASSERT_GT(largest_object, n);  // the data file holding the one chunk
+
+  const Checkpoint ck = engine::open(url("orbax-stream/ckpt"));
+  const auto tensors = test::tensors_by_name(ck);
+  ASSERT_EQ(tensors.count("w"), 1u);
+  const Tensor& w = *tensors.at("w");
+  remote::reset_transfer_stats();
+  std::string got(n, '\0');
+  auto out = std::as_writable_bytes(std::span<char>(got.data(), got.size()));
+  w.source->read(0, out.first(1u << 20));
+  EXPECT_LE(remote::transfer_stats().bytes_read, window + (1u << 20)) << "fetched for the first MiB of " << n;
+  for (std::uint64_t at = 1u << 20; at < n; at += 1u << 20) w.source->read(at, out.subspan(at, 1u << 20));
+  EXPECT_EQ(sha(got), sha(data));
+  EXPECT_GE(remote::transfer_stats().bytes_read, n);
+}
+
 TEST_F(RemoteFormats, FlakyServerStillGivesExactOutput) {
   test::TempDir tmp;
   const std::string expected = write_big_safetensors(tmp / "big.safetensors");

@@ -68,6 +68,9 @@ class OverlayStore final : public KvStore {
     v.file = origin_;
     return v;
   }
+  std::optional<KvValue> get_streamed(const std::string& key) const override {
+    return key == key_ ? get(key) : base_->get_streamed(key);
+  }
   std::string describe() const override { return base_->describe(); }
   std::string locate(const std::string& key) const override { return base_->locate(key); }
 

@@ -105,16 +105,28 @@ std::uint64_t MissingChunkLog::count() const {
   return seen_.size();
 }
 
-std::vector<std::pair<std::uint64_t, std::uint64_t>> shard_index(const ShardingSpec& spec, std::span<const std::byte> shard,
-                                                                 std::uint64_t n, const ChunkContext& ctx) {
-  const std::uint64_t index_bytes = 16 * n + (spec.index_crc32c ? 4 : 0);
-  if (shard.size() < index_bytes)
+std::uint64_t shard_index_size(const ShardingSpec& spec, std::uint64_t n) {
+  return 16 * n + (spec.index_crc32c ? 4 : 0);
+}
+
+std::uint64_t shard_index_offset(const ShardingSpec& spec, std::uint64_t shard_size, std::uint64_t n,
+                                 const ChunkContext& ctx) {
+  const std::uint64_t index_bytes = shard_index_size(spec, n);
+  if (shard_size < index_bytes)
     throw FormatError(ctx.path,
-                      ctx.what + ": shard of " + std::to_string(shard.size()) + " bytes is smaller than its " +
+                      ctx.what + ": shard of " + std::to_string(shard_size) + " bytes is smaller than its " +
                           std::to_string(index_bytes) + "-byte index",
                       ctx.offset);
-  const std::uint64_t index_at = spec.index_at_end ? shard.size() - index_bytes : 0;
-  auto index = shard.subspan(index_at, index_bytes);
+  return spec.index_at_end ? shard_size - index_bytes : 0;
+}
+
+std::vector<std::pair<std::uint64_t, std::uint64_t>> parse_shard_index(const ShardingSpec& spec,
+                                                                       std::span<const std::byte> index,
+                                                                       std::uint64_t shard_size, std::uint64_t n,
+                                                                       const ChunkContext& ctx) {
+  const std::uint64_t index_at = shard_index_offset(spec, shard_size, n, ctx);
+  if (index.size() != shard_index_size(spec, n))
+    throw FormatError(ctx.path, ctx.what + ": shard index has the wrong size", ctx.offset + index_at);
   if (spec.index_crc32c) {
     std::uint32_t stored;
     std::memcpy(&stored, index.data() + 16 * n, 4);
@@ -134,14 +146,20 @@ std::vector<std::pair<std::uint64_t, std::uint64_t>> shard_index(const ShardingS
       out[j] = {kMissingInner, kMissingInner};
       continue;
     }
-    if (off > shard.size() || nb > shard.size() - off)
+    if (off > shard_size || nb > shard_size - off)
       throw FormatError(ctx.path,
                         ctx.what + ": inner chunk " + std::to_string(j) + " [" + std::to_string(off) + ", +" +
-                            std::to_string(nb) + ") lies outside the " + std::to_string(shard.size()) + "-byte shard",
+                            std::to_string(nb) + ") lies outside the " + std::to_string(shard_size) + "-byte shard",
                         ctx.offset + index_at);
     out[j] = {off, nb};
   }
   return out;
+}
+
+std::vector<std::pair<std::uint64_t, std::uint64_t>> shard_index(const ShardingSpec& spec, std::span<const std::byte> shard,
+                                                                 std::uint64_t n, const ChunkContext& ctx) {
+  const std::uint64_t at = shard_index_offset(spec, shard.size(), n, ctx);
+  return parse_shard_index(spec, shard.subspan(at, shard_index_size(spec, n)), shard.size(), n, ctx);
 }
 
 void fill_elements(std::span<std::byte> out, const std::optional<std::vector<std::byte>>& fill) {

@@ -49,6 +49,15 @@ Bytes decode_chunk(const CodecChain& chain, std::span<const std::byte> encoded, 
 inline constexpr std::uint64_t kMissingInner = ~0ull;
 std::vector<std::pair<std::uint64_t, std::uint64_t>> shard_index(const ShardingSpec& spec, std::span<const std::byte> shard,
                                                                  std::uint64_t n, const ChunkContext& ctx);
+// The same in two steps, for a shard that is not in memory: where its index lies (FormatError
+// when the shard is smaller than it) and how many bytes it has, then parsing the index bytes.
+std::uint64_t shard_index_size(const ShardingSpec& spec, std::uint64_t n);
+std::uint64_t shard_index_offset(const ShardingSpec& spec, std::uint64_t shard_size, std::uint64_t n,
+                                 const ChunkContext& ctx);
+std::vector<std::pair<std::uint64_t, std::uint64_t>> parse_shard_index(const ShardingSpec& spec,
+                                                                       std::span<const std::byte> index,
+                                                                       std::uint64_t shard_size, std::uint64_t n,
+                                                                       const ChunkContext& ctx);
 
 // Fills `out` with repetitions of the fill element (zeros when there is none).
 void fill_elements(std::span<std::byte> out, const std::optional<std::vector<std::byte>>& fill);

@@ -10,6 +10,7 @@
 
 #include "core/errors.h"
 #include "io/file.h"
+#include "io/sequential_read.h"
 #include "codec/zstd_decode.h"
 
 namespace ckb::zarr {
@@ -63,9 +64,19 @@ ChunkStream::ChunkStream(const CodecChain& chain, std::optional<KvValue> value, 
   }
   encoded_ = value_->bytes;
   encoded_at_ = ctx_.offset;
+  std::uint64_t stream_at = 0;  // the stream's offset in the value
+  encoded_size_ = value_->size();
   const CodecChain* codecs = &chain;
   if (chain.sharding) {
-    const auto index = shard_index(*chain.sharding, encoded_, 1, ctx_);
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> index;
+    if (value_->deferred) {
+      const std::uint64_t at = shard_index_offset(*chain.sharding, encoded_size_, 1, ctx_);
+      Bytes bytes(static_cast<std::size_t>(shard_index_size(*chain.sharding, 1)));
+      value_->mapped->read(value_->offset + at, bytes.span(), "shard index");
+      index = parse_shard_index(*chain.sharding, bytes.span(), encoded_size_, 1, ctx_);
+    } else {
+      index = shard_index(*chain.sharding, encoded_, 1, ctx_);
+    }
     const auto [off, nb] = index[0];
     if (off == kMissingInner) {
       if (ctx_.missing_is_error)
@@ -74,22 +85,31 @@ ChunkStream::ChunkStream(const CodecChain& chain, std::optional<KvValue> value, 
       fill_ = true;
       return;
     }
-    encoded_ = encoded_.subspan(off, nb);
+    if (!value_->deferred) encoded_ = encoded_.subspan(off, nb);
+    stream_at = off;
+    encoded_size_ = nb;
     encoded_at_ += off;
     ctx_.what += " inner chunk 0";
     codecs = &chain.sharding->inner;
   }
+  if (value_->deferred)
+    fetch_ = std::make_unique<SequentialRead>(value_->mapped, value_->offset + stream_at, encoded_size_, ctx_.what);
   if (codecs->bytes_codecs.empty()) {
-    if (encoded_.size() != total_)
+    if (encoded_size_ != total_)
       throw FormatError(ctx_.path,
-                        ctx_.what + ": chunk holds " + std::to_string(encoded_.size()) + " bytes, expected " +
+                        ctx_.what + ": chunk holds " + std::to_string(encoded_size_) + " bytes, expected " +
                             std::to_string(total_),
                         encoded_at_);
+  } else if (fetch_) {
+    zstd_ = std::make_unique<ZstdStream>(
+        encoded_size_, [f = fetch_.get()](std::uint64_t at) { return f->from(at); }, total_, ctx_.path, encoded_at_,
+        ctx_.what + " (zstd)");
   } else {
     zstd_ = std::make_unique<ZstdStream>(encoded_, total_, ctx_.path, encoded_at_, ctx_.what + " (zstd)");
   }
-  if (value_->mapped) value_->mapped->will_need(value_->offset + (encoded_at_ - ctx_.offset), kReadAhead);
-  if (zstd_ && encoded_.size() >= decode_ahead_from) {
+  if (value_->mapped && !value_->deferred)
+    value_->mapped->will_need(value_->offset + (encoded_at_ - ctx_.offset), kReadAhead);
+  if (zstd_ && encoded_size_ >= decode_ahead_from) {
     ahead_ = std::make_unique<Ahead>();
     for (std::size_t b = 0; b < Ahead::kBlocks; ++b)
       ahead_->blocks.emplace_back(static_cast<std::size_t>(std::min<std::uint64_t>(Ahead::kBlock, total_)));
@@ -106,7 +126,7 @@ ChunkStream::~ChunkStream() {
     ahead_->cv.notify_all();
     ahead_->thread.join();
   }
-  if (value_ && value_->mapped) value_->mapped->drop_pages(value_->offset, value_->bytes.size());
+  if (value_ && value_->mapped && !value_->deferred) value_->mapped->drop_pages(value_->offset, value_->bytes.size());
 }
 
 void ChunkStream::run_ahead() {
@@ -170,7 +190,7 @@ void ChunkStream::read_ahead(std::span<std::byte> out) {
 }
 
 void ChunkStream::track_pages(std::uint64_t consumed) {
-  if (!value_ || !value_->mapped || consumed < released_ + kPageStep) return;
+  if (!value_ || !value_->mapped || value_->deferred || consumed < released_ + kPageStep) return;
   const std::uint64_t at = value_->offset + (encoded_at_ - ctx_.offset);
   value_->mapped->drop_pages(at + released_, consumed - released_);
   value_->mapped->will_need(at + consumed, kReadAhead);
@@ -191,6 +211,9 @@ void ChunkStream::read(std::span<std::byte> out) {
   } else if (zstd_) {
     zstd_->read(out);
     track_pages(zstd_->consumed());
+    pos_ += out.size();
+  } else if (fetch_) {
+    fetch_->read(pos_, out);
     pos_ += out.size();
   } else {
     std::memcpy(out.data(), encoded_.data() + pos_, out.size());

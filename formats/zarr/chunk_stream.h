@@ -7,6 +7,8 @@
 // decoder (cold reads) and dropped behind it (the resident set stays flat). A large zstd chunk
 // is decoded ahead by a helper thread into a small ring of blocks, so decoding overlaps with
 // the reader's own work (writing, merging) and the chunks of one band decode in parallel.
+// A deferred value (a chunk in object storage: KvStore::get_streamed) is fetched as it is
+// decoded, a few pieces ahead (io/sequential_read.h), so it is never whole in memory either.
 // Everything decode_chunk checks is checked here too (sizes, truncation, trailing bytes, the
 // shard index); errors name the file and offset.
 #pragma once
@@ -21,6 +23,7 @@
 #include "io/kvstore.h"
 
 namespace ckb {
+class SequentialRead;
 class ZstdStream;
 }
 
@@ -62,6 +65,8 @@ class ChunkStream {
   std::optional<KvValue> value_;
   std::span<const std::byte> encoded_;  // the stream inside value_ (raw bytes or a zstd frame)
   std::uint64_t encoded_at_ = 0;        // its offset in the file
+  std::uint64_t encoded_size_ = 0;
+  std::unique_ptr<SequentialRead> fetch_;  // a deferred value's stream, fetched as it is read
   std::unique_ptr<ZstdStream> zstd_;
   bool fill_ = false;  // a missing chunk or inner chunk
   std::uint64_t total_ = 0, pos_ = 0;

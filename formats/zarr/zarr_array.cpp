@@ -97,9 +97,10 @@ void ZarrArray::release() const {
   band_open_ = false;
 }
 
-std::pair<std::optional<KvValue>, ChunkContext> ZarrArray::stored_chunk(const std::vector<std::uint64_t>& idx) const {
+std::pair<std::optional<KvValue>, ChunkContext> ZarrArray::stored_chunk(const std::vector<std::uint64_t>& idx,
+                                                                        bool streamed) const {
   const std::string key = prefix_ + meta_.chunk_key(idx);
-  auto v = store_->get(key);
+  auto v = streamed ? store_->get_streamed(key) : store_->get(key);
   const bool strict = missing_ == MissingChunks::Error;
   if (!v && strict) throw FormatError(store_->locate(key), "chunk '" + key + "' is missing");
   if (!v) missing_log_.note(key);
@@ -163,7 +164,7 @@ bool ZarrArray::read_streaming(std::uint64_t offset, std::span<std::byte> out) c
         run = (end_j - idx[j]) * astride[j] - within;
       }
       if (!streams_[k]) {
-        auto [v, ctx] = stored_chunk(cidx);
+        auto [v, ctx] = stored_chunk(cidx, true);
         streams_[k] = std::make_unique<ChunkStream>(meta_.codecs, std::move(v), meta_.chunks, std::move(ctx));
       }
       streams_[k]->skip_to(local * es + part);

@@ -76,7 +76,9 @@ class ZarrArray : public TensorSource, public std::enable_shared_from_this<ZarrA
   [[noreturn]] void rethrow(const std::exception& e) const;
   // The stored bytes of chunk `idx` (nullopt when absent and missing chunks read as the fill
   // value; a FormatError naming the file when they may not be absent) and their context.
-  std::pair<std::optional<KvValue>, ChunkContext> stored_chunk(const std::vector<std::uint64_t>& idx) const;
+  // `streamed`: for a ChunkStream (a remote value may come deferred: KvStore::get_streamed).
+  std::pair<std::optional<KvValue>, ChunkContext> stored_chunk(const std::vector<std::uint64_t>& idx,
+                                                               bool streamed = false) const;
   // Serves the read from the chunk stream when it can (see above); false otherwise.
   bool read_streaming(std::uint64_t offset, std::span<std::byte> out) const;
 

@@ -118,7 +118,8 @@ OcdbtKvStore::NodeRef OcdbtKvStore::child_ref(const BtreeNode& node, std::size_t
   return NodeRef{root_ + "/" + df.path(), df.base_path, e.ref, static_cast<std::uint8_t>(node.height - 1)};
 }
 
-KvValue OcdbtKvStore::value_of(const BtreeNode& node, const LeafEntry& e, const std::string& node_file) const {
+KvValue OcdbtKvStore::value_of(const BtreeNode& node, const LeafEntry& e, const std::string& node_file,
+                               bool streamed) const {
   KvValue v;
   if (e.is_inline) {
     v.bytes = e.value;
@@ -132,18 +133,26 @@ KvValue OcdbtKvStore::value_of(const BtreeNode& node, const LeafEntry& e, const 
   }
   const DataFile& df = node.files[e.ref.file_id];
   auto f = open_file(root_ + "/" + df.path());
+  v.file = f->path();
+  v.offset = e.ref.offset;
+  if (streamed && f->remote()) {  // read by the consumer as it decodes
+    f->check_range(e.ref.offset, e.ref.length, "out-of-line value");
+    v.mapped = f;
+    v.keepalive = f;
+    v.deferred = true;
+    v.deferred_size = e.ref.length;
+    return v;
+  }
   // A local value is a range of the mapped data file (dropped by the consumer once decoded);
   // a remote one is fetched into its own buffer, freed with the value.
   auto view = f->view(e.ref.offset, e.ref.length, "out-of-line value");
   v.bytes = view.bytes;
   v.keepalive = std::move(view.keepalive);
   if (!f->remote()) v.mapped = f;
-  v.file = f->path();
-  v.offset = e.ref.offset;
   return v;
 }
 
-std::optional<KvValue> OcdbtKvStore::get(const std::string& key) const {
+std::optional<KvValue> OcdbtKvStore::find(const std::string& key, bool streamed) const {
   load();
   if (empty_) return std::nullopt;
   NodeRef at = root_node_;
@@ -161,7 +170,7 @@ std::optional<KvValue> OcdbtKvStore::get(const std::string& key) const {
       auto it = std::lower_bound(node->leaves.begin(), node->leaves.end(), rel,
                                  [](const LeafEntry& e, const std::string& k) { return e.key < k; });
       if (it == node->leaves.end() || it->key != rel) return std::nullopt;
-      return value_of(*node, *it, at.file);
+      return value_of(*node, *it, at.file, streamed);
     }
     // Last entry whose key <= rel.
     auto it = std::upper_bound(node->children.begin(), node->children.end(), rel,

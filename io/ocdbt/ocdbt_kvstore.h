@@ -33,7 +33,9 @@ class OcdbtKvStore final : public KvStore {
  public:
   explicit OcdbtKvStore(std::string root);
   std::vector<std::string> list() const override;
-  std::optional<KvValue> get(const std::string& key) const override;
+  std::optional<KvValue> get(const std::string& key) const override { return find(key, true); }
+  // A value in a remote data file comes deferred (io/kvstore.h), one on disk as from get().
+  std::optional<KvValue> get_streamed(const std::string& key) const override { return find(key, true); }
   std::string describe() const override { return root_ + " (ocdbt)"; }
   std::string locate(const std::string& key) const override { return root_ + "/manifest.ocdbt[" + key + "]"; }
 
@@ -55,7 +57,8 @@ class OcdbtKvStore final : public KvStore {
   std::shared_ptr<const BtreeNode> read_node(const NodeRef& at) const;
   MappedFilePtr open_file(const std::string& path) const;
   NodeRef child_ref(const BtreeNode& node, std::size_t i) const;
-  KvValue value_of(const BtreeNode& node, const LeafEntry& e, const std::string& node_file) const;
+  std::optional<KvValue> find(const std::string& key, bool streamed) const;
+  KvValue value_of(const BtreeNode& node, const LeafEntry& e, const std::string& node_file, bool streamed) const;
   void list_subtree(const NodeRef& at, const std::string& prefix, const std::string& lower_bound,
                     std::vector<std::string>& out) const;
 

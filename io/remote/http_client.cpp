@@ -315,6 +315,11 @@ HttpResponse HttpClient::perform(const HttpCall& call) const {
     curl_off_t uploaded = 0;
     curl_easy_getinfo(h, CURLINFO_SIZE_UPLOAD_T, &uploaded);
     stats.bytes_written += static_cast<std::uint64_t>(uploaded);
+    curl_off_t downloaded = 0;
+    curl_easy_getinfo(h, CURLINFO_SIZE_DOWNLOAD_T, &downloaded);
+    for (auto seen = stats.largest_response.load(); static_cast<std::uint64_t>(downloaded) > seen &&
+                                                    !stats.largest_response.compare_exchange_weak(seen, downloaded);) {
+    }
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &response.status);
 
     if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && t.stopped_on_purpose)) {

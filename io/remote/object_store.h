@@ -76,6 +76,7 @@ class MultipartUpload {
 // Counters of what the stores of this process moved (for `--verbose`, tests and benchmarks).
 struct TransferStats {
   std::uint64_t requests = 0, bytes_read = 0, bytes_written = 0, retries = 0;
+  std::uint64_t largest_response = 0;  // the most body bytes one response carried
 };
 TransferStats transfer_stats();
 void reset_transfer_stats();

@@ -12,7 +12,8 @@ detail::StatCounters& detail::stat_counters() {
 
 TransferStats transfer_stats() {
   auto& c = detail::stat_counters();
-  return TransferStats{c.requests.load(), c.bytes_read.load(), c.bytes_written.load(), c.retries.load()};
+  return TransferStats{c.requests.load(), c.bytes_read.load(), c.bytes_written.load(), c.retries.load(),
+                       c.largest_response.load()};
 }
 
 void reset_transfer_stats() {
@@ -21,6 +22,7 @@ void reset_transfer_stats() {
   c.bytes_read = 0;
   c.bytes_written = 0;
   c.retries = 0;
+  c.largest_response = 0;
 }
 
 }  // namespace ckb::remote

@@ -7,7 +7,7 @@
 namespace ckb::remote::detail {
 
 struct StatCounters {
-  std::atomic<std::uint64_t> requests{0}, bytes_read{0}, bytes_written{0}, retries{0};
+  std::atomic<std::uint64_t> requests{0}, bytes_read{0}, bytes_written{0}, retries{0}, largest_response{0};
 };
 StatCounters& stat_counters();
 
