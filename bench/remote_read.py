@@ -8,8 +8,9 @@ converts it to a local safetensors file:
   - from disk (the same file), the baseline;
   - from s3:// with --remote-parallel 1, 4, 16 (a parameter: --parallel 1,4,16);
 and, as a second baseline, the raw fetch of the same object by `curl` (one stream, no
-signature: the server's own rate). Prints a Markdown table (time, GB/s, peak RSS) and writes
-JSON lines with --out.
+signature: the server's own rate). With --orbax, the same tensors also go up as an Orbax
+checkpoint (OCDBT, zstd chunks: what JAX users keep in buckets) and are read the same two ways.
+Prints a Markdown table (time, GB/s, peak RSS) and writes JSON lines with --out.
 
     python3 bench/remote_read.py --gb 2 --cli build/ckptbridge --out bench/report/remote.jsonl
 """
@@ -48,6 +49,7 @@ def main():
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--work", default=None, help="scratch folder (default: a temp dir)")
     ap.add_argument("--out", default=None, help="append JSON lines here")
+    ap.add_argument("--orbax", action="store_true", help="also read an Orbax (zstd) copy from disk and from s3://")
     a = ap.parse_args()
     work = a.work or tempfile.mkdtemp(prefix="ckb-remote-bench-")
     os.makedirs(work, exist_ok=True)
@@ -70,13 +72,21 @@ def main():
         url = "s3://bench/model.safetensors"
         up_t, up_rss = timed([a.cli, "convert", src, url, "-q", "--overwrite"], env)
         rows = [{"job": "upload (disk -> s3)", "seconds": up_t, "rss_mib": up_rss}]
+        inputs = [("", src, url)]
+        if a.orbax:
+            orbax_dir, orbax_url = os.path.join(work, "orbax"), "s3://bench/orbax"
+            subprocess.run([a.cli, "convert", src, orbax_dir, "--to", "orbax", "-q", "--overwrite"], env=env, check=True)
+            subprocess.run([a.cli, "convert", src, orbax_url, "--to", "orbax", "-q", "--overwrite"], env=env, check=True)
+            inputs.append(("orbax ", orbax_dir, orbax_url))
         out = os.path.join(work, "out.safetensors")
         cold = True
         for rep in range(a.repeat):
-            runs = [("disk -> disk", [a.cli, "convert", src, out, "-q", "--overwrite"])]
-            for p in [int(x) for x in a.parallel.split(",")]:
-                runs.append((f"s3 -> disk, {p} parallel", [a.cli, "convert", url, out, "-q", "--overwrite",
-                                                            "--remote-parallel", str(p)]))
+            runs = []
+            for kind, local, remote in inputs:
+                runs.append((f"{kind}disk -> disk", [a.cli, "convert", local, out, "-q", "--overwrite"]))
+                for p in [int(x) for x in a.parallel.split(",")]:
+                    runs.append((f"{kind}s3 -> disk, {p} parallel", [a.cli, "convert", remote, out, "-q",
+                                                                      "--overwrite", "--remote-parallel", str(p)]))
             runs.append(("curl s3 object -> /dev/null", ["curl", "-s", "-o", "/dev/null",
                                                           f"{endpoint}/bench/model.safetensors"]))
             for name, cmd in runs:

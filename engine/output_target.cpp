@@ -16,11 +16,6 @@ bool names_folder(const std::string& path) {
   return !path.empty() && (path.back() == '/' || is_directory(path));
 }
 
-std::string strip_slashes(std::string p) {
-  while (p.size() > 1 && p.back() == '/') p.pop_back();
-  return p;
-}
-
 // `inner` is `outer` or inside it.
 bool within(const fs::path& inner, const fs::path& outer) {
   auto i = inner.begin(), o = outer.begin();
@@ -32,7 +27,7 @@ bool within(const fs::path& inner, const fs::path& outer) {
 }
 
 fs::path canonical_or_absolute(const std::string& p) {
-  if (is_remote_path(p)) return fs::path(strip_slashes(p));
+  if (is_remote_path(p)) return fs::path(without_trailing_slashes(p));
   std::error_code ec;
   fs::path c = fs::weakly_canonical(fs::absolute(p), ec);
   return ec ? fs::absolute(p) : c;
@@ -58,10 +53,10 @@ OutputTarget resolve_output(const OutputSpec& spec) {
   }
   const bool sharded = option_size(spec.options, "shard-size").value_or(0) > 0;
   if (folder && !t.format->caps.directory_output && !t.format->default_file_name.empty() && !sharded) {
-    t.folder = strip_slashes(spec.path);
+    t.folder = without_trailing_slashes(spec.path);
     t.path = (fs::path(t.folder) / t.format->default_file_name).string();
   } else if (folder) {
-    t.path = strip_slashes(spec.path);
+    t.path = without_trailing_slashes(spec.path);
     t.folder = t.path;
   } else {
     const std::string ext = format_from_extension(spec.path);

@@ -128,6 +128,11 @@ std::string MappedRangeSource::describe() const {
   return file_->path() + ":" + what_ + " @" + std::to_string(offset_);
 }
 
+std::string without_trailing_slashes(std::string path) {
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  return path;
+}
+
 bool path_exists(const std::string& path) {
   if (is_remote_path(path)) return remote_exists(path);
   struct stat st {};

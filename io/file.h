@@ -90,6 +90,9 @@ class MappedRangeSource final : public TensorSource {
   std::string what_;
 };
 
+// `path` without its trailing '/' ("out/" -> "out", "s3://b/k//" -> "s3://b/k"); "/" stays.
+std::string without_trailing_slashes(std::string path);
+
 bool path_exists(const std::string& path);
 bool is_directory(const std::string& path);
 // True for s3://, gs://, http:// and https:// locations (io/remote/).

@@ -18,10 +18,6 @@ bool is_remote_path(std::string_view path) { return remote::is_remote_url(path);
 namespace {
 constexpr std::uint64_t kParallelPiece = 8ull << 20;  // reads above this go out as several requests
 
-std::string without_trailing_slashes(std::string key) {
-  while (!key.empty() && key.back() == '/') key.pop_back();
-  return key;
-}
 // The prefix under which a "folder" key's objects live ("a/b" -> "a/b/", "" -> "").
 std::string folder_prefix(const std::string& key) {
   std::string k = without_trailing_slashes(key);

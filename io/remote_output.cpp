@@ -12,7 +12,7 @@ namespace ckb {
 namespace {
 
 constexpr std::uint64_t kMinPart = 8ull << 20;  // S3 needs >= 5 MiB for every part but the last
-constexpr std::uint64_t kMaxParts = 9999;       // S3 allows 10,000
+constexpr std::uint64_t kMaxParts = 10000;      // S3's limit (part numbers 1..10,000)
 
 struct Live {
   std::mutex mu;
@@ -25,11 +25,6 @@ Live& live() {
   return *l;
 }
 
-std::string url_without_trailing_slashes(std::string s) {
-  while (!s.empty() && s.back() == '/') s.pop_back();
-  return s;
-}
-
 struct ReadyPart {
   std::size_t index;
   Bytes bytes;
@@ -40,6 +35,15 @@ Bytes zeroed(std::uint64_t n) {
   Bytes b(static_cast<std::size_t>(n));
   if (n) std::memset(b.data(), 0, b.size());
   return b;
+}
+
+// Deletes the objects at `urls`, best effort (cleaning up after a failure: never throws).
+void remove_objects(const std::vector<std::string>& urls) noexcept {
+  for (const auto& u : urls) try {
+      auto loc = remote::open_remote(u);
+      loc.store->remove(loc.key);
+    } catch (...) {
+    }
 }
 
 }  // namespace
@@ -65,15 +69,16 @@ RemoteUpload::~RemoteUpload() {
 
 std::uint64_t RemoteUpload::part_size_locked() {
   if (part_size_ == 0) {
-    std::uint64_t p = kMinPart;
-    if (size_ / kMaxParts + 1 > p) p = ((size_ / kMaxParts + 1) + (1u << 20) - 1) / (1u << 20) * (1u << 20);
-    part_size_ = p;
+    // kMinPart, or the smallest whole number of MiB that fits the object in kMaxParts parts.
+    constexpr std::uint64_t kMiB = 1u << 20;
+    const std::uint64_t fits = (size_ + kMaxParts - 1) / kMaxParts;
+    part_size_ = std::max(kMinPart, (fits + kMiB - 1) / kMiB * kMiB);
   }
   return part_size_;
 }
 
 void RemoteUpload::upload(std::size_t index, Bytes bytes, std::uint64_t len) {
-  if (index + 1 > kMaxParts + 1)
+  if (index + 1 > kMaxParts)  // part numbers start at 1
     throw IoError(url_, "too large for a multipart upload in parts of " + std::to_string(part_size_ >> 20) +
                             " MiB (10,000 parts at most)");
   {
@@ -219,7 +224,7 @@ void RemoteUpload::abort() noexcept {
 
 // --- RemoteDir -------------------------------------------------------------------------
 
-RemoteDir::RemoteDir(std::string url) : url_(url_without_trailing_slashes(std::move(url))) {
+RemoteDir::RemoteDir(std::string url) : url_(without_trailing_slashes(std::move(url))) {
   auto loc = remote::open_remote(url_);
   if (!loc.store->writable()) throw UsageError(url_ + ": this kind of location is read-only (write to s3:// or gs://)");
   std::lock_guard lk(live().mu);
@@ -234,13 +239,7 @@ RemoteDir::~RemoteDir() {
   }
   if (committed_) return;
   std::lock_guard lk(mu_);
-  for (const auto& u : completed_) {
-    try {
-      auto loc = remote::open_remote(u);
-      loc.store->remove(loc.key);
-    } catch (...) {
-    }
-  }
+  remove_objects(completed_);
 }
 
 RemoteDir* RemoteDir::containing(const std::string& path) {
@@ -312,7 +311,7 @@ void remote_write_small_file(const std::string& url, std::string_view content) {
 
 void remote_remove_tree(const std::string& url) noexcept {
   try {
-    auto loc = remote::open_remote(url_without_trailing_slashes(url));
+    auto loc = remote::open_remote(without_trailing_slashes(url));
     if (!loc.store->writable() || loc.key.empty()) return;  // never a whole bucket
     for (const auto& o : loc.store->list(loc.key + "/")) loc.store->remove(o.key);
     loc.store->remove(loc.key);
@@ -333,11 +332,7 @@ std::size_t abandon_remote_outputs() noexcept {
       std::lock_guard lk(d->mu_);
       done = d->completed_;
     }
-    for (const auto& u : done) try {
-        auto loc = remote::open_remote(u);
-        loc.store->remove(loc.key);
-      } catch (...) {
-      }
+    remove_objects(done);
   }
   return uploads.size() + dirs.size();
 }

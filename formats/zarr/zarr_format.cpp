@@ -139,13 +139,8 @@ class ZarrTreeReader {
   std::vector<std::string> arrays_, groups_;  // relative prefixes read
 };
 
-std::string strip_slashes(std::string p) {
-  while (p.size() > 1 && p.back() == '/') p.pop_back();
-  return p;
-}
-
 Checkpoint read_zarr(const std::string& path, const ReadOptions& opts) {
-  const std::string root = strip_slashes(path);
+  const std::string root = without_trailing_slashes(path);
   const bool v2_array = has(root, ".zarray"), v2_group = has(root, ".zgroup"), v3 = has(root, "zarr.json");
   // Both v2 and v3 metadata (left by a v2 -> v3 migration, as in zarrs' test data): v3 is
   // read, as zarr-python 3 does; the checkpoint's metadata says so.
@@ -180,7 +175,7 @@ Format make_zarr_format() {
   f.description = "zarr v2/v3 array or group directory (nested groups, consolidated metadata)";
   f.detect = [](const std::string& path) {
     try {
-      const std::string root = strip_slashes(path);
+      const std::string root = without_trailing_slashes(path);
       return is_directory(root) && (has(root, ".zarray") || has(root, ".zgroup") || has(root, "zarr.json"));
     } catch (...) {
       return false;
