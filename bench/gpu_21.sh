@@ -3,7 +3,7 @@
 # openpi job scales over 1, 2, 4, 8 MPI ranks (cold cache each run; per-rank bandwidth from the
 # report). Needs out/dev.tgz (tools/pack_device.sh) and out/ompi.tgz (tools/pack_mpi.sh)
 # unpacked and sourced, and out/mpi (4-rank outputs of fixtures made on the VM).
-#   bash bench/gpu_21.sh verify scale      (phases in order)
+#   bash bench/gpu_21.sh verify scale      (phases in order; NP="1 4" picks the rank counts)
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-/tmp/gpu21}
@@ -29,7 +29,7 @@ for phase in "$@"; do
     rm -rf "$W/mpi_pt"
     $T openpi_merged_f32_single_process --cold -- ckptbridge convert -q "$CK/1000/params" "$W/mpi_pt" --recipe openpi \
       --shard-size 1GB --report "$OUT/scale_single.json"
-    for n in 1 2 4 8; do
+    for n in ${NP:-1 2 4 8}; do
       rm -rf "$W/mpi_pt"
       $T "openpi_merged_f32_np$n" --cold -- $MPIRUN -np $n ckptbridge convert -q "$CK/1000/params" "$W/mpi_pt" \
         --recipe openpi --shard-size 1GB --report "$OUT/scale_np$n.json"
@@ -55,7 +55,7 @@ PY
     SRV=$!
     sleep 1
     export AWS_ENDPOINT_URL="http://127.0.0.1:$(awk '{print $2; exit}' "$OUT/mini_s3.log")" AWS_REGION=us-east-1
-    for n in 1 2 4 8; do
+    for n in ${NP:-1 2 4 8}; do
       rm -rf "$W/mpi_pt"
       $T "s3_openpi_merged_f32_np$n" --cold -- $MPIRUN -np $n -x AWS_ENDPOINT_URL -x AWS_REGION ckptbridge convert -q \
         s3://bench/1000/params "$W/mpi_pt" --recipe openpi --shard-size 1GB --report "$OUT/s3scale_np$n.json"

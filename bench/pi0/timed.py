@@ -23,6 +23,8 @@ if cold:
 t0 = time.time()
 rc = subprocess.run(args).returncode
 dt = time.time() - t0
-rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
-print(f"{label}{note}: wall_s={dt:.2f} peak_rss_gib={rss:.2f} rc={rc}", flush=True)
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+rss = ru.ru_maxrss / 2**20
+print(f"{label}{note}: wall_s={dt:.2f} peak_rss_gib={rss:.2f} user_s={ru.ru_utime:.1f} sys_s={ru.ru_stime:.1f} rc={rc}",
+      flush=True)
 sys.exit(rc)
