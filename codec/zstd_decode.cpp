@@ -88,7 +88,7 @@ Bytes zstd_decode(std::span<const std::byte> in, std::uint64_t limit, bool exact
 
 struct ZstdStream::State {
   std::unique_ptr<ZSTD_DCtx, DctxFree> dctx;
-  ZSTD_inBuffer in;           // the current piece of the frame
+  ZSTD_inBuffer in{};         // the current piece of the frame
   std::uint64_t base = 0;     // its offset in the frame
   std::uint64_t in_size = 0;  // the frame's size
   Input input;                // null: the whole frame is `in`
@@ -121,7 +121,11 @@ ZstdStream::ZstdStream(std::uint64_t in_size, Input input, std::uint64_t total, 
 
 ZstdStream::~ZstdStream() = default;
 
-FormatError ZstdStream::fail(const std::string& msg) const { return FormatError(path_, what_ + ": " + msg, offset_); }
+// The offset named is where decoding stopped: the frame's start plus the input consumed
+// without error (libzstd does not advance past a block it refuses).
+FormatError ZstdStream::fail(const std::string& msg) const {
+  return FormatError(path_, what_ + ": " + msg, offset_ + consumed());
+}
 
 std::uint64_t ZstdStream::consumed() const { return s_->base + s_->in.pos; }
 

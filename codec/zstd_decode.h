@@ -26,7 +26,7 @@ Bytes zstd_decode(std::span<const std::byte> in, std::uint64_t limit, bool exact
 // buffers the caller owns: a multi-GB frame streams through a small buffer instead of being
 // materialised. The checks are zstd_decode's with exact = true: a frame declaring another
 // size is refused at construction, one producing more or fewer bytes, or followed by
-// trailing bytes, fails in read() or finish().
+// trailing bytes, fails in read() or finish(). Errors name the offset where decoding stopped.
 // The frame comes either as one span or from an Input that hands it out piece by piece (a
 // frame in object storage, fetched a window at a time).
 class ZstdStream {

@@ -217,12 +217,9 @@ TEST_F(RemoteFormats, InspectS3OrbaxReadsNoChunkData) {
   EXPECT_TRUE(store_->stat("orbax-inspect/ckpt/commit_success.txt").has_value());
 }
 
-// A compressed Orbax chunk in object storage is fetched as it is decoded, a few pieces ahead
-// (io/sequential_read.h), never whole: reading the first MiB of a 64 MiB chunk fetches at
-// most the window (3 pieces of 8 MiB), and reading on gives the source's bytes.
-TEST_F(RemoteFormats, OrbaxChunksStreamFromS3PieceByPiece) {
-  test::TempDir tmp;
-  const std::uint64_t n = 64u << 20, window = 3 * (8u << 20);  // incompressible: the chunk is as large
+// A safetensors file holding one U8 tensor "w" of n xorshift bytes (incompressible: its zstd
+// chunk in Orbax is as large); returns the tensor's bytes.
+std::string write_incompressible_safetensors(const std::string& path, std::uint64_t n) {
   std::string data(n, '\0');
   std::uint64_t x = 88172645463325252ull;
   for (std::size_t i = 0; i < n; ++i) {
@@ -232,7 +229,17 @@ TEST_F(RemoteFormats, OrbaxChunksStreamFromS3PieceByPiece) {
   std::string header = "{\"w\":{\"dtype\":\"U8\",\"shape\":[" + std::to_string(n) + "],\"data_offsets\":[0," +
                        std::to_string(n) + "]}}";
   while (header.size() % 8) header += ' ';
-  test::write_file(tmp / "w.safetensors", test::le64(header.size()) + header + data);
+  test::write_file(path, test::le64(header.size()) + header + data);
+  return data;
+}
+
+// A compressed Orbax chunk in object storage is fetched as it is decoded, a few pieces ahead
+// (io/sequential_read.h), never whole: reading the first MiB of a 64 MiB chunk fetches at
+// most the window (3 pieces of 8 MiB), and reading on gives the source's bytes.
+TEST_F(RemoteFormats, OrbaxChunksStreamFromS3PieceByPiece) {
+  test::TempDir tmp;
+  const std::uint64_t n = 64u << 20, window = 3 * (8u << 20);
+  const std::string data = write_incompressible_safetensors(tmp / "w.safetensors", n);
   ASSERT_EQ(cli("convert " + tmp / "w.safetensors" + " " + url("orbax-stream/ckpt") + " --to orbax -q").exit_code, 0);
   std::uint64_t largest_object = 0;
   for (const auto& o : store_->list("orbax-stream/ckpt/")) largest_object = std::max(largest_object, o.size);
@@ -264,6 +271,77 @@ TEST_F(RemoteFormats, FlakyServerStillGivesExactOutput) {
   ASSERT_EQ(down.exit_code, 0) << down.err;
   ASSERT_EQ(run_cli("convert " + tmp / "big.safetensors" + " " + tmp / "local.safetensors -q").exit_code, 0);
   EXPECT_EQ(sha(test::read_file(tmp / "back.safetensors")), sha(test::read_file(tmp / "local.safetensors")));
+}
+
+// The streamed Orbax chunk (pieces fetched ahead by background requests) survives a server
+// failing 30% of its requests: the tensor comes back exact.
+TEST_F(RemoteFormats, FlakyServerStillGivesExactOrbaxChunks) {
+  test::TempDir tmp;
+  const std::string data = write_incompressible_safetensors(tmp / "w.safetensors", 24u << 20);
+  ASSERT_EQ(cli("convert " + tmp / "w.safetensors" + " " + url("flaky-orbax/ckpt") + " --to orbax -q").exit_code, 0);
+  test::FlakyProxy proxy(test::s3().port, 0.3, 11);
+  ::setenv("CKB_REMOTE_RETRIES", "12", 1);
+  auto down = cli("convert " + url("flaky-orbax/ckpt") + " " + tmp / "back.safetensors -q", proxy.base());
+  ::unsetenv("CKB_REMOTE_RETRIES");
+  ASSERT_EQ(down.exit_code, 0) << down.err;
+  const std::string back = test::read_file(tmp / "back.safetensors");
+  ASSERT_GE(back.size(), data.size());
+  EXPECT_EQ(sha(back.substr(back.size() - data.size())), sha(data));
+}
+
+// An Orbax data file cut short in object storage (its b+tree node, at the end, lost): the job
+// fails naming the object and the offset, and writes no output.
+TEST_F(RemoteFormats, TruncatedRemoteOrbaxDataFileIsAnErrorNamingIt) {
+  test::TempDir tmp;
+  write_incompressible_safetensors(tmp / "w.safetensors", 24u << 20);
+  ASSERT_EQ(cli("convert " + tmp / "w.safetensors" + " " + url("cut-orbax/ckpt") + " --to orbax -q").exit_code, 0);
+  std::string largest;
+  std::uint64_t size = 0;
+  for (const auto& o : store_->list("cut-orbax/ckpt/"))
+    if (o.size > size) size = o.size, largest = o.key;
+  ASSERT_GT(size, 24u << 20);
+  const std::string cut = object(largest).substr(0, static_cast<std::size_t>(size - 1000));
+  store_->put(largest, as_bytes_of(cut));
+  auto r = cli("convert " + url("cut-orbax/ckpt") + " " + tmp / "out.safetensors -q");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find(url(largest) + " (offset "), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(tmp / "out.safetensors"));
+}
+
+// A zstd block header corrupted 12 MiB into a streamed chunk (its second piece): the decoder
+// stops there with an error naming the object, and no output appears.
+TEST_F(RemoteFormats, CorruptBlockInAStreamedRemoteChunkIsAnErrorNamingTheObject) {
+  test::TempDir tmp;
+  write_incompressible_safetensors(tmp / "w.safetensors", 24u << 20);
+  ASSERT_EQ(cli("convert " + tmp / "w.safetensors" + " " + url("bad-orbax/ckpt") + " --to orbax -q").exit_code, 0);
+  std::string largest;
+  std::uint64_t size = 0;
+  for (const auto& o : store_->list("bad-orbax/ckpt/"))
+    if (o.size > size) size = o.size, largest = o.key;
+  std::string obj = object(largest);
+  // The chunk's zstd frame opens the data file: skip its header (RFC 8878 3.1.1.1), then walk
+  // the blocks to the first one starting past 12 MiB and give it the reserved block type.
+  ASSERT_EQ(obj.substr(0, 4), std::string("\x28\xb5\x2f\xfd", 4));
+  const unsigned fhd = static_cast<unsigned char>(obj[4]), fcs = fhd >> 6, single = (fhd >> 5) & 1, did = fhd & 3;
+  std::size_t at = 5 + (single ? 0 : 1) + (did == 3 ? 4 : did) + (fcs == 0 ? single : 1u << fcs);
+  while (at < (12u << 20)) {
+    const std::uint32_t h = static_cast<unsigned char>(obj[at]) | static_cast<unsigned char>(obj[at + 1]) << 8 |
+                            static_cast<std::uint32_t>(static_cast<unsigned char>(obj[at + 2])) << 16;
+    ASSERT_EQ(h & 1, 0u) << "last block before 12 MiB";
+    at += 3 + (((h >> 1) & 3) == 1 ? 1 : h >> 3);
+  }
+  obj[at] = static_cast<char>(obj[at] | 0x6);
+  store_->put(largest, as_bytes_of(obj));
+  auto r = cli("convert " + url("bad-orbax/ckpt") + " " + tmp / "out.safetensors -q");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find(url(largest)), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("corrupt zstd data"), std::string::npos) << r.err;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.err, m, std::regex("\\(offset ([0-9]+)\\)"))) << r.err;
+  // The input decoded without error before it: past the first piece, not beyond the block.
+  EXPECT_GE(std::stoull(m[1]), 8u << 20) << r.err;
+  EXPECT_LE(std::stoull(m[1]), at) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(tmp / "out.safetensors"));
 }
 
 TEST_F(RemoteFormats, ServerThatAlwaysFailsGivesAClearErrorAndNoOutput) {
