@@ -7,6 +7,7 @@
 
 #include "core/hash.h"
 #include "engine/api.h"
+#include "io/file.h"
 #include "profiles/flax.h"
 
 namespace ckb::engine {
@@ -38,6 +39,7 @@ std::vector<std::string> hash_all(const std::vector<std::pair<std::string, const
 }  // namespace
 
 Inspection inspect(const std::string& path, const SourceOptions& src, const InspectOptions& opts) {
+  RemoteSnapshotScope snapshot;
   Inspection in;
   auto ck = std::make_shared<Checkpoint>(open(path, src));
   in.checkpoint = ck;

@@ -48,7 +48,11 @@ ReadOptions read_options(const SourceOptions& s) {
 
 }  // namespace
 
-Checkpoint open(const std::string& path, const SourceOptions& opts) { return read_checkpoint(path, read_options(opts)); }
+// Each engine call asks object storage for a listing or a size once (io/file.h).
+Checkpoint open(const std::string& path, const SourceOptions& opts) {
+  RemoteSnapshotScope snapshot;
+  return read_checkpoint(path, read_options(opts));
+}
 
 std::map<std::string, std::uint64_t> missing_chunks(const Checkpoint& ck) {
   std::map<std::string, std::uint64_t> out;
@@ -265,6 +269,9 @@ void describe_tensors(Planned& p) {
   r.summary.cast_tensors = p.casts.size();
 }
 
-Report plan(const Job& job) { return make_plan(job)->report; }
+Report plan(const Job& job) {
+  RemoteSnapshotScope snapshot;
+  return make_plan(job)->report;
+}
 
 }  // namespace ckb::engine

@@ -6,6 +6,7 @@
 #include "engine/execute.h"
 #include "engine/planned.h"
 #include "engine/shared_run.h"
+#include "io/file.h"
 #include "io/output.h"
 
 namespace ckb::engine {
@@ -176,6 +177,7 @@ Report run_into_memory(const std::shared_ptr<Planned>& p, const RunOptions& opts
 }  // namespace
 
 Report run(const Job& job, const RunOptions& opts) {
+  RemoteSnapshotScope snapshot;  // one listing of each remote prefix for the whole call (io/file.h)
   if (opts.into && !job.output.path.empty()) throw UsageError("a run into memory takes no output path");
   if (!opts.into && process_group().size > 1) return run_shared(job, opts);  // engine/shared_run.h
   auto p = make_plan(job);
@@ -201,6 +203,7 @@ Report run(const Job& job, const RunOptions& opts) {
 }
 
 Target target(const Job& job, bool allow_problems) {
+  RemoteSnapshotScope snapshot;
   Job j = job;
   j.output = {};
   auto p = make_plan(j);
@@ -213,6 +216,7 @@ Target target(const Job& job, bool allow_problems) {
 }
 
 DiffReport diff(const Job& a, const std::string& b, const DiffOptions& opts, const SourceOptions& b_opts) {
+  RemoteSnapshotScope snapshot;
   Target ta = target(a);
   Checkpoint cb = open(b, b_opts);
   DiffReport d;

@@ -93,6 +93,18 @@ class MappedRangeSource final : public TensorSource {
 // `path` without its trailing '/' ("out/" -> "out", "s3://b/k//" -> "s3://b/k"); "/" stays.
 std::string without_trailing_slashes(std::string path);
 
+// While one lives (in any thread), the sizes and listings of remote objects are asked once
+// and reused (io/remote_snapshot.h): the engine holds one per call, so detecting and opening a
+// checkpoint in object storage costs a few requests, not dozens. What the process writes there
+// clears them; they are dropped when the last scope ends.
+class RemoteSnapshotScope {
+ public:
+  RemoteSnapshotScope();
+  ~RemoteSnapshotScope();
+  RemoteSnapshotScope(const RemoteSnapshotScope&) = delete;
+  RemoteSnapshotScope& operator=(const RemoteSnapshotScope&) = delete;
+};
+
 bool path_exists(const std::string& path);
 bool is_directory(const std::string& path);
 // True for s3://, gs://, http:// and https:// locations (io/remote/).

@@ -6,6 +6,7 @@
 #include "core/errors.h"
 #include "io/file.h"
 #include "io/remote/object_store.h"
+#include "io/remote_snapshot.h"
 
 namespace ckb {
 
@@ -36,7 +37,7 @@ std::optional<KvValue> DirectoryKvStore::get_streamed(const std::string& key) co
   if (!is_remote_path(path)) return get(key);
   // One HEAD; the bytes are fetched by the consumer as it reads.
   auto loc = remote::open_remote(path);
-  if (!loc.store->stat(loc.key)) return std::nullopt;
+  if (!snapshot_stat(*loc.store, loc.key)) return std::nullopt;
   auto file = MappedFile::open(path);
   KvValue v;
   v.file = path;

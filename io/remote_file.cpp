@@ -10,6 +10,7 @@
 #include <map>
 
 #include "core/errors.h"
+#include "io/remote_snapshot.h"
 
 namespace ckb {
 
@@ -73,7 +74,7 @@ RecentFiles& recent_files() {
 
 std::shared_ptr<RemoteBacking> RemoteBacking::open(const std::string& url) {
   auto loc = remote::open_remote(url);
-  auto size = loc.store->stat(loc.key);
+  auto size = snapshot_stat(*loc.store, loc.key);
   if (!size) throw IoError(url, "cannot open: no such object");
   auto& r = recent_files();
   std::lock_guard lk(r.mu);
@@ -90,6 +91,7 @@ std::shared_ptr<RemoteBacking> RemoteBacking::open(const std::string& url) {
 }
 
 void forget_remote_file(const std::string& url) {
+  remote_objects_changed();
   auto& r = recent_files();
   std::lock_guard lk(r.mu);
   std::erase_if(r.recent, [&](const auto& e) { return e.first == url; });
@@ -172,8 +174,8 @@ bool remote_exists(const std::string& url) {
   auto loc = remote::open_remote(url);
   const std::string key = without_trailing_slashes(loc.key);
   if (key.empty()) return true;  // the bucket / host root
-  if (loc.key.back() != '/' && loc.store->stat(key)) return true;
-  return loc.store->can_list() && !loc.store->list(folder_prefix(key)).empty();
+  if (loc.key.back() != '/' && snapshot_stat(*loc.store, key)) return true;
+  return loc.store->can_list() && !snapshot_list(*loc.store, folder_prefix(key)).empty();
 }
 
 bool remote_is_directory(const std::string& url) {
@@ -181,14 +183,14 @@ bool remote_is_directory(const std::string& url) {
   const std::string key = without_trailing_slashes(loc.key);
   if (!loc.store->can_list()) return false;  // http(s): objects only
   if (key.empty()) return true;
-  return !loc.store->list(folder_prefix(key)).empty();
+  return !snapshot_list(*loc.store, folder_prefix(key)).empty();
 }
 
 std::vector<DirEntry> remote_list_directory(const std::string& url) {
   auto loc = remote::open_remote(url);
   const std::string prefix = folder_prefix(loc.key);
   std::map<std::string, bool> names;  // name -> is a folder
-  for (const auto& o : loc.store->list(prefix)) {
+  for (const auto& o : snapshot_list(*loc.store, prefix)) {
     const std::string rest = o.key.substr(prefix.size());
     const auto slash = rest.find('/');
     if (slash == std::string::npos) {
@@ -206,7 +208,7 @@ std::vector<std::string> remote_list_files(const std::string& url) {
   auto loc = remote::open_remote(url);
   const std::string prefix = folder_prefix(loc.key);
   std::vector<std::string> out;
-  for (const auto& o : loc.store->list(prefix)) {
+  for (const auto& o : snapshot_list(*loc.store, prefix)) {
     std::string rest = o.key.substr(prefix.size());
     if (!rest.empty() && rest.back() != '/') out.push_back(std::move(rest));
   }

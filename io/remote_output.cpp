@@ -7,6 +7,7 @@
 
 #include "core/errors.h"
 #include "io/remote_file.h"
+#include "io/remote_snapshot.h"
 
 namespace ckb {
 namespace {
@@ -44,6 +45,7 @@ void remove_objects(const std::vector<std::string>& urls) noexcept {
       loc.store->remove(loc.key);
     } catch (...) {
     }
+  remote_objects_changed();
 }
 
 }  // namespace
@@ -294,6 +296,7 @@ void RemoteDir::commit() {
   const std::string prefix = loc.key.empty() ? "" : loc.key + "/";
   for (const auto& o : loc.store->list(prefix))
     if (!ours.count(o.key)) loc.store->remove(o.key);
+  remote_objects_changed();
 }
 
 // --- free functions --------------------------------------------------------------------
@@ -317,6 +320,7 @@ void remote_remove_tree(const std::string& url) noexcept {
     loc.store->remove(loc.key);
   } catch (...) {
   }
+  remote_objects_changed();
 }
 
 std::size_t abandon_remote_outputs() noexcept {

@@ -215,6 +215,25 @@ TEST_F(RemoteFormats, InspectS3OrbaxReadsNoChunkData) {
   EXPECT_NE(r.out.find("3 tensors"), std::string::npos) << r.out;
   EXPECT_LT(fetched_bytes(r.err), 256u * 1024) << "of " << stored << " bytes stored";
   EXPECT_TRUE(store_->stat("orbax-inspect/ckpt/commit_success.txt").has_value());
+  // One listing of the checkpoint answers every "is there a ...?" of detection and opening
+  // (io/remote_snapshot.h): the listing, then one GET per metadata file, manifest and b+tree
+  // node (_METADATA, array_metadatas, _strings.json if any, manifest.ocdbt, the root node).
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.err, m, std::regex("remote: ([0-9]+) requests"))) << r.err;
+  EXPECT_LE(std::stoull(m[1]), 6u) << r.err;
+}
+
+// What one engine call learnt about object storage is not kept for the next: an object that
+// appears between two calls is seen by the second.
+TEST_F(RemoteFormats, ListingsAreNotKeptAcrossCalls) {
+  const std::string key = "appears-later/model.safetensors";
+  EXPECT_THROW(engine::open(url(key)), Error);
+  const std::string header = "{\"x\":{\"dtype\":\"U8\",\"shape\":[3],\"data_offsets\":[0,3]}}";
+  store_->put(key, as_bytes_of(test::le64(header.size()) + header + "abc"));
+  const Checkpoint ck = engine::open(url(key));
+  const auto tensors = test::tensors_by_name(ck);
+  ASSERT_EQ(tensors.count("x"), 1u);
+  EXPECT_EQ(test::bytes_of(*tensors.at("x")), "abc");
 }
 
 // A safetensors file holding one U8 tensor "w" of n xorshift bytes (incompressible: its zstd

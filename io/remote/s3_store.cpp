@@ -185,17 +185,25 @@ class S3Upload final : public MultipartUpload {
     HttpCall c = core_->call("POST", key_, {{"uploadId", upload_id_}},
                              "POST complete multipart upload (" + std::to_string(expected - 1) + " parts)", string_bytes(xml),
                              {"Content-Type: application/xml"});
-    c.accept = {404};
-    const HttpResponse r = core_->client.perform(c);
-    if (r.status == 404) {
-      // NoSuchUpload after a retry: an earlier attempt may have completed the upload and lost
-      // its answer. Then the object is there, with the parts' total size and the multipart ETag
-      // of exactly these parts; otherwise the upload is gone.
-      if (r.attempts < 2 || !completed_by_us())
+    // An error after an earlier attempt (NoSuchUpload from S3, 500 from some S3-compatible
+    // servers) may mean that attempt completed the upload and lost its answer. Then the object
+    // is there, with the parts' total size and the multipart ETag of exactly these parts;
+    // otherwise a 5xx is tried again (here, so that such an answer is checked first) and a 404
+    // means the upload is gone.
+    c.accept = {404, 500, 502, 503};
+    constexpr int kRounds = 5;
+    for (int round = 1;; ++round) {
+      const HttpResponse r = core_->client.perform(c);
+      if (r.status == 404 || r.status >= 500) {
+        if ((r.attempts >= 2 || round >= 2) && completed_by_us()) break;
+        if (r.status == 404 || round == kRounds)
+          throw IoError(c.object_url, c.what + ": " + http_error_detail(r.status, r.reason, r.body) +
+                                          (r.status == 404 ? "" : " (" + std::to_string(round) + " rounds)"));
+        continue;
+      }
+      if (r.body.find("<Error>") != std::string::npos)  // S3 may answer 200 and still report a failure
         throw IoError(c.object_url, c.what + ": " + http_error_detail(r.status, r.reason, r.body));
-    } else if (r.body.find("<Error>") != std::string::npos) {
-      // S3 may answer 200 and still report a failure in the body
-      throw IoError(c.object_url, c.what + ": " + http_error_detail(r.status, r.reason, r.body));
+      break;
     }
     std::lock_guard lock(mu_);
     done_ = true;
@@ -226,6 +234,9 @@ class S3Upload final : public MultipartUpload {
 
   // Whether the object now at key_ is this upload's result: its size is the parts' total and
   // its ETag is S3's multipart ETag of these parts, hex(md5(md5(part 1) || ...)) + "-<count>".
+  // Some S3-compatible servers give a completed upload the plain MD5 of its bytes instead: for
+  // those (an ETag without "-"), every part's range is read back and its MD5 compared with the
+  // part's ETag (this runs only after a lost answer, so the extra reads are rare).
   bool completed_by_us() {
     std::uint64_t total = 0;
     std::string md5s;
@@ -250,8 +261,32 @@ class S3Upload final : public MultipartUpload {
     const HttpResponse h = core_->client.perform(head);
     std::string etag = h.header("etag");
     etag.erase(std::remove(etag.begin(), etag.end(), '"'), etag.end());
-    return h.status == 200 && h.header("content-length") == std::to_string(total) &&
-           etag == md5_hex(md5s) + "-" + std::to_string(count);
+    if (h.status != 200 || h.header("content-length") != std::to_string(total)) return false;
+    if (etag == md5_hex(md5s) + "-" + std::to_string(count)) return true;
+    if (etag.find('-') != std::string::npos) return false;
+    std::map<int, std::string> parts;
+    std::map<int, std::uint64_t> sizes;
+    {
+      std::lock_guard lock(mu_);
+      parts = parts_;
+      sizes = sizes_;
+    }
+    std::uint64_t at = 0;
+    std::string bytes;
+    for (const auto& [number, size] : sizes) {
+      bytes.assign(static_cast<std::size_t>(size), '\0');
+      if (size) {
+        HttpCall get = core_->call("GET", key_, {}, "GET part " + std::to_string(number) + " back");
+        get.range = ByteRange{at, at + size - 1};
+        get.dst = std::as_writable_bytes(std::span<char>(bytes.data(), bytes.size()));
+        core_->client.perform(get);
+      }
+      std::string want = parts[number];
+      want.erase(std::remove(want.begin(), want.end(), '"'), want.end());
+      if (md5_hex(bytes) != want) return false;
+      at += size;
+    }
+    return true;
   }
 };
 

@@ -1,0 +1,102 @@
+// Per-call caching of remote listings and sizes, for io/remote_snapshot.h.
+#include "io/remote_snapshot.h"
+
+#include <map>
+#include <mutex>
+
+#include "io/file.h"
+
+namespace ckb {
+namespace {
+
+struct Snapshot {
+  std::mutex mu;
+  int scopes = 0;
+  // Keyed by the store's URL of the prefix or key (one bucket's "" and another's differ).
+  std::map<std::string, std::vector<remote::ObjectInfo>> listings;  // by the URL of the listed prefix
+  std::map<std::string, std::optional<std::uint64_t>> sizes;        // by the object's URL
+  void clear() {
+    listings.clear();
+    sizes.clear();
+  }
+};
+Snapshot& snapshot() {
+  static Snapshot* s = new Snapshot;
+  return *s;
+}
+
+// A kept listing of store `root` whose prefix holds everything under `prefix`.
+const std::vector<remote::ObjectInfo>* covering(Snapshot& s, const remote::ObjectStore& store, const std::string& prefix,
+                                               std::string* listed_prefix) {
+  // Candidates: "" and every prefix of `prefix` ending at a '/'.
+  for (std::size_t end = prefix.size() + 1; end-- > 0;) {
+    if (end != 0 && prefix[end - 1] != '/') continue;
+    auto it = s.listings.find(store.url(prefix.substr(0, end)));
+    if (it != s.listings.end()) {
+      *listed_prefix = prefix.substr(0, end);
+      return &it->second;
+    }
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+RemoteSnapshotScope::RemoteSnapshotScope() {
+  std::lock_guard lk(snapshot().mu);
+  ++snapshot().scopes;
+}
+
+RemoteSnapshotScope::~RemoteSnapshotScope() {
+  Snapshot& s = snapshot();
+  std::lock_guard lk(s.mu);
+  if (--s.scopes == 0) s.clear();
+}
+
+void remote_objects_changed() {
+  Snapshot& s = snapshot();
+  std::lock_guard lk(s.mu);
+  s.clear();
+}
+
+std::vector<remote::ObjectInfo> snapshot_list(const remote::ObjectStore& store, const std::string& prefix) {
+  Snapshot& s = snapshot();
+  {
+    std::lock_guard lk(s.mu);
+    std::string listed;
+    if (s.scopes > 0)
+      if (const auto* all = covering(s, store, prefix, &listed)) {
+        std::vector<remote::ObjectInfo> out;
+        for (const auto& o : *all)
+          if (o.key.compare(0, prefix.size(), prefix) == 0) out.push_back(o);
+        return out;
+      }
+  }
+  auto objects = store.list(prefix);
+  std::lock_guard lk(s.mu);
+  if (s.scopes > 0) s.listings[store.url(prefix)] = objects;
+  return objects;
+}
+
+std::optional<std::uint64_t> snapshot_stat(const remote::ObjectStore& store, const std::string& key) {
+  Snapshot& s = snapshot();
+  const std::string url = store.url(key);
+  {
+    std::lock_guard lk(s.mu);
+    if (s.scopes > 0) {
+      if (auto it = s.sizes.find(url); it != s.sizes.end()) return it->second;
+      std::string listed;
+      if (const auto* all = covering(s, store, key, &listed)) {
+        for (const auto& o : *all)
+          if (o.key == key) return o.size;
+        return std::nullopt;
+      }
+    }
+  }
+  auto size = store.stat(key);
+  std::lock_guard lk(s.mu);
+  if (s.scopes > 0) s.sizes[url] = size;
+  return size;
+}
+
+}  // namespace ckb
