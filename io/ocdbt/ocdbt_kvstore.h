@@ -33,7 +33,7 @@ class OcdbtKvStore final : public KvStore {
  public:
   explicit OcdbtKvStore(std::string root);
   std::vector<std::string> list() const override;
-  std::optional<KvValue> get(const std::string& key) const override { return find(key, true); }
+  std::optional<KvValue> get(const std::string& key) const override { return find(key, false); }
   // A value in a remote data file comes deferred (io/kvstore.h), one on disk as from get().
   std::optional<KvValue> get_streamed(const std::string& key) const override { return find(key, true); }
   std::string describe() const override { return root_ + " (ocdbt)"; }
