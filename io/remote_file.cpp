@@ -19,9 +19,14 @@ bool is_remote_path(std::string_view path) { return remote::is_remote_url(path);
 namespace {
 constexpr std::uint64_t kParallelPiece = 8ull << 20;  // reads above this go out as several requests
 
+// A key without its trailing '/' ("a/b/" -> "a/b", "/" -> "": the bucket's root).
+std::string bare_key(const std::string& key) {
+  std::string k = without_trailing_slashes(key);
+  return k == "/" ? "" : k;
+}
 // The prefix under which a "folder" key's objects live ("a/b" -> "a/b/", "" -> "").
 std::string folder_prefix(const std::string& key) {
-  std::string k = without_trailing_slashes(key);
+  std::string k = bare_key(key);
   return k.empty() ? k : k + "/";
 }
 }  // namespace
@@ -172,7 +177,7 @@ void RemoteBacking::read(std::uint64_t off, std::span<std::byte> dst) const {
 
 bool remote_exists(const std::string& url) {
   auto loc = remote::open_remote(url);
-  const std::string key = without_trailing_slashes(loc.key);
+  const std::string key = bare_key(loc.key);
   if (key.empty()) return true;  // the bucket / host root
   if (loc.key.back() != '/' && snapshot_stat(*loc.store, key)) return true;
   return loc.store->can_list() && !snapshot_list(*loc.store, folder_prefix(key)).empty();
@@ -180,7 +185,7 @@ bool remote_exists(const std::string& url) {
 
 bool remote_is_directory(const std::string& url) {
   auto loc = remote::open_remote(url);
-  const std::string key = without_trailing_slashes(loc.key);
+  const std::string key = bare_key(loc.key);
   if (!loc.store->can_list()) return false;  // http(s): objects only
   if (key.empty()) return true;
   return !snapshot_list(*loc.store, folder_prefix(key)).empty();
@@ -218,7 +223,7 @@ std::vector<std::string> remote_list_files(const std::string& url) {
 
 bool same_remote_object(const std::string& a, const std::string& b) {
   auto la = remote::open_remote(a), lb = remote::open_remote(b);
-  return la.store == lb.store && without_trailing_slashes(la.key) == without_trailing_slashes(lb.key);
+  return la.store == lb.store && bare_key(la.key) == bare_key(lb.key);
 }
 
 }  // namespace ckb

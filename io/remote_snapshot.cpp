@@ -1,6 +1,7 @@
 // Per-call caching of remote listings and sizes, for io/remote_snapshot.h.
 #include "io/remote_snapshot.h"
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 
@@ -12,12 +13,14 @@ namespace {
 struct Snapshot {
   std::mutex mu;
   int scopes = 0;
+  std::uint64_t generation = 0;  // bumped by every clear: an answer asked before it is not kept
   // Keyed by the store's URL of the prefix or key (one bucket's "" and another's differ).
   std::map<std::string, std::vector<remote::ObjectInfo>> listings;  // by the URL of the listed prefix
   std::map<std::string, std::optional<std::uint64_t>> sizes;        // by the object's URL
   void clear() {
     listings.clear();
     sizes.clear();
+    ++generation;
   }
 };
 Snapshot& snapshot() {
@@ -25,7 +28,17 @@ Snapshot& snapshot() {
   return *s;
 }
 
-// A kept listing of store `root` whose prefix holds everything under `prefix`.
+// The objects of a kept listing (sorted by key) whose keys start with `prefix`.
+std::pair<std::vector<remote::ObjectInfo>::const_iterator, std::vector<remote::ObjectInfo>::const_iterator> under(
+    const std::vector<remote::ObjectInfo>& all, const std::string& prefix) {
+  auto first = std::lower_bound(all.begin(), all.end(), prefix,
+                                [](const remote::ObjectInfo& o, const std::string& k) { return o.key < k; });
+  auto last = first;
+  while (last != all.end() && last->key.compare(0, prefix.size(), prefix) == 0) ++last;
+  return {first, last};
+}
+
+// A kept listing of `store` whose prefix holds everything under `prefix`.
 const std::vector<remote::ObjectInfo>* covering(Snapshot& s, const remote::ObjectStore& store, const std::string& prefix,
                                                std::string* listed_prefix) {
   // Candidates: "" and every prefix of `prefix` ending at a '/'.
@@ -61,41 +74,44 @@ void remote_objects_changed() {
 
 std::vector<remote::ObjectInfo> snapshot_list(const remote::ObjectStore& store, const std::string& prefix) {
   Snapshot& s = snapshot();
+  std::uint64_t asked_at;
   {
     std::lock_guard lk(s.mu);
     std::string listed;
     if (s.scopes > 0)
       if (const auto* all = covering(s, store, prefix, &listed)) {
-        std::vector<remote::ObjectInfo> out;
-        for (const auto& o : *all)
-          if (o.key.compare(0, prefix.size(), prefix) == 0) out.push_back(o);
-        return out;
+        auto [first, last] = under(*all, prefix);
+        return {first, last};
       }
+    asked_at = s.generation;
   }
   auto objects = store.list(prefix);
+  std::sort(objects.begin(), objects.end(), [](const auto& a, const auto& b) { return a.key < b.key; });
   std::lock_guard lk(s.mu);
-  if (s.scopes > 0) s.listings[store.url(prefix)] = objects;
+  if (s.scopes > 0 && s.generation == asked_at) s.listings[store.url(prefix)] = objects;
   return objects;
 }
 
 std::optional<std::uint64_t> snapshot_stat(const remote::ObjectStore& store, const std::string& key) {
   Snapshot& s = snapshot();
   const std::string url = store.url(key);
+  std::uint64_t asked_at;
   {
     std::lock_guard lk(s.mu);
     if (s.scopes > 0) {
       if (auto it = s.sizes.find(url); it != s.sizes.end()) return it->second;
       std::string listed;
       if (const auto* all = covering(s, store, key, &listed)) {
-        for (const auto& o : *all)
-          if (o.key == key) return o.size;
+        auto [first, last] = under(*all, key);
+        if (first != last && first->key == key) return first->size;
         return std::nullopt;
       }
     }
+    asked_at = s.generation;
   }
   auto size = store.stat(key);
   std::lock_guard lk(s.mu);
-  if (s.scopes > 0) s.sizes[url] = size;
+  if (s.scopes > 0 && s.generation == asked_at) s.sizes[url] = size;
   return size;
 }
 

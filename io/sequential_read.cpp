@@ -45,7 +45,10 @@ SequentialRead::Piece& SequentialRead::load(std::uint64_t index) {
     try {
       p.fetched.get();
     } catch (...) {
-      window_.pop_front();  // a later call fetches it again
+      // Forget the window (waiting for the fetches still running): a later call starts over.
+      for (auto& q : window_)
+        if (!q.ready && q.fetched.valid()) q.fetched.wait();
+      window_.clear();
       throw;
     }
   }

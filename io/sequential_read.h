@@ -8,7 +8,8 @@
 //  - from(at) returns the bytes from `at` to the end of its piece, valid until the next call;
 //    positions only move forward (a position behind the current piece is a logic error and
 //    throws std::logic_error); a jump ahead drops the pieces in between;
-//  - read errors (IoError naming the file) are thrown by the call that needs the piece;
+//  - read errors (IoError naming the file) are thrown by the call that needs the piece; a later
+//    call at the same position fetches it again;
 //  - the destructor waits for the fetches in flight. Not for use from several threads.
 #pragma once
 

@@ -246,6 +246,10 @@ double backoff_seconds(const RemoteOptions& options, int retry, const HttpRespon
 
 }  // namespace
 
+void HttpClient::wait_before_retry(int retry, const HttpResponse& last) const {
+  std::this_thread::sleep_for(std::chrono::duration<double>(backoff_seconds(options_, retry, last)));
+}
+
 HttpResponse HttpClient::perform(const HttpCall& call) const {
   const int attempts = std::max(1, options_.retries);
   std::uint64_t filled = 0;

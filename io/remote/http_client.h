@@ -65,6 +65,9 @@ class HttpClient {
   // call.accept; throws IoError otherwise.
   HttpResponse perform(const HttpCall& call) const;
   const RemoteOptions& options() const { return options_; }
+  // Sleeps as perform() does before retry number `retry` (1-based) after `last`: exponential
+  // backoff with jitter, or the server's Retry-After. For callers that retry themselves.
+  void wait_before_retry(int retry, const HttpResponse& last) const;
 
   struct Pool;  // the easy handles (opaque)
 

@@ -63,7 +63,7 @@ struct ObjectInfo {
 class MultipartUpload {
  public:
   virtual ~MultipartUpload() = default;  // implementations abort unless completed
-  // Uploads part `number` (1-based, < 10000). Every part but the last must be >= 5 MiB.
+  // Uploads part `number` (1..10000, S3's limit). Every part but the last must be >= 5 MiB.
   // Thread-safe: parts may be uploaded in any order, in parallel.
   virtual void upload_part(int number, std::span<const std::byte> data) = 0;
   // Completes the upload with every part uploaded so far (in part-number order); the object

@@ -152,9 +152,9 @@ class S3Upload final : public MultipartUpload {
   }
 
   void upload_part(int number, std::span<const std::byte> data) override {
-    if (number < 1 || number >= 10000)
+    if (number < 1 || number > 10000)
       throw UsageError("multipart upload of " + core_->url_of(key_) + ": part number " + std::to_string(number) +
-                       " is not in 1..9999");
+                       " is not in 1..10000");
     HttpCall c = core_->call("PUT", key_, {{"partNumber", std::to_string(number)}, {"uploadId", upload_id_}},
                              "PUT part " + std::to_string(number) + " (" + std::to_string(data.size()) + " bytes)", data,
                              {"Content-Type: application/octet-stream"});
@@ -188,17 +188,18 @@ class S3Upload final : public MultipartUpload {
     // An error after an earlier attempt (NoSuchUpload from S3, 500 from some S3-compatible
     // servers) may mean that attempt completed the upload and lost its answer. Then the object
     // is there, with the parts' total size and the multipart ETag of exactly these parts;
-    // otherwise a 5xx is tried again (here, so that such an answer is checked first) and a 404
-    // means the upload is gone.
+    // otherwise a 5xx is tried again after the usual backoff (here, so that such an answer is
+    // checked first) and a 404 means the upload is gone.
     c.accept = {404, 500, 502, 503};
-    constexpr int kRounds = 5;
+    const int rounds = std::max(1, core_->client.options().retries);
     for (int round = 1;; ++round) {
       const HttpResponse r = core_->client.perform(c);
       if (r.status == 404 || r.status >= 500) {
         if ((r.attempts >= 2 || round >= 2) && completed_by_us()) break;
-        if (r.status == 404 || round == kRounds)
+        if (r.status == 404 || round >= rounds)
           throw IoError(c.object_url, c.what + ": " + http_error_detail(r.status, r.reason, r.body) +
-                                          (r.status == 404 ? "" : " (" + std::to_string(round) + " rounds)"));
+                                          (r.status == 404 ? "" : " (gave up after " + std::to_string(round) + " rounds)"));
+        core_->client.wait_before_retry(round, r);
         continue;
       }
       if (r.body.find("<Error>") != std::string::npos)  // S3 may answer 200 and still report a failure
