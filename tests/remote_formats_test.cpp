@@ -46,6 +46,15 @@ class RemoteFormats : public ::testing::Test {
     for (const auto& o : store_->list(prefix)) out.push_back(o.key);
     return out;
   }
+  // A local safetensors file converted to Orbax (OCDBT, zstd) under `prefix` in the bucket;
+  // returns the largest object written (for one large tensor: the data file of its chunk).
+  remote::ObjectInfo upload_orbax_of(const std::string& safetensors, const std::string& prefix) {
+    EXPECT_EQ(cli("convert " + safetensors + " " + url(prefix) + " --to orbax -q").exit_code, 0);
+    remote::ObjectInfo largest;
+    for (const auto& o : store_->list(prefix + "/"))
+      if (o.size > largest.size) largest = o;
+    return largest;
+  }
   std::string object(const std::string& key) const {
     auto v = store_->get(key);
     EXPECT_TRUE(v.has_value()) << key;
@@ -285,10 +294,7 @@ TEST_F(RemoteFormats, OrbaxChunksStreamFromS3PieceByPiece) {
   test::TempDir tmp;
   const std::uint64_t n = 64u << 20, window = 3 * (8u << 20);
   const std::string data = write_incompressible_safetensors(tmp / "w.safetensors", n);
-  ASSERT_EQ(cli("convert " + tmp / "w.safetensors" + " " + url("orbax-stream/ckpt") + " --to orbax -q").exit_code, 0);
-  std::uint64_t largest_object = 0;
-  for (const auto& o : store_->list("orbax-stream/ckpt/")) largest_object = std::max(largest_object, o.size);
-  ASSERT_GT(largest_object, n);  // the data file holding the one chunk
+  ASSERT_GT(upload_orbax_of(tmp / "w.safetensors", "orbax-stream/ckpt").size, n);  // the data file of the one chunk
 
   const Checkpoint ck = engine::open(url("orbax-stream/ckpt"));
   const auto tensors = test::tensors_by_name(ck);
@@ -323,7 +329,7 @@ TEST_F(RemoteFormats, FlakyServerStillGivesExactOutput) {
 TEST_F(RemoteFormats, FlakyServerStillGivesExactOrbaxChunks) {
   test::TempDir tmp;
   const std::string data = write_incompressible_safetensors(tmp / "w.safetensors", 24u << 20);
-  ASSERT_EQ(cli("convert " + tmp / "w.safetensors" + " " + url("flaky-orbax/ckpt") + " --to orbax -q").exit_code, 0);
+  upload_orbax_of(tmp / "w.safetensors", "flaky-orbax/ckpt");
   test::FlakyProxy proxy(test::s3().port, 0.3, 11);
   ::setenv("CKB_REMOTE_RETRIES", "12", 1);
   auto down = cli("convert " + url("flaky-orbax/ckpt") + " " + tmp / "back.safetensors -q", proxy.base());
@@ -339,11 +345,7 @@ TEST_F(RemoteFormats, FlakyServerStillGivesExactOrbaxChunks) {
 TEST_F(RemoteFormats, TruncatedRemoteOrbaxDataFileIsAnErrorNamingIt) {
   test::TempDir tmp;
   write_incompressible_safetensors(tmp / "w.safetensors", 24u << 20);
-  ASSERT_EQ(cli("convert " + tmp / "w.safetensors" + " " + url("cut-orbax/ckpt") + " --to orbax -q").exit_code, 0);
-  std::string largest;
-  std::uint64_t size = 0;
-  for (const auto& o : store_->list("cut-orbax/ckpt/"))
-    if (o.size > size) size = o.size, largest = o.key;
+  const auto [largest, size] = upload_orbax_of(tmp / "w.safetensors", "cut-orbax/ckpt");
   ASSERT_GT(size, 24u << 20);
   const std::string cut = object(largest).substr(0, static_cast<std::size_t>(size - 1000));
   store_->put(largest, as_bytes_of(cut));
@@ -358,11 +360,7 @@ TEST_F(RemoteFormats, TruncatedRemoteOrbaxDataFileIsAnErrorNamingIt) {
 TEST_F(RemoteFormats, CorruptBlockInAStreamedRemoteChunkIsAnErrorNamingTheObject) {
   test::TempDir tmp;
   write_incompressible_safetensors(tmp / "w.safetensors", 24u << 20);
-  ASSERT_EQ(cli("convert " + tmp / "w.safetensors" + " " + url("bad-orbax/ckpt") + " --to orbax -q").exit_code, 0);
-  std::string largest;
-  std::uint64_t size = 0;
-  for (const auto& o : store_->list("bad-orbax/ckpt/"))
-    if (o.size > size) size = o.size, largest = o.key;
+  const std::string largest = upload_orbax_of(tmp / "w.safetensors", "bad-orbax/ckpt").key;
   std::string obj = object(largest);
   // The chunk's zstd frame opens the data file: skip its header (RFC 8878 3.1.1.1), then walk
   // the blocks to the first one starting past 12 MiB and give it the reserved block type.
