@@ -7,7 +7,9 @@ relays the answer, except that a share <failure-rate> of the requests fail, chos
 (repeatably for one seed) among: 500, 503, 429 (Retry-After: 0) answered by the proxy itself,
 the connection dropped before any answer, and the upstream's answer cut off after half of
 its body. <kinds> (comma-separated, default all but stall): 500,503,429,drop,cut,stall (half
-of the body, then nothing more for a minute),delay (forwarded 50 ms late). Whenever more
+of the body, then nothing more for a minute),delay (forwarded 50 ms late),lose-complete (the
+first multipart completion, POST ...?uploadId=, is forwarded and its answer never sent: the
+connection closes; every other request passes). Whenever more
 requests are in flight at once than ever before, prints "max-in-flight <n>" to stderr. Prints "LISTENING <port>".
 """
 import http.client
@@ -25,6 +27,7 @@ RNG = random.Random(int(sys.argv[3]))
 RNG_LOCK = threading.Lock()
 KINDS = sys.argv[4].split(",") if len(sys.argv) > 4 else ["500", "503", "429", "drop", "cut", "cut"]
 IN_FLIGHT = [0, 0]  # now, most ever
+LOST = [False]  # lose-complete: the completion's answer was already lost once
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
 
 
@@ -77,6 +80,11 @@ class Handler(BaseHTTPRequestHandler):
             return self.error_answer(503, "SlowDown")
         if fate == "429":
             return self.error_answer(429, "TooManyRequests")
+        if fate == "lose-complete":
+            with RNG_LOCK:
+                lose = self.command == "POST" and "uploadId=" in self.path and not LOST[0]
+                LOST[0] = LOST[0] or lose
+            fate = "lose" if lose else "ok"
         if fate == "delay":
             time.sleep(0.05)
         if fate == "drop":
@@ -90,6 +98,10 @@ class Handler(BaseHTTPRequestHandler):
         resp = conn.getresponse()
         data = resp.read()
         conn.close()
+        if fate == "lose":  # the upstream did the work; its answer never arrives
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         self.send_response(resp.status, resp.reason)
         for k, v in resp.getheaders():
             if k.lower() not in HOP_BY_HOP and k.lower() != "content-length":

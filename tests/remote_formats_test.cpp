@@ -387,6 +387,19 @@ TEST_F(RemoteFormats, CorruptBlockInAStreamedRemoteChunkIsAnErrorNamingTheObject
   EXPECT_FALSE(std::filesystem::exists(tmp / "out.safetensors"));
 }
 
+// The server completes a multipart upload but its answer is lost: the retried completion fails
+// (s3rver answers 500 to an upload it already completed), the uploader finds the object it
+// made (its parts read back: s3rver's ETag is a plain MD5) and the job succeeds, exactly.
+TEST_F(RemoteFormats, LostAnswerToACompletedUploadIsRecognised) {
+  test::TempDir tmp;
+  write_big_safetensors(tmp / "big.safetensors");
+  test::FlakyProxy proxy(test::s3().port, 1.0, 1, "lose-complete");
+  auto up = cli("convert " + tmp / "big.safetensors" + " " + url("lost-answer/model.safetensors") + " -q", proxy.base());
+  ASSERT_EQ(up.exit_code, 0) << up.err;
+  ASSERT_EQ(run_cli("convert " + tmp / "big.safetensors" + " " + tmp / "local.safetensors -q").exit_code, 0);
+  EXPECT_EQ(sha(object("lost-answer/model.safetensors")), sha(test::read_file(tmp / "local.safetensors")));
+}
+
 TEST_F(RemoteFormats, ServerThatAlwaysFailsGivesAClearErrorAndNoOutput) {
   test::TempDir tmp;
   write_big_safetensors(tmp / "big.safetensors");
