@@ -35,7 +35,9 @@ std::string key_path(const std::string& root, const std::string& key) {
 std::optional<KvValue> DirectoryKvStore::get_streamed(const std::string& key) const {
   std::string path = key_path(root_, key);
   if (!is_remote_path(path)) return get(key);
-  // One HEAD; the bytes are fetched by the consumer as it reads.
+  // One HEAD (the scope lets the open below reuse it); the bytes are fetched by the consumer
+  // as it reads.
+  const RemoteSnapshotScope one_head;
   auto loc = remote::open_remote(path);
   if (!snapshot_stat(*loc.store, loc.key)) return std::nullopt;
   auto file = MappedFile::open(path);

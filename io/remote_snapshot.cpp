@@ -39,16 +39,13 @@ std::pair<std::vector<remote::ObjectInfo>::const_iterator, std::vector<remote::O
 }
 
 // A kept listing of `store` whose prefix holds everything under `prefix`.
-const std::vector<remote::ObjectInfo>* covering(Snapshot& s, const remote::ObjectStore& store, const std::string& prefix,
-                                               std::string* listed_prefix) {
+const std::vector<remote::ObjectInfo>* covering(Snapshot& s, const remote::ObjectStore& store,
+                                               const std::string& prefix) {
   // Candidates: "" and every prefix of `prefix` ending at a '/'.
   for (std::size_t end = prefix.size() + 1; end-- > 0;) {
     if (end != 0 && prefix[end - 1] != '/') continue;
     auto it = s.listings.find(store.url(prefix.substr(0, end)));
-    if (it != s.listings.end()) {
-      *listed_prefix = prefix.substr(0, end);
-      return &it->second;
-    }
+    if (it != s.listings.end()) return &it->second;
   }
   return nullptr;
 }
@@ -77,9 +74,8 @@ std::vector<remote::ObjectInfo> snapshot_list(const remote::ObjectStore& store, 
   std::uint64_t asked_at;
   {
     std::lock_guard lk(s.mu);
-    std::string listed;
     if (s.scopes > 0)
-      if (const auto* all = covering(s, store, prefix, &listed)) {
+      if (const auto* all = covering(s, store, prefix)) {
         auto [first, last] = under(*all, prefix);
         return {first, last};
       }
@@ -100,8 +96,7 @@ std::optional<std::uint64_t> snapshot_stat(const remote::ObjectStore& store, con
     std::lock_guard lk(s.mu);
     if (s.scopes > 0) {
       if (auto it = s.sizes.find(url); it != s.sizes.end()) return it->second;
-      std::string listed;
-      if (const auto* all = covering(s, store, key, &listed)) {
+      if (const auto* all = covering(s, store, key)) {
         auto [first, last] = under(*all, key);
         if (first != last && first->key == key) return first->size;
         return std::nullopt;

@@ -180,34 +180,38 @@ TEST_F(RemoteFormats, LargeFileGoesUpInPartsAndComesBackExact) {
 }
 
 // "remote: N requests, M bytes fetched, R retries" from inspect --verbose.
-std::uint64_t fetched_bytes(const std::string& err) {
+struct Fetched {
+  std::uint64_t requests = 0, bytes = ~0ull;
+};
+Fetched fetched(const std::string& err) {
   std::smatch m;
   const std::regex re("remote: ([0-9]+) requests?, ([0-9]+) bytes fetched");
   if (!std::regex_search(err, m, re)) {
     ADD_FAILURE() << "no transfer line in: " << err;
-    return ~0ull;
+    return {};
   }
-  return std::stoull(m[2]);
+  return {std::stoull(m[1]), std::stoull(m[2])};
 }
 
 TEST_F(RemoteFormats, InspectHttpsSafetensorsFetchesOnlyTheHeader) {
   const auto& w = test::web();
   std::uint64_t header = 0;
   write_big_safetensors(w.root + "/inspect-me.safetensors", &header);
-  const std::uint64_t log_before = test::read_file(w.access_log).size();
   auto r = run_cli("inspect -v " + w.http_base + "/inspect-me.safetensors");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("3 tensors, 14,680,064 elements, 24.0 MiB"), std::string::npos) << r.out;
   // What the client counted and what nginx served: the header, rounded up to 16 KiB blocks.
-  EXPECT_LE(fetched_bytes(r.err), header + 16384);
-  std::istringstream log(test::read_file(w.access_log).substr(log_before));
+  const Fetched client = fetched(r.err);
+  EXPECT_LE(client.bytes, header + 16384);
+  const auto lines = test::access_log_lines(" /inspect-me.safetensors ", client.requests);
+  EXPECT_EQ(lines.size(), client.requests);
   std::uint64_t served = 0;
-  for (std::string line; std::getline(log, line);) {
+  for (const std::string& line : lines) {
     std::istringstream f(line);
     std::string method, uri, status;
     std::uint64_t body = 0;
     f >> method >> uri >> status >> body;
-    if (uri.find("inspect-me") != std::string::npos) served += body;
+    served += body;
   }
   EXPECT_GT(served, 0u);
   EXPECT_LE(served, header + 16384) << "of a " << (24u << 20) << "-byte file";
@@ -223,7 +227,7 @@ TEST_F(RemoteFormats, InspectS3OrbaxReadsNoChunkData) {
   auto r = cli("inspect -v " + url("orbax-inspect/ckpt"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("3 tensors"), std::string::npos) << r.out;
-  EXPECT_LT(fetched_bytes(r.err), 256u * 1024) << "of " << stored << " bytes stored";
+  EXPECT_LT(fetched(r.err).bytes, 256u * 1024) << "of " << stored << " bytes stored";
   EXPECT_TRUE(store_->stat("orbax-inspect/ckpt/commit_success.txt").has_value());
   // One listing of the checkpoint answers every "is there a ...?" of detection and opening
   // (io/remote_snapshot.h): the listing, then one GET per metadata file, manifest and b+tree

@@ -32,33 +32,6 @@ void serve(const std::string& rel, const std::string& data) {
   test::write_file(path, data);
 }
 
-std::vector<std::string> log_lines_now(const std::string& uri_part) {
-  std::vector<std::string> out;
-  const std::string log = test::read_file(test::web().access_log);
-  std::size_t start = 0;
-  while (start < log.size()) {
-    const std::size_t end = log.find('\n', start);
-    const std::string line = log.substr(start, end - start);
-    if (line.find(uri_part) != std::string::npos) out.push_back(line);
-    if (end == std::string::npos) break;
-    start = end + 1;
-  }
-  return out;
-}
-
-// Lines of nginx's access log that mention `uri_part` ("<method> <uri> <status> <bytes> <Range>");
-// waits (5 s at most) for `expect` of them: nginx logs a request once it has finished it, which
-// may be just after the client has its answer.
-std::vector<std::string> log_lines(const std::string& uri_part, std::size_t expect) {
-  std::vector<std::string> out;
-  for (int i = 0; i < 500; ++i) {
-    out = log_lines_now(uri_part);
-    if (out.size() >= expect) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return out;
-}
-
 TEST(RemoteHttp, HttpsSizeAndRangedReadsFetchOnlyWhatIsAsked) {
   const std::string data = test::pattern(300000, 1);
   serve("models/ranged.bin", data);
@@ -71,7 +44,7 @@ TEST(RemoteHttp, HttpsSizeAndRangedReadsFetchOnlyWhatIsAsked) {
   EXPECT_EQ(test::read_range(*store, "models/ranged.bin", 123456, 100000), data.substr(123456, 100000));
   EXPECT_EQ(test::read_range(*store, "models/ranged.bin", 299999, 1), data.substr(299999, 1));
   EXPECT_EQ(store->get("models/ranged.bin").value(), data);
-  const auto lines = log_lines("/models/ranged.bin", 5);
+  const auto lines = test::access_log_lines("/models/ranged.bin", 5);
   ASSERT_EQ(lines.size(), 5u);
   EXPECT_EQ(lines[0], "HEAD /models/ranged.bin 200 0 -");
   EXPECT_EQ(lines[1], "GET /models/ranged.bin 206 8 bytes=0-7");
@@ -134,7 +107,7 @@ TEST(RemoteHttp, RefusedHeadFallsBackToAOneByteGet) {
   serve("nohead/model.bin", data);
   const auto store = open_store(test::web().http_base, web_options());
   EXPECT_EQ(store->stat("nohead/model.bin"), std::optional<std::uint64_t>(50000));
-  const auto lines = log_lines("/nohead/model.bin", 2);
+  const auto lines = test::access_log_lines("/nohead/model.bin", 2);
   ASSERT_EQ(lines.size(), 2u);
   EXPECT_EQ(lines[0], "HEAD /nohead/model.bin 405 0 -");
   EXPECT_EQ(lines[1], "GET /nohead/model.bin 206 1 bytes=0-0");
@@ -174,7 +147,7 @@ TEST(RemoteHttp, RedirectsKeepTheTokenAndTlsSafe) {
   }
   // nginx saw the same-host redirect's target (with the token) and the other host's (without);
   // the downgrade was never followed
-  const auto lines = log_lines("GET /private/moved.bin", 2);
+  const auto lines = test::access_log_lines("GET /private/moved.bin", 2);
   ASSERT_EQ(lines.size(), 2u);
   EXPECT_EQ(lines[0], "GET /private/moved.bin 200 11 -");
   EXPECT_EQ(lines[1].substr(0, 27), "GET /private/moved.bin 401 ");

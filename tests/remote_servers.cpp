@@ -334,4 +334,27 @@ std::string read_range(const remote::ObjectStore& store, const std::string& key,
   return out;
 }
 
+std::vector<std::string> access_log_lines(const std::string& uri_part, std::size_t expect) {
+  const auto lines_now = [&] {
+    std::vector<std::string> out;
+    const std::string log = read_file(web().access_log);
+    std::size_t start = 0;
+    while (start < log.size()) {
+      const std::size_t end = log.find('\n', start);
+      const std::string line = log.substr(start, end - start);
+      if (line.find(uri_part) != std::string::npos) out.push_back(line);
+      if (end == std::string::npos) break;
+      start = end + 1;
+    }
+    return out;
+  };
+  std::vector<std::string> out;
+  for (int i = 0; i < 500; ++i) {
+    out = lines_now();
+    if (out.size() >= expect) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return out;
+}
+
 }  // namespace ckb::test

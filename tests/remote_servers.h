@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "io/remote/object_store.h"
 
@@ -40,6 +41,11 @@ struct WebServer {
   std::string access_log; // one line per request: "<method> <uri> <status> <body bytes sent> <Range>"
 };
 const WebServer& web();
+
+// Lines of web()'s access log that contain `uri_part`, once there are `expect` of them (waits
+// 5 s at most, then returns what there is): nginx logs a request once it has finished it,
+// which may be just after the client has its answer.
+std::vector<std::string> access_log_lines(const std::string& uri_part, std::size_t expect);
 
 // A proxy in front of 127.0.0.1:<upstream_port>. `failure_rate` in [0, 1]: the share of
 // requests that fail. `seed` makes the choices repeatable (for

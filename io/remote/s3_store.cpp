@@ -239,32 +239,6 @@ class S3Upload final : public MultipartUpload {
   // those (an ETag without "-"), every part's range is read back and its MD5 compared with the
   // part's ETag (this runs only after a lost answer, so the extra reads are rare).
   bool completed_by_us() {
-    std::uint64_t total = 0;
-    std::string md5s;
-    std::size_t count = 0;
-    {
-      std::lock_guard lock(mu_);
-      for (const auto& [number, size] : sizes_) total += size;
-      for (const auto& [number, etag] : parts_) {
-        std::string hex = etag;
-        hex.erase(std::remove(hex.begin(), hex.end(), '"'), hex.end());
-        if (hex.size() != 32) return false;
-        for (std::size_t i = 0; i < 32; i += 2) {
-          const auto byte = parse_hex_byte(hex.substr(i, 2));
-          if (!byte) return false;
-          md5s += static_cast<char>(*byte);
-        }
-        ++count;
-      }
-    }
-    HttpCall head = core_->call("HEAD", key_, {}, "HEAD");
-    head.accept = {404};
-    const HttpResponse h = core_->client.perform(head);
-    std::string etag = h.header("etag");
-    etag.erase(std::remove(etag.begin(), etag.end(), '"'), etag.end());
-    if (h.status != 200 || h.header("content-length") != std::to_string(total)) return false;
-    if (etag == md5_hex(md5s) + "-" + std::to_string(count)) return true;
-    if (etag.find('-') != std::string::npos) return false;
     std::map<int, std::string> parts;
     std::map<int, std::uint64_t> sizes;
     {
@@ -272,6 +246,29 @@ class S3Upload final : public MultipartUpload {
       parts = parts_;
       sizes = sizes_;
     }
+    const auto unquoted = [](std::string etag) {
+      etag.erase(std::remove(etag.begin(), etag.end(), '"'), etag.end());
+      return etag;
+    };
+    std::uint64_t total = 0;
+    for (const auto& [number, size] : sizes) total += size;
+    std::string md5s;
+    for (const auto& [number, etag] : parts) {
+      const std::string hex = unquoted(etag);
+      if (hex.size() != 32) return false;
+      for (std::size_t i = 0; i < 32; i += 2) {
+        const auto byte = parse_hex_byte(hex.substr(i, 2));
+        if (!byte) return false;
+        md5s += static_cast<char>(*byte);
+      }
+    }
+    HttpCall head = core_->call("HEAD", key_, {}, "HEAD");
+    head.accept = {404};
+    const HttpResponse h = core_->client.perform(head);
+    const std::string etag = unquoted(h.header("etag"));
+    if (h.status != 200 || h.header("content-length") != std::to_string(total)) return false;
+    if (etag == md5_hex(md5s) + "-" + std::to_string(parts.size())) return true;
+    if (etag.find('-') != std::string::npos) return false;
     std::uint64_t at = 0;
     std::string bytes;
     for (const auto& [number, size] : sizes) {
@@ -282,9 +279,7 @@ class S3Upload final : public MultipartUpload {
         get.dst = std::as_writable_bytes(std::span<char>(bytes.data(), bytes.size()));
         core_->client.perform(get);
       }
-      std::string want = parts[number];
-      want.erase(std::remove(want.begin(), want.end(), '"'), want.end());
-      if (md5_hex(bytes) != want) return false;
+      if (md5_hex(bytes) != unquoted(parts[number])) return false;
       at += size;
     }
     return true;
