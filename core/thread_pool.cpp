@@ -7,6 +7,8 @@
 #include <atomic>
 #include <utility>
 
+#include "core/cancel.h"
+
 namespace ckb {
 
 ThreadPool::ThreadPool(unsigned workers) {
@@ -26,7 +28,7 @@ ThreadPool::~ThreadPool() {
 void ThreadPool::submit(std::function<void()> task) {
   {
     std::lock_guard lk(mu_);
-    queue_.push_back(std::move(task));
+    queue_.push_back(with_current_cancel(std::move(task)));  // the submitter's run, on the worker
   }
   cv_.notify_one();
 }

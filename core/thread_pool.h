@@ -13,6 +13,7 @@
 //  - The first exception thrown by a task is rethrown by wait(); tasks of the batch not yet
 //    started when it happened are skipped. A batch must be waited on before it is destroyed
 //    (the destructor waits and swallows the exception if not).
+//  - A task runs under its submitter's run token (core/cancel.h current_cancel()).
 //  - Tasks must not block on something only a later task of the same pool provides (a
 //    producer/consumer pair); such threads stay dedicated (zarr's decode-ahead, the
 //    executor's memory-windowed workers).

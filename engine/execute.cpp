@@ -96,6 +96,7 @@ void accumulate_stats(TensorStats& s, DType dtype, const std::byte* data, std::s
 
 ExecResult execute(const Node& target, const Format& fmt, const std::string& dst, const WriteOptions& wo,
                    const ExecOptions& eo) {
+  const CancelScope cancel_scope(eo.cancel);  // remote requests below stop when the run is cancelled
   auto t0 = std::chrono::steady_clock::now();
   std::unique_ptr<Writer> own;
   Writer* writer = eo.writer;
@@ -291,7 +292,7 @@ ExecResult execute(const Node& target, const Format& fmt, const std::string& dst
     });
   }
   std::vector<std::thread> pool;
-  for (unsigned k = 1; k < threads; ++k) pool.emplace_back(work);
+  for (unsigned k = 1; k < threads; ++k) pool.emplace_back(with_current_cancel(work));
   work();
   for (auto& th : pool) th.join();
   {

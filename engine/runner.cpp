@@ -177,6 +177,7 @@ Report run_into_memory(const std::shared_ptr<Planned>& p, const RunOptions& opts
 }  // namespace
 
 Report run(const Job& job, const RunOptions& opts) {
+  const CancelScope cancel_scope(opts.cancel);  // remote requests stop waiting once cancelled (core/cancel.h)
   RemoteSnapshotScope snapshot;  // one listing of each remote prefix for the whole call (io/file.h)
   if (opts.into && !job.output.path.empty()) throw UsageError("a run into memory takes no output path");
   if (!opts.into && process_group().size > 1) return run_shared(job, opts);  // engine/shared_run.h

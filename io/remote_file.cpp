@@ -9,6 +9,7 @@
 #include <future>
 #include <map>
 
+#include "core/cancel.h"
 #include "core/errors.h"
 #include "io/remote_snapshot.h"
 
@@ -48,7 +49,7 @@ void remote_read_parallel(const remote::ObjectStore& store, const std::string& k
     }
   };
   std::vector<std::future<void>> futures;
-  for (std::size_t i = 1; i < lanes; ++i) futures.push_back(std::async(std::launch::async, lane));
+  for (std::size_t i = 1; i < lanes; ++i) futures.push_back(std::async(std::launch::async, with_current_cancel(lane)));
   std::exception_ptr first;
   try {
     lane();

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <set>
 
+#include "core/cancel.h"
 #include "core/errors.h"
 #include "io/remote_file.h"
 #include "io/remote_snapshot.h"
@@ -38,8 +39,10 @@ Bytes zeroed(std::uint64_t n) {
   return b;
 }
 
-// Deletes the objects at `urls`, best effort (cleaning up after a failure: never throws).
+// Deletes the objects at `urls`, best effort (cleaning up after a failure: never throws; not
+// interrupted by the run's cancellation, which is often why it runs).
 void remove_objects(const std::vector<std::string>& urls) noexcept {
+  const CancelScope cleanup(nullptr);
   for (const auto& u : urls) try {
       auto loc = remote::open_remote(u);
       loc.store->remove(loc.key);
@@ -214,6 +217,7 @@ void RemoteUpload::commit() {
 }
 
 void RemoteUpload::abort() noexcept {
+  const CancelScope cleanup(nullptr);  // runs to its end after a cancellation
   std::unique_ptr<remote::MultipartUpload> u;
   {
     std::lock_guard lk(mu_);

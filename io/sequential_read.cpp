@@ -5,6 +5,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "core/cancel.h"
+
 namespace ckb {
 
 SequentialRead::SequentialRead(MappedFilePtr file, std::uint64_t offset, std::uint64_t length, std::string what,
@@ -24,9 +26,9 @@ void SequentialRead::start(std::uint64_t index) {
   p.index = index;
   const std::uint64_t begin = index * piece_;
   p.bytes = Bytes(static_cast<std::size_t>(std::min<std::uint64_t>(piece_, length_ - begin)));
-  p.fetched = std::async(std::launch::async, [file = file_, at = offset_ + begin, dst = p.bytes.span(), this] {
+  p.fetched = std::async(std::launch::async, with_current_cancel([file = file_, at = offset_ + begin, dst = p.bytes.span(), this] {
     file->read(at, dst, what_.c_str());
-  });
+  }));
   window_.push_back(std::move(p));
 }
 

@@ -7,7 +7,8 @@ relays the answer, except that a share <failure-rate> of the requests fail, chos
 (repeatably for one seed) among: 500, 503, 429 (Retry-After: 0) answered by the proxy itself,
 the connection dropped before any answer, and the upstream's answer cut off after half of
 its body. <kinds> (comma-separated, default all but stall): 500,503,429,drop,cut,stall (half
-of the body, then nothing more for a minute),delay (forwarded 50 ms late),lose-complete (the
+of the body, then nothing more for a minute),stall-large (the same for bodies over 1 MiB only:
+metadata passes, tensor data stalls),delay (forwarded 50 ms late),lose-complete (the
 first multipart completion, POST ...?uploadId=, is forwarded and its answer never sent: the
 connection closes; every other request passes). Whenever more
 requests are in flight at once than ever before, prints "max-in-flight <n>" to stderr. Prints "LISTENING <port>".
@@ -112,6 +113,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
+        if fate == "stall-large":
+            fate = "stall" if len(data) > (1 << 20) else "ok"
         if fate == "stall" and len(data) >= 2:
             self.wfile.write(data[: len(data) // 2])
             self.wfile.flush()

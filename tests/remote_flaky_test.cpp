@@ -5,8 +5,11 @@
 // request and the status.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <csignal>
 #include <thread>
 
+#include "core/cancel.h"
 #include "core/errors.h"
 #include "core/hash.h"
 #include "io/remote/object_store.h"
@@ -106,6 +109,67 @@ TEST(RemoteFlaky, CutRangedReadsResumeWhereTheyStopped) {
   for (std::size_t i = 1; i < starts.size(); ++i) EXPECT_GT(starts[i], starts[i - 1]);
   // the cuts halve what each answer carries: far fewer bytes than re-reading from the start
   EXPECT_LT(stats.bytes_read, 2u * 1000000u);
+}
+
+// A run's cancellation (core/cancel.h: the token of the thread's run) stops a request stuck on a
+// server that stopped sending, at libcurl's next progress check (about a second), instead of
+// after the per-request timeout; nothing is retried.
+TEST(RemoteFlaky, CancelledRunStopsWaitingForAStalledAnswer) {
+  const std::string data = test::pattern(200000, 8);
+  test::write_file(test::web().root + "/stall-cancel.bin", data);
+  test::FlakyProxy proxy(test::web().port, 1.0, 1, "stall");
+  RemoteOptions o;
+  o.retries = 3;
+  o.timeout_s = 50;
+  const auto store = open_store(proxy.base(), o);
+  reset_transfer_stats();
+  CancelToken token;
+  std::thread later([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    token.cancel(SIGINT);
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  {
+    const CancelScope run(&token);
+    EXPECT_THROW(test::read_range(*store, "stall-cancel.bin", 0, 200000), Cancelled);
+  }
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  later.join();
+  EXPECT_LT(waited, 10.0) << "the request waited for its 50 s timeout";
+  EXPECT_EQ(transfer_stats().requests, 1u);
+  EXPECT_EQ(transfer_stats().retries, 0u);
+  // another run (none here) is not affected: the server read directly gives the bytes
+  EXPECT_EQ(test::read_range(*open_store(test::web().http_base, o), "stall-cancel.bin", 5, 10), data.substr(5, 10));
+}
+
+// ... and one waiting in a retry's backoff stops within a 50 ms sleep slice; a run already
+// cancelled makes no request at all.
+TEST(RemoteFlaky, CancelledRunStopsWaitingInABackoff) {
+  test::write_file(test::web().root + "/backoff-cancel.bin", test::pattern(1000, 9));
+  test::FlakyProxy proxy(test::web().port, 1.0, 1, "503");
+  RemoteOptions o;
+  o.retries = 5;
+  o.retry_base_s = 40;  // 10-20 s before the first retry (the cap)
+  const auto store = open_store(proxy.base(), o);
+  reset_transfer_stats();
+  CancelToken token;
+  std::thread later([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    token.cancel();
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  {
+    const CancelScope run(&token);
+    EXPECT_THROW(test::read_range(*store, "backoff-cancel.bin", 0, 1000), Cancelled);
+  }
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  later.join();
+  EXPECT_LT(waited, 5.0) << "the backoff was slept through";
+  EXPECT_EQ(transfer_stats().requests, 1u);
+  reset_transfer_stats();
+  const CancelScope run(&token);
+  EXPECT_THROW(store->stat("backoff-cancel.bin"), Cancelled);
+  EXPECT_EQ(transfer_stats().requests, 0u);
 }
 
 // A server that stops sending mid-body: after RemoteOptions::timeout_s without progress the

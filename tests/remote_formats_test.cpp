@@ -7,11 +7,15 @@
 // failing runs that leave no visible object.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
+#include <thread>
 
+#include "core/cancel.h"
 #include "core/errors.h"
 #include "core/hash.h"
 #include "engine/api.h"
@@ -402,6 +406,39 @@ TEST_F(RemoteFormats, LostAnswerToACompletedUploadIsRecognised) {
   ASSERT_EQ(up.exit_code, 0) << up.err;
   ASSERT_EQ(run_cli("convert " + tmp / "big.safetensors" + " " + tmp / "local.safetensors -q").exit_code, 0);
   EXPECT_EQ(sha(object("lost-answer/model.safetensors")), sha(test::read_file(tmp / "local.safetensors")));
+}
+
+// A run cancelled while its workers wait on a server that stopped sending tensor data (the
+// proxy stalls every answer over 1 MiB; metadata passes): engine::run throws Cancelled within
+// about a second of progress checks instead of waiting out the 50 s request timeout and its
+// retries, and leaves no output and no temporary.
+TEST_F(RemoteFormats, CancelledRunStopsWaitingForAStalledServerAndLeavesNothing) {
+  test::TempDir tmp;
+  write_big_safetensors(tmp / "big.safetensors");
+  store_->put("stalled/model.safetensors", as_bytes_of(test::read_file(tmp / "big.safetensors")));
+  test::FlakyProxy proxy(test::s3().port, 1.0, 1, "stall-large");
+  auto o = test::s3_options(proxy.base());
+  o.timeout_s = 50;
+  remote::set_default_options(o);
+  engine::Job job;
+  job.source = url("stalled/model.safetensors");
+  job.output.path = tmp / "out.safetensors";
+  job.threads = 2;
+  CancelToken token;
+  engine::RunOptions ro;
+  ro.cancel = &token;
+  std::thread later([&] {
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    token.cancel(SIGINT);
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_THROW(engine::run(job, ro), Cancelled);
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  later.join();
+  EXPECT_LT(waited, 15.0) << "the run waited for the stalled requests to time out";
+  EXPECT_FALSE(std::filesystem::exists(tmp / "out.safetensors"));
+  for (const auto& e : std::filesystem::directory_iterator(tmp.path()))
+    EXPECT_EQ(e.path().filename().string().find("ckb-tmp"), std::string::npos) << e.path();
 }
 
 TEST_F(RemoteFormats, ServerThatAlwaysFailsGivesAClearErrorAndNoOutput) {

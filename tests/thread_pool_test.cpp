@@ -1,5 +1,6 @@
 // core/thread_pool.h: every task runs once, the first exception reaches the waiter, later
-// tasks are skipped, and nested batches complete even when every worker waits on one.
+// tasks are skipped, nested batches complete even when every worker waits on one, and tasks
+// run under their submitter's run token.
 #include "core/thread_pool.h"
 
 #include <gtest/gtest.h>
@@ -8,7 +9,10 @@
 #include <numeric>
 #include <set>
 #include <stdexcept>
+#include <thread>
 #include <vector>
+
+#include "core/cancel.h"
 
 namespace ckb {
 namespace {
@@ -74,6 +78,37 @@ TEST(ThreadPool, NestedBatchesCompleteWhenEveryWorkerWaits) {
 
 TEST(ThreadPool, SharedPoolHasAWorkerPerCore) {
   EXPECT_EQ(ThreadPool::shared().size(), std::max(1u, std::thread::hardware_concurrency()));
+}
+
+// Work handed to the pool runs under the submitter's run token (core/cancel.h), so code deep
+// below (a remote request) sees the cancellation of the run it works for and no other.
+TEST(ThreadPool, TasksSeeTheirSubmittersRunToken) {
+  CancelToken a, b;
+  std::vector<const CancelToken*> seen_a(64), seen_b(64);
+  std::thread other([&] {
+    const CancelScope run(&b);
+    parallel_for(seen_b.size(), 4, [&](std::size_t i) { seen_b[i] = current_cancel(); });
+  });
+  {
+    const CancelScope run(&a);
+    parallel_for(seen_a.size(), 4, [&](std::size_t i) { seen_a[i] = current_cancel(); });
+    {
+      const CancelScope cleanup(nullptr);  // clean-up that must finish: no token
+      EXPECT_EQ(current_cancel(), nullptr);
+    }
+    EXPECT_EQ(current_cancel(), &a);
+  }
+  other.join();
+  EXPECT_EQ(current_cancel(), nullptr);
+  for (std::size_t i = 0; i < seen_a.size(); ++i) {
+    EXPECT_EQ(seen_a[i], &a) << i;
+    EXPECT_EQ(seen_b[i], &b) << i;
+  }
+  a.cancel();
+  const CancelScope run(&a);
+  EXPECT_THROW(throw_if_current_cancelled(), Cancelled);
+  auto later = std::thread(with_current_cancel([] { EXPECT_THROW(throw_if_current_cancelled(), Cancelled); }));
+  later.join();
 }
 
 }  // namespace

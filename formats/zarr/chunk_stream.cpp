@@ -8,6 +8,7 @@
 #include <mutex>
 #include <thread>
 
+#include "core/cancel.h"
 #include "core/errors.h"
 #include "io/file.h"
 #include "io/sequential_read.h"
@@ -113,7 +114,7 @@ ChunkStream::ChunkStream(const CodecChain& chain, std::optional<KvValue> value, 
     ahead_ = std::make_unique<Ahead>();
     for (std::size_t b = 0; b < Ahead::kBlocks; ++b)
       ahead_->blocks.emplace_back(static_cast<std::size_t>(std::min<std::uint64_t>(Ahead::kBlock, total_)));
-    ahead_->thread = std::thread([this] { run_ahead(); });
+    ahead_->thread = std::thread(with_current_cancel([this] { run_ahead(); }));
   }
 }
 

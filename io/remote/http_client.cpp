@@ -13,6 +13,7 @@
 #include <random>
 #include <thread>
 
+#include "core/cancel.h"
 #include "core/errors.h"
 #include "io/remote/text.h"
 #include "io/remote/transfer_stats.h"
@@ -68,6 +69,7 @@ struct Transfer {
   std::chrono::steady_clock::time_point last_progress;
   curl_off_t last_down = -1, last_up = -1;
   bool stalled = false;
+  bool cancelled = false;  // the run this request is for was cancelled (core/cancel.h)
 };
 
 // libcurl's progress callback: aborts the transfer when no byte has moved either way for
@@ -75,6 +77,10 @@ struct Transfer {
 // late after a burst).
 int on_progress(void* user, curl_off_t, curl_off_t down, curl_off_t, curl_off_t up) {
   auto& t = *static_cast<Transfer*>(user);
+  if (const CancelToken* c = current_cancel(); c && c->cancelled()) {
+    t.cancelled = true;
+    return 1;
+  }
   const auto now = std::chrono::steady_clock::now();
   if (down != t.last_down || up != t.last_up) {
     t.last_down = down;
@@ -247,7 +253,15 @@ double backoff_seconds(const RemoteOptions& options, int retry, const HttpRespon
 }  // namespace
 
 void HttpClient::wait_before_retry(int retry, const HttpResponse& last) const {
-  std::this_thread::sleep_for(std::chrono::duration<double>(backoff_seconds(options_, retry, last)));
+  // In slices, so that a cancelled run stops waiting within one.
+  using clock = std::chrono::steady_clock;
+  const auto until =
+      clock::now() + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(backoff_seconds(options_, retry, last)));
+  for (auto now = clock::now(); now < until; now = clock::now()) {
+    throw_if_current_cancelled();
+    std::this_thread::sleep_for(std::min<clock::duration>(until - now, std::chrono::milliseconds(50)));
+  }
+  throw_if_current_cancelled();
 }
 
 HttpResponse HttpClient::perform(const HttpCall& call) const {
@@ -259,8 +273,9 @@ HttpResponse HttpClient::perform(const HttpCall& call) const {
   for (int attempt = 1; attempt <= attempts; ++attempt) {
     if (attempt > 1) {
       ++stats.retries;
-      std::this_thread::sleep_for(std::chrono::duration<double>(backoff_seconds(options_, attempt - 1, last)));
+      wait_before_retry(attempt - 1, last);
     }
+    throw_if_current_cancelled();
     std::optional<ByteRange> range = call.range;
     if (range && !call.dst.empty()) range->first += filled;
     const HttpRequest request = call.build(range);
@@ -326,6 +341,7 @@ HttpResponse HttpClient::perform(const HttpCall& call) const {
     }
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &response.status);
 
+    if (t.cancelled) throw_if_current_cancelled();
     if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && t.stopped_on_purpose)) {
       std::string detail = curl_easy_strerror(rc);
       if (t.stalled) {

@@ -67,6 +67,8 @@ class HttpClient {
   const RemoteOptions& options() const { return options_; }
   // Sleeps as perform() does before retry number `retry` (1-based) after `last`: exponential
   // backoff with jitter, or the server's Retry-After. For callers that retry themselves.
+  // Throws Cancelled once the calling thread's run is cancelled (core/cancel.h), as perform()
+  // does during a request or its backoff.
   void wait_before_retry(int retry, const HttpResponse& last) const;
 
   struct Pool;  // the easy handles (opaque)
