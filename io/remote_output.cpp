@@ -7,6 +7,7 @@
 
 #include "core/cancel.h"
 #include "core/errors.h"
+#include "core/thread_pool.h"
 #include "io/remote_file.h"
 #include "io/remote_snapshot.h"
 
@@ -38,6 +39,9 @@ Bytes zeroed(std::uint64_t n) {
   if (n) std::memset(b.data(), 0, b.size());
   return b;
 }
+
+// The listing prefix of a folder's objects ("" for a bucket's root).
+std::string prefix_of(const std::string& folder_key) { return folder_key.empty() ? "" : folder_key + "/"; }
 
 // Deletes the objects at `urls`, best effort (cleaning up after a failure: never throws; not
 // interrupted by the run's cancellation, which is often why it runs).
@@ -201,6 +205,20 @@ void RemoteUpload::commit() {
     std::lock_guard lk(live().mu);
     if (live().abandoned) throw Cancelled();
   }
+  RemoteDir* dir = RemoteDir::containing(url_);
+  if (dir && dir->replacing()) {
+    // Replacing a previous output: this file stays invisible until the folder's commit.
+    if (rest.empty() && !upload_) {
+      dir->hold_small_file(url_, "");  // empty: a multipart upload needs a part
+    } else {
+      for (auto& r : rest) upload(r.index, std::move(r.bytes), r.len);
+      std::lock_guard lk(mu_);
+      dir->complete_at_commit(url_, std::move(upload_));
+    }
+    std::lock_guard lk(mu_);
+    done_ = true;
+    return;
+  }
   if (single) {
     const std::uint64_t n = rest.empty() ? 0 : rest.front().len;
     store_->put(key_, rest.empty() ? std::span<const std::byte>{} : rest.front().bytes.span().subspan(0, n));
@@ -213,7 +231,7 @@ void RemoteUpload::commit() {
     done_ = true;
   }
   forget_remote_file(url_);
-  if (RemoteDir* d = RemoteDir::containing(url_)) d->completed(url_);
+  if (dir) dir->completed(url_);
 }
 
 void RemoteUpload::abort() noexcept {
@@ -233,6 +251,7 @@ void RemoteUpload::abort() noexcept {
 RemoteDir::RemoteDir(std::string url) : url_(without_trailing_slashes(std::move(url))) {
   auto loc = remote::open_remote(url_);
   if (!loc.store->writable()) throw UsageError(url_ + ": this kind of location is read-only (write to s3:// or gs://)");
+  replacing_ = !snapshot_list(*loc.store, prefix_of(loc.key)).empty();
   std::lock_guard lk(live().mu);
   if (live().abandoned) throw Cancelled();
   live().dirs.insert(this);
@@ -244,7 +263,9 @@ RemoteDir::~RemoteDir() {
     live().dirs.erase(this);
   }
   if (committed_) return;
+  const CancelScope cleanup(nullptr);  // runs to its end after a cancellation
   std::lock_guard lk(mu_);
+  pending_.clear();  // aborts the uploads not completed
   remove_objects(completed_);
 }
 
@@ -273,15 +294,45 @@ void RemoteDir::completed(const std::string& path) {
   completed_.push_back(path);
 }
 
+void RemoteDir::complete_at_commit(const std::string& path, std::unique_ptr<remote::MultipartUpload> upload) {
+  std::lock_guard lk(mu_);
+  pending_.emplace_back(path, std::move(upload));
+}
+
 void RemoteDir::commit() {
   {
     std::lock_guard lk(live().mu);
     if (live().abandoned) throw Cancelled();
   }
   std::vector<std::pair<std::string, std::string>> held;
+  std::vector<std::pair<std::string, remote::MultipartUpload*>> pending;
   {
     std::lock_guard lk(mu_);
     held = held_;
+    for (const auto& [path, upload] : pending_) pending.emplace_back(path, upload.get());
+  }
+  auto loc = remote::open_remote(url_);
+  const std::string prefix = prefix_of(loc.key);
+  if (replacing_) {
+    // The previous output goes first, its smallest objects (commit marker, index, metadata)
+    // before its data, so that no reader finds its marker over missing data. From here until
+    // the new marker is written nothing is visible at this place; before here, nothing of the
+    // new output was.
+    std::set<std::string> ours;
+    {
+      std::lock_guard lk(mu_);
+      for (const auto& u : completed_) ours.insert(remote::open_remote(u).key);
+    }
+    auto old = loc.store->list(prefix);
+    std::stable_sort(old.begin(), old.end(), [](const auto& a, const auto& b) { return a.size < b.size; });
+    for (const auto& o : old)
+      if (!ours.count(o.key)) loc.store->remove(o.key);
+    remote_objects_changed();
+    parallel_for(pending.size(), static_cast<unsigned>(std::min<std::size_t>(pending.size(), 16)), [&](std::size_t i) {
+      pending[i].second->complete();
+      forget_remote_file(pending[i].first);
+      completed(pending[i].first);
+    });
   }
   for (const auto& [path, content] : held) {
     auto loc = remote::open_remote(path);
@@ -289,17 +340,16 @@ void RemoteDir::commit() {
     forget_remote_file(path);
     completed(path);
   }
-  // Objects of a previous output at this place that this one did not rewrite.
-  auto loc = remote::open_remote(url_);
   std::set<std::string> ours;
   {
     std::lock_guard lk(mu_);
     for (const auto& u : completed_) ours.insert(remote::open_remote(u).key);
     committed_ = true;
   }
-  const std::string prefix = loc.key.empty() ? "" : loc.key + "/";
-  for (const auto& o : loc.store->list(prefix))
-    if (!ours.count(o.key)) loc.store->remove(o.key);
+  // Anything else there now (written meanwhile by someone else) is not part of this output.
+  if (!replacing_)
+    for (const auto& o : loc.store->list(prefix))
+      if (!ours.count(o.key)) loc.store->remove(o.key);
   remote_objects_changed();
 }
 
@@ -334,11 +384,13 @@ std::size_t abandon_remote_outputs() noexcept {
   const auto& uploads = live().uploads;
   const auto& dirs = live().dirs;
   for (auto* u : uploads) u->abort();
+  const CancelScope cleanup(nullptr);
   for (auto* d : dirs) {
     std::vector<std::string> done;
     {
       std::lock_guard lk(d->mu_);
       done = d->completed_;
+      for (auto& [path, upload] : d->pending_) upload->abort();
     }
     remove_objects(done);
   }

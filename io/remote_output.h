@@ -9,12 +9,18 @@
 // marker a writer writes last appears last. A failed or abandoned run aborts its multipart
 // uploads and deletes the objects its folder had already completed.
 //
+// Replacing a previous output in a folder (--overwrite) cannot be one rename either, so it is
+// done in an order that never shows a mix of the two: while the run writes, the new files'
+// multipart uploads are left uncompleted (invisible) and the previous output stays as it was,
+// untouched by a run that fails; at commit the previous output's objects are deleted, smallest
+// first (marker, index and metadata before data), then the new files are completed and the
+// small files PUT, marker last. Only during that commit is neither output visible.
+//
 // RemoteUpload buffers the file as fixed parts (8 MiB, or larger so that the size given to
 // a truncate() before the first write fits in 9,999 parts) and uploads each part from the
 // thread whose write completes it, so memory holds only the parts being written. The rest
 // behaves as a local file: bytes never written read as zeros, truncate() may shrink or
-// extend (shrinking into a part already uploaded is refused), writes past the end extend. Replacing an existing remote folder is not atomic: its
-// old objects that the new output does not rewrite are deleted at commit.
+// extend (shrinking into a part already uploaded is refused), writes past the end extend.
 #pragma once
 
 #include <cstdint>
@@ -76,12 +82,19 @@ class RemoteDir {
   static RemoteDir* containing(const std::string& path);
   void hold_small_file(const std::string& path, std::string content);
   void completed(const std::string& path);
+  // Whether the folder held objects when this output began (a previous output replaced with
+  // --overwrite): then its files are completed only at commit, after the old objects are gone.
+  bool replacing() const { return replacing_; }
+  // A file of a replacing folder, all of its parts uploaded: completed by commit().
+  void complete_at_commit(const std::string& path, std::unique_ptr<remote::MultipartUpload> upload);
 
  private:
   std::string url_;
   std::mutex mu_;
   std::vector<std::pair<std::string, std::string>> held_;  // small files, in write order
   std::vector<std::string> completed_;                      // objects made visible so far
+  std::vector<std::pair<std::string, std::unique_ptr<remote::MultipartUpload>>> pending_;  // to complete at commit
+  bool replacing_ = false;
   bool committed_ = false;
   friend std::size_t abandon_remote_outputs() noexcept;
 };

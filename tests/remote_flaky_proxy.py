@@ -10,7 +10,8 @@ its body. <kinds> (comma-separated, default all but stall): 500,503,429,drop,cut
 of the body, then nothing more for a minute),stall-large (the same for bodies over 1 MiB only:
 metadata passes, tensor data stalls),delay (forwarded 50 ms late),lose-complete (the
 first multipart completion, POST ...?uploadId=, is forwarded and its answer never sent: the
-connection closes; every other request passes). Whenever more
+connection closes; every other request passes),fail-later-completes (the first multipart
+completion passes, every later one is answered 500 by the proxy; every other request passes). Whenever more
 requests are in flight at once than ever before, prints "max-in-flight <n>" to stderr. Prints "LISTENING <port>".
 """
 import http.client
@@ -29,6 +30,7 @@ RNG_LOCK = threading.Lock()
 KINDS = sys.argv[4].split(",") if len(sys.argv) > 4 else ["500", "503", "429", "drop", "cut", "cut"]
 IN_FLIGHT = [0, 0]  # now, most ever
 LOST = [False]  # lose-complete: the completion's answer was already lost once
+COMPLETES = [0]  # fail-later-completes: multipart completions seen
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
 
 
@@ -86,6 +88,14 @@ class Handler(BaseHTTPRequestHandler):
                 lose = self.command == "POST" and "uploadId=" in self.path and not LOST[0]
                 LOST[0] = LOST[0] or lose
             fate = "lose" if lose else "ok"
+        if fate == "fail-later-completes":
+            with RNG_LOCK:
+                completion = self.command == "POST" and "uploadId=" in self.path
+                COMPLETES[0] += 1 if completion else 0
+                later = completion and COMPLETES[0] > 1
+            if later:
+                return self.error_answer(500, "InternalError")
+            fate = "ok"
         if fate == "delay":
             time.sleep(0.05)
         if fate == "drop":

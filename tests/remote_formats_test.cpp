@@ -11,6 +11,7 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <regex>
 #include <sstream>
 #include <thread>
@@ -473,6 +474,84 @@ TEST_F(RemoteFormats, FailingRunLeavesNoVisibleOutput) {
     EXPECT_EQ(r.exit_code, 2) << r.err;
     EXPECT_NE(r.err.find("CRC-32"), std::string::npos) << r.err;
     EXPECT_TRUE(keys_under("failed/").empty()) << keys_under("failed/").front();
+  }
+}
+
+// Every object under `prefix` with the sha256 of its bytes.
+std::map<std::string, std::string> objects_with_sha(const remote::ObjectStore& store, const std::string& prefix) {
+  std::map<std::string, std::string> out;
+  for (const auto& o : store.list(prefix)) out[o.key] = sha(store.get(o.key).value_or(""));
+  return out;
+}
+
+// --overwrite of a folder in object storage by a run that fails while streaming: the previous
+// output is exactly as it was (the new files' uploads were never completed, so none of its
+// objects was replaced or deleted).
+TEST_F(RemoteFormats, FailedOverwriteLeavesThePreviousOutputAsItWas) {
+  test::TempDir tmp;
+  write_big_safetensors(tmp / "big.safetensors");
+  ASSERT_EQ(run_cli("convert " + tmp / "big.safetensors" + " " + tmp / "bad.pt -q").exit_code, 0);
+  std::string pt = test::read_file(tmp / "bad.pt");
+  pt[pt.size() - 2048] ^= 0x01;  // the last member's data: the CRC-32 check fails at its end
+  test::write_file(tmp / "bad.pt", pt);
+  for (const std::string extra : {" --to safetensors --shard-size 9MB", " --to orbax"}) {
+    SCOPED_TRACE(extra);
+    const std::string dst = extra.find("orbax") != std::string::npos ? "kept/orbax" : "kept/sharded";
+    ASSERT_EQ(cli("convert " + tmp / "big.safetensors" + " " + url(dst) + extra + " -q").exit_code, 0);
+    const auto before = objects_with_sha(*store_, dst + "/");
+    ASSERT_GE(before.size(), 3u);
+    auto r = cli("convert " + tmp / "bad.pt" + " " + url(dst) + extra + " --overwrite -q");
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_NE(r.err.find("CRC-32"), std::string::npos) << r.err;
+    EXPECT_EQ(objects_with_sha(*store_, dst + "/"), before);
+    expect_same_tensors(url(dst), tmp / "big.safetensors");
+  }
+}
+
+// ... and one that fails while making its files visible (the server refuses every multipart
+// completion after the first): at no point is there a mix of the two outputs, so afterwards the
+// place holds the previous output as it was or nothing at all (its index deleted first), never
+// the previous index over shards of which some were replaced or deleted.
+TEST_F(RemoteFormats, OverwriteFailingAtItsCommitLeavesNoMixOfOldAndNew) {
+  test::TempDir tmp;
+  write_big_safetensors(tmp / "big.safetensors");  // three 8 MiB tensors: three shards in two parts each
+  const std::string dst = "mixed/sharded", sharded = " --to safetensors --shard-size 9MB";
+  // The previous output in f32 (its second shard twice the size of the new one's).
+  ASSERT_EQ(cli("convert " + tmp / "big.safetensors" + " " + url(dst) + sharded + " --dtype f32 -q").exit_code, 0);
+  const auto before = objects_with_sha(*store_, dst + "/");
+  ASSERT_EQ(before.size(), 4u);  // three shards and the index
+  test::FlakyProxy proxy(test::s3().port, 1.0, 1, "fail-later-completes");
+  ::setenv("CKB_REMOTE_RETRIES", "2", 1);
+  auto r = cli("convert " + tmp / "big.safetensors" + " " + url(dst) + sharded + " --overwrite -q", proxy.base());
+  ::unsetenv("CKB_REMOTE_RETRIES");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("complete multipart upload"), std::string::npos) << r.err;
+  const auto after = objects_with_sha(*store_, dst + "/");
+  EXPECT_TRUE(after == before || after.empty()) << testing::PrintToString(after) << "\nbefore: " << testing::PrintToString(before) << "\n" << r.err;
+}
+
+// --overwrite of a folder in object storage replaces it as a whole: afterwards it holds exactly
+// what the same output written to an empty place holds (no object of the previous one left).
+TEST_F(RemoteFormats, OverwriteReplacesARemoteFolderAsAWhole) {
+  test::TempDir tmp;
+  write_big_safetensors(tmp / "big.safetensors");                      // 24 MiB: three 9 MB shards
+  write_incompressible_safetensors(tmp / "small.safetensors", 1u << 20);  // one shard
+  for (const std::string extra : {" --to safetensors --shard-size 9MB", " --to orbax"}) {
+    SCOPED_TRACE(extra);
+    const bool orbax = extra.find("orbax") != std::string::npos;
+    const std::string dst = orbax ? "replaced/orbax" : "replaced/sharded", fresh = dst + "-fresh";
+    ASSERT_EQ(cli("convert " + tmp / "big.safetensors" + " " + url(dst) + extra + " -q").exit_code, 0);
+    auto r = cli("convert " + tmp / "small.safetensors" + " " + url(dst) + extra + " --overwrite -q");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    ASSERT_EQ(cli("convert " + tmp / "small.safetensors" + " " + url(fresh) + extra + " -q").exit_code, 0);
+    const auto got = objects_with_sha(*store_, dst + "/"), want = objects_with_sha(*store_, fresh + "/");
+    ASSERT_EQ(got.size(), want.size()) << testing::PrintToString(got) << " vs " << testing::PrintToString(want);
+    if (!orbax) {  // byte-identical, name for name
+      std::map<std::string, std::string> want_here;
+      for (const auto& [key, digest] : want) want_here[dst + key.substr(fresh.size())] = digest;
+      EXPECT_EQ(got, want_here);
+    }
+    expect_same_tensors(url(dst), tmp / "small.safetensors");
   }
 }
 
