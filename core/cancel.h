@@ -56,7 +56,8 @@ class CancelScope {
   const CancelToken* previous_;
 };
 
-// `fn` wrapped to run under the calling thread's current token, wherever it is called.
+// `fn` wrapped to run under the calling thread's current token, wherever it is called. The
+// token is held by pointer: it must outlive the work (a run's threads are joined before it ends).
 template <class F>
 auto with_current_cancel(F fn) {
   return [token = current_cancel(), fn = std::move(fn)](auto&&... args) mutable -> decltype(auto) {

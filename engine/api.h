@@ -204,7 +204,9 @@ struct Progress {
 
 struct RunOptions {
   std::function<void(const Progress&)> progress;  // called from worker threads, a few times a second
-  const CancelToken* cancel = nullptr;            // checked between chunks and by remote requests (also mid-request and in backoff); throws Cancelled
+  // Checked between chunks, and by remote requests while they wait (mid-transfer, in a
+  // retry's backoff); throws Cancelled.
+  const CancelToken* cancel = nullptr;
   std::function<void(const Report&)> on_plan;     // the plan, before anything is written
   // Into memory instead of a file (the job has no output path): called once per target
   // tensor, in tree order, before any byte is read, with its index, name and info; returns

@@ -1,4 +1,5 @@
 // The list of formats and the generic read/write drivers of formats/format.h.
+#include "core/cancel.h"
 #include "core/errors.h"
 #include "core/units.h"
 #include "formats/format.h"
@@ -60,8 +61,11 @@ const Format& format_by_name(const std::string& name) {
 }
 
 const Format& detect_format(const std::string& path) {
-  for (const auto& f : formats())
+  for (const auto& f : formats()) {
     if (f.detect && f.detect(path)) return f;
+    // A detector answers "not mine" to any error it meets, a cancelled remote request included.
+    throw_if_current_cancelled();
+  }
   throw_unrecognised(path);
 }
 

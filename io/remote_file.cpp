@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <deque>
 #include <future>
@@ -156,7 +157,8 @@ void RemoteBacking::ensure(std::uint64_t off, std::uint64_t len) {
       continue;
     }
     if (!waiting) return;
-    cv_.wait(lk);
+    // In slices: the fetch waited for may be another run's, on a stalled server.
+    if (cv_.wait_for(lk, std::chrono::milliseconds(50)) == std::cv_status::timeout) throw_if_current_cancelled();
   }
 }
 

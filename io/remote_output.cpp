@@ -90,11 +90,14 @@ void RemoteUpload::upload(std::size_t index, Bytes bytes, std::uint64_t len) {
   if (index + 1 > kMaxParts)  // part numbers start at 1
     throw IoError(url_, "too large for a multipart upload in parts of " + std::to_string(part_size_ >> 20) +
                             " MiB (10,000 parts at most)");
+  remote::MultipartUpload* u;
   {
     std::lock_guard lk(mu_);
+    if (aborted_) throw Cancelled();  // abandon_remote_outputs() ran: no new upload to leak
     if (!upload_) upload_ = store_->begin_upload(key_);
+    u = upload_.get();
   }
-  upload_->upload_part(static_cast<int>(index + 1), bytes.span().subspan(0, static_cast<std::size_t>(len)));
+  u->upload_part(static_cast<int>(index + 1), bytes.span().subspan(0, static_cast<std::size_t>(len)));
 }
 
 void RemoteUpload::pwrite(std::uint64_t offset, std::span<const std::byte> data) {
@@ -183,12 +186,16 @@ void RemoteUpload::truncate(std::uint64_t size) {
 }
 
 void RemoteUpload::commit() {
+  // The last point where a cancellation stops this file; from here it is published to the end
+  // (a request cancelled after the server applied it would leave an object nobody records).
+  throw_if_current_cancelled();
+  const CancelScope publishing(nullptr);
   std::vector<ReadyPart> rest;
-  bool single = false;
-  Bytes whole;
+  bool single = false, started = false;
   {
     std::lock_guard lk(mu_);
     if (done_) throw IoError(url_, "committed twice");
+    started = upload_ != nullptr;
     const std::uint64_t p = part_size_locked();
     const std::size_t count = static_cast<std::size_t>((size_ + p - 1) / p);
     single = !upload_ && count <= 1 && std::none_of(parts_.begin(), parts_.end(), [](const auto& kv) { return kv.second.uploaded; });
@@ -208,15 +215,21 @@ void RemoteUpload::commit() {
   RemoteDir* dir = RemoteDir::containing(url_);
   if (dir && dir->replacing()) {
     // Replacing a previous output: this file stays invisible until the folder's commit.
-    if (rest.empty() && !upload_) {
+    if (rest.empty() && !started) {
       dir->hold_small_file(url_, "");  // empty: a multipart upload needs a part
-    } else {
-      for (auto& r : rest) upload(r.index, std::move(r.bytes), r.len);
       std::lock_guard lk(mu_);
-      dir->complete_at_commit(url_, std::move(upload_));
+      done_ = true;
+      return;
     }
-    std::lock_guard lk(mu_);
-    done_ = true;
+    for (auto& r : rest) upload(r.index, std::move(r.bytes), r.len);
+    std::unique_ptr<remote::MultipartUpload> u;
+    {
+      std::lock_guard lk(mu_);
+      if (aborted_ || !upload_) throw Cancelled();
+      u = std::move(upload_);
+      done_ = true;
+    }
+    dir->complete_at_commit(url_, std::move(u));
     return;
   }
   if (single) {
@@ -240,6 +253,7 @@ void RemoteUpload::abort() noexcept {
   {
     std::lock_guard lk(mu_);
     done_ = true;
+    aborted_ = true;
     u = std::move(upload_);
     parts_.clear();
   }
@@ -251,7 +265,12 @@ void RemoteUpload::abort() noexcept {
 RemoteDir::RemoteDir(std::string url) : url_(without_trailing_slashes(std::move(url))) {
   auto loc = remote::open_remote(url_);
   if (!loc.store->writable()) throw UsageError(url_ + ": this kind of location is read-only (write to s3:// or gs://)");
-  replacing_ = !snapshot_list(*loc.store, prefix_of(loc.key)).empty();
+  try {
+    replacing_ = !snapshot_list(*loc.store, prefix_of(loc.key)).empty();
+  } catch (const IoError& e) {
+    throw IoError(e.path(), e.detail() + " (a folder output lists its place first, to replace a previous output "
+                                         "there without ever showing a mix of the two)");
+  }
   std::lock_guard lk(live().mu);
   if (live().abandoned) throw Cancelled();
   live().dirs.insert(this);
@@ -280,7 +299,15 @@ RemoteDir* RemoteDir::containing(const std::string& path) {
 }
 
 void RemoteDir::hold_small_file(const std::string& path, std::string content) {
+  std::unique_ptr<remote::MultipartUpload> replaced;  // a pending upload of the same file, aborted
+  const CancelScope cleanup(nullptr);
   std::lock_guard lk(mu_);
+  for (auto it = pending_.begin(); it != pending_.end(); ++it)
+    if (it->first == path) {
+      replaced = std::move(it->second);
+      pending_.erase(it);
+      break;
+    }
   for (auto& [p, c] : held_)
     if (p == path) {
       c = std::move(content);
@@ -295,7 +322,16 @@ void RemoteDir::completed(const std::string& path) {
 }
 
 void RemoteDir::complete_at_commit(const std::string& path, std::unique_ptr<remote::MultipartUpload> upload) {
+  std::unique_ptr<remote::MultipartUpload> replaced;  // an earlier upload of the same file, aborted
+  const CancelScope cleanup(nullptr);
   std::lock_guard lk(mu_);
+  std::erase_if(held_, [&](const auto& h) { return h.first == path; });
+  for (auto& [p, u] : pending_)
+    if (p == path) {
+      replaced = std::move(u);
+      u = std::move(upload);
+      return;
+    }
   pending_.emplace_back(path, std::move(upload));
 }
 
@@ -304,43 +340,50 @@ void RemoteDir::commit() {
     std::lock_guard lk(live().mu);
     if (live().abandoned) throw Cancelled();
   }
+  // The last point where a cancellation stops this output; from here it is published to the end.
+  throw_if_current_cancelled();
+  const CancelScope publishing(nullptr);
   std::vector<std::pair<std::string, std::string>> held;
   std::vector<std::pair<std::string, remote::MultipartUpload*>> pending;
+  std::set<std::string> ours;  // keys of the objects this output made visible so far
   {
     std::lock_guard lk(mu_);
     held = held_;
     for (const auto& [path, upload] : pending_) pending.emplace_back(path, upload.get());
+    for (const auto& u : completed_) ours.insert(remote::open_remote(u).key);
   }
   auto loc = remote::open_remote(url_);
   const std::string prefix = prefix_of(loc.key);
+  const unsigned lanes = 16;  // requests at once
   if (replacing_) {
-    // The previous output goes first, its smallest objects (commit marker, index, metadata)
-    // before its data, so that no reader finds its marker over missing data. From here until
-    // the new marker is written nothing is visible at this place; before here, nothing of the
-    // new output was.
-    std::set<std::string> ours;
-    {
-      std::lock_guard lk(mu_);
-      for (const auto& u : completed_) ours.insert(remote::open_remote(u).key);
+    // The previous output goes first: the objects that this output's small files replace
+    // (marker, index, metadata), the last written first, so that no reader finds the previous
+    // marker over missing data; then the rest. From the first delete until the new marker is
+    // written nothing is visible here; before it, nothing of the new output was.
+    std::vector<std::string> old;
+    for (const auto& o : loc.store->list(prefix))
+      if (!ours.count(o.key)) old.push_back(o.key);
+    for (auto h = held.rbegin(); h != held.rend(); ++h) {
+      const std::string key = remote::open_remote(h->first).key;
+      if (auto it = std::find(old.begin(), old.end(), key); it != old.end()) {
+        loc.store->remove(key);
+        old.erase(it);
+      }
     }
-    auto old = loc.store->list(prefix);
-    std::stable_sort(old.begin(), old.end(), [](const auto& a, const auto& b) { return a.size < b.size; });
-    for (const auto& o : old)
-      if (!ours.count(o.key)) loc.store->remove(o.key);
+    parallel_for(old.size(), lanes, [&](std::size_t i) { loc.store->remove(old[i]); });
     remote_objects_changed();
-    parallel_for(pending.size(), static_cast<unsigned>(std::min<std::size_t>(pending.size(), 16)), [&](std::size_t i) {
+    parallel_for(pending.size(), lanes, [&](std::size_t i) {
       pending[i].second->complete();
       forget_remote_file(pending[i].first);
       completed(pending[i].first);
     });
   }
   for (const auto& [path, content] : held) {
-    auto loc = remote::open_remote(path);
-    loc.store->put(loc.key, std::as_bytes(std::span(content.data(), content.size())));
+    auto file = remote::open_remote(path);
+    file.store->put(file.key, std::as_bytes(std::span(content.data(), content.size())));
     forget_remote_file(path);
     completed(path);
   }
-  std::set<std::string> ours;
   {
     std::lock_guard lk(mu_);
     for (const auto& u : completed_) ours.insert(remote::open_remote(u).key);
@@ -390,7 +433,8 @@ std::size_t abandon_remote_outputs() noexcept {
     {
       std::lock_guard lk(d->mu_);
       done = d->completed_;
-      for (auto& [path, upload] : d->pending_) upload->abort();
+      for (auto& [path, upload] : d->pending_)
+        if (upload) upload->abort();
     }
     remove_objects(done);
   }

@@ -12,9 +12,10 @@
 // Replacing a previous output in a folder (--overwrite) cannot be one rename either, so it is
 // done in an order that never shows a mix of the two: while the run writes, the new files'
 // multipart uploads are left uncompleted (invisible) and the previous output stays as it was,
-// untouched by a run that fails; at commit the previous output's objects are deleted, smallest
-// first (marker, index and metadata before data), then the new files are completed and the
-// small files PUT, marker last. Only during that commit is neither output visible.
+// untouched by a run that fails; at commit the previous output's objects are deleted — first
+// those that the new small files replace (marker, index, metadata), last written first, then
+// the rest — the new files are completed and the small files PUT, marker last. Only during
+// that commit is neither output visible; once it has begun, a cancellation no longer stops it.
 //
 // RemoteUpload buffers the file as fixed parts (8 MiB, or larger so that the size given to
 // a truncate() before the first write fits in 9,999 parts) and uploads each part from the
@@ -44,6 +45,8 @@ class RemoteUpload {
   RemoteUpload& operator=(const RemoteUpload&) = delete;
   void pwrite(std::uint64_t offset, std::span<const std::byte> data);
   void truncate(std::uint64_t size);
+  // Makes the file visible (or, in a replacing folder, hands it to the folder). Checks for a
+  // cancellation first; once publishing has begun it runs to its end.
   void commit();
   void abort() noexcept;
   const std::string& url() const { return url_; }
@@ -68,13 +71,16 @@ class RemoteUpload {
   std::map<std::size_t, Part> parts_;
   std::unique_ptr<remote::MultipartUpload> upload_;
   bool done_ = false;
+  bool aborted_ = false;  // abort() ran: no upload may begin
 };
 
 // A folder in object storage, written in place (see above).
 class RemoteDir {
  public:
   explicit RemoteDir(std::string url);
-  ~RemoteDir();  // uncommitted: deletes what it completed
+  ~RemoteDir();  // uncommitted: aborts the uploads left to complete, deletes what it completed
+  // Publishes the folder (see above). A cancellation is checked once, first: once publishing
+  // has begun it runs to its end, so that no object is left that the clean-up does not know of.
   void commit();
   const std::string& url() const { return url_; }
 
@@ -85,7 +91,8 @@ class RemoteDir {
   // Whether the folder held objects when this output began (a previous output replaced with
   // --overwrite): then its files are completed only at commit, after the old objects are gone.
   bool replacing() const { return replacing_; }
-  // A file of a replacing folder, all of its parts uploaded: completed by commit().
+  // A file of a replacing folder, all of its parts uploaded: completed by commit(). One entry
+  // per path: a later file or small file of the same path replaces (and aborts) an earlier one.
   void complete_at_commit(const std::string& path, std::unique_ptr<remote::MultipartUpload> upload);
 
  private:

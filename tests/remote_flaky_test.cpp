@@ -138,8 +138,16 @@ TEST(RemoteFlaky, CancelledRunStopsWaitingForAStalledAnswer) {
   EXPECT_LT(waited, 10.0) << "the request waited for its 50 s timeout";
   EXPECT_EQ(transfer_stats().requests, 1u);
   EXPECT_EQ(transfer_stats().retries, 0u);
-  // another run (none here) is not affected: the server read directly gives the bytes
-  EXPECT_EQ(test::read_range(*open_store(test::web().http_base, o), "stall-cancel.bin", 5, 10), data.substr(5, 10));
+  // another run, under its own token, is not affected while this one's stays cancelled
+  CancelToken other_run;
+  std::string got;
+  std::thread other([&] {
+    const CancelScope run(&other_run);
+    got = test::read_range(*open_store(test::web().http_base, o), "stall-cancel.bin", 5, 10);
+  });
+  other.join();
+  EXPECT_TRUE(token.cancelled());
+  EXPECT_EQ(got, data.substr(5, 10));
 }
 
 // ... and one waiting in a retry's backoff stops within a 50 ms sleep slice; a run already

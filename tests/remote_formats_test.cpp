@@ -7,6 +7,7 @@
 // failing runs that leave no visible object.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <filesystem>
@@ -202,13 +203,16 @@ TEST_F(RemoteFormats, InspectHttpsSafetensorsFetchesOnlyTheHeader) {
   const auto& w = test::web();
   std::uint64_t header = 0;
   write_big_safetensors(w.root + "/inspect-me.safetensors", &header);
+  const std::string uri = " /inspect-me.safetensors ";
+  const std::size_t logged_before = test::access_log_lines(uri, 0).size();
   auto r = run_cli("inspect -v " + w.http_base + "/inspect-me.safetensors");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("3 tensors, 14,680,064 elements, 24.0 MiB"), std::string::npos) << r.out;
   // What the client counted and what nginx served: the header, rounded up to 16 KiB blocks.
   const Fetched client = fetched(r.err);
   EXPECT_LE(client.bytes, header + 16384);
-  const auto lines = test::access_log_lines(" /inspect-me.safetensors ", client.requests);
+  auto lines = test::access_log_lines(uri, logged_before + client.requests);
+  lines.erase(lines.begin(), lines.begin() + static_cast<std::ptrdiff_t>(std::min(logged_before, lines.size())));
   EXPECT_EQ(lines.size(), client.requests);
   std::uint64_t served = 0;
   for (const std::string& line : lines) {
@@ -440,6 +444,37 @@ TEST_F(RemoteFormats, CancelledRunStopsWaitingForAStalledServerAndLeavesNothing)
   EXPECT_FALSE(std::filesystem::exists(tmp / "out.safetensors"));
   for (const auto& e : std::filesystem::directory_iterator(tmp.path()))
     EXPECT_EQ(e.path().filename().string().find("ckb-tmp"), std::string::npos) << e.path();
+}
+
+// A run writing a sharded folder to S3, cancelled once its first shard is visible (every
+// request 50 ms late, so the rest is still on its way): Cancelled, and the clean-up, which runs
+// although the run's token is cancelled, deletes that shard; nothing is left.
+TEST_F(RemoteFormats, CancelledUploadLeavesNothing) {
+  test::TempDir tmp;
+  write_big_safetensors(tmp / "big.safetensors");
+  test::FlakyProxy proxy(test::s3().port, 1.0, 1, "delay");
+  remote::set_default_options(test::s3_options(proxy.base()));
+  engine::Job job;
+  job.source = tmp / "big.safetensors";
+  job.output.path = url("cancel-up/sharded");
+  job.output.format = "safetensors";
+  job.output.options["shard-size"] = "9MB";
+  CancelToken token;
+  engine::RunOptions ro;
+  ro.cancel = &token;
+  std::atomic<bool> finished{false}, saw_shard{false};
+  std::thread watch([&] {
+    while (!finished && !saw_shard) {
+      saw_shard = !keys_under("cancel-up/").empty();
+      if (!saw_shard) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    token.cancel(SIGTERM);
+  });
+  EXPECT_THROW(engine::run(job, ro), Cancelled);
+  finished = true;
+  watch.join();
+  EXPECT_TRUE(saw_shard) << "no shard appeared before the run ended: the cancel came too late to test the clean-up";
+  EXPECT_TRUE(keys_under("cancel-up/").empty()) << keys_under("cancel-up/").front();
 }
 
 TEST_F(RemoteFormats, ServerThatAlwaysFailsGivesAClearErrorAndNoOutput) {

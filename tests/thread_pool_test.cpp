@@ -6,6 +6,9 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <numeric>
 #include <set>
 #include <stdexcept>
@@ -81,17 +84,31 @@ TEST(ThreadPool, SharedPoolHasAWorkerPerCore) {
 }
 
 // Work handed to the pool runs under the submitter's run token (core/cancel.h), so code deep
-// below (a remote request) sees the cancellation of the run it works for and no other.
+// below (a remote request) sees the cancellation of the run it works for and no other. The
+// first tasks wait until a second thread has joined in, so pool workers, not only the waiting
+// thread, are proven to carry the token.
 TEST(ThreadPool, TasksSeeTheirSubmittersRunToken) {
   CancelToken a, b;
+  const auto run_tasks = [](std::vector<const CancelToken*>& seen, std::set<std::thread::id>& threads) {
+    std::mutex mu;
+    std::condition_variable cv;
+    parallel_for(seen.size(), 4, [&](std::size_t i) {
+      std::unique_lock lk(mu);
+      threads.insert(std::this_thread::get_id());
+      cv.notify_all();
+      cv.wait_for(lk, std::chrono::seconds(5), [&] { return threads.size() >= 2; });
+      seen[i] = current_cancel();
+    });
+  };
   std::vector<const CancelToken*> seen_a(64), seen_b(64);
+  std::set<std::thread::id> threads_a, threads_b;
   std::thread other([&] {
     const CancelScope run(&b);
-    parallel_for(seen_b.size(), 4, [&](std::size_t i) { seen_b[i] = current_cancel(); });
+    run_tasks(seen_b, threads_b);
   });
   {
     const CancelScope run(&a);
-    parallel_for(seen_a.size(), 4, [&](std::size_t i) { seen_a[i] = current_cancel(); });
+    run_tasks(seen_a, threads_a);
     {
       const CancelScope cleanup(nullptr);  // clean-up that must finish: no token
       EXPECT_EQ(current_cancel(), nullptr);
@@ -100,6 +117,8 @@ TEST(ThreadPool, TasksSeeTheirSubmittersRunToken) {
   }
   other.join();
   EXPECT_EQ(current_cancel(), nullptr);
+  EXPECT_GE(threads_a.size(), 2u);
+  EXPECT_GE(threads_b.size(), 2u);
   for (std::size_t i = 0; i < seen_a.size(); ++i) {
     EXPECT_EQ(seen_a[i], &a) << i;
     EXPECT_EQ(seen_b[i], &b) << i;
@@ -110,6 +129,5 @@ TEST(ThreadPool, TasksSeeTheirSubmittersRunToken) {
   auto later = std::thread(with_current_cancel([] { EXPECT_THROW(throw_if_current_cancelled(), Cancelled); }));
   later.join();
 }
-
 }  // namespace
 }  // namespace ckb

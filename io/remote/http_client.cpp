@@ -187,7 +187,9 @@ struct HttpClient::Pool {
 
   CURL* acquire() {
     std::unique_lock lock(mu);
-    cv.wait(lock, [&] { return !idle.empty() || created < max; });
+    // In slices: the connections may all be held by requests of another run, stalled.
+    while (!cv.wait_for(lock, std::chrono::milliseconds(50), [&] { return !idle.empty() || created < max; }))
+      throw_if_current_cancelled();
     if (!idle.empty()) {
       CURL* h = idle.back();
       idle.pop_back();
