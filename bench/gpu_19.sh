@@ -21,6 +21,8 @@ W=${W:-/tmp/pi0}
 CK=$W/ckpt
 T="python3 $ROOT/bench/pi0/timed.py"
 mkdir -p "$OUT" "$W"
+# The pi0-sized checkpoint, made once per machine.
+make_checkpoint() { [ -d "$CK/1000/params" ] || python3 "$ROOT/bench/pi0/make_pi0_sized.py" "$CK" > /dev/null; }
 for phase in "$@"; do
   echo "### phase $phase ($(date -u +%T))"
   case $phase in
@@ -29,7 +31,7 @@ for phase in "$@"; do
     echo "cores $(nproc); $(free -g | sed -n 2p)"; df -h "$W" | tail -1
     ;;
   pi0)
-    [ -d "$CK/1000/params" ] || python3 "$ROOT/bench/pi0/make_pi0_sized.py" "$CK" > /dev/null
+    make_checkpoint
     echo "checkpoint: $(du -sb "$CK/1000/params" | cut -f1) bytes in params"
     ckptbridge inspect --json "$CK/1000/params" | python3 -c 'import json,sys,math; t=json.load(sys.stdin)["tensors"]; b={"BF16":2,"F32":4}; print("largest input tensor bytes", max(math.prod(v["shape"])*b.get(v["dtype"],4) for v in t.values()))'
     for rep in 1 2; do
@@ -46,6 +48,7 @@ for phase in "$@"; do
     rm -f "$W/py.safetensors"
     ;;
   orbax)
+    [ -f "$W/stacked.safetensors" ] || make_checkpoint
     [ -f "$W/stacked.safetensors" ] || ckptbridge convert -q "$CK/1000/params" "$W/stacked.safetensors"
     echo "input $(stat -c %s "$W/stacked.safetensors") bytes"
     for rep in 1 2; do
@@ -60,6 +63,7 @@ for phase in "$@"; do
     rm -rf "$W/ours_orbax" "$W/py_orbax" "$W/back.safetensors"
     ;;
   orbaxwarm)
+    [ -f "$W/stacked.safetensors" ] || make_checkpoint
     [ -f "$W/stacked.safetensors" ] || ckptbridge convert -q "$CK/1000/params" "$W/stacked.safetensors"
     for rep in 1 2; do
       rm -rf "$W/ours_orbax" "$W/py_orbax"
