@@ -299,8 +299,8 @@ RemoteDir* RemoteDir::containing(const std::string& path) {
 }
 
 void RemoteDir::hold_small_file(const std::string& path, std::string content) {
+  const CancelScope cleanup(nullptr);  // outlives `replaced`, whose destructor aborts it
   std::unique_ptr<remote::MultipartUpload> replaced;  // a pending upload of the same file, aborted
-  const CancelScope cleanup(nullptr);
   std::lock_guard lk(mu_);
   for (auto it = pending_.begin(); it != pending_.end(); ++it)
     if (it->first == path) {
@@ -322,8 +322,8 @@ void RemoteDir::completed(const std::string& path) {
 }
 
 void RemoteDir::complete_at_commit(const std::string& path, std::unique_ptr<remote::MultipartUpload> upload) {
+  const CancelScope cleanup(nullptr);  // outlives `replaced`, whose destructor aborts it
   std::unique_ptr<remote::MultipartUpload> replaced;  // an earlier upload of the same file, aborted
-  const CancelScope cleanup(nullptr);
   std::lock_guard lk(mu_);
   std::erase_if(held_, [&](const auto& h) { return h.first == path; });
   for (auto& [p, u] : pending_)
