@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <csignal>
+#include <functional>
 #include <thread>
 
 #include "core/cancel.h"
@@ -111,6 +112,23 @@ TEST(RemoteFlaky, CutRangedReadsResumeWhereTheyStopped) {
   EXPECT_LT(stats.bytes_read, 2u * 1000000u);
 }
 
+// Runs `request` as a run whose `token` is cancelled 300 ms in; expects Cancelled and returns
+// the seconds from the start until it came.
+double seconds_until_cancelled(CancelToken& token, const std::function<void()>& request) {
+  std::thread later([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    token.cancel(SIGINT);
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  {
+    const CancelScope run(&token);
+    EXPECT_THROW(request(), Cancelled);
+  }
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  later.join();
+  return waited;
+}
+
 // A run's cancellation (core/cancel.h: the token of the thread's run) stops a request stuck on a
 // server that stopped sending, at libcurl's next progress check (about a second), instead of
 // after the per-request timeout; nothing is retried.
@@ -124,17 +142,7 @@ TEST(RemoteFlaky, CancelledRunStopsWaitingForAStalledAnswer) {
   const auto store = open_store(proxy.base(), o);
   reset_transfer_stats();
   CancelToken token;
-  std::thread later([&] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
-    token.cancel(SIGINT);
-  });
-  const auto t0 = std::chrono::steady_clock::now();
-  {
-    const CancelScope run(&token);
-    EXPECT_THROW(test::read_range(*store, "stall-cancel.bin", 0, 200000), Cancelled);
-  }
-  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  later.join();
+  const double waited = seconds_until_cancelled(token, [&] { test::read_range(*store, "stall-cancel.bin", 0, 200000); });
   EXPECT_LT(waited, 10.0) << "the request waited for its 50 s timeout";
   EXPECT_EQ(transfer_stats().requests, 1u);
   EXPECT_EQ(transfer_stats().retries, 0u);
@@ -161,17 +169,7 @@ TEST(RemoteFlaky, CancelledRunStopsWaitingInABackoff) {
   const auto store = open_store(proxy.base(), o);
   reset_transfer_stats();
   CancelToken token;
-  std::thread later([&] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
-    token.cancel();
-  });
-  const auto t0 = std::chrono::steady_clock::now();
-  {
-    const CancelScope run(&token);
-    EXPECT_THROW(test::read_range(*store, "backoff-cancel.bin", 0, 1000), Cancelled);
-  }
-  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  later.join();
+  const double waited = seconds_until_cancelled(token, [&] { test::read_range(*store, "backoff-cancel.bin", 0, 1000); });
   EXPECT_LT(waited, 5.0) << "the backoff was slept through";
   EXPECT_EQ(transfer_stats().requests, 1u);
   reset_transfer_stats();
