@@ -237,7 +237,13 @@ void RemoteUpload::commit() {
     store_->put(key_, rest.empty() ? std::span<const std::byte>{} : rest.front().bytes.span().subspan(0, n));
   } else {
     for (auto& r : rest) upload(r.index, std::move(r.bytes), r.len);
-    upload_->complete();
+    remote::MultipartUpload* u;
+    {
+      std::lock_guard lk(mu_);
+      if (aborted_ || !upload_) throw Cancelled();  // abandon_remote_outputs() aborted it
+      u = upload_.get();
+    }
+    u->complete();
   }
   {
     std::lock_guard lk(mu_);
@@ -249,12 +255,13 @@ void RemoteUpload::commit() {
 
 void RemoteUpload::abort() noexcept {
   const CancelScope cleanup(nullptr);  // runs to its end after a cancellation
-  std::unique_ptr<remote::MultipartUpload> u;
+  // The upload object stays (destroyed with this one): another thread may be using it.
+  remote::MultipartUpload* u;
   {
     std::lock_guard lk(mu_);
     done_ = true;
     aborted_ = true;
-    u = std::move(upload_);
+    u = upload_.get();
     parts_.clear();
   }
   if (u) u->abort();
