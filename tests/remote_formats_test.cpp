@@ -565,6 +565,33 @@ TEST_F(RemoteFormats, OverwriteFailingAtItsCommitLeavesNoMixOfOldAndNew) {
   EXPECT_TRUE(after == before || after.empty()) << testing::PrintToString(after) << "\nbefore: " << testing::PrintToString(before) << "\n" << r.err;
 }
 
+// An Orbax CheckpointManager root in S3: --step N --overwrite replaces that step alone (the
+// other step's objects byte for byte as they were), and a failed one leaves it as it was.
+TEST_F(RemoteFormats, OverwriteOfOneStepOfARemoteOrbaxRootLeavesTheOtherSteps) {
+  test::TempDir tmp;
+  write_big_safetensors(tmp / "big.safetensors");
+  write_incompressible_safetensors(tmp / "small.safetensors", 1u << 20);
+  ASSERT_EQ(run_cli("convert " + tmp / "big.safetensors" + " " + tmp / "bad.pt -q").exit_code, 0);
+  std::string pt = test::read_file(tmp / "bad.pt");
+  pt[pt.size() - 2048] ^= 0x01;
+  test::write_file(tmp / "bad.pt", pt);
+  const std::string root = "steps/run";
+  for (const char* step : {"1", "2"})
+    ASSERT_EQ(cli("convert " + tmp / "big.safetensors" + " " + url(root) + " --to orbax --step " + step + " -q").exit_code, 0);
+  const auto step2 = objects_with_sha(*store_, root + "/2/");
+  const auto step1 = objects_with_sha(*store_, root + "/1/");
+  ASSERT_GE(step1.size(), 3u);
+  auto r = cli("convert " + tmp / "bad.pt" + " " + url(root) + " --to orbax --step 1 --overwrite -q");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_EQ(objects_with_sha(*store_, root + "/1/"), step1);
+  r = cli("convert " + tmp / "small.safetensors" + " " + url(root) + " --to orbax --step 1 --overwrite -q");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(objects_with_sha(*store_, root + "/2/"), step2);
+  EXPECT_NE(objects_with_sha(*store_, root + "/1/"), step1);
+  expect_same_tensors(url(root + "/1"), tmp / "small.safetensors");
+  expect_same_tensors(url(root + "/2"), tmp / "big.safetensors");
+}
+
 // --overwrite of a folder in object storage replaces it as a whole: afterwards it holds exactly
 // what the same output written to an empty place holds (no object of the previous one left).
 TEST_F(RemoteFormats, OverwriteReplacesARemoteFolderAsAWhole) {
