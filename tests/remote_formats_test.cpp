@@ -491,15 +491,19 @@ TEST_F(RemoteFormats, ServerThatAlwaysFailsGivesAClearErrorAndNoOutput) {
   EXPECT_TRUE(keys_under("down/").empty());
 }
 
+// `src` converted to a .pt at `dst` whose last member's bytes are damaged: reading it fails the
+// CRC-32 check while streaming, after the other tensors were written.
+void write_damaged_pt(const std::string& src, const std::string& dst) {
+  ASSERT_EQ(run_cli("convert " + src + " " + dst + " -q").exit_code, 0);
+  std::string pt = test::read_file(dst);
+  pt[pt.size() - 2048] ^= 0x01;  // inside the last member's data, before the central directory
+  test::write_file(dst, pt);
+}
+
 TEST_F(RemoteFormats, FailingRunLeavesNoVisibleOutput) {
   test::TempDir tmp;
   write_big_safetensors(tmp / "big.safetensors");
-  // A .pt whose last member's bytes are damaged: the CRC-32 check fails while streaming,
-  // after the other tensors' parts were uploaded.
-  ASSERT_EQ(run_cli("convert " + tmp / "big.safetensors" + " " + tmp / "bad.pt -q").exit_code, 0);
-  std::string pt = test::read_file(tmp / "bad.pt");
-  pt[pt.size() - 2048] ^= 0x01;  // inside tensor c's data (the last member, before the central directory)
-  test::write_file(tmp / "bad.pt", pt);
+  write_damaged_pt(tmp / "big.safetensors", tmp / "bad.pt");
   for (const std::string& dst : {std::string("failed/single.safetensors"), std::string("failed/sharded"),
                                  std::string("failed/orbax")}) {
     SCOPED_TRACE(dst);
@@ -525,10 +529,7 @@ std::map<std::string, std::string> objects_with_sha(const remote::ObjectStore& s
 TEST_F(RemoteFormats, FailedOverwriteLeavesThePreviousOutputAsItWas) {
   test::TempDir tmp;
   write_big_safetensors(tmp / "big.safetensors");
-  ASSERT_EQ(run_cli("convert " + tmp / "big.safetensors" + " " + tmp / "bad.pt -q").exit_code, 0);
-  std::string pt = test::read_file(tmp / "bad.pt");
-  pt[pt.size() - 2048] ^= 0x01;  // the last member's data: the CRC-32 check fails at its end
-  test::write_file(tmp / "bad.pt", pt);
+  write_damaged_pt(tmp / "big.safetensors", tmp / "bad.pt");
   for (const std::string extra : {" --to safetensors --shard-size 9MB", " --to orbax"}) {
     SCOPED_TRACE(extra);
     const std::string dst = extra.find("orbax") != std::string::npos ? "kept/orbax" : "kept/sharded";
@@ -571,10 +572,7 @@ TEST_F(RemoteFormats, OverwriteOfOneStepOfARemoteOrbaxRootLeavesTheOtherSteps) {
   test::TempDir tmp;
   write_big_safetensors(tmp / "big.safetensors");
   write_incompressible_safetensors(tmp / "small.safetensors", 1u << 20);
-  ASSERT_EQ(run_cli("convert " + tmp / "big.safetensors" + " " + tmp / "bad.pt -q").exit_code, 0);
-  std::string pt = test::read_file(tmp / "bad.pt");
-  pt[pt.size() - 2048] ^= 0x01;
-  test::write_file(tmp / "bad.pt", pt);
+  write_damaged_pt(tmp / "big.safetensors", tmp / "bad.pt");
   const std::string root = "steps/run";
   for (const char* step : {"1", "2"})
     ASSERT_EQ(cli("convert " + tmp / "big.safetensors" + " " + url(root) + " --to orbax --step " + step + " -q").exit_code, 0);
