@@ -198,7 +198,7 @@ void RemoteUpload::commit() {
     started = upload_ != nullptr;
     const std::uint64_t p = part_size_locked();
     const std::size_t count = static_cast<std::size_t>((size_ + p - 1) / p);
-    single = !upload_ && count <= 1 && std::none_of(parts_.begin(), parts_.end(), [](const auto& kv) { return kv.second.uploaded; });
+    single = !started && count <= 1 && std::none_of(parts_.begin(), parts_.end(), [](const auto& kv) { return kv.second.uploaded; });
     for (std::size_t k = 0; k < count; ++k) {
       Part& part = parts_[k];
       if (part.uploaded) continue;
